@@ -1,0 +1,282 @@
+"""Find the image files of a folder-per-class tree and check that each decodes.
+
+Nothing is dropped silently: every file that does not become a sample is
+returned as a :class:`SkippedFile` with the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+__all__ = [
+    "SUPPORTED_FORMATS",
+    "FileInfo",
+    "SkippedFile",
+    "inspect_file",
+    "inspect_files",
+    "list_class_tree",
+]
+
+#: Pillow format names the input pipeline decodes (``tf.io.decode_image``).
+SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "GIF", "BMP"})
+
+_EXIF_ORIENTATION = 0x0112
+
+# Folders with at least this many files get a progress bar by default.
+PROGRESS_THRESHOLD = 2000
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file that did not enter the split, and why.
+
+    Examples
+    --------
+    >>> SkippedFile("cat/.DS_Store", "hidden file").reason
+    'hidden file'
+    """
+
+    path: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        """Return the record as a JSON-ready dict."""
+        return {"path": self.path, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """What scanning learnt about one valid image file."""
+
+    sha256: str
+    format: str
+    width: int
+    height: int
+    orientation: int
+
+
+class _Skip(Exception):
+    """Internal: the file is not a usable image; the message is the reason."""
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".") or name in {"Thumbs.db", "desktop.ini", "__MACOSX"}
+
+
+def list_class_tree(
+    root: Path,
+) -> tuple[list[str], list[tuple[str, str]], list[SkippedFile]]:
+    """List a folder-per-class tree.
+
+    Parameters
+    ----------
+    root : pathlib.Path
+        Dataset folder; each non-hidden sub-folder is a class, and files in nested
+        sub-folders count for their top-level class.
+
+    Returns
+    -------
+    class_names : list of str
+        Class folder names, sorted.
+    files : list of (relative path, class name)
+        Candidate files, sorted by relative path (forward slashes).
+    skipped : list of SkippedFile
+        Hidden files and folders, files outside any class folder, symlink loops
+        and unreadable folders.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp()); (d / "cat").mkdir(); _ = (d / "cat" / "1.jpg").write_bytes(b"")
+    >>> list_class_tree(d)[:2]
+    (['cat'], [('cat/1.jpg', 'cat')])
+    """
+    classes: list[str] = []
+    files: list[tuple[str, str]] = []
+    skipped: list[SkippedFile] = []
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError as exc:
+        raise OSError(f"cannot list dataset folder {str(root)!r}: {exc}") from exc
+    for entry in entries:
+        if _is_hidden(entry.name):
+            n = _count_files(entry.path) if entry.is_dir() else 1
+            what = f"hidden folder ({n} files not scanned)" if entry.is_dir() else "hidden file"
+            skipped.append(SkippedFile(entry.name, what))
+        elif entry.is_dir():
+            classes.append(entry.name)
+        else:
+            skipped.append(SkippedFile(entry.name, "not inside a class folder (move it into one)"))
+    for cls in classes:
+        _walk_class(root, cls, files, skipped)
+    files.sort()
+    skipped.sort(key=lambda s: s.path)
+    return classes, files, skipped
+
+
+def _count_files(path: str) -> int:
+    n = 0
+    for _, _, names in os.walk(path):
+        n += len(names)
+    return n
+
+
+def _walk_class(
+    root: Path, cls: str, files: list[tuple[str, str]], skipped: list[SkippedFile]
+) -> None:
+    seen: set[tuple[int, int]] = set()
+    stack = [cls]
+    while stack:
+        rel = stack.pop()
+        full = os.path.join(root, rel)
+        try:
+            st = os.stat(full)
+        except OSError as exc:  # broken or looping symlink to a folder
+            skipped.append(SkippedFile(rel, f"cannot open folder: {exc.strerror or exc}"))
+            continue
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            skipped.append(SkippedFile(rel, "symlink loop (folder already scanned)"))
+            continue
+        seen.add(key)
+        try:
+            entries = sorted(os.scandir(full), key=lambda e: e.name)
+        except OSError as exc:
+            skipped.append(SkippedFile(rel, f"cannot list folder: {exc.strerror or exc}"))
+            continue
+        for e in entries:
+            erel = f"{rel}/{e.name}"
+            if _is_hidden(e.name):
+                if e.is_dir(follow_symlinks=False):
+                    n = _count_files(e.path)
+                    skipped.append(SkippedFile(erel, f"hidden folder ({n} files not scanned)"))
+                else:
+                    skipped.append(SkippedFile(erel, "hidden file"))
+                continue
+            try:
+                is_dir = e.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                stack.append(erel)
+            else:
+                files.append((erel, cls))
+
+
+def inspect_file(path: str | os.PathLike[str], verify: bool = True) -> FileInfo:
+    """Hash a file and check that it is a decodable image of a supported format.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+    verify : bool
+        Decode the pixels (at a reduced DCT scale for JPEG, which still reads
+        every entropy-coded block). ``False`` only reads the header.
+
+    Returns
+    -------
+    FileInfo
+
+    Raises
+    ------
+    ValueError
+        With the reason the file is not usable.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "x.png"; Image.new("RGB", (4, 3)).save(p)
+    >>> inspect_file(p).width, inspect_file(p).format
+    (4, 'PNG')
+    """
+    try:
+        return _inspect(os.fspath(path), verify)
+    except _Skip as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _inspect(path: str, verify: bool) -> FileInfo:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise _Skip(f"cannot read file: {exc.strerror or exc}") from None
+    if not data:
+        raise _Skip("empty file (0 bytes)")
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            fmt = im.format or "?"
+            if fmt not in SUPPORTED_FORMATS:
+                raise _Skip(
+                    f"{fmt} images are not supported by the input pipeline "
+                    f"(supported: {', '.join(sorted(SUPPORTED_FORMATS))}); convert the file"
+                )
+            width, height = im.size
+            orientation = 1
+            if fmt == "JPEG":
+                tag = im.getexif().get(_EXIF_ORIENTATION, 1)
+                orientation = tag if isinstance(tag, int) and 1 <= tag <= 8 else 1
+            if verify:
+                if fmt == "JPEG":
+                    im.draft(im.mode, (max(1, width // 8), max(1, height // 8)))
+                im.load()
+    except _Skip:
+        raise
+    except UnidentifiedImageError:
+        raise _Skip("not an image (Pillow cannot identify the format)") from None
+    except Image.DecompressionBombError as exc:
+        raise _Skip(f"image too large: {exc}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise _Skip(f"cannot decode image: {exc}") from None
+    return FileInfo(digest, fmt, width, height, orientation)
+
+
+def inspect_files(
+    paths: Sequence[str],
+    verify: bool = True,
+    workers: int | None = None,
+    progress: bool | None = None,
+    desc: str = "checking images",
+) -> list[FileInfo | str]:
+    """Inspect many files in parallel threads.
+
+    Returns, in input order, a :class:`FileInfo` for each usable image or the
+    reason string for each unusable file. Pillow and hashlib release the GIL
+    while they work, so threads scale across cores.
+    """
+    workers = workers or min(32, (os.cpu_count() or 1) + 2)
+    show = progress if progress is not None else len(paths) >= PROGRESS_THRESHOLD
+
+    def one(p: str) -> FileInfo | str:
+        try:
+            return _inspect(p, verify)
+        except _Skip as exc:
+            return str(exc)
+
+    results: Iterable[FileInfo | str]
+    if workers <= 1:
+        results = map(one, paths)
+    else:
+        pool = ThreadPoolExecutor(max_workers=workers)
+        results = pool.map(one, paths)
+    if show:
+        from tqdm.auto import tqdm
+
+        results = tqdm(results, total=len(paths), desc=desc, unit="file")
+    out = list(results)
+    if workers > 1:
+        pool.shutdown()
+    return out
+
+
+GroupSpec = str | Callable[[str], object] | None
