@@ -19,7 +19,10 @@ from tlkit.data import DatasetSplitter, Sample, Split, SplitPart
 __version__ = "0.1.0.dev0"
 
 # Public names that live in modules importing TensorFlow: loaded lazily.
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    "AugmentationPipeline": "tlkit.augment",
+    "ModelComparator": "tlkit.compare",
+}
 
 __all__ = ["DatasetSplitter", "Sample", "Split", "SplitPart", "__version__", *_LAZY]
 

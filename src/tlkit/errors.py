@@ -9,11 +9,14 @@ from __future__ import annotations
 
 __all__ = [
     "DatasetError",
+    "ImageDecodeError",
     "LabelConflictError",
     "ManifestError",
     "ManifestMismatchError",
     "SmallClassError",
     "TlkitError",
+    "UnsafeCheckpointError",
+    "WeightsUnavailableError",
 ]
 
 
@@ -39,3 +42,19 @@ class ManifestError(TlkitError, ValueError):
 
 class ManifestMismatchError(ManifestError):
     """Files listed in a manifest are missing or changed on disk."""
+
+
+class ImageDecodeError(TlkitError, RuntimeError):
+    """An image file could not be decoded by the input pipeline (names the file)."""
+
+
+class WeightsUnavailableError(TlkitError, RuntimeError):
+    """Pretrained weights are not on disk and cannot be downloaded here.
+
+    The message names the exact file, the folder to put it in, and the
+    backbones whose weights work offline.
+    """
+
+
+class UnsafeCheckpointError(TlkitError, ValueError):
+    """A checkpoint file asks to load something other than plain tensors; it was not run."""
