@@ -305,7 +305,7 @@ def _resolve_root(path: Path, data: dict[str, Any], root: str | os.PathLike[str]
         return r
     candidates = []
     if data.get("root") is not None:
-        candidates.append(path.parent / data["root"])
+        candidates.append(Path(os.path.normpath(path.parent / data["root"])))
     if data.get("root_absolute"):
         candidates.append(Path(data["root_absolute"]))
     for c in candidates:

@@ -39,8 +39,8 @@ class DatasetSplitter:
     groups : str or callable, optional
         Keeps related files in one split. A regular expression is searched in
         each relative path (``"cat/IMG_1234_2.jpg"``); files whose matches are
-        equal (the first capture group if any, else the whole match) form one
-        group. A callable maps a relative path to a group key, or ``None`` for
+        equal (all capture groups if the pattern has any, else the whole match)
+        form one group; files it does not match are not grouped. A callable maps a relative path to a group key, or ``None`` for
         no group. Files with identical content always form one group.
     on_conflict : {"error", "drop", "keep_first"}
         What to do when identical files carry different labels: raise
@@ -419,7 +419,7 @@ def _group_function(groups: Any) -> Callable[[str], Hashable | None] | None:
             m = pattern.search(path)
             if m is None:
                 return None
-            return m.group(1) if pattern.groups else m.group(0)
+            return m.groups() if pattern.groups else m.group(0)
 
         return by_regex
     raise TypeError(f"groups must be a regex string, a callable or None, got {groups!r}")

@@ -1,0 +1,139 @@
+"""Split manifests: round trip, moved folders, changed files, unsafe entries."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import write_image
+
+from tlkit import DatasetSplitter, Split
+from tlkit.errors import ManifestError, ManifestMismatchError
+
+
+@pytest.fixture
+def saved(tree: Path, tmp_path: Path) -> tuple[Split, Path]:
+    (tree / "a" / ".DS_Store").write_bytes(b"junk")
+    split = DatasetSplitter(val=0.2, test=0.2, seed=7).split(tree)
+    return split, split.save(tmp_path / "out" / "photos.split.json")
+
+
+def test_round_trip_is_equal(saved: tuple[Split, Path]) -> None:
+    split, path = saved
+    loaded = Split.load(path)
+    assert loaded == split
+    assert loaded.skipped == split.skipped
+
+
+def test_manifest_content(saved: tuple[Split, Path]) -> None:
+    _, path = saved
+    data = json.loads(path.read_text())
+    assert data["format"] == "tlkit.split" and data["version"] == 1
+    assert data["class_names"] == ["a", "b", "c"]
+    assert data["params"]["seed"] == 7
+    assert data["root"] == "../photos"
+    entry = data["samples"][0]
+    assert set(entry) == {
+        "path",
+        "label",
+        "split",
+        "sha256",
+        "orientation",
+        "width",
+        "height",
+        "group",
+    }
+    assert not Path(entry["path"]).is_absolute() and len(entry["sha256"]) == 64
+    assert {"path": "a/.DS_Store", "reason": "hidden file"} in data["skipped"]
+
+
+def test_moved_dataset_with_manifest_still_loads(saved: tuple[Split, Path], tmp_path: Path) -> None:
+    split, path = saved
+    new_home = tmp_path / "moved"
+    new_home.mkdir()
+    shutil.move(str(split.root), new_home / "photos")
+    shutil.move(str(path.parent), new_home / "out")
+    loaded = Split.load(new_home / "out" / path.name)
+    assert loaded.root == new_home / "photos"
+    assert [s.path for s in loaded.test] == [s.path for s in split.test]
+
+
+def test_explicit_root_for_a_copy(saved: tuple[Split, Path], tmp_path: Path) -> None:
+    split, path = saved
+    copy = tmp_path / "copy"
+    shutil.copytree(split.root, copy)
+    loaded = Split.load(path, root=copy)
+    assert loaded.root == copy and loaded.test.paths[0].startswith(str(copy))
+
+
+def test_lost_root_is_an_actionable_error(saved: tuple[Split, Path]) -> None:
+    split, path = saved
+    shutil.rmtree(split.root)
+    with pytest.raises(ManifestError, match=r"cannot find the dataset folder.*pass root="):
+        Split.load(path)
+
+
+def test_changed_and_missing_files_are_reported(saved: tuple[Split, Path]) -> None:
+    split, path = saved
+    victim, gone = split.test[0], split.train[0]
+    write_image(split.root / victim.path, color=123456)
+    (split.root / gone.path).unlink()
+    with pytest.raises(ManifestMismatchError) as info:
+        Split.load(path)
+    msg = str(info.value)
+    assert f"{victim.path}: changed (content hash differs)" in msg
+    assert f"{gone.path}: missing" in msg and "on_mismatch='skip'" in msg
+
+    loaded = Split.load(path, on_mismatch="skip")
+    assert len(loaded) == len(split) - 2
+    reasons = {s.path: s.reason for s in loaded.skipped}
+    assert reasons[gone.path] == "missing since the split was made"
+    assert reasons[victim.path].startswith("changed")
+    # "exists" only notices the missing one; None notices nothing.
+    with pytest.raises(ManifestMismatchError, match="1 file"):
+        Split.load(path, verify="exists")
+    assert len(Split.load(path, verify=None)) == len(split)
+
+
+@pytest.mark.parametrize("bad", ["../outside.png", "/etc/passwd", "a/../../x.png", "C:\\x.png", ""])
+def test_entries_escaping_the_root_are_refused(saved: tuple[Split, Path], bad: str) -> None:
+    _, path = saved
+    data = json.loads(path.read_text())
+    data["samples"][3]["path"] = bad
+    path.write_text(json.dumps(data))
+    with pytest.raises(ManifestError, match="points outside its dataset root"):
+        Split.load(path)
+
+
+def test_malformed_manifests(tmp_path: Path, saved: tuple[Split, Path]) -> None:
+    _, good = saved
+    p = tmp_path / "m.json"
+    p.write_text("{not json")
+    with pytest.raises(ManifestError, match="not valid JSON"):
+        Split.load(p)
+    p.write_text('{"hello": 1}')
+    with pytest.raises(ManifestError, match="not a tlkit split manifest"):
+        Split.load(p)
+    data = json.loads(good.read_text())
+    data["version"] = 99
+    p.write_text(json.dumps(data))
+    with pytest.raises(ManifestError, match="version 99"):
+        Split.load(p)
+    data["version"] = 1
+    data["samples"][0]["split"] = "holdout"
+    p.write_text(json.dumps(data))
+    with pytest.raises(ManifestError, match="split 'holdout'"):
+        Split.load(p, root=saved[0].root)
+    data["samples"][0]["split"] = "train"
+    data["samples"][0]["label"] = 7
+    p.write_text(json.dumps(data))
+    with pytest.raises(ManifestError, match=r"label 7, outside 0\.\.2"):
+        Split.load(p, root=saved[0].root)
+    with pytest.raises(ManifestError, match="does not exist"):
+        Split.load(tmp_path / "nope.json")
+    with pytest.raises(ValueError, match="verify must be"):
+        Split.load(good, verify="md5")
+    with pytest.raises(ValueError, match="on_mismatch must be"):
+        Split.load(good, on_mismatch="ignore")

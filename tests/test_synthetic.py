@@ -1,0 +1,62 @@
+"""make_synthetic_dataset writes real, reproducible, distinguishable images."""
+
+from __future__ import annotations
+
+import colorsys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tlkit.datasets import make_synthetic_dataset
+
+
+def test_files_formats_and_sizes(tmp_path: Path) -> None:
+    root = make_synthetic_dataset(tmp_path, {"a": 4, "b": 3}, image_size=(20, 30), seed=1)
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.*"))
+    assert files == [
+        "a/a_0000.jpg", "a/a_0001.png", "a/a_0002.jpg", "a/a_0003.png",
+        "b/b_0000.jpg", "b/b_0001.png", "b/b_0002.jpg",
+    ]  # fmt: skip
+    with Image.open(root / "a" / "a_0000.jpg") as im:
+        assert (im.format, im.size, im.mode) == ("JPEG", (30, 20), "RGB")
+    with Image.open(root / "b" / "b_0001.png") as im:
+        assert im.format == "PNG"
+
+
+def test_same_seed_same_bytes(tmp_path: Path) -> None:
+    a = make_synthetic_dataset(tmp_path / "x", [3, 3], image_size=16, seed=5)
+    b = make_synthetic_dataset(tmp_path / "y", [3, 3], image_size=16, seed=5)
+    c = make_synthetic_dataset(tmp_path / "z", [3, 3], image_size=16, seed=6)
+    for p in a.rglob("*.*"):
+        rel = p.relative_to(a)
+        assert p.read_bytes() == (b / rel).read_bytes()
+    assert any(p.read_bytes() != (c / p.relative_to(a)).read_bytes() for p in a.rglob("*.png"))
+
+
+def test_classes_are_distinguishable_by_hue(tmp_path: Path) -> None:
+    root = make_synthetic_dataset(tmp_path, [6, 6, 6, 6], image_size=24, seed=0)
+    for k in range(4):
+        for p in (root / f"class_{k}").iterdir():
+            arr = np.asarray(Image.open(p).convert("RGB"), dtype=float) / 255
+            hue = colorsys.rgb_to_hsv(*arr.reshape(-1, 3).mean(axis=0))[0]
+            dist = min(abs(hue - k / 4), 1 - abs(hue - k / 4))
+            assert dist < 0.06, (p, hue)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"class_counts": {}}, "class_counts is empty"),
+        ({"class_counts": {"a": -1}}, "must be >= 0"),
+        ({"class_counts": {".hidden": 1}}, "cannot be a folder name"),
+        ({"class_counts": {"a/b": 1}}, "cannot be a folder name"),
+        ({"image_size": 0}, "image_size must be"),
+        ({"formats": ("gif",)}, "formats must be"),
+    ],
+)
+def test_bad_arguments(tmp_path: Path, kwargs: dict, match: str) -> None:
+    kwargs.setdefault("class_counts", {"a": 1})
+    with pytest.raises(ValueError, match=match):
+        make_synthetic_dataset(tmp_path, **kwargs)
