@@ -1,0 +1,48 @@
+"""Comparing models honestly: baseline, intervals, significance and cost.
+
+:class:`ModelComparator` collects the predictions of several models on one
+test set and :meth:`~ModelComparator.run` returns a :class:`ComparisonReport`.
+The statistics it uses are public too: :func:`bootstrap_ci` (stratified
+bootstrap percentile intervals), :func:`mcnemar_exact` (McNemar's exact test)
+and :func:`holm` (Holm's adjustment for several comparisons).
+
+Importing this module loads numpy, scikit-learn, SciPy and matplotlib, not
+TensorFlow: Keras is only used on models that are already Keras models.
+
+Examples
+--------
+>>> from tlkit.compare import ModelComparator
+>>> report = (
+...     ModelComparator([0, 0, 0, 1, 1, 2], ["a", "b", "c"], n_boot=100)
+...     .add_predictions("m", [0, 0, 0, 1, 0, 2])
+...     .run()
+... )
+>>> round(report["m"].metrics["balanced_accuracy"], 3)
+0.833
+"""
+
+from tlkit.compare._comparator import ModelComparator
+from tlkit.compare._report import SCHEMA, ComparisonReport, Cost, ModelResult, PairwiseResult
+from tlkit.compare._stats import (
+    BootstrapCI,
+    McNemarResult,
+    bootstrap_ci,
+    bootstrap_indices,
+    holm,
+    mcnemar_exact,
+)
+
+__all__ = [
+    "SCHEMA",
+    "BootstrapCI",
+    "ComparisonReport",
+    "Cost",
+    "McNemarResult",
+    "ModelComparator",
+    "ModelResult",
+    "PairwiseResult",
+    "bootstrap_ci",
+    "bootstrap_indices",
+    "holm",
+    "mcnemar_exact",
+]
