@@ -8,6 +8,7 @@ argument at fault and say what to do.
 from __future__ import annotations
 
 __all__ = [
+    "BackboneError",
     "DatasetError",
     "ImageDecodeError",
     "LabelConflictError",
@@ -16,6 +17,7 @@ __all__ = [
     "SmallClassError",
     "TlkitError",
     "UnsafeCheckpointError",
+    "WeightsFileError",
     "WeightsUnavailableError",
 ]
 
@@ -58,3 +60,14 @@ class WeightsUnavailableError(TlkitError, RuntimeError):
 
 class UnsafeCheckpointError(TlkitError, ValueError):
     """A checkpoint file asks to load something other than plain tensors; it was not run."""
+
+
+class BackboneError(TlkitError, ValueError):
+    """A backbone name, option or registration is not valid (the message lists the valid ones)."""
+
+
+class WeightsFileError(TlkitError, ValueError):
+    """A weights file cannot be used: unreadable, or its tensors do not fit the model.
+
+    The message names the file and, for a mismatch, the first layers and shapes that differ.
+    """

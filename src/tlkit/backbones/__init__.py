@@ -1,0 +1,60 @@
+"""Pretrained image backbones behind one registry.
+
+Every backbone's ``.model`` takes **raw RGB pixels, floats in [0, 255]**
+(channels last); the family's own preprocessing is inside the model, so you
+never call ``preprocess_input`` yourself.
+
+Examples
+--------
+>>> from tlkit.backbones import list_backbones, get_backbone
+>>> list_backbones("efficientnet_lite*", pretrained=True)  # doctest: +SKIP
+['efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2']
+>>> bb = get_backbone("efficientnet_lite0")  # offline ImageNet weights  # doctest: +SKIP
+>>> bb.model.output_shape, [g.name for g in bb.layer_groups][:3]  # doctest: +SKIP
+((None, 1280), ['stem', 'stage1', 'stage2'])
+"""
+
+from __future__ import annotations
+
+from tlkit.backbones._errors import BackboneError, WeightsFileError
+from tlkit.backbones._imagenet import decode_predictions, imagenet_class_names
+from tlkit.backbones._layers import PREPROCESSING_MODES, ImagePreprocessing
+from tlkit.backbones._registry import (
+    Backbone,
+    BackboneConfig,
+    LayerGroup,
+    get_backbone,
+    get_config,
+    list_backbones,
+    register_backbone,
+)
+from tlkit.backbones._torch_pickle import load_state_dict, load_torch_checkpoint
+from tlkit.errors import UnsafeCheckpointError, WeightsUnavailableError
+
+# Registers the built-in backbones.
+from tlkit.backbones import _efficientnet_lite, _keras_apps  # isort: skip
+
+keras_cache_dir = _keras_apps.keras_cache_dir
+tlkit_cache_dir = _efficientnet_lite.tlkit_cache_dir
+
+__all__ = [
+    "PREPROCESSING_MODES",
+    "Backbone",
+    "BackboneConfig",
+    "BackboneError",
+    "ImagePreprocessing",
+    "LayerGroup",
+    "UnsafeCheckpointError",
+    "WeightsFileError",
+    "WeightsUnavailableError",
+    "decode_predictions",
+    "get_backbone",
+    "get_config",
+    "imagenet_class_names",
+    "keras_cache_dir",
+    "list_backbones",
+    "load_state_dict",
+    "load_torch_checkpoint",
+    "register_backbone",
+    "tlkit_cache_dir",
+]
