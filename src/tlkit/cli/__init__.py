@@ -11,12 +11,13 @@ Examples
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
-from tlkit.cli import _split
+from tlkit.cli import _backbones, _split
 
-_COMMANDS = [_split]
+_COMMANDS = [_split, _backbones]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``tlkit`` command; returns the exit status."""
     from tlkit.errors import TlkitError
 
+    # TensorFlow's C++ start-up chatter is noise on a command line; real errors still show.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):

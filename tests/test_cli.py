@@ -41,3 +41,21 @@ def test_console_script_entry_point(tree: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "total" in proc.stdout
+
+
+def test_backbones_command_lists_offline_ones(capsys) -> None:
+    assert main(["backbones", "efficientnet_lite*", "--pretrained"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:2] == ["name", "input"]
+    rows = [line.split() for line in out[2:]]
+    assert [r[0] for r in rows] == [
+        "efficientnet_lite0",
+        "efficientnet_lite1",
+        "efficientnet_lite2",
+    ]
+    assert rows[0][1:] == ["224x224", "lite", "yes"]
+
+
+def test_backbones_command_no_match(capsys) -> None:
+    assert main(["backbones", "vgg*"]) == 1
+    assert "no backbone matches 'vgg*'" in capsys.readouterr().out
