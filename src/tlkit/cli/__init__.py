@@ -11,7 +11,6 @@ Examples
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 
@@ -36,8 +35,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``tlkit`` command; returns the exit status."""
     from tlkit.errors import TlkitError
 
-    # TensorFlow's C++ start-up chatter is noise on a command line; real errors still show.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
