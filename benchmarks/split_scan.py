@@ -55,6 +55,7 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=192)
     parser.add_argument("--width", type=int, default=256)
     parser.add_argument("--dir", type=Path, default=None, help="reuse/keep the tree here")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per variant; best is kept")
     args = parser.parse_args()
 
     root = args.dir or Path(tempfile.mkdtemp(prefix="tlkit-bench-")) / "tree"
@@ -80,12 +81,21 @@ def main() -> None:
         with open(p, "rb") as f:
             f.read()
 
-    split, t_par = timed(DatasetSplitter(seed=0, progress=False).split, root)
-    assert len(split) == n, (len(split), n)
-    _, t_fast = timed(DatasetSplitter(seed=0, verify=False, progress=False).split, root)
-    _, t_one = timed(DatasetSplitter(seed=0, workers=1, progress=False).split, root)
-    ok, t_ref = timed(pil_loop, paths)
-    assert ok == n
+    # Interleave the variants and keep each one's best time: a 2-core machine shared with
+    # anything else makes single timings noisy, and the minimum is the least disturbed run.
+    variants = {
+        "par": lambda: DatasetSplitter(seed=0, progress=False).split(root),
+        "one": lambda: DatasetSplitter(seed=0, workers=1, progress=False).split(root),
+        "fast": lambda: DatasetSplitter(seed=0, verify=False, progress=False).split(root),
+        "ref": lambda: pil_loop(paths),
+    }
+    best = dict.fromkeys(variants, float("inf"))
+    for _ in range(args.repeat):
+        for key, fn in variants.items():
+            out, t = timed(fn)
+            assert (out if key == "ref" else len(out)) == n
+            best[key] = min(best[key], t)
+    t_par, t_one, t_fast, t_ref = best["par"], best["one"], best["fast"], best["ref"]
 
     rows = [
         ("split, verify, parallel threads", t_par),
@@ -93,7 +103,8 @@ def main() -> None:
         ("split, no verify (header + hash)", t_fast),
         ("reference: PIL open + load loop", t_ref),
     ]
-    print(f"\n{'variant':<36} {'seconds':>8} {'files/s':>9}")
+    print(f"\nbest of {args.repeat} interleaved runs per variant")
+    print(f"{'variant':<36} {'seconds':>8} {'files/s':>9}")
     for name, t in rows:
         print(f"{name:<36} {t:>8.2f} {n / t:>9.0f}")
     print(f"\nratio parallel verification / PIL loop: {t_ref / t_par:.2f}x (target >= 1.6x)")
