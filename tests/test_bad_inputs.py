@@ -205,3 +205,9 @@ def test_unreadable_file(root: Path) -> None:
         p = write_image(root / "a" / "locked.png", color=1)
         p.chmod(0)
         assert _reason(_split(root), "a/locked.png").startswith("cannot read file")
+
+
+def test_bmps_the_pipeline_cannot_read_are_skipped(root: Path) -> None:
+    Image.new("RGB", (6, 4), (200, 30, 60)).convert("1").save(root / "c" / "mono.bmp", "BMP")
+    reason = _reason(_split(root), "c/mono.bmp")
+    assert reason.startswith("1-bit or compressed BMP is not supported")

@@ -5,10 +5,12 @@ The public names are re-exported here from private modules:
 and :class:`SkippedFile`.
 """
 
+from tlkit.data._pipeline import decode_errors, to_dataset
 from tlkit.data._sample import Sample, SplitPart
 from tlkit.data._scan import SUPPORTED_FORMATS, SkippedFile, inspect_file
 from tlkit.data._split import Split
 from tlkit.data._splitter import DatasetSplitter, apportion
+from tlkit.data._weights import class_weights
 
 __all__ = [
     "SUPPORTED_FORMATS",
@@ -18,5 +20,8 @@ __all__ = [
     "Split",
     "SplitPart",
     "apportion",
+    "class_weights",
+    "decode_errors",
     "inspect_file",
+    "to_dataset",
 ]

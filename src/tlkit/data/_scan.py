@@ -221,6 +221,8 @@ def _inspect(path: str, verify: bool) -> FileInfo:
                     f"{fmt} images are not supported by the input pipeline "
                     f"(supported: {', '.join(sorted(SUPPORTED_FORMATS))}); convert the file"
                 )
+            if fmt == "BMP":
+                _check_bmp(data)
             width, height = im.size
             orientation = 1
             if fmt == "JPEG":
@@ -239,6 +241,22 @@ def _inspect(path: str, verify: bool) -> FileInfo:
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise _Skip(f"cannot decode image: {exc}") from None
     return FileInfo(digest, fmt, width, height, orientation)
+
+
+def _check_bmp(data: bytes) -> None:
+    """Refuse BMPs that TensorFlow's decoder cannot read.
+
+    ``tf.io.decode_bmp`` reads uncompressed 8-bit (palette applied by the
+    pipeline), 24- and 32-bit BMPs; not 1- or 4-bit, RLE-compressed or OS/2 ones.
+    """
+    header = int.from_bytes(data[14:18], "little")
+    bpp = int.from_bytes(data[28:30], "little")
+    compression = int.from_bytes(data[30:34], "little")
+    if header < 40 or bpp not in (8, 24, 32) or compression not in (0, 3):
+        raise _Skip(
+            f"{bpp}-bit or compressed BMP is not supported by the input pipeline "
+            "(uncompressed 8-, 24- and 32-bit only); convert the file to PNG"
+        )
 
 
 def inspect_files(

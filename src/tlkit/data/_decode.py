@@ -1,0 +1,332 @@
+"""In-graph image decoding for the input pipeline: TensorFlow ops only, no Python per image.
+
+One function, :func:`load_image`, turns a file path and its stored EXIF
+orientation into an upright ``uint8`` image of the requested size:
+
+1. read the file and pick the decoder from the first bytes (JPEG, PNG, GIF, BMP);
+2. JPEG: choose the largest DCT scale (1/2, 1/4, 1/8) that still gives at least
+   the size needed, and let libjpeg decode at that scale (a 4000x3000 photo is
+   decoded as 500x375 when the target is 224);
+3. resize to the size the resize policy needs (area averaging when shrinking,
+   bilinear when enlarging), in the stored frame of the image;
+4. turn it upright (EXIF orientation, now on the small image);
+5. centre-crop or letterbox to the exact target size.
+
+Importing this module imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+__all__ = [
+    "RESIZE_POLICIES",
+    "decode_error_message",
+    "jpeg_ratio",
+    "load_image",
+    "orient",
+    "resize_with_policy",
+]
+
+#: Allowed values of ``resize=``.
+RESIZE_POLICIES = ("stretch", "crop", "pad")
+
+#: libjpeg DCT scale denominators ``tf.io.decode_jpeg(ratio=...)`` accepts.
+_JPEG_RATIOS = (1, 2, 4, 8)
+
+_DECODE_ERROR = "ImageDecodeError: "
+_MISSING = (
+    "cannot read image file '{}': it is missing or unreadable (deleted or moved since the "
+    "split was made?). Restore the file, or make a new split."
+)
+_CORRUPT = (
+    "cannot decode image file '{}': the file exists but is not a JPEG, PNG, GIF or BMP image "
+    "TensorFlow can decode (changed or damaged since the split was made?). Restore the file, "
+    "or make a new split."
+)
+
+
+def decode_error_message(kind: str, path: tf.Tensor | str) -> tf.Tensor:
+    """The text of the error the pipeline raises for an unreadable (``"missing"``) or
+    undecodable (``"corrupt"``) file, with the path filled in (a string tensor)."""
+    before, after = (_MISSING if kind == "missing" else _CORRUPT).split("{}")
+    return tf.strings.join([_DECODE_ERROR + before, path, after])
+
+
+# -- EXIF orientation --------------------------------------------------------------------
+
+
+def _transpose(image: tf.Tensor) -> tf.Tensor:
+    return tf.transpose(image, [1, 0, 2])
+
+
+def orient(image: tf.Tensor, orientation: tf.Tensor | int) -> tf.Tensor:
+    """Turn an ``(H, W, C)`` image upright according to its EXIF orientation tag.
+
+    Gives the same pixels as Pillow's ``ImageOps.exif_transpose``. Tags outside
+    1..8 are treated as 1 (upright).
+
+    Examples
+    --------
+    >>> x = tf.reshape(tf.range(6), (2, 3, 1))
+    >>> orient(x, 6).shape.as_list()  # "rotate 90 clockwise" swaps height and width
+    [3, 2, 1]
+    """
+    o = tf.cast(orientation, tf.int32)
+    index = tf.where((o >= 1) & (o <= 8), o - 1, 0)
+    branches = [
+        lambda: image,  # 1: upright
+        lambda: tf.reverse(image, [1]),  # 2: mirrored left-right
+        lambda: tf.reverse(image, [0, 1]),  # 3: rotated 180
+        lambda: tf.reverse(image, [0]),  # 4: mirrored top-bottom
+        lambda: _transpose(image),  # 5: transposed
+        lambda: tf.reverse(_transpose(image), [1]),  # 6: needs 90 clockwise
+        lambda: tf.reverse(_transpose(image), [0, 1]),  # 7: transversed
+        lambda: tf.reverse(_transpose(image), [0]),  # 8: needs 90 counter-clockwise
+    ]
+    return tf.switch_case(index, branches)
+
+
+def _swaps_axes(orientation: tf.Tensor) -> tf.Tensor:
+    return orientation >= 5
+
+
+# -- sizes ---------------------------------------------------------------------------------
+
+
+def _scaled_size(
+    height: tf.Tensor, width: tf.Tensor, target: tf.Tensor, policy: str
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Size to resize an ``height x width`` image to, before cropping or padding."""
+    h = tf.cast(height, tf.float32)
+    w = tf.cast(width, tf.float32)
+    th = tf.cast(target[0], tf.float32)
+    tw = tf.cast(target[1], tf.float32)
+    if policy == "stretch":
+        return target[0], target[1]
+    if policy == "crop":
+        s = tf.maximum(th / h, tw / w)
+        nh = tf.maximum(target[0], tf.cast(tf.round(h * s), tf.int32))
+        nw = tf.maximum(target[1], tf.cast(tf.round(w * s), tf.int32))
+        return nh, nw
+    s = tf.minimum(th / h, tw / w)  # pad
+    nh = tf.clip_by_value(tf.cast(tf.round(h * s), tf.int32), 1, target[0])
+    nw = tf.clip_by_value(tf.cast(tf.round(w * s), tf.int32), 1, target[1])
+    return nh, nw
+
+
+def _resize(image: tf.Tensor, nh: tf.Tensor, nw: tf.Tensor) -> tf.Tensor:
+    """Resize to ``(nh, nw)``: area averaging when shrinking both axes (antialiased and
+    cheap), bilinear when enlarging both, antialiased bilinear otherwise. Float32 out."""
+    shape = tf.shape(image)
+    h, w = shape[0], shape[1]
+    size = tf.stack([nh, nw])
+    shrink = (nh <= h) & (nw <= w)
+    grow = (nh >= h) & (nw >= w)
+
+    def area() -> tf.Tensor:
+        return tf.image.resize(image, size, method="area")
+
+    def bilinear() -> tf.Tensor:
+        return tf.image.resize(tf.cast(image, tf.float32), size, method="bilinear")
+
+    def mixed() -> tf.Tensor:
+        return tf.image.resize(tf.cast(image, tf.float32), size, method="bilinear", antialias=True)
+
+    index = tf.where(shrink, 0, tf.where(grow, 1, 2))
+    return tf.switch_case(index, [area, bilinear, mixed])
+
+
+def _finish(image: tf.Tensor, target: tf.Tensor, policy: str) -> tf.Tensor:
+    """Centre-crop (``"crop"``) or letterbox with zeros (``"pad"``) to the target size."""
+    if policy == "stretch":
+        return image
+    shape = tf.shape(image)
+    h, w = shape[0], shape[1]
+    if policy == "crop":
+        top = (h - target[0]) // 2
+        left = (w - target[1]) // 2
+        return image[top : top + target[0], left : left + target[1], :]
+    top = (target[0] - h) // 2
+    left = (target[1] - w) // 2
+    paddings = [[top, target[0] - h - top], [left, target[1] - w - left], [0, 0]]
+    return tf.pad(image, paddings)
+
+
+def resize_with_policy(
+    image: tf.Tensor, size: tuple[int, int], policy: str = "stretch", orientation: int = 1
+) -> tf.Tensor:
+    """Resize an upright-or-not ``(H, W, 3)`` image to exactly ``size`` with a policy.
+
+    ``"stretch"`` ignores the aspect ratio; ``"crop"`` keeps it, resizing so the
+    image covers the target and cutting the centre; ``"pad"`` keeps it, resizing
+    so the image fits and filling the borders with black (letterbox). The image
+    is turned upright per ``orientation`` first. Returns float32 in the input's
+    value range.
+
+    Examples
+    --------
+    >>> resize_with_policy(tf.zeros((30, 50, 3)), (16, 16), "pad").shape.as_list()
+    [16, 16, 3]
+    """
+    _check_policy(policy)
+    target = tf.constant(size, tf.int32)
+    o = tf.cast(orientation, tf.int32)
+    stored_target = tf.where(_swaps_axes(o), tf.reverse(target, [0]), target)
+    shape = tf.shape(image)
+    nh, nw = _scaled_size(shape[0], shape[1], stored_target, policy)
+    out = _finish(orient(_resize(image, nh, nw), o), target, policy)
+    out.set_shape([size[0], size[1], None])
+    return out
+
+
+def _check_policy(policy: str) -> None:
+    if policy not in RESIZE_POLICIES:
+        raise ValueError(
+            f"resize must be one of {', '.join(map(repr, RESIZE_POLICIES))}, got {policy!r}"
+        )
+
+
+# -- decoders ------------------------------------------------------------------------------
+
+
+def _u32(data: tf.Tensor, offset: int) -> tf.Tensor:
+    raw = tf.io.decode_raw(tf.strings.substr(data, offset, 4), tf.uint8)
+    raw = tf.cast(tf.pad(raw, [[0, 4 - tf.shape(raw)[0]]]), tf.int64)
+    return tf.cast(raw[0] + raw[1] * 256 + raw[2] * 65536 + raw[3] * 16777216, tf.int32)
+
+
+def _u16(data: tf.Tensor, offset: int) -> tf.Tensor:
+    raw = tf.io.decode_raw(tf.strings.substr(data, offset, 2), tf.uint8)
+    raw = tf.cast(tf.pad(raw, [[0, 2 - tf.shape(raw)[0]]]), tf.int32)
+    return raw[0] + raw[1] * 256
+
+
+def _format_index(data: tf.Tensor) -> tf.Tensor:
+    """0 JPEG, 1 PNG, 2 GIF, 3 BMP, 4 anything else."""
+    head = tf.strings.substr(data, 0, 4)
+    is_jpeg = tf.strings.substr(head, 0, 3) == b"\xff\xd8\xff"
+    is_png = head == b"\x89PNG"
+    is_gif = head == b"GIF8"
+    is_bmp = tf.strings.substr(head, 0, 2) == b"BM"
+    return tf.where(is_jpeg, 0, tf.where(is_png, 1, tf.where(is_gif, 2, tf.where(is_bmp, 3, 4))))
+
+
+def jpeg_ratio(
+    height: tf.Tensor | int, width: tf.Tensor | int, target: tf.Tensor, policy: str
+) -> tf.Tensor:
+    """Largest libjpeg DCT scale denominator (1, 2, 4 or 8) whose output
+    (``ceil(height / r) x ceil(width / r)``) still covers the size ``policy``
+    resizes a ``height x width`` image to for ``target``.
+
+    Examples
+    --------
+    >>> int(jpeg_ratio(3000, 4000, tf.constant((224, 224)), "stretch"))
+    8
+    """
+    h = tf.cast(height, tf.int32)
+    w = tf.cast(width, tf.int32)
+    nh, nw = _scaled_size(h, w, target, policy)
+    ratio = tf.constant(1)
+    for r in _JPEG_RATIOS[1:]:
+        fits = ((h + r - 1) // r >= nh) & ((w + r - 1) // r >= nw)
+        ratio = tf.where(fits, r, ratio)
+    return ratio
+
+
+def _jpeg(data: tf.Tensor, target: tf.Tensor, policy: str) -> tf.Tensor:
+    """Decode at the largest DCT scale that keeps at least the needed size, then resize."""
+    shape = tf.io.extract_jpeg_shape(data)
+    h, w = shape[0], shape[1]
+    nh, nw = _scaled_size(h, w, target, policy)
+    ratio = jpeg_ratio(h, w, target, policy)
+    index = tf.where(ratio == 8, 3, tf.where(ratio == 4, 2, tf.where(ratio == 2, 1, 0)))
+
+    def branch(r: int):
+        def decode() -> tf.Tensor:
+            image = tf.io.decode_jpeg(data, channels=3, ratio=r)
+            return _resize(image, nh, nw)
+
+        return decode
+
+    return tf.switch_case(index, [branch(r) for r in _JPEG_RATIOS])
+
+
+def _png(data: tf.Tensor) -> tf.Tensor:
+    """8- or 16-bit PNG, any colour type, to float RGB in [0, 255]; alpha over white."""
+    rgba = tf.cast(tf.io.decode_png(data, channels=4, dtype=tf.uint16), tf.float32)
+    rgb = rgba[..., :3] * (1.0 / 257.0)
+    alpha = rgba[..., 3:] * (1.0 / 65535.0)
+    return rgb * alpha + 255.0 * (1.0 - alpha)
+
+
+def _gif(data: tf.Tensor) -> tf.Tensor:
+    """First frame of a (possibly animated) GIF."""
+    return tf.io.decode_gif(data)[0]
+
+
+def _bmp(data: tf.Tensor) -> tf.Tensor:
+    """24/32-bit BMP (the fourth byte is ignored, as Pillow does) or 8-bit with a palette."""
+    image = tf.io.decode_bmp(data, channels=0)
+
+    def palette() -> tf.Tensor:
+        start = 14 + _u32(data, 14)
+        length = tf.maximum(_u32(data, 10) - start, 0)
+        table = tf.io.decode_raw(tf.strings.substr(data, start, length), tf.uint8)
+        n = tf.shape(table)[0] // 4
+        table = tf.reverse(tf.reshape(table[: n * 4], (n, 4))[:, :3], [1])  # BGRx -> RGB
+        index = tf.cast(image[..., 0], tf.int32)
+
+        def lookup() -> tf.Tensor:
+            return tf.gather(table, tf.minimum(index, n - 1))
+
+        return tf.cond(n > 0, lookup, lambda: tf.repeat(image[..., :1], 3, axis=-1))
+
+    return tf.cond(tf.shape(image)[-1] == 1, palette, lambda: image[..., :3])
+
+
+def _fail(data: tf.Tensor) -> tf.Tensor:
+    check = tf.debugging.Assert(False, ["not a JPEG, PNG, GIF or BMP file"])
+    with tf.control_dependencies([check]):
+        return tf.zeros((1, 1, 3), tf.uint8)
+
+
+def load_image(
+    path: tf.Tensor, orientation: tf.Tensor, size: tuple[int, int], policy: str
+) -> tf.Tensor:
+    """Read, decode, resize and turn upright one image file: ``uint8 (H, W, 3)``.
+
+    Raises a TensorFlow error (without the path) when the file cannot be read or
+    decoded; :func:`tlkit.data.to_dataset` turns that into an error naming the file.
+    """
+    _check_policy(policy)
+    data = tf.io.read_file(path)
+    target = tf.constant(size, tf.int32)
+    o = tf.cast(orientation, tf.int32)
+    stored_target = tf.where(_swaps_axes(o), tf.reverse(target, [0]), target)
+
+    def then_resize(decode):
+        def fn() -> tf.Tensor:
+            image = decode(data)
+            shape = tf.shape(image)
+            nh, nw = _scaled_size(shape[0], shape[1], stored_target, policy)
+            return _resize(image, nh, nw)
+
+        return fn
+
+    image = tf.switch_case(
+        _format_index(data),
+        [
+            lambda: _jpeg(data, stored_target, policy),
+            then_resize(_png),
+            then_resize(_gif),
+            then_resize(_bmp),
+            then_resize(_fail),
+        ],
+    )
+    image = _finish(orient(image, o), target, policy)
+    # Area, bilinear and alpha compositing all average pixels, so values stay
+    # within [0, 255]: adding 0.5 and truncating rounds without a clip.
+    image = tf.cast(image + 0.5, tf.uint8)
+    image.set_shape([size[0], size[1], 3])
+    return image
