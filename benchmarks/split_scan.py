@@ -11,7 +11,8 @@ and prints the ratio of (1) to (4) (target: >= 1.6x on 2 cores).
 
 Usage::
 
-    python benchmarks/split_scan.py                  # 20,000 files of 256x192
+    python benchmarks/split_scan.py                  # 20,000 JPEG/PNG files of 256x192
+    python benchmarks/split_scan.py --formats jpeg --width 640 --height 480  # phone-like
     python benchmarks/split_scan.py --files 2000     # quicker
 """
 
@@ -56,6 +57,11 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=256)
     parser.add_argument("--dir", type=Path, default=None, help="reuse/keep the tree here")
     parser.add_argument("--repeat", type=int, default=3, help="runs per variant; best is kept")
+    parser.add_argument(
+        "--formats",
+        default="jpeg,png",
+        help="file formats used in turn (default 'jpeg,png'; 'jpeg' for a phone-photo folder)",
+    )
     args = parser.parse_args()
 
     root = args.dir or Path(tempfile.mkdtemp(prefix="tlkit-bench-")) / "tree"
@@ -70,8 +76,11 @@ def main() -> None:
             {f"class_{k}": n for k, n in enumerate(counts)},
             image_size=(args.height, args.width),
             seed=0,
+            formats=args.formats.split(","),
         )
-        print(f"generated {args.files} files of {args.width}x{args.height} in {t:.1f} s")
+        print(
+            f"generated {args.files} {args.formats} files of {args.width}x{args.height} in {t:.1f} s"
+        )
     paths = sorted(str(p) for p in root.rglob("*.*"))
     n = len(paths)
     print(f"tree: {root} ({n} files), CPU cores: {os.cpu_count()}")

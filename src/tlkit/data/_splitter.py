@@ -507,28 +507,34 @@ def _assign(groups: list[list[Sample]], targets: np.ndarray, seed: int) -> dict[
     Groups are visited largest first, ties in a seeded pseudo-random order that
     depends only on the group's paths (never on listing order). A group goes to
     the split where it fits and the deficit of its classes is largest; if it fits
-    nowhere, to the split where it overshoots least.
+    nowhere, to the split where it overshoots least. Plain Python integers: this
+    loop runs once per file, and numpy's per-call overhead would dominate it.
     """
-    n_classes, n_splits = targets.shape
-    current = np.zeros_like(targets)
+    n_splits = targets.shape[1]
+    target = targets.tolist()
+    current = [[0] * n_splits for _ in range(targets.shape[0])]
 
-    def order_key(g: list[Sample]) -> tuple[int, str]:
-        h = hashlib.blake2b(f"{seed}\x00{g[0].path}".encode(), digest_size=8).hexdigest()
-        return (-len(g), h)
+    def order_key(g: list[Sample]) -> tuple[int, bytes]:
+        return (-len(g), hashlib.blake2b(f"{seed}\x00{g[0].path}".encode(), digest_size=8).digest())
 
     out: dict[str, list[Sample]] = {n: [] for n in SPLIT_NAMES}
     for g in sorted(groups, key=order_key):
-        need = np.bincount([s.label for s in g], minlength=n_classes)
-        classes = np.nonzero(need)[0]
-        best: tuple[Any, ...] | None = None
-        best_s = 0
-        for s in range(n_splits):
-            after = current[classes, s] + need[classes]
-            over = int(np.maximum(after - targets[classes, s], 0).sum())
-            deficit = int((targets[classes, s] - current[classes, s]).sum())
-            score = (over, -deficit, s)
+        need: dict[int, int] = {}
+        for s in g:
+            need[s.label] = need.get(s.label, 0) + 1
+        best: tuple[int, int, int] | None = None
+        for split in range(n_splits):
+            over = deficit = 0
+            for c, k in need.items():
+                have, want = current[c][split], target[c][split]
+                over += max(have + k - want, 0)
+                deficit += want - have
+            score = (over, -deficit, split)
             if best is None or score < best:
-                best, best_s = score, s
-        current[:, best_s] += need
-        out[SPLIT_NAMES[best_s]].extend(g)
+                best = score
+        assert best is not None
+        chosen = best[2]
+        for c, k in need.items():
+            current[c][chosen] += k
+        out[SPLIT_NAMES[chosen]].extend(g)
     return out
