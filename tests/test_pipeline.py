@@ -513,3 +513,12 @@ def test_importing_tlkit_data_does_not_import_tensorflow() -> None:
         "assert 'tensorflow' not in sys.modules and 'sklearn' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_cardinality_is_known(split) -> None:
+    n = len(split.train)
+    for kwargs in ({}, {"augment": "light", "shuffle": True, "seed": 0}, {"drop_remainder": True}):
+        ds = split.train.to_dataset(16, batch_size=8, **kwargs)
+        expected = n // 8 if kwargs.get("drop_remainder") else -(-n // 8)
+        assert int(ds.cardinality()) == expected
+        assert sum(1 for _ in ds) == expected

@@ -60,3 +60,47 @@ def test_bad_arguments(tmp_path: Path, kwargs: dict, match: str) -> None:
     kwargs.setdefault("class_counts", {"a": 1})
     with pytest.raises(ValueError, match=match):
         make_synthetic_dataset(tmp_path, **kwargs)
+
+
+def _fake_elpv(root: Path, rows: list[str]) -> Path:
+    (root / "images").mkdir(parents=True)
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_elpv_samples_reads_labels_in_place(tmp_path: Path) -> None:
+    from tlkit.datasets import ELPV_CLASS_NAMES, elpv_samples
+
+    root = _fake_elpv(
+        tmp_path / "elpv",
+        [
+            "images/cell0001.png  1.0                 mono",
+            "images/cell0002.png  0.0                 poly",
+            "images/cell0003.png  0.3333333333333333  mono",
+            "images/cell0004.png  0.6666666666666666  poly",
+        ],
+    )
+    pairs, names = elpv_samples(data_dir=root)
+    assert names == ELPV_CLASS_NAMES
+    assert [(p.name, c) for p, c in pairs] == [
+        ("cell0001.png", "defective"),
+        ("cell0002.png", "functional"),
+        ("cell0003.png", "possibly_defective"),
+        ("cell0004.png", "likely_defective"),
+    ]
+    assert pairs[0][0] == root / "images" / "cell0001.png"
+    mono, _ = elpv_samples(types=("mono",), data_dir=root)
+    assert [p.name for p, _ in mono] == ["cell0001.png", "cell0003.png"]
+
+
+def test_elpv_bad_input(tmp_path: Path) -> None:
+    from tlkit.datasets import elpv_samples
+    from tlkit.errors import DatasetError
+
+    with pytest.raises(ValueError, match="types must be a non-empty subset"):
+        elpv_samples(types=("thin-film",), data_dir=tmp_path)
+    with pytest.raises(DatasetError, match=r"labels\.csv' is missing"):
+        elpv_samples(data_dir=tmp_path)
+    root = _fake_elpv(tmp_path / "bad", ["images/cell0001.png  0.5  mono"])
+    with pytest.raises(DatasetError, match="line 1 is not 'path probability type'"):
+        elpv_samples(data_dir=root)

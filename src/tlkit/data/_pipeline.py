@@ -205,6 +205,9 @@ def to_dataset(
         ds = ds.shuffle(shuffle_buffer or max(n, 1), seed=seed, reshuffle_each_iteration=True)
 
     ds = _decode_stage(ds, size, resize, parallel)
+    # The decode stage never drops an image silently (a failure raises, naming the file), so
+    # the count is known: say so, and Keras shows epoch progress instead of "ran out of data".
+    ds = ds.apply(tf.data.experimental.assert_cardinality(n))
     if cache_mode is not None:
         ds = ds.cache(_cache_file(cache_mode, part, size, resize, order, shuffle))
         if shuffle:

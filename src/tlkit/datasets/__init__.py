@@ -1,4 +1,4 @@
-"""Datasets: generated images for tests and examples.
+"""Datasets: generated images for tests, and the real ELPV solar-cell images for examples.
 
 Examples
 --------
@@ -9,6 +9,7 @@ Examples
 ['a', 'b']
 """
 
+from tlkit.datasets._elpv import ELPV_CLASS_NAMES, elpv_samples
 from tlkit.datasets._synthetic import make_synthetic_dataset, synthetic_image
 
-__all__ = ["make_synthetic_dataset", "synthetic_image"]
+__all__ = ["ELPV_CLASS_NAMES", "elpv_samples", "make_synthetic_dataset", "synthetic_image"]
