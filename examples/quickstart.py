@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 
 from tlkit import AugmentationPipeline, DatasetSplitter, ModelComparator, Split
 from tlkit.backbones import get_backbone
@@ -87,6 +88,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
     keras.utils.set_random_seed(args.seed)
+    # Same seed, same weights on a CPU: ask TensorFlow for deterministic kernels.
+    tf.config.experimental.enable_op_determinism()
     work = args.out or Path(tempfile.mkdtemp(prefix="tlkit-quickstart-"))
     work.mkdir(parents=True, exist_ok=True)
 
