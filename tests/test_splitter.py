@@ -236,3 +236,44 @@ def test_apportion_keeps_sums() -> None:
     t = apportion(np.array([80, 20, 8]), np.array([0.7, 0.15, 0.15]))
     assert t.sum(axis=1).tolist() == [80, 20, 8]
     assert t.sum(axis=0).tolist() == [76, 16, 16]
+
+
+def test_process_and_thread_executors_agree(tree: Path) -> None:
+    (tree / "a" / "broken.jpg").write_bytes(b"not a jpeg")
+    by_thread = DatasetSplitter(seed=2, executor="thread").split(tree)
+    by_process = DatasetSplitter(seed=2, executor="process").split(tree)
+    assert by_thread == by_process
+    assert [s.path for s in by_process.skipped] == ["a/broken.jpg"]
+
+
+def test_auto_executor_forks_only_a_single_threaded_process() -> None:
+    import threading
+
+    from tlkit.data._scan import _fork_is_safe, choose_executor
+
+    assert choose_executor("auto", 10, 4) == "thread"  # too few files to fork for
+    assert choose_executor("thread", 10_000, 4) == "thread"
+    assert choose_executor("process", 10, 1) == "thread"  # one worker: no pool at all
+    stop = threading.Event()
+    helper = threading.Thread(target=stop.wait)
+    helper.start()
+    try:
+        assert not _fork_is_safe()
+        assert choose_executor("auto", 10_000, 4) == "thread"
+    finally:
+        stop.set()
+        helper.join()
+    with pytest.raises(ValueError, match="executor must be one of 'auto', 'thread', 'process'"):
+        DatasetSplitter(executor="gpu")
+
+
+def test_auto_executor_forks_in_a_clean_process_only() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from tlkit.data._scan import choose_executor as c; "
+        "print(c('auto', 10_000, 2)); import tensorflow; print(c('auto', 10_000, 2))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["process", "thread"]

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import multiprocessing
 import os
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+import sys
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
@@ -259,42 +263,114 @@ def _check_bmp(data: bytes) -> None:
         )
 
 
+EXECUTORS = ("auto", "thread", "process")
+
+# Below this many files a process pool's start-up is not worth it.
+_PROCESS_MIN_FILES = 500
+_CHUNK = 256
+
+
+# Libraries whose own thread pools make forking unsafe once they are imported.
+_FORK_UNSAFE_MODULES = ("tensorflow", "torch", "jax")
+
+
+def _fork_is_safe() -> bool:
+    """True on Linux when no Python thread but this one runs and no ML runtime is loaded.
+
+    Forking a process whose other threads may hold locks can deadlock the
+    child. BLAS pools (numpy's) handle ``fork`` themselves; TensorFlow's,
+    PyTorch's and JAX's do not promise to.
+    """
+    return (
+        sys.platform.startswith("linux")
+        and threading.active_count() == 1
+        and not any(m in sys.modules for m in _FORK_UNSAFE_MODULES)
+    )
+
+
+def choose_executor(executor: str, n_files: int, workers: int) -> str:
+    """Resolve ``executor="auto"``: ``"process"`` or ``"thread"``.
+
+    Threads are always safe, and Pillow and hashlib release the GIL while
+    they decode and hash, but the Python work around them (header parsing)
+    does not. Processes avoid that, and are used when they are safe and worth
+    it: on Linux, with no other Python thread running and TensorFlow (or
+    PyTorch, JAX) not imported, whose threads could deadlock a forked child,
+    for 500 files or more.
+    """
+    if executor not in EXECUTORS:
+        raise ValueError(
+            f"executor must be one of {', '.join(map(repr, EXECUTORS))}, got {executor!r}"
+        )
+    if workers <= 1:
+        return "thread"
+    if executor != "auto":
+        return executor
+    return "process" if n_files >= _PROCESS_MIN_FILES and _fork_is_safe() else "thread"
+
+
+def _inspect_one(path: str, verify: bool) -> FileInfo | str:
+    try:
+        return _inspect(path, verify)
+    except _Skip as exc:
+        return str(exc)
+
+
+def _inspect_chunk(paths: Sequence[str], verify: bool) -> list[FileInfo | str]:
+    return [_inspect_one(p, verify) for p in paths]
+
+
 def inspect_files(
     paths: Sequence[str],
     verify: bool = True,
     workers: int | None = None,
     progress: bool | None = None,
     desc: str = "checking images",
+    executor: str = "auto",
 ) -> list[FileInfo | str]:
-    """Inspect many files in parallel threads.
+    """Inspect many files in parallel.
 
     Returns, in input order, a :class:`FileInfo` for each usable image or the
-    reason string for each unusable file. Pillow and hashlib release the GIL
-    while they work, so threads scale across cores.
+    reason string for each unusable file. ``executor`` picks threads or
+    forked worker processes (see :func:`choose_executor`).
     """
-    workers = workers or min(32, (os.cpu_count() or 1) + 2)
-    show = progress if progress is not None else len(paths) >= PROGRESS_THRESHOLD
-
-    def one(p: str) -> FileInfo | str:
-        try:
-            return _inspect(p, verify)
-        except _Skip as exc:
-            return str(exc)
-
-    results: Iterable[FileInfo | str]
-    if workers <= 1:
-        results = map(one, paths)
+    kind = choose_executor(executor, len(paths), workers or 2)
+    if kind == "process":
+        if "fork" not in multiprocessing.get_all_start_methods():
+            raise ValueError(
+                "executor='process' needs the 'fork' start method (Linux); use 'thread'"
+            )
+        workers = workers or os.cpu_count() or 1
     else:
-        pool = ThreadPoolExecutor(max_workers=workers)
-        results = pool.map(one, paths)
+        workers = workers or min(32, (os.cpu_count() or 1) + 2)
+    show = progress if progress is not None else len(paths) >= PROGRESS_THRESHOLD
+    bar = None
     if show:
         from tqdm.auto import tqdm
 
-        results = tqdm(results, total=len(paths), desc=desc, unit="file")
-    out = list(results)
-    if workers > 1:
-        pool.shutdown()
+        bar = tqdm(total=len(paths), desc=desc, unit="file")
+    out: list[FileInfo | str] = []
+    try:
+        if workers <= 1:
+            for p in paths:
+                out.append(_inspect_one(p, verify))
+                if bar is not None:
+                    bar.update(1)
+        elif kind == "thread":
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                for r in pool.map(partial(_inspect_one, verify=verify), paths):
+                    out.append(r)
+                    if bar is not None:
+                        bar.update(1)
+        else:
+            chunks = [paths[i : i + _CHUNK] for i in range(0, len(paths), _CHUNK)]
+            context = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+                for part in pool.map(partial(_inspect_chunk, verify=verify), chunks):
+                    out.extend(part)
+                    if bar is not None:
+                        bar.update(len(part))
+    finally:
+        if bar is not None:
+            bar.close()
     return out
-
-
-GroupSpec = str | Callable[[str], object] | None

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from tlkit.data._sample import Sample
-from tlkit.data._scan import SkippedFile, inspect_files, list_class_tree
+from tlkit.data._scan import SkippedFile, choose_executor, inspect_files, list_class_tree
 from tlkit.data._split import SPLIT_NAMES, Split, parts_from_assignment
 from tlkit.errors import DatasetError, LabelConflictError, SmallClassError
 
@@ -54,7 +54,14 @@ class DatasetSplitter:
         A class too small to appear in every split is an error unless this is
         ``True``, in which case it is kept (absent from some split) with a warning.
     workers : int, optional
-        Threads used to check images (default: CPU count + 2).
+        Threads (default: CPU count + 2) or processes (default: CPU count)
+        used to check images.
+    executor : {"auto", "thread", "process"}
+        How images are checked in parallel. ``"auto"`` uses forked worker
+        processes on Linux when this process runs a single thread (e.g. the
+        ``tlkit split`` command, or a script that has not started TensorFlow)
+        and the folder holds 500 files or more, else threads, which are always
+        safe. Results are the same either way.
     progress : bool, optional
         Show a progress bar (default: on for 2,000 files or more).
 
@@ -80,6 +87,7 @@ class DatasetSplitter:
         allow_small_classes: bool = False,
         workers: int | None = None,
         progress: bool | None = None,
+        executor: str = "auto",
     ) -> None:
         self.val = _check_share("val", val)
         self.test = _check_share("test", test)
@@ -106,6 +114,8 @@ class DatasetSplitter:
             raise ValueError(f"workers must be >= 1 or None, got {workers!r}")
         self.workers = workers
         self.progress = progress
+        choose_executor(executor, 0, 2)  # validates the name early
+        self.executor = executor
 
     def __repr__(self) -> str:
         return (
@@ -231,6 +241,7 @@ class DatasetSplitter:
             verify=self.verify,
             workers=self.workers,
             progress=self.progress,
+            executor=self.executor,
         )
         label_of = {c: i for i, c in enumerate(class_names)}
         samples: list[Sample] = []
