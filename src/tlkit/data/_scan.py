@@ -12,8 +12,9 @@ import multiprocessing
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -344,33 +345,28 @@ def inspect_files(
     else:
         workers = workers or min(32, (os.cpu_count() or 1) + 2)
     show = progress if progress is not None else len(paths) >= PROGRESS_THRESHOLD
-    bar = None
-    if show:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(paths), desc=desc, unit="file")
     out: list[FileInfo | str] = []
-    try:
+    with ExitStack() as stack:
+        results: Iterator[list[FileInfo | str]]
         if workers <= 1:
-            for p in paths:
-                out.append(_inspect_one(p, verify))
-                if bar is not None:
-                    bar.update(1)
+            results = ([_inspect_one(p, verify)] for p in paths)
         elif kind == "thread":
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                for r in pool.map(partial(_inspect_one, verify=verify), paths):
-                    out.append(r)
-                    if bar is not None:
-                        bar.update(1)
+            pool = stack.enter_context(ThreadPoolExecutor(max_workers=workers))
+            results = ([r] for r in pool.map(partial(_inspect_one, verify=verify), paths))
         else:
             chunks = [paths[i : i + _CHUNK] for i in range(0, len(paths), _CHUNK)]
             context = multiprocessing.get_context("fork")
-            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-                for part in pool.map(partial(_inspect_chunk, verify=verify), chunks):
-                    out.extend(part)
-                    if bar is not None:
-                        bar.update(len(part))
-    finally:
-        if bar is not None:
-            bar.close()
+            pool = stack.enter_context(ProcessPoolExecutor(max_workers=workers, mp_context=context))
+            # map() submits every chunk now, so the workers are forked before the progress
+            # bar starts its monitor thread.
+            results = iter(pool.map(partial(_inspect_chunk, verify=verify), chunks))
+        bar = None
+        if show:
+            from tqdm.auto import tqdm
+
+            bar = stack.enter_context(tqdm(total=len(paths), desc=desc, unit="file"))
+        for part in results:
+            out.extend(part)
+            if bar is not None:
+                bar.update(len(part))
     return out
