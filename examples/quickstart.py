@@ -74,7 +74,14 @@ def fit(model: keras.Model, train, val, epochs: int, weights: dict[int, float]) 
         metrics=["accuracy"],
     )
     t0 = time.perf_counter()
-    history = model.fit(train, validation_data=val, epochs=epochs, class_weight=weights, verbose=2)
+    history = model.fit(
+        train,
+        validation_data=val,
+        epochs=epochs,
+        class_weight=weights,
+        shuffle=False,  # the dataset shuffles itself, seeded, each epoch
+        verbose=2,
+    )
     return Trained(model, history, time.perf_counter() - t0)
 
 
