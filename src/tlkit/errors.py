@@ -14,8 +14,11 @@ __all__ = [
     "LabelConflictError",
     "ManifestError",
     "ManifestMismatchError",
+    "ModelFileError",
+    "ScheduleError",
     "SmallClassError",
     "TlkitError",
+    "TrainingDivergedError",
     "UnsafeCheckpointError",
     "WeightsFileError",
     "WeightsUnavailableError",
@@ -71,3 +74,15 @@ class WeightsFileError(TlkitError, ValueError):
 
     The message names the file and, for a mismatch, the first layers and shapes that differ.
     """
+
+
+class ScheduleError(TlkitError, ValueError):
+    """A fine-tuning schedule or FineTuner argument is not valid (the message names the allowed values)."""
+
+
+class ModelFileError(TlkitError, ValueError):
+    """A saved model file is missing, corrupt, or not a tlkit model; the message names the file."""
+
+
+class TrainingDivergedError(TlkitError, FloatingPointError):
+    """The training loss became NaN or infinite; the message names the phase, epoch and learning rate."""
