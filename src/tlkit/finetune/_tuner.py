@@ -118,8 +118,10 @@ class FineTuner:
         ``"val_loss"``, ``"val_accuracy"``, ``"val_balanced_accuracy"``
         (default, honest on imbalanced data) or ``"val_macro_f1"``.
     restore_best : bool
-        At the end of each phase, go back to its best epoch by ``monitor``
-        (needs validation data).
+        At the end of each phase, go back to its best epoch by ``monitor``;
+        at the end of the schedule, keep the best epoch of all phases, so a
+        fine-tuning phase that never beats the frozen phase cannot leave the
+        model worse (logged; ``best_epoch`` says which). Needs validation data.
     early_stopping : int, optional
         Stop a phase after this many epochs without improvement.
     resume_dir : path, optional
@@ -221,6 +223,7 @@ class FineTuner:
         self.train_time_s: float | None = None
         self.tflite_path: str | None = None
         self.phase_log: list[dict[str, Any]] = []
+        self.best_epoch: int | None = None
         self.progress: dict[str, int] = {"phases_done": 0, "epochs_done": 0}
         self._net: Any = None
         self._loaded = False
