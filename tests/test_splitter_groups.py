@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import write_image
 
-from tests.conftest import write_image
 from tlkit import DatasetSplitter
 from tlkit.data import Split
 from tlkit.errors import DatasetError

@@ -8,6 +8,7 @@ argument at fault and say what to do.
 from __future__ import annotations
 
 __all__ = [
+    "AuditError",
     "BackboneError",
     "DatasetError",
     "ImageDecodeError",
@@ -71,3 +72,7 @@ class WeightsFileError(TlkitError, ValueError):
 
     The message names the file and, for a mismatch, the first layers and shapes that differ.
     """
+
+
+class AuditError(TlkitError, ValueError):
+    """An option or precomputed feature array given to :func:`tlkit.audit.audit` cannot be used."""
