@@ -100,18 +100,57 @@ def measure(images: list[Image.Image], model, mean: np.ndarray | None, out: list
         out.append(line)
 
 
-def montage(root: Path, rows: list[tuple[list[str], str]], path: Path, cell: int = 112) -> None:
-    """One row per item: thumbnails side by side, a caption under them."""
-    width = max(len(r[0]) for r in rows) * (cell + 6) + 6
-    canvas = Image.new("RGB", (max(width, 360), len(rows) * (cell + 22) + 4), "white")
+def montage(
+    root: Path, rows: list[tuple[list[str], list[str]]], path: Path, cell: int = 96
+) -> None:
+    """One row per item: thumbnails side by side, caption lines to their right."""
+    n = max(len(r[0]) for r in rows)
+    text_x = 6 + n * (cell + 6)
+    canvas = Image.new("RGB", (text_x + 330, len(rows) * (cell + 8) + 4), "white")
     draw = ImageDraw.Draw(canvas)
-    for r, (rels, caption) in enumerate(rows):
-        y = 4 + r * (cell + 22)
+    for r, (rels, lines) in enumerate(rows):
+        y = 4 + r * (cell + 8)
         for c, rel in enumerate(rels):
             im = ImageOps.exif_transpose(Image.open(root / rel)).convert("RGB")
             canvas.paste(im.resize((cell, cell)), (6 + c * (cell + 6), y))
-        draw.text((6, y + cell + 4), caption, fill="black")
+        for k, line in enumerate(lines):
+            draw.text((text_x + 4, y + 6 + 14 * k), line, fill="black")
     canvas.save(path, optimize=True)
+
+
+def figures(root: Path, report) -> None:
+    """The two thumbnail figures of the guide page."""
+    montage(
+        root,
+        [
+            (
+                [p.path_a, p.path_b],
+                [
+                    f"A: {Path(p.path_a).name} ({p.part_a}, {p.class_a})",
+                    f"B: {Path(p.path_b).name} ({p.part_b}, {p.class_b})",
+                    f"{p.method} distance {p.distance:.3g} of 256 bits",
+                ],
+            )
+            for p in report.leaks[:4]
+        ],
+        STATIC / "audit_pairs.png",
+    )
+    montage(
+        root,
+        [
+            (
+                [x.path],
+                [
+                    f"{Path(x.path).name} ({x.part})",
+                    f"given: {x.given}",
+                    f"probe suggests: {x.suggested}",
+                    f"p(given) = {x.score:.3f}",
+                ],
+            )
+            for x in report.label_issues[:4]
+        ],
+        STATIC / "audit_labels.png",
+    )
 
 
 def main() -> None:
@@ -148,22 +187,4 @@ def main() -> None:
     (STATIC / "audit_elpv.txt").write_text(text)
     print(text)
 
-    leaks = report.leaks[:4]
-    montage(
-        split.root,
-        [
-            ([p.path_a, p.path_b], f"{p.part_a}/{p.part_b}, {p.method} {p.distance:.3g}")
-            for p in leaks
-        ],
-        STATIC / "audit_pairs.png",
-    )
-    issues = report.label_issues[:4]
-    montage(
-        split.root,
-        [([x.path], f"given {x.given}, probe: {x.suggested} (p={x.score:.2f})") for x in issues],
-        STATIC / "audit_labels.png",
-    )
-
-
-if __name__ == "__main__":
-    main()
+    figures(split.root, report)

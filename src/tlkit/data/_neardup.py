@@ -82,7 +82,7 @@ def _load_for_hash(path: str, hash_size: int) -> np.ndarray | str:
 
     try:
         with Image.open(path) as im:
-            side = hash_size * 8  # imagehash resizes to hash_size * 4; decode at twice that
+            side = hash_size * 16  # imagehash resizes to hash_size * 4; decode at 4x that
             im.draft("L", (side, side))  # JPEG: decode at a reduced DCT scale
             im = ImageOps.exif_transpose(im)
             return perceptual_hash(im, hash_size)
