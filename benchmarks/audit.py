@@ -13,6 +13,10 @@ Measures in one run:
    less uniform, so expect more candidates there (ELPV, 2,624 look-alike solar
    cells: see docs/guide/5-audit.rst).
 
+Above 256 px the hash pass decodes JPEGs at a reduced DCT scale, which moves the
+pHash of some generated stripe images (whose energy sits in a few DCT
+coefficients) by tens of bits, as a plain resize of them does too.
+
 Usage::
 
     python benchmarks/audit.py                       # 2,000 files, 100,000 hashes

@@ -195,6 +195,7 @@ def audit(
             workers,
             notes,
             settings,
+            report.unreadable,
         )
     if label_issues and feats is not None:
         report.label_issues = _label_issues(
@@ -328,6 +329,7 @@ def _near_duplicates(
     workers: int | None,
     notes: list[str],
     settings: dict[str, Any],
+    unreadable: list[tuple[str, str]],
 ) -> list[NearDuplicate]:
     found: dict[tuple[int, int], tuple[str, float]] = {}
     by_sha: dict[str, list[int]] = defaultdict(list)
@@ -341,7 +343,11 @@ def _near_duplicates(
     hashes, errors = perceptual_hashes(paths, workers=workers)
     good = np.array([e is None for e in errors], dtype=bool)
     if not good.all():
-        notes.append(f"{int((~good).sum())} image(s) could not be decoded for hashing")
+        notes.append(
+            f"{int((~good).sum())} image(s) could not be decoded for hashing (listed as "
+            "unreadable; they changed since the split was made)"
+        )
+        unreadable.extend((items[k][1].path, str(e)) for k, e in enumerate(errors) if e is not None)
     idx = np.nonzero(good)[0]
     res = hamming_pairs(hashes[idx], hash_threshold)
     settings["hash_comparisons"] = res.comparisons
