@@ -14,6 +14,8 @@ from audit_helpers import (
     split_with,
     thumb_features,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from tlkit.audit import AuditReport, audit, cosine_pairs, hamming_pairs
@@ -146,22 +148,31 @@ def test_small_images_conflicts_unreadable_and_outputs(tmp_path: Path) -> None:
     assert "# Data audit" in files[1].read_text()
 
 
-def test_hamming_pairs_equals_brute_force() -> None:
-    rng = np.random.default_rng(1)
-    base = rng.integers(0, 2**63, size=(150, 4), dtype=np.int64).astype(np.uint64)
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(1, 80),
+    words=st.sampled_from([1, 4]),
+    r=st.integers(0, 70),
+    flips=st.integers(0, 60),
+)
+def test_hamming_pairs_equals_brute_force(seed, n, words, r, flips) -> None:
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 2**63, size=(n, words), dtype=np.int64).astype(np.uint64)
+    base[: n // 3] = base[0]  # exact duplicates too
     near = base.copy()
-    for row in near:  # flip up to 45 random bits
-        for _ in range(int(rng.integers(0, 46))):
-            w = int(rng.integers(0, 4))
+    for row in near:  # flip up to ``flips`` random bits
+        for _ in range(int(rng.integers(0, flips + 1))):
+            w = int(rng.integers(0, words))
             row[w] ^= np.uint64(1) << np.uint64(int(rng.integers(0, 64)))
     h = np.concatenate([base, near])
-    for r in (0, 16, 40, 47):
+    if True:
         got = hamming_pairs(h, r)
         d = np.bitwise_count(h[:, None, :] ^ h[None, :, :]).sum(axis=2)
         i, j = np.nonzero(np.triu(d <= r, k=1))
         assert got.i.tolist() == i.tolist() and got.j.tolist() == j.tolist()
         assert got.distance.tolist() == d[i, j].tolist()
-        assert got.comparisons < got.naive_comparisons
+        assert got.comparisons <= got.naive_comparisons
 
 
 def test_cosine_pairs_blocked_equals_dense() -> None:

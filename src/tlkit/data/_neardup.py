@@ -45,6 +45,9 @@ DEFAULT_HASH_SIZE = 16
 DEFAULT_HASH_THRESHOLD = 40
 
 _CHUNK_BITS = 16
+_POP16 = np.zeros(1 << 16, dtype=np.int8)
+for _bit in range(16):
+    _POP16 += (np.arange(1 << 16) >> _bit & 1).astype(np.int8)
 _MAX_PAIRS_PER_BLOCK = 4_000_000
 
 
@@ -52,8 +55,8 @@ def _popcount_rows(x: np.ndarray) -> np.ndarray:
     """Set bits per row of a 2-D uint64 array."""
     if hasattr(np, "bitwise_count"):
         return np.bitwise_count(x).sum(axis=1, dtype=np.int64)
-    table = np.array([bin(i).count("1") for i in range(256)], dtype=np.int64)  # pragma: no cover
-    return table[x.view(np.uint8)].reshape(len(x), -1).sum(axis=1)  # pragma: no cover
+    words = x.view(np.uint16).astype(np.int64)  # pragma: no cover - numpy < 2
+    return _POP16[words].reshape(len(x), -1).sum(axis=1, dtype=np.int64)  # pragma: no cover
 
 
 def perceptual_hash(image: object, hash_size: int = DEFAULT_HASH_SIZE) -> np.ndarray:
@@ -210,6 +213,9 @@ def hamming_pairs(hashes: np.ndarray, max_distance: int) -> HammingSearch:
                     offs = np.arange(len(qi)) - np.repeat(np.cumsum(cnt) - cnt, cnt)
                     qj = order[np.repeat(lo[start:stop], cnt) + offs]
                     keep = qi < qj
+                    if c:  # a pair that met an earlier chunk's probe was checked there
+                        near_before = _POP16[chunks[qi, :c] ^ chunks[qj, :c]] <= per_chunk
+                        keep &= ~near_before.any(axis=1)
                     qi, qj = qi[keep], qj[keep]
                     comparisons += len(qi)
                     d = _popcount_rows(hashes[qi] ^ hashes[qj])
@@ -219,7 +225,8 @@ def hamming_pairs(hashes: np.ndarray, max_distance: int) -> HammingSearch:
                 start = stop
     if not found:
         return HammingSearch(empty, empty, empty, comparisons, n)
-    allp = np.unique(np.concatenate(found), axis=0)
+    allp = np.concatenate(found)
+    allp = allp[np.lexsort((allp[:, 1], allp[:, 0]))]  # each pair is checked once
     return HammingSearch(allp[:, 0], allp[:, 1], allp[:, 2], comparisons, n)
 
 

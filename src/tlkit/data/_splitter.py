@@ -290,7 +290,7 @@ class DatasetSplitter:
         self._check_small(class_names, counts, targets, warn)
 
         params = self.get_config()
-        near = self._near_pairs(root, samples) if self.near_duplicates else []
+        near = self._near_pairs(root, samples, warn) if self.near_duplicates else []
         grouped = self._group(samples, params, near if self.near_duplicates == "group" else [])
         assigned = _assign(grouped, targets, self.seed)
         parts = parts_from_assignment(root, class_names, assigned)
@@ -398,13 +398,21 @@ class DatasetSplitter:
             warn.append(msg)
             warnings.warn(msg, stacklevel=3)
 
-    def _near_pairs(self, root: Path, samples: list[Sample]) -> list[tuple[str, str]]:
+    def _near_pairs(
+        self, root: Path, samples: list[Sample], warn: list[str]
+    ) -> list[tuple[str, str]]:
         """Path pairs whose perceptual hashes are near (``near_duplicates=``)."""
         from tlkit.data._neardup import DEFAULT_HASH_THRESHOLD, hamming_pairs, perceptual_hashes
 
         paths = [os.path.join(root, *s.path.split("/")) for s in samples]
         hashes, errors = perceptual_hashes(paths, workers=self.workers)
         ok = [k for k, e in enumerate(errors) if e is None]
+        if len(ok) < len(samples):
+            bad = next(samples[k].path for k, e in enumerate(errors) if e is not None)
+            warn.append(
+                f"{len(samples) - len(ok)} file(s) could not be decoded for the near-duplicate "
+                f"check (e.g. {bad!r}); they are split without it"
+            )
         res = hamming_pairs(hashes[ok], DEFAULT_HASH_THRESHOLD)
         return [
             (samples[ok[a]].path, samples[ok[b]].path)
