@@ -162,7 +162,10 @@ def hamming_pairs(hashes: np.ndarray, max_distance: int) -> HammingSearch:
     -------
     HammingSearch
         Pairs sorted by (i, j), their distances, and the number of full-hash
-        comparisons made (``naive_comparisons`` is the all-pairs count).
+        comparisons made (``naive_comparisons`` is the all-pairs count). A pair
+        whose hashes agree on several chunks is compared once per chunk, so on
+        data made of many identical hashes the count can exceed all pairs (by
+        at most the number of chunks).
 
     Examples
     --------
@@ -213,9 +216,6 @@ def hamming_pairs(hashes: np.ndarray, max_distance: int) -> HammingSearch:
                     offs = np.arange(len(qi)) - np.repeat(np.cumsum(cnt) - cnt, cnt)
                     qj = order[np.repeat(lo[start:stop], cnt) + offs]
                     keep = qi < qj
-                    if c:  # a pair that met an earlier chunk's probe was checked there
-                        near_before = _POP16[chunks[qi, :c] ^ chunks[qj, :c]] <= per_chunk
-                        keep &= ~near_before.any(axis=1)
                     qi, qj = qi[keep], qj[keep]
                     comparisons += len(qi)
                     d = _popcount_rows(hashes[qi] ^ hashes[qj])
@@ -225,8 +225,8 @@ def hamming_pairs(hashes: np.ndarray, max_distance: int) -> HammingSearch:
                 start = stop
     if not found:
         return HammingSearch(empty, empty, empty, comparisons, n)
-    allp = np.concatenate(found)
-    allp = allp[np.lexsort((allp[:, 1], allp[:, 0]))]  # each pair is checked once
+    # a pair that shares several chunks is checked (and counted) once per chunk
+    allp = np.unique(np.concatenate(found), axis=0)
     return HammingSearch(allp[:, 0], allp[:, 1], allp[:, 2], comparisons, n)
 
 
