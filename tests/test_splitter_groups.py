@@ -78,3 +78,11 @@ def test_manifest_round_trip_and_old_manifest_loads(tmp_path: Path) -> None:
     old = Split.load(path)
     assert old.test.paths == split.test.paths
     assert "files matched" not in old.summary()
+
+
+def test_callable_groups_are_counted_without_a_match_target(tmp_path: Path) -> None:
+    root = _bursts(tmp_path / "d", bursts=5)
+    split = DatasetSplitter(val=0.2, test=0.2, groups=lambda p: p[:12]).split(root)
+    text = split.summary()
+    assert "60 of 60 files matched, 15 groups formed" in text
+    assert "matched on" not in text and "groups_on" not in split.params

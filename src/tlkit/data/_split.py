@@ -128,9 +128,10 @@ class Split:
         )
         lines.append(f"groups kept inside one split (duplicates, groups=): {ndup}")
         if "groups_matched" in self.params:
+            on = self.params.get("groups_on")
+            where = f" (matched on the file {'path' if on == 'path' else 'name'})" if on else ""
             lines.append(
-                f"groups={self.params.get('groups')!r} (matched on the file "
-                f"{'path' if self.params.get('groups_on') == 'path' else 'name'}): "
+                f"groups={self.params.get('groups')!r}{where}: "
                 f"{self.params['groups_matched']} of {len(self)} files matched, "
                 f"{self.params.get('groups_formed', '?')} groups formed"
             )

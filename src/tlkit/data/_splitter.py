@@ -159,7 +159,7 @@ class DatasetSplitter:
             "verify": self.verify,
             "allow_small_classes": self.allow_small_classes,
         }
-        if g is not None:
+        if isinstance(g, str):
             out["groups_on"] = self.groups_on
         if self.near_duplicates is not None:
             out["near_duplicates"] = self.near_duplicates
