@@ -14,9 +14,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from tlkit.cli import _backbones, _split
+from tlkit.cli import _audit, _backbones, _split
 
-_COMMANDS = [_split, _backbones]
+_COMMANDS = [_split, _audit, _backbones]
 
 
 def build_parser() -> argparse.ArgumentParser:
