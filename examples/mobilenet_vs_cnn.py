@@ -29,10 +29,10 @@ from importlib import metadata
 from pathlib import Path
 
 PROFILES = {
-    # image size, pretrained schedule, scratch epochs, augmentation preset
+    # image size, pretrained schedule (head epochs, finetune epochs, groups), scratch epochs, augmentation
     "smoke": {"size": 64, "head": 1, "finetune": 1, "unfreeze": 1, "scratch": 2, "aug": "light"},
-    "default": {"size": 160, "head": 30, "finetune": 6, "unfreeze": 3, "scratch": 24, "aug": "light"},
-    "full": {"size": 224, "head": 40, "finetune": 15, "unfreeze": "all", "scratch": 60, "aug": "standard"},
+    "default": {"size": 160, "head": 30, "finetune": 8, "unfreeze": "all", "scratch": 20, "aug": "light"},
+    "full": {"size": 224, "head": 40, "finetune": 20, "unfreeze": "all", "scratch": 60, "aug": "light"},
 }  # fmt: skip
 FALLBACK = "efficientnet_lite0"
 
@@ -113,7 +113,8 @@ def pretrained_tuner(args: argparse.Namespace, split, profile: dict, size: int):
         head_epochs=profile["head"],
         finetune_epochs=profile["finetune"],
         unfreeze=profile["unfreeze"],
-        lr_factor=0.1,
+        lr_factor=0.05,
+        lr_decay=0.8,
         warmup=1.0,
     )
     common = {
