@@ -128,3 +128,48 @@ def test_min_support_boundary_is_fewer_than_ten(n_small: int, warned: bool) -> N
     assert [w for w in moved.warnings if "too few to judge" in w] == [
         f"test class 'pos' has {n_small} examples: too few to judge"
     ]
+
+
+def test_warning_texts_in_full() -> None:
+    """The exact sentences a reader sees (a constant model; one pair, so no Holm note)."""
+    y = np.array([0] * 30 + [1] * 30)
+    c = ModelComparator(y, ["neg", "pos"], n_boot=50, random_state=0, alpha=0.01)
+    flip = y.copy()
+    flip[:6] = 1  # right for "constant", wrong here: 6 vs 0 discordant, p = 0.03125
+    flip[30:] = 0
+    report = c.add_predictions("constant", np.zeros(60, dtype=int)).add_predictions("f", flip).run()
+    low, high = report["f"].ci["balanced_accuracy"].low, report["f"].ci["balanced_accuracy"].high
+    assert list(report.warnings) == [
+        "model 'constant': balanced accuracy 0.500, 95% CI [0.500, 0.500], does not clear the "
+        "majority-class baseline (0.500)",
+        "model 'constant': accuracy 0.500 is no higher than the majority-class baseline's 0.500",
+        f"model 'f': balanced accuracy 0.400, 95% CI [{low:.3f}, {high:.3f}], does not clear the "
+        "majority-class baseline (0.500)",
+        "model 'f': accuracy 0.400 is no higher than the majority-class baseline's 0.500",
+        "model 'constant' never predicts class 'pos'",
+        # one pair: Holm changes nothing, and the warning claims no adjustment
+        "models 'constant' and 'f': the difference is not significant (McNemar exact p = 0.0312; "
+        "6 vs 0 images right for only one of them)",
+    ]
+
+
+def test_two_never_predicted_classes_are_plural() -> None:
+    y = np.array([0] * 12 + [1] * 12 + [2] * 12)
+    report = _run3(y, {"m": np.zeros(36, dtype=int)})
+    assert "model 'm' never predicts classes 'b', 'c'" in report.warnings
+
+
+def _run3(y: np.ndarray, preds: dict[str, np.ndarray], **kwargs):
+    c = ModelComparator(y, ["a", "b", "c"], n_boot=0, **kwargs)
+    for name, p in preds.items():
+        c.add_predictions(name, p)
+    return c.run()
+
+
+def test_holm_note_only_with_holm_and_several_pairs() -> None:
+    y, preds = _three_models()
+    uncorrected = _run(y, preds, correction=None, alpha=0.01)
+    assert uncorrected.warnings and not any("Holm" in w for w in uncorrected.warnings)
+    one_pair = _run(y, {"A": preds["A"], "B": preds["B"]}, alpha=0.01)
+    (w,) = _not_significant(one_pair, "A", "B")
+    assert "Holm" not in w
