@@ -109,6 +109,121 @@ TARGETS = [
 ]
 
 
+@dataclass
+class Named:
+    """A hand-written mutant: one or more ``(old, new)`` edits of a module, all applied."""
+
+    name: str
+    module: str
+    edits: tuple[tuple[tuple[str, str], ...], ...]  # alternatives (old code, new code)
+    tests: tuple[str, ...]
+    stub_backbones: bool = False
+
+
+# The mutants issue 13 found surviving, in the old and the new code (the first
+# alternative whose "old" text is present is applied).
+NAMED = [
+    Named(
+        "reader allows builtins.getattr",
+        "backbones/_torch_pickle.py",
+        (
+            (
+                (
+                    '"collections OrderedDict": _ordered_dict,',
+                    '"collections OrderedDict": _ordered_dict, "builtins getattr": getattr,',
+                ),
+                ("_CALLABLES = (_ordered_dict,", "_CALLABLES = (getattr, _ordered_dict,"),
+            ),
+            (
+                (
+                    '("collections", "OrderedDict"): collections.OrderedDict,',
+                    '("collections", "OrderedDict"): collections.OrderedDict, ("builtins", "getattr"): getattr,',
+                ),
+            ),
+        ),
+        ("tests/test_torch_pickle_hostile.py", "tests/test_torch_pickle.py"),
+        stub_backbones=True,
+    ),
+    Named(
+        "no bounds check on legacy storage views",
+        "backbones/_torch_pickle.py",
+        (
+            (
+                (
+                    "offset < 0 or view_numel < 0 or offset + view_numel > storage.numel",
+                    "offset < 0 or view_numel < 0",
+                ),
+            ),
+        ),
+        ("tests/test_torch_pickle_hostile.py", "tests/test_torch_pickle.py"),
+        stub_backbones=True,
+    ),
+    Named(
+        "backward hooks accepted",
+        "backbones/_torch_pickle.py",
+        (
+            (("    if hooks:\n", "    if False:\n"),),
+            (("    if backward_hooks:\n", "    if False:\n"),),
+        ),
+        ("tests/test_torch_pickle_hostile.py", "tests/test_torch_pickle.py"),
+        stub_backbones=True,
+    ),
+    Named(
+        "McNemar significance on the raw p",
+        "compare/_comparator.py",
+        ((("bool(p < self.alpha)", "bool(t.p_value < self.alpha)"),),),
+        (
+            "tests/test_compare_boundaries.py",
+            "tests/test_compare_stats.py",
+            "tests/test_compare_report.py",
+        ),
+    ),
+    Named(
+        "baseline warning from the point estimate",
+        "compare/_comparator.py",
+        ((("if ci.low <= b_bal:", "if bal <= b_bal:"),),),
+        (
+            "tests/test_compare_boundaries.py",
+            "tests/test_compare_stats.py",
+            "tests/test_compare_report.py",
+        ),
+    ),
+    Named(
+        "min_support: <= instead of <",
+        "compare/_comparator.py",
+        ((("if n < self.min_support:", "if n <= self.min_support:"),),),
+        (
+            "tests/test_compare_boundaries.py",
+            "tests/test_compare_stats.py",
+            "tests/test_compare_report.py",
+        ),
+    ),
+    Named(
+        "EXIF orientations not permuted with the paths",
+        "data/_pipeline.py",
+        ((("tf.constant(orientations[order], dtype", "tf.constant(orientations, dtype"),),),
+        ("tests/test_pipeline_exif_shuffle.py", "tests/test_pipeline.py"),
+    ),
+    Named(
+        "splitter orders ties by hash() instead of blake2b",
+        "data/_splitter.py",
+        (
+            (
+                (
+                    'hashlib.blake2b(f"{seed}\\x00{g[0].path}".encode(), digest_size=8).digest()',
+                    'hash(f"{seed}\\x00{g[0].path}").to_bytes(8, "little", signed=True)',
+                ),
+            ),
+        ),
+        (
+            "tests/test_splitter_determinism.py",
+            "tests/test_splitter_properties.py",
+            "tests/test_splitter.py",
+        ),
+    ),
+]
+
+
 def code_lines(source: str, target: Target) -> set[int]:
     """1-based lines of the target's functions, without docstrings."""
     tree = ast.parse(source)
@@ -202,7 +317,31 @@ class Worker:
         )
 
 
-def run_tests(tree: Path, src: Path, target: Target, timeout: float) -> bool:
+def run_named(tree: Path, worker: Worker) -> None:
+    """Apply each hand-written mutant of NAMED and run its tests."""
+    for m in NAMED:
+        path = worker.src / "tlkit" / m.module
+        original = path.read_text()
+        for alternative in m.edits:
+            if all(old in original for old, _ in alternative):
+                mutated = original
+                for old, new in alternative:
+                    mutated = mutated.replace(old, new, 1)
+                break
+        else:
+            print(f"{m.name}: not applicable to this checkout")
+            continue
+        path.write_text(mutated)
+        start = time.perf_counter()
+        try:
+            passed = run_tests(tree, worker.src, m, timeout=900)  # type: ignore[arg-type]
+        finally:
+            path.write_text(original)
+        status = "SURVIVED" if passed else "killed"
+        print(f"{status:9s} {m.name} ({time.perf_counter() - start:.0f} s)")
+
+
+def run_tests(tree: Path, src: Path, target: Target | Named, timeout: float) -> bool:
     """True when the target's tests pass against the code under ``src``."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(src), str(HERE)])
@@ -220,7 +359,7 @@ def run_tests(tree: Path, src: Path, target: Target, timeout: float) -> bool:
         "-p",
         "no:cacheprovider",
         *(["-p", "_mutation_stub"] if target.stub_backbones else []),
-        *target.pytest_args,
+        *getattr(target, "pytest_args", ()),
         *[t for t in target.tests if (tree / t).exists()],
     ]
     proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, timeout=timeout, check=False)
@@ -237,12 +376,18 @@ def main() -> None:
         "--sample", type=int, help="test this many mutants per target, a seeded random sample"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of --sample")
+    parser.add_argument(
+        "--named", action="store_true", help="only the hand-written mutants issue 13 found"
+    )
     parser.add_argument("--json", type=Path, help="write every outcome here")
     args = parser.parse_args()
     tree = args.tree.resolve()
     targets = [t for t in TARGETS if not args.target or t.name in args.target]
     report: dict[str, list[dict]] = {}
-    workers = [Worker(tree) for _ in range(1 if args.list else args.jobs)]
+    workers = [Worker(tree) for _ in range(1 if args.list or args.named else args.jobs)]
+    if args.named:
+        run_named(tree, workers[0])
+        return
     for target in targets:
         path = workers[0].src / "tlkit" / target.module
         original = path.read_text()

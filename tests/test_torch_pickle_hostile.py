@@ -295,6 +295,10 @@ CORPUS: dict[str, tuple[Case, str]] = {
     "broadcast_huge": (lambda L: sd(L, tensor(pid("0", 4, L), 0, (2**40,), (0,))), UNSAFE),
     "too_many_dims": (lambda L: sd(L, tensor(pid("0", 4, L), 0, (1,) * 40, (0,) * 40)), UNSAFE),
     "huge_empty_dim": (lambda L: sd(L, tensor(pid("0", 4, L), 0, (0, 2**70), (1, 1))), UNSAFE),
+    "huge_empty_dims": (
+        lambda L: sd(L, tensor(pid("0", 4, L), 0, (0, 2**31 - 1, 2**31 - 1), (1, 1, 1))),
+        UNSAFE,
+    ),
     "size_stride_lengths": (lambda L: sd(L, tensor(pid("0", 4, L), 0, (2, 2), (1,))), UNSAFE),
     "bool_size": (
         lambda L: sd(

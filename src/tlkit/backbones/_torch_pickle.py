@@ -75,7 +75,7 @@ _LEGACY_PROTOCOL = 1001
 # Limits that no real state dict comes near; they keep a hostile file from
 # exhausting memory or the stack before it is refused.
 _MAX_NDIM = 32  # numpy's own limit is 64
-_MAX_EMPTY_DIM = 2**31 - 1  # a dimension of a zero-element tensor
+_MAX_EMPTY_DIM = 2**31 - 1  # product of the non-zero dimensions of an empty tensor
 _MAX_DEPTH = 64  # nesting of containers in the saved object
 _MAX_PICKLE_BYTES = 1 << 30  # data.pkl of the zip layout
 _MAX_KEY_CHARS = 256  # a storage key
@@ -163,7 +163,7 @@ def _check_bounds(
         return f"{len(size)} dimensions (at most {_MAX_NDIM})"
     count = math.prod(size)
     if count == 0:
-        if offset > numel or any(n > _MAX_EMPTY_DIM for n in size):
+        if offset > numel or math.prod(n for n in size if n) > _MAX_EMPTY_DIM:
             return f"empty tensor of size {size} at offset {offset} is malformed"
         return None
     if count > numel:
@@ -583,6 +583,7 @@ def _unpickle(
         KeyError,
         EOFError,
         OverflowError,
+        struct.error,
     ) as exc:
         raise WeightsFileError(
             f"{source}: not a readable torch checkpoint ({type(exc).__name__}: {_r(str(exc))})"
