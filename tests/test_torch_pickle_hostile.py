@@ -359,6 +359,8 @@ CORPUS: dict[str, tuple[Case, str]] = {
         ),
         UNSAFE,
     ),
+    "empty_storage_key": (lambda L: sd(L, tensor(pid("", 4, L), 0, (4,), (1,))), UNSAFE),
+    "long_storage_key": (lambda L: sd(L, tensor(pid("k" * 300, 4, L), 0, (4,), (1,))), UNSAFE),
     "non_storage_pid": (lambda L: sd(L, t(u("module"), u("x")) + pickle.BINPERSID), UNSAFE),
     "bare_storage": (lambda L: sd(L, pid("0", 4, L)), UNSAFE),
     # bad key types
@@ -459,6 +461,10 @@ def legacy_only_cases(tmp: Path) -> dict[str, tuple[Path, str]]:
     add("pid_in_keys", UNSAFE, keys=pkl(lst(t(u("storage")) + pickle.BINPERSID)))
     add("global_in_sys_info", UNSAFE, sys_info=pkl(call(g("os", "system"), u("true"))))
     add("odict_in_keys", UNSAFE, keys=pkl(od()))
+    # headers hold plain data: even an allowed global or call is refused there
+    add("global_in_magic", UNSAFE, magic=pkl(g("torch", "FloatStorage")))
+    add("call_in_protocol", UNSAFE, protocol=pkl(call(g("collections", "OrderedDict"))))
+    add("tensor_in_keys", UNSAFE, keys=pkl(lst(ok_tensor(True))))
     add("big_endian", BROKEN, sys_info=pkl(d((u("little_endian"), pickle.NEWFALSE))))
     # element counts that disagree with the pickle or the file
     add("count_disagrees", BROKEN, counts={"0": 3})
@@ -659,3 +665,163 @@ def test_fuzzed_checkpoints_never_crash_or_change_state(tmp_path: Path) -> None:
     counts = json.loads(proc.stdout.strip().splitlines()[-1])
     # both outcomes occur, so the fuzzer reaches past the first opcode
     assert counts["refused"] > 0 and counts["loaded"] > 0, counts
+
+
+# --- the edges of what loads (each one a boundary a mutant moved) -----------------------------
+
+
+def _load(tmp_path: Path, layout: str, main: bytes, storages: dict[str, np.ndarray] | None = None):
+    from tlkit.backbones._torch_pickle import load_torch_checkpoint
+
+    path = asm.write(
+        tmp_path / f"edge_{layout}.pth", layout, main, F4 if storages is None else storages
+    )
+    return load_torch_checkpoint(path)
+
+
+@pytest.mark.parametrize("layout", ["legacy", "zip"])
+def test_every_storage_type_round_trips(tmp_path: Path, layout: str) -> None:
+    legacy = layout == "legacy"
+    arrays = {str(k): np.arange(6).astype(dtype) for k, dtype in enumerate(asm.STORAGE)}
+    entries = [
+        (u(f"t{k}"), tensor(pid(k, 6, legacy, asm.STORAGE[arr.dtype]), 1, (2, 2), (2, 1)))
+        for k, arr in arrays.items()
+    ]
+    bf16 = np.array([0x3F80, 0x4000, 0xC040], dtype="<u2")  # 1.0, 2.0, -3.0 in bfloat16
+    entries.append((u("bf16"), tensor(pid("bf", 3, legacy, "BFloat16Storage"), 0, (3,), (1,))))
+    got = _load(tmp_path, layout, pkl(od(*entries)), {**arrays, "bf": bf16})
+    for k, arr in arrays.items():
+        assert got[f"t{k}"].dtype == arr.dtype
+        np.testing.assert_array_equal(got[f"t{k}"], arr[[1, 2, 3, 4]].reshape(2, 2))
+    assert got["bf16"].dtype == np.float32
+    np.testing.assert_array_equal(got["bf16"], [1.0, 2.0, -3.0])
+
+
+@pytest.mark.parametrize("layout", ["legacy", "zip"])
+def test_limits_are_inclusive(tmp_path: Path, layout: str) -> None:
+    L = layout == "legacy"
+    main = pkl(
+        od(
+            # 32 dimensions is the limit (33 is refused, see too_many_dims)
+            (u("ndim32"), tensor(pid("0", 4, L), 0, (1,) * 32, (1,) * 32)),
+            # an empty tensor may sit at the very end of its storage
+            (u("empty_at_end"), tensor(pid("0", 4, L), 4, (0,), (1,))),
+            (u("last_element"), tensor(pid("0", 4, L), 3, (1,), (1,))),
+        )
+    )
+    got = _load(tmp_path, layout, main)
+    assert got["ndim32"].shape == (1,) * 32 and got["ndim32"].item() == 1
+    assert got["empty_at_end"].shape == (0,) and got["empty_at_end"].dtype == np.float32
+    np.testing.assert_array_equal(got["last_element"], [4])
+    from tlkit.errors import UnsafeCheckpointError
+
+    with pytest.raises(UnsafeCheckpointError, match="empty tensor"):
+        _load(tmp_path, layout, pkl(od((u("w"), tensor(pid("0", 4, L), 5, (0,), (1,))))))
+
+
+def _nested(kind: str, depth: int) -> bytes:
+    inner = pickle.EMPTY_LIST if kind == "list" else pickle.EMPTY_DICT
+    for _ in range(depth - 1):
+        inner = lst(inner) if kind == "list" else d((u("k"), inner))
+    return inner
+
+
+@pytest.mark.parametrize("kind", ["list", "dict"])
+def test_nesting_limit_is_exactly_64_levels_below_the_top(tmp_path: Path, kind: str) -> None:
+    from tlkit.errors import WeightsFileError
+
+    got = _load(tmp_path, "zip", pkl(_nested(kind, 65)))
+    depth = 0
+    while got:
+        got = got[0] if kind == "list" else got["k"]
+        depth += 1
+    assert depth == 64
+    with pytest.raises(WeightsFileError, match="nested more than 64"):
+        _load(tmp_path, "zip", pkl(_nested(kind, 66)))
+
+
+@pytest.mark.parametrize("layout", ["legacy", "zip"])
+def test_python2_and_rarer_opcodes_load(tmp_path: Path, layout: str) -> None:
+    L = layout == "legacy"
+    main = pkl(
+        # OrderedDict([[key, value], ...]) as Python 2 pickled it, with byte-string keys
+        call(
+            g("collections", "OrderedDict"),
+            lst(
+                lst(pickle.SHORT_BINSTRING + b"\x01a", ok_tensor(L)),
+                t(pickle.BINSTRING + b"\x01\x00\x00\x00b", pickle.BINBYTES + b"\x02\x00\x00\x00hi"),
+                lst(u("c"), pickle.MARK + u("x") + i(1) + pickle.DICT),
+                lst(u("d"), pickle.MARK + i(1) + i(2) + pickle.LIST),
+                lst(u("e"), pickle.SHORT_BINBYTES + b"\x01z"),
+                lst(u("f"), i(7) + i(8) + pickle.POP),
+                lst(u("g"), i(7) + pickle.MARK + i(8) + i(9) + pickle.POP_MARK),
+            ),
+        )
+    )
+    got = _load(tmp_path, layout, main)
+    assert list(got) == ["a", "b", "c", "d", "e", "f", "g"]
+    np.testing.assert_array_equal(got["a"], [1, 2, 3, 4])
+    assert got["b"] == b"hi" and got["c"] == {"x": 1} and got["d"] == [1, 2]
+    assert got["e"] == b"z" and got["f"] == 7 and got["g"] == 7
+
+
+@pytest.mark.parametrize(
+    "pairs",
+    [
+        lst(lst(u("a"))),  # not a pair
+        lst(u("a")),  # not a list or tuple
+        lst(lst(u("a"), i(1), i(2))),  # three items
+        lst(lst(t(u("k")), i(1))),  # a tuple key
+    ],
+)
+def test_python2_ordered_dict_items_must_be_pairs_with_plain_keys(
+    tmp_path: Path, pairs: bytes
+) -> None:
+    from tlkit.errors import UnsafeCheckpointError
+
+    with pytest.raises(UnsafeCheckpointError):
+        _load(tmp_path, "zip", pkl(call(g("collections", "OrderedDict"), pairs)))
+
+
+def test_legacy_view_at_offset_zero_and_empty_last_storage_load(tmp_path: Path) -> None:
+    view = t(u("0"), i(0), i(4))
+    main = pkl(
+        od(
+            (u("v"), tensor(pid("0", 4, True, view=view), 1, (3,), (1,))),
+            (u("none"), tensor(pid("9", 0, True), 0, (0, 3), (3, 1))),
+        )
+    )
+    got = _load(tmp_path, "legacy", main, {"0": F4["0"], "9": np.zeros(0, np.float32)})
+    np.testing.assert_array_equal(got["v"], [2, 3, 4])
+    assert got["none"].shape == (0, 3)
+
+
+@pytest.mark.parametrize("layout", ["legacy", "zip"])
+def test_bounds_are_checked_before_any_storage_is_read(tmp_path: Path, layout: str) -> None:
+    """A tensor past its storage is refused while unpickling, whatever the data holds."""
+    from tlkit.errors import UnsafeCheckpointError
+
+    L = layout == "legacy"
+    main = pkl(od((u("w"), tensor(pid("0", 4, L), 2, (4,), (1,)))))
+    with pytest.raises(UnsafeCheckpointError, match="reads past the end"):
+        _load(tmp_path, layout, main, {"0": np.zeros(2, np.float32)})  # data short as well
+
+
+def test_stand_ins_cannot_be_changed() -> None:
+    import dataclasses
+
+    from tlkit.backbones import _torch_pickle as tp
+
+    for stype in tp._STORAGE_TYPES:
+        with pytest.raises(AttributeError):
+            stype.typestr = "<f8"  # type: ignore[misc]
+        with pytest.raises(AttributeError):
+            stype.extra = 1  # type: ignore[attr-defined]
+    storage = tp._Storage("0", tp._STORAGE_TYPES[0], 4)
+    view = tp._StorageView(storage, 0, 4)
+    ref = tp._TensorRef(storage, 0, (4,), (1,))
+    for obj, field_name in ((view, "numel"), (ref, "size")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(obj, field_name, 10**6)
+    with pytest.raises(TypeError):
+        tp._ALLOWED_GLOBALS["builtins getattr"] = getattr  # type: ignore[index]

@@ -21,7 +21,13 @@ LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 STORAGE = {
     np.dtype("float32"): "FloatStorage",
     np.dtype("float64"): "DoubleStorage",
+    np.dtype("float16"): "HalfStorage",
     np.dtype("int64"): "LongStorage",
+    np.dtype("int32"): "IntStorage",
+    np.dtype("int16"): "ShortStorage",
+    np.dtype("int8"): "CharStorage",
+    np.dtype("uint8"): "ByteStorage",
+    np.dtype("bool"): "BoolStorage",
 }
 
 
@@ -123,11 +129,13 @@ def legacy_file(
     sys_info: bytes | None = None,
     keys: bytes | None = None,
     counts: dict[str, int] | None = None,
+    magic: bytes | None = None,
+    protocol: bytes | None = None,
 ) -> Path:
     """The legacy layout: 5 pickles, then ``<count><elements>`` per storage."""
     buf = io.BytesIO()
-    pickle.dump(LEGACY_MAGIC, buf, protocol=2)
-    pickle.dump(1001, buf, protocol=2)
+    buf.write(magic if magic is not None else pickle.dumps(LEGACY_MAGIC, protocol=2))
+    buf.write(protocol if protocol is not None else pickle.dumps(1001, protocol=2))
     buf.write(
         sys_info
         if sys_info is not None
