@@ -60,6 +60,7 @@ class Target:
     exclude: tuple[str, ...] = ()  # functions left out (messages only)
     pytest_args: tuple[str, ...] = ()
     stub_backbones: bool = False  # load benchmarks/_mutation_stub.py (no TensorFlow)
+    fallback_tests: tuple[str, ...] = ()  # when a checkout has none of ``tests`` (older ones)
 
 
 TARGETS = [
@@ -82,6 +83,7 @@ TARGETS = [
         "compare/_comparator.py",
         ("ModelComparator._pairwise", "ModelComparator._warnings"),
         ("tests/test_compare_boundaries.py",),
+        fallback_tests=("tests/test_compare_stats.py", "tests/test_compare_report.py"),
     ),
     Target(
         "splitter",
@@ -341,6 +343,15 @@ def run_named(tree: Path, worker: Worker) -> None:
         print(f"{status:9s} {m.name} ({time.perf_counter() - start:.0f} s)")
 
 
+def test_files(tree: Path, target: Target | Named) -> list[str]:
+    files = [t for t in target.tests if (tree / t).exists()]
+    if not files:
+        files = [t for t in getattr(target, "fallback_tests", ()) if (tree / t).exists()]
+    if not files:
+        raise SystemExit(f"{target.name}: none of its test files exist in {tree}")
+    return files
+
+
 def run_tests(tree: Path, src: Path, target: Target | Named, timeout: float) -> bool:
     """True when the target's tests pass against the code under ``src``."""
     env = dict(os.environ)
@@ -360,7 +371,7 @@ def run_tests(tree: Path, src: Path, target: Target | Named, timeout: float) -> 
         "no:cacheprovider",
         *(["-p", "_mutation_stub"] if target.stub_backbones else []),
         *getattr(target, "pytest_args", ()),
-        *[t for t in target.tests if (tree / t).exists()],
+        *test_files(tree, target),
     ]
     proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, timeout=timeout, check=False)
     return proc.returncode == 0
@@ -379,6 +390,11 @@ def main() -> None:
     parser.add_argument(
         "--named", action="store_true", help="only the hand-written mutants issue 13 found"
     )
+    parser.add_argument(
+        "--survivors-of",
+        type=Path,
+        help="re-test only the mutants that survived in this earlier --json report",
+    )
     parser.add_argument("--json", type=Path, help="write every outcome here")
     args = parser.parse_args()
     tree = args.tree.resolve()
@@ -395,6 +411,15 @@ def main() -> None:
         total = len(found)
         if args.sample and args.sample < total:
             found = random.Random(f"{args.seed}:{target.name}").sample(found, args.sample)
+        if args.survivors_of:
+            earlier = json.loads(args.survivors_of.read_text()).get(target.name, [])
+            wanted = {(o["line"], o["diff"]) for o in earlier if o["status"] == "survived"}
+            found = [
+                m
+                for m in found
+                if (m.line_number + 1, apply(path, original, m).split("\n")[m.line_number].strip())
+                in wanted
+            ]
         if args.list:
             print(f"{target.name:20s} {len(found):4d} mutants")
             continue

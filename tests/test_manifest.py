@@ -97,7 +97,9 @@ def test_changed_and_missing_files_are_reported(saved: tuple[Split, Path]) -> No
     assert len(Split.load(path, verify=None)) == len(split)
 
 
-@pytest.mark.parametrize("bad", ["../outside.png", "/etc/passwd", "a/../../x.png", "C:\\x.png", ""])
+@pytest.mark.parametrize(
+    "bad", ["../outside.png", "/etc/passwd", "a/../../x.png", "C:\\x.png", "C:x.png", ""]
+)
 def test_entries_escaping_the_root_are_refused(saved: tuple[Split, Path], bad: str) -> None:
     _, path = saved
     data = json.loads(path.read_text())
@@ -216,3 +218,37 @@ def test_a_clean_manifest_has_no_leak_warning(saved: tuple[Split, Path]) -> None
     assert not any("leak" in w for w in loaded.warnings)
     with pytest.raises(ValueError, match="on_leak must be"):
         Split.load(path, on_leak="ignore")
+
+
+def test_identical_files_in_one_part_are_not_a_leak(saved: tuple[Split, Path]) -> None:
+    import warnings
+
+    _, path = saved
+
+    def twins(samples: list[dict]) -> None:
+        a, b = [s for s in samples if s["split"] == "train"][:2]
+        b["sha256"] = a["sha256"]
+        a["group"] = b["group"] = min(a["path"], b["path"])
+
+    _edit(path, twins)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = Split.load(path, verify=None)
+    assert not any("leak" in w for w in loaded.warnings)
+
+
+def test_leak_warning_points_at_the_caller_and_lists_at_most_five(
+    saved: tuple[Split, Path],
+) -> None:
+    _, path = saved
+
+    def many(samples: list[dict]) -> None:
+        for entry in [s for s in samples if s["split"] == "test"][:6]:
+            samples.append({**entry, "split": "train"})
+
+    _edit(path, many)
+    with pytest.warns(UserWarning) as record:
+        loaded = Split.load(path, on_leak="warn")
+    assert record[0].filename == __file__
+    (message,) = [w for w in loaded.warnings if "leaks" in w]
+    assert message.count("is listed 2 times") == 5 and message.endswith("; ... and 1 more")
