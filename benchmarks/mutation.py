@@ -36,11 +36,13 @@ from __future__ import annotations
 
 import argparse
 import ast
+import atexit
 import concurrent.futures
 import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -298,7 +300,9 @@ class Worker:
     src: Path = field(init=False)
 
     def __post_init__(self) -> None:
-        self.src = Path(tempfile.mkdtemp(prefix="tlkit-mutant-")) / "src"
+        home = Path(tempfile.mkdtemp(prefix="tlkit-mutant-"))
+        atexit.register(shutil.rmtree, home, ignore_errors=True)
+        self.src = home / "src"
         shutil.copytree(self.tree / "src", self.src, ignore=shutil.ignore_patterns("__pycache__"))
 
     def run(self, target: Target, mutation_id, original: str, timeout: float) -> Outcome:
@@ -373,8 +377,22 @@ def run_tests(tree: Path, src: Path, target: Target | Named, timeout: float) -> 
         *getattr(target, "pytest_args", ()),
         *test_files(tree, target),
     ]
-    proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, timeout=timeout, check=False)
-    return proc.returncode == 0
+    # A session of its own, so that a timeout also ends the subprocesses the tests started
+    # (a mutant can make one loop forever).
+    proc = subprocess.Popen(
+        cmd,
+        cwd=tree,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        return proc.wait(timeout=timeout) == 0
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
 
 
 def main() -> None:
