@@ -284,6 +284,9 @@ CORPUS: dict[str, tuple[Case, str]] = {
     "dup": (lambda L: sd(L, ok_tensor(L) + pickle.DUP + pickle.POP), UNSAFE),
     # tensors out of range
     "offset_past_end": (lambda L: sd(L, tensor(pid("0", 4, L), 2, (4,), (1,))), UNSAFE),
+    # the last element read would be element 4 of 0..3: one past the end
+    "one_past_end": (lambda L: sd(L, tensor(pid("0", 4, L), 1, (4,), (1,))), UNSAFE),
+    "one_past_end_2d": (lambda L: sd(L, tensor(pid("0", 4, L), 0, (2, 2), (3, 1))), UNSAFE),
     "negative_offset": (lambda L: sd(L, tensor(pid("0", 4, L), -1, (4,), (1,))), UNSAFE),
     "negative_stride": (lambda L: sd(L, tensor(pid("0", 4, L), 3, (4,), (-1,))), UNSAFE),
     "negative_size": (lambda L: sd(L, tensor(pid("0", 4, L), 0, (-4,), (1,))), UNSAFE),
@@ -465,6 +468,11 @@ def legacy_only_cases(tmp: Path) -> dict[str, tuple[Path, str]]:
     add("global_in_magic", UNSAFE, magic=pkl(g("torch", "FloatStorage")))
     add("call_in_protocol", UNSAFE, protocol=pkl(call(g("collections", "OrderedDict"))))
     add("tensor_in_keys", UNSAFE, keys=pkl(lst(ok_tensor(True))))
+    add(
+        "view_one_past_end",
+        UNSAFE,
+        pkl(od((u("w"), tensor(pid("0", 4, L, view=view(1, 4)), 0, (1,), (1,))))),
+    )
     add("big_endian", BROKEN, sys_info=pkl(d((u("little_endian"), pickle.NEWFALSE))))
     # element counts that disagree with the pickle or the file
     add("count_disagrees", BROKEN, counts={"0": 3})
@@ -488,6 +496,11 @@ def test_hostile_checkpoints_are_refused_in_a_subprocess(tmp_path: Path, layout:
     if legacy:
         for name, (path, kind) in legacy_only_cases(tmp_path).items():
             cases[name], expected[name] = path, kind
+    else:
+        big = asm.zip_file(
+            tmp_path / "big_endian.pth", pkl(od((u("w"), ok_tensor(False)))), F4, byteorder="big"
+        )
+        cases["zip/big_endian"], expected["zip/big_endian"] = big, BROKEN
     results = run_batch(tmp_path, cases)
     wrong = {
         name: results[name]

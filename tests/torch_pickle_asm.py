@@ -151,11 +151,13 @@ def legacy_file(
     return path
 
 
-def zip_file(path: Path, main: bytes, storages: dict[str, np.ndarray]) -> Path:
+def zip_file(
+    path: Path, main: bytes, storages: dict[str, np.ndarray], byteorder: str = "little"
+) -> Path:
     """The zip layout: ``archive/data.pkl`` and ``archive/data/<key>``."""
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("archive/data.pkl", main)
-        z.writestr("archive/byteorder", "little")
+        z.writestr("archive/byteorder", byteorder)
         z.writestr("archive/version", "3\n")
         for key, arr in storages.items():
             z.writestr(f"archive/data/{key}", np.ascontiguousarray(arr).tobytes())
