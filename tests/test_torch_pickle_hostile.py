@@ -468,6 +468,12 @@ def legacy_only_cases(tmp: Path) -> dict[str, tuple[Path, str]]:
     add("global_in_magic", UNSAFE, magic=pkl(g("torch", "FloatStorage")))
     add("call_in_protocol", UNSAFE, protocol=pkl(call(g("collections", "OrderedDict"))))
     add("tensor_in_keys", UNSAFE, keys=pkl(lst(ok_tensor(True))))
+    bad_view = t(u("0"), u("1"), i(2))
+    add(
+        "view_offset_not_int",
+        UNSAFE,
+        pkl(od((u("w"), tensor(pid("0", 4, L, view=bad_view), 0, (1,), (1,))))),
+    )
     add(
         "view_one_past_end",
         UNSAFE,
