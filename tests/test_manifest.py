@@ -97,7 +97,9 @@ def test_changed_and_missing_files_are_reported(saved: tuple[Split, Path]) -> No
     assert len(Split.load(path, verify=None)) == len(split)
 
 
-@pytest.mark.parametrize("bad", ["../outside.png", "/etc/passwd", "a/../../x.png", "C:\\x.png", ""])
+@pytest.mark.parametrize(
+    "bad", ["../outside.png", "/etc/passwd", "a/../../x.png", "C:\\x.png", "C:x.png", ""]
+)
 def test_entries_escaping_the_root_are_refused(saved: tuple[Split, Path], bad: str) -> None:
     _, path = saved
     data = json.loads(path.read_text())
@@ -137,3 +139,116 @@ def test_malformed_manifests(tmp_path: Path, saved: tuple[Split, Path]) -> None:
         Split.load(good, verify="md5")
     with pytest.raises(ValueError, match="on_mismatch must be"):
         Split.load(good, on_mismatch="ignore")
+
+
+# -- leaks in a manifest -------------------------------------------------------------------------
+
+
+def _edit(path: Path, change) -> Path:
+    data = json.loads(path.read_text())
+    change(data["samples"])
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _first_in(samples: list[dict], part: str) -> dict:
+    return next(s for s in samples if s["split"] == part)
+
+
+def test_a_file_listed_in_two_parts_is_refused_or_reported(saved: tuple[Split, Path]) -> None:
+    split, path = saved
+    victim = split.test[0].path
+
+    def leak(samples: list[dict]) -> None:
+        entry = next(s for s in samples if s["path"] == victim)
+        samples.append({**entry, "split": "train"})
+
+    _edit(path, leak)
+    with pytest.raises(
+        ManifestError,
+        match=rf"(?s)leaks between its parts.*'{victim}' is listed 2 times \(in test, train\)",
+    ):
+        Split.load(path)
+    with pytest.warns(UserWarning, match="leaks between its parts"):
+        loaded = Split.load(path, on_leak="warn")
+    assert victim in [s.path for s in loaded.train] and victim in [s.path for s in loaded.test]
+    assert any("is listed 2 times" in w for w in loaded.warnings)
+
+
+def test_a_file_listed_twice_in_one_part_is_refused(saved: tuple[Split, Path]) -> None:
+    _, path = saved
+    _edit(path, lambda samples: samples.append(dict(_first_in(samples, "val"))))
+    with pytest.raises(ManifestError, match=r"is listed 2 times \(in val, val\)"):
+        Split.load(path)
+
+
+def test_a_broken_group_is_refused_or_reported(saved: tuple[Split, Path]) -> None:
+    _, path = saved
+
+    def straddle(samples: list[dict]) -> None:
+        a, b = _first_in(samples, "train"), _first_in(samples, "test")
+        b["group"] = a["group"] = a["path"]
+
+    _edit(path, straddle)
+    with pytest.raises(ManifestError, match=r"group '.*' is split across test, train"):
+        Split.load(path)
+    with pytest.warns(UserWarning, match="is split across test, train"):
+        loaded = Split.load(path, on_leak="warn")
+    assert len(loaded) == len(json.loads(path.read_text())["samples"])
+
+
+def test_identical_files_in_two_parts_are_refused(saved: tuple[Split, Path]) -> None:
+    _, path = saved
+
+    def copy_content(samples: list[dict]) -> None:
+        _first_in(samples, "val")["sha256"] = _first_in(samples, "train")["sha256"]
+
+    _edit(path, copy_content)
+    with pytest.raises(ManifestError, match=r"identical files \(sha256 .*\) in train, val"):
+        Split.load(path, verify=None)
+
+
+def test_a_clean_manifest_has_no_leak_warning(saved: tuple[Split, Path]) -> None:
+    import warnings
+
+    _, path = saved
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = Split.load(path)
+    assert not any("leak" in w for w in loaded.warnings)
+    with pytest.raises(ValueError, match="on_leak must be"):
+        Split.load(path, on_leak="ignore")
+
+
+def test_identical_files_in_one_part_are_not_a_leak(saved: tuple[Split, Path]) -> None:
+    import warnings
+
+    _, path = saved
+
+    def twins(samples: list[dict]) -> None:
+        a, b = [s for s in samples if s["split"] == "train"][:2]
+        b["sha256"] = a["sha256"]
+        a["group"] = b["group"] = min(a["path"], b["path"])
+
+    _edit(path, twins)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = Split.load(path, verify=None)
+    assert not any("leak" in w for w in loaded.warnings)
+
+
+def test_leak_warning_points_at_the_caller_and_lists_at_most_five(
+    saved: tuple[Split, Path],
+) -> None:
+    _, path = saved
+
+    def many(samples: list[dict]) -> None:
+        for entry in [s for s in samples if s["split"] == "test"][:6]:
+            samples.append({**entry, "split": "train"})
+
+    _edit(path, many)
+    with pytest.warns(UserWarning) as record:
+        loaded = Split.load(path, on_leak="warn")
+    assert record[0].filename == __file__
+    (message,) = [w for w in loaded.warnings if "leaks" in w]
+    assert message.count("is listed 2 times") == 5 and message.endswith("; ... and 1 more")

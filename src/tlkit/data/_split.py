@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections import Counter
+import warnings as _warnings
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -210,6 +211,7 @@ class Split:
         root: str | os.PathLike[str] | None = None,
         verify: str | None = "hash",
         on_mismatch: str = "error",
+        on_leak: str = "error",
     ) -> Split:
         """Read a manifest written by :meth:`save`.
 
@@ -227,15 +229,28 @@ class Split:
             ``"error"`` raises :class:`~tlkit.errors.ManifestMismatchError`
             listing the missing or changed files; ``"skip"`` moves them to
             ``skipped`` with the reason.
+        on_leak : {"error", "warn"}
+            A manifest that lists one file twice (in two parts or in one), or
+            splits a group (files with one ``group`` key, or identical
+            content) across parts, would leak test images into training.
+            ``"error"`` raises :class:`~tlkit.errors.ManifestError` naming the
+            files; ``"warn"`` loads it as written and reports the leaks in a
+            warning and in ``warnings``.
 
         Returns
         -------
         Split
+
+        Examples
+        --------
+        >>> split = Split.load("photos.split.json", on_leak="warn")  # doctest: +SKIP
         """
         if verify not in ("hash", "exists", None):
             raise ValueError(f"verify must be 'hash', 'exists' or None, got {verify!r}")
         if on_mismatch not in ("error", "skip"):
             raise ValueError(f"on_mismatch must be 'error' or 'skip', got {on_mismatch!r}")
+        if on_leak not in ("error", "warn"):
+            raise ValueError(f"on_leak must be 'error' or 'warn', got {on_leak!r}")
         path = Path(path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -257,6 +272,14 @@ class Split:
         by_split: dict[str, list[Sample]] = {n: [] for n in SPLIT_NAMES}
         skipped = [SkippedFile(s["path"], s["reason"]) for s in data.get("skipped", [])]
         problems: list[str] = []
+        leaks = _leaks(data["samples"])
+        if leaks and on_leak == "error":
+            raise ManifestError(
+                f"manifest {str(path)!r} leaks between its parts ({len(leaks)} problem(s)):\n  "
+                + "\n  ".join(leaks[:20])
+                + (f"\n  ... and {len(leaks) - 20} more" if len(leaks) > 20 else "")
+                + "\nRe-split the folder, or load with on_leak='warn' to inspect it."
+            )
         for d in data["samples"]:
             rel = str(d["path"])
             _check_relative(rel, path)
@@ -287,6 +310,12 @@ class Split:
                 f"on_mismatch='skip' to leave them out."
             )
         warnings = list(data.get("warnings", []))
+        if leaks:
+            message = f"the manifest leaks between its parts: {'; '.join(leaks[:5])}" + (
+                f"; ... and {len(leaks) - 5} more" if len(leaks) > 5 else ""
+            )
+            warnings.append(message)
+            _warnings.warn(f"{str(path)!r}: {message}", UserWarning, stacklevel=2)
         if problems:
             warnings.append(f"{len(problems)} file(s) missing or changed since the split was made")
         parts = {
@@ -303,6 +332,45 @@ class Split:
             warnings=tuple(warnings),
             params=dict(data.get("params", {})),
         )
+
+
+def _leaks(samples: list[dict[str, Any]]) -> list[str]:
+    """Files listed twice, and groups or identical files that straddle parts."""
+    out: list[str] = []
+    where: dict[str, list[str]] = defaultdict(list)
+    by_group: dict[str, set[str]] = defaultdict(set)
+    by_group_files: dict[str, list[str]] = defaultdict(list)
+    by_hash: dict[str, set[str]] = defaultdict(set)
+    by_hash_files: dict[str, list[str]] = defaultdict(list)
+    for d in samples:
+        rel, part = str(d.get("path")), str(d.get("split"))
+        where[rel].append(part)
+        group, sha = str(d.get("group") or ""), str(d.get("sha256") or "")
+        if group:
+            by_group[group].add(part)
+            by_group_files[group].append(rel)
+        if sha:
+            by_hash[sha].add(part)
+            by_hash_files[sha].append(rel)
+    for rel, parts in where.items():
+        if len(parts) > 1:
+            out.append(f"{rel!r} is listed {len(parts)} times (in {', '.join(parts)})")
+    for group, parts in by_group.items():
+        files = sorted(set(by_group_files[group]))
+        if len(parts) > 1 and len(files) > 1:  # one file in two parts is reported above
+            out.append(
+                f"group {group!r} is split across {', '.join(sorted(parts))}: "
+                + ", ".join(map(repr, files[:5]))
+                + (" ..." if len(files) > 5 else "")
+            )
+    for sha, parts in by_hash.items():
+        files = sorted(set(by_hash_files[sha]))
+        if len(parts) > 1 and len(files) > 1:
+            out.append(
+                f"identical files (sha256 {sha[:12]}...) in {', '.join(sorted(parts))}: "
+                + ", ".join(map(repr, files[:5]))
+            )
+    return out
 
 
 def _reason_kind(reason: str) -> str:
