@@ -10,10 +10,13 @@ from __future__ import annotations
 __all__ = [
     "BackboneError",
     "DatasetError",
+    "ExportCheckError",
+    "ExportError",
     "ImageDecodeError",
     "LabelConflictError",
     "ManifestError",
     "ManifestMismatchError",
+    "MissingDependencyError",
     "SmallClassError",
     "TlkitError",
     "UnsafeCheckpointError",
@@ -71,3 +74,24 @@ class WeightsFileError(TlkitError, ValueError):
 
     The message names the file and, for a mismatch, the first layers and shapes that differ.
     """
+
+
+class MissingDependencyError(TlkitError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
+class ExportError(TlkitError, ValueError):
+    """A model cannot be exported as asked (format, quantization, data, or the converter failed)."""
+
+
+class ExportCheckError(ExportError):
+    """The exported file does not predict what the Keras model predicts.
+
+    The message gives the figures (agreement, threshold, accuracy before and
+    after, largest probability difference); ``.report`` holds the full
+    :class:`~tlkit.export.ExportReport`.
+    """
+
+    def __init__(self, message: str, report: object = None) -> None:
+        super().__init__(message)
+        self.report = report
