@@ -224,3 +224,53 @@ def test_exported_model_is_a_comparator_row(trained, tmp_path: Path) -> None:
         ModelComparator(test, ["x", "y", "z"], n_boot=0).add_exported(
             "bad", ExportedModel(f32.path)
         )
+
+
+_LOAD_HOSTILE = """
+import sys
+import numpy as np
+from tlkit.errors import ExportError
+from tlkit.export import ExportedModel
+for path in sys.argv[1:]:
+    try:
+        m = ExportedModel(path)
+        m.predict(np.zeros((2, *m.input_size, 3)))
+        print(path, "loaded")
+    except ExportError as exc:
+        print(path, "ExportError", str(exc).splitlines()[0])
+"""
+
+
+def test_hostile_exported_files_raise_cleanly(trained, tmp_path: Path) -> None:
+    """Truncated, bit-flipped and random files: a clear ExportError, never a crash."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("onnxruntime")
+    model, _, _ = trained
+    good = export(model, tmp_path / "m.tflite", latency_runs=1).path
+    onnx = export(model, tmp_path / "m.onnx", format="onnx", latency_runs=1).path
+    rng = np.random.default_rng(0)
+    files = []
+    for src in (good, onnx):
+        data = src.read_bytes()
+        for n in (0, 64, len(data) // 2):
+            files.append(tmp_path / f"cut{n}{src.suffix}")
+            files[-1].write_bytes(data[:n])
+        flipped = bytearray(data)
+        flipped[200::37] = bytes(b ^ 0xFF for b in flipped[200::37])
+        files.append(tmp_path / f"flip{src.suffix}")
+        files[-1].write_bytes(bytes(flipped))
+        files.append(tmp_path / f"noise{src.suffix}")
+        files[-1].write_bytes(rng.integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    proc = subprocess.run(
+        [sys.executable, "-c", _LOAD_HOSTILE, *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert len(lines) == len(files)
+    assert all(" ExportError cannot load " in line for line in lines), lines
