@@ -60,6 +60,13 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+#: Phrases of library messages that every command rewrites (a command's own FLAG_PHRASES first).
+COMMON_PHRASES = {
+    "load with on_mismatch='skip'": "pass --skip-missing",
+    "on_mismatch='skip'": "--skip-missing",
+    "(list_backbones())": "(tlkit backbones)",
+}
+
 _PY_ARG = re.compile(r"\b([a-z][a-z0-9_]*)=('([^']*)'|\"([^\"]*)\"|True|False|None|[\w.\-]+)")
 
 
@@ -78,7 +85,7 @@ def as_flags(message: str, parser: argparse.ArgumentParser, extra: dict[str, str
     >>> as_flags("pass on_conflict='drop' or allow_small_classes=True", p, {})
     'pass --on-conflict drop or --allow-small-classes'
     """
-    for phrase, flags in extra.items():
+    for phrase, flags in {**extra, **COMMON_PHRASES}.items():
         message = message.replace(phrase, flags)
     dests = {
         a.dest: max(a.option_strings, key=len)

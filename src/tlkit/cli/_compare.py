@@ -8,8 +8,6 @@ from typing import Any
 
 from tlkit.cli._common import UsageError, add_command, log
 
-FLAG_PHRASES = {"on_mismatch='skip'": "--skip-missing"}
-
 
 def add_parser(sub: Any) -> None:
     p = add_command(

@@ -15,7 +15,6 @@ FLAG_PHRASES = {
         "--quantize int8 needs calibration images: pass --representative SPLIT.json "
         "(its train part is used)"
     ),
-    "on_mismatch='skip'": "--skip-missing",
 }
 
 
