@@ -47,7 +47,7 @@ def weights_here(name: str) -> str:
             if "tlkit[lite]" in cfg.weights_source
             else "missing"
         )
-    if cfg.weights_source == "none":
+    if cfg.weights_source.startswith("none"):
         return "none"
     return "download"
 
