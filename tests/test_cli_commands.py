@@ -110,7 +110,7 @@ def test_compare_command_with_an_exported_row(trained) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
     names = [m["name"] for m in report["models"]]
-    assert names[1:] == ["model", "model-2"]  # after the baseline: the .keras and the .tflite
+    assert names[1:] == ["model", "model.tflite"]  # after the baseline
     assert {"report.html", "report.md", "report.json"} <= {p.name for p in out.iterdir()}
 
 

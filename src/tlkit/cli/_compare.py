@@ -51,8 +51,8 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
-def _row_name(path: Path, taken: set[str]) -> str:
-    name = path.name if path.is_dir() else path.stem
+def _row_name(path: Path, taken: set[str], *, exported: bool = False) -> str:
+    name = path.name if path.is_dir() or exported else path.stem
     base, i = name, 2
     while name in taken:
         name, i = f"{base}-{i}", i + 1
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         log(f"predicting {len(part)} {args.part} images with {name}")
         comparator.add(name, tuner)
     for path in args.exported:
-        name = _row_name(path, taken)
+        name = _row_name(path, taken, exported=True)
         log(f"predicting {len(part)} {args.part} images with {name} (exported)")
         comparator.add_exported(name, ExportedModel(path))
     report = comparator.run()

@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         row: dict[str, Any] = {"path": str(f)}
         if i in by_file:
             top = np.argsort(-by_file[i], kind="stable")[:k]
-            ranked = [(tuner.class_names[j], float(by_file[i][j])) for j in top]
+            ranked = [(tuner.class_names[j], round(float(by_file[i][j]), 6)) for j in top]
             row["label"], row["probability"] = ranked[0]
             if k > 1:
                 row["top_k"] = [{"label": c, "probability": p} for c, p in ranked]

@@ -119,15 +119,22 @@ def run(args: argparse.Namespace) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tuner.save(args.out)
     log(f"model written to {args.out}")
-    summary = {
+    summary: dict[str, Any] = {
         "model": str(args.out),
         "backbone": tuner.backbone_name,
         "input_size": list(tuner.input_size),
         "class_names": list(tuner.class_names),
         "train_images": len(split.train),
         "val_images": len(split.val),
-        "train_time_s": tuner.train_time_s,
-        "history": history.to_dict() if hasattr(history, "to_dict") else None,
+        "epochs": len(getattr(history, "phases", [])),
+        "train_time_s": None if tuner.train_time_s is None else round(tuner.train_time_s, 2),
     }
-    print(json.dumps(summary, indent=1, default=float))
+    values = getattr(history, "history", {}) or {}
+    if values.get("val_balanced_accuracy"):
+        epoch, _ = history.best("val_balanced_accuracy")
+        summary["best_epoch"] = epoch + 1
+        summary["best_epoch_metrics"] = {
+            k: round(v[epoch], 4) for k, v in values.items() if k.startswith("val_")
+        }
+    print(json.dumps(summary, indent=1))
     return 0
