@@ -65,6 +65,10 @@ COMMON_PHRASES = {
     "load with on_mismatch='skip'": "pass --skip-missing",
     "on_mismatch='skip'": "--skip-missing",
     "(list_backbones())": "(tlkit backbones)",
+    "load it with keras.saving.load_model, or save it with FineTuner.save": (
+        "tlkit commands read models saved by tlkit train (FineTuner.save)"
+    ),
+    "save models with FineTuner.save": "save models with tlkit train",
 }
 
 _PY_ARG = re.compile(r"\b([a-z][a-z0-9_]*)=('([^']*)'|\"([^\"]*)\"|True|False|None|[\w.\-]+)")
@@ -105,9 +109,23 @@ def as_flags(message: str, parser: argparse.ArgumentParser, extra: dict[str, str
     return _PY_ARG.sub(repl, message)
 
 
-def one_line(message: str) -> str:
-    """Collapse a multi-line message to one line."""
-    return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+def one_line(message: str, keep: int = 3) -> str:
+    r"""Collapse a multi-line message to one line, listing at most ``keep`` of its middle lines.
+
+    Examples
+    --------
+    >>> one_line("2 files missing:\n  a.png\n  b.png\nRestore them.")
+    '2 files missing: a.png; b.png; Restore them.'
+    >>> one_line("5 missing:\n a\n b\n c\n d\n e\nRestore them.", keep=2)
+    '5 missing: a; b; ... (3 more); Restore them.'
+    """
+    lines = [part.strip() for part in str(message).splitlines() if part.strip()]
+    if len(lines) <= 2:
+        return " ".join(lines)
+    first, middle, last = lines[0], lines[1:-1], lines[-1]
+    if len(middle) > keep:
+        middle = [*middle[:keep], f"... ({len(middle) - keep} more)"]
+    return f"{first} {'; '.join([*middle, last])}"
 
 
 @contextlib.contextmanager
