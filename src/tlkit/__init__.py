@@ -21,7 +21,9 @@ __version__ = "0.1.0.dev0"
 # Public names that live in modules importing TensorFlow: loaded lazily.
 _LAZY: dict[str, str] = {
     "AugmentationPipeline": "tlkit.augment",
+    "FineTuner": "tlkit.finetune",
     "ModelComparator": "tlkit.compare",
+    "schedules": "tlkit.finetune",
 }
 
 __all__ = ["DatasetSplitter", "Sample", "Split", "SplitPart", "__version__", *_LAZY]

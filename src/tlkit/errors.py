@@ -17,8 +17,11 @@ __all__ = [
     "ManifestError",
     "ManifestMismatchError",
     "MissingDependencyError",
+    "ModelFileError",
+    "ScheduleError",
     "SmallClassError",
     "TlkitError",
+    "TrainingDivergedError",
     "UnsafeCheckpointError",
     "WeightsFileError",
     "WeightsUnavailableError",
@@ -95,3 +98,15 @@ class ExportCheckError(ExportError):
     def __init__(self, message: str, report: object = None) -> None:
         super().__init__(message)
         self.report = report
+
+
+class ScheduleError(TlkitError, ValueError):
+    """A fine-tuning schedule or FineTuner argument is not valid (the message names the allowed values)."""
+
+
+class ModelFileError(TlkitError, ValueError):
+    """A saved model file is missing, corrupt, or not a tlkit model; the message names the file."""
+
+
+class TrainingDivergedError(TlkitError, FloatingPointError):
+    """The training loss became NaN or infinite; the message names the phase, epoch and learning rate."""

@@ -32,7 +32,7 @@ from tlkit.backbones._torch_pickle import load_state_dict, load_torch_checkpoint
 from tlkit.errors import UnsafeCheckpointError, WeightsUnavailableError
 
 # Registers the built-in backbones.
-from tlkit.backbones import _efficientnet_lite, _keras_apps  # isort: skip
+from tlkit.backbones import _efficientnet_lite, _keras_apps, _scratch  # noqa: F401  # isort: skip
 
 keras_cache_dir = _keras_apps.keras_cache_dir
 tlkit_cache_dir = _efficientnet_lite.tlkit_cache_dir

@@ -137,6 +137,9 @@ class Backbone:
         Whether the ImageNet classifier is attached.
     weights
         ``"imagenet"``, the path that was loaded, or None (random initialisation).
+    options
+        The keyword options :func:`get_backbone` was called with (``alpha``,
+        ``widths``...), so the same architecture can be built again.
     """
 
     model: keras.Model
@@ -146,6 +149,7 @@ class Backbone:
     layer_groups: list[LayerGroup] = field(default_factory=list)
     include_top: bool = False
     weights: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -268,7 +272,7 @@ def register_backbone(
 
 def _ensure_builtin_backbones() -> None:
     # Importing these modules runs their @register_backbone decorators.
-    from tlkit.backbones import _efficientnet_lite, _keras_apps  # noqa: F401
+    from tlkit.backbones import _efficientnet_lite, _keras_apps, _scratch  # noqa: F401
 
 
 def list_backbones(pattern: str = "*", pretrained: bool | None = None) -> list[str]:
@@ -440,7 +444,9 @@ def get_backbone(
         )
     if "pooling" in options and options["pooling"] not in ("avg", "max", None):
         raise BackboneError(f"pooling must be 'avg', 'max' or None, got {options['pooling']!r}")
-    return entry.builder(weights=weights, input_size=size, include_top=include_top, **options)
+    backbone = entry.builder(weights=weights, input_size=size, include_top=include_top, **options)
+    backbone.options = dict(options)
+    return backbone
 
 
 def group_layers(

@@ -30,6 +30,7 @@ from types import ModuleType
 _COMMANDS = (
     "split",
     "backbones",
+    "train",
     "predict",
     "compare",
     "export",

@@ -1,0 +1,89 @@
+"""``scratch_cnn``: the small convolutional network trained from scratch, the study's baseline.
+
+Not pretrained (no ImageNet weights exist for it). Architecture, for an input
+of raw RGB pixels in [0, 255]: rescale to [0, 1]; then one block per entry of
+``widths`` (default 32, 64, 128, 256), each a 3x3 convolution, batch
+normalisation, ReLU and 2x2 max pooling; then global average pooling. About
+390,000 weights with the default widths; 0.24 billion multiply-adds per 128 x 128
+image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+
+from tlkit.backbones._errors import BackboneError
+from tlkit.backbones._registry import Backbone, BackboneConfig, LayerGroup, register_backbone
+
+__all__: list[str] = []
+
+SCRATCH_CONFIG = BackboneConfig(
+    name="scratch_cnn",
+    family="SmallCNN",
+    default_input_size=(128, 128),
+    preprocessing="none",
+    preprocessing_detail="x / 255 inside the model, to [0, 1]",
+    weights_source="none: trained from scratch",
+    weights_license="n/a",
+    offline_weights=False,
+    options=("widths",),
+)
+
+
+@register_backbone("scratch_cnn", config=SCRATCH_CONFIG, weights_available=lambda: False)
+def scratch_cnn(
+    weights: str | None,
+    input_size: tuple[int, int],
+    include_top: bool,
+    pooling: str | None = "avg",
+    widths: Sequence[int] = (32, 64, 128, 256),
+    **_: Any,
+) -> Backbone:
+    """Build the scratch CNN; ``weights`` must be None or a local weights file."""
+    if weights == "imagenet":
+        raise BackboneError(
+            "scratch_cnn has no pretrained weights: pass weights=None (FineTuner.scratch_cnn does)"
+        )
+    if include_top:
+        raise BackboneError("scratch_cnn has no ImageNet classifier: use include_top=False")
+    if (
+        not isinstance(widths, (tuple, list))
+        or not widths
+        or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths)
+    ):
+        raise BackboneError(f"widths must be a non-empty sequence of positive ints, got {widths!r}")
+    h, w = input_size
+    if min(h, w) < 2 ** len(widths):
+        raise BackboneError(
+            f"input_size {input_size} is too small for {len(widths)} pooling blocks"
+        )
+    inputs = keras.Input((h, w, 3), name="pixels")
+    x = keras.layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
+    for i, width in enumerate(widths, start=1):
+        x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"block{i}_conv")(x)
+        x = keras.layers.BatchNormalization(name=f"block{i}_bn")(x)
+        x = keras.layers.ReLU(name=f"block{i}_relu")(x)
+        x = keras.layers.MaxPooling2D(name=f"block{i}_pool")(x)
+    if pooling == "avg":
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    elif pooling == "max":
+        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+    model = keras.Model(inputs, x, name="scratch_cnn")
+    if weights is not None:
+        model.load_weights(weights)
+    groups = []
+    for i in range(1, len(widths) + 1):
+        layers = tuple(model.get_layer(f"block{i}_{part}") for part in ("conv", "bn"))
+        groups.append(LayerGroup(f"block{i}", layers))
+    return Backbone(
+        model=model,
+        config=SCRATCH_CONFIG,
+        input_size=(h, w),
+        feature_dim=int(widths[-1]),
+        layer_groups=groups,
+        include_top=False,
+        weights=weights,
+    )

@@ -1,0 +1,24 @@
+"""Fine-tuning: :class:`FineTuner` and its layer-freezing :mod:`~tlkit.finetune.schedules`.
+
+Examples
+--------
+>>> from tlkit.finetune import FineTuner, schedules
+>>> FineTuner("efficientnet_lite0", class_names=["ok", "crack", "dark"])  # doctest: +SKIP
+FineTuner('efficientnet_lite0', classes=3, input_size=(224, 224), schedule=FreezeThenUnfreeze(...))
+"""
+
+from __future__ import annotations
+
+from tlkit.finetune import schedules
+from tlkit.finetune._callbacks import TrainingHistory
+from tlkit.finetune._lr_find import LRFinderResult
+from tlkit.finetune._tuner import FineTuner, Predictions, default_schedule
+
+__all__ = [
+    "FineTuner",
+    "LRFinderResult",
+    "Predictions",
+    "TrainingHistory",
+    "default_schedule",
+    "schedules",
+]

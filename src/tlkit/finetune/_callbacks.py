@@ -1,0 +1,216 @@
+"""Keras callbacks FineTuner adds to each phase, and the history it returns.
+
+They are ordinary ``keras.callbacks.Callback`` objects, so a user's own
+callbacks run beside them unchanged: validation metrics are written into
+``logs`` first (``val_loss``, ``val_accuracy``, ``val_balanced_accuracy``,
+``val_macro_f1``), so early stopping, checkpoints and the user's callbacks
+all see them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from tlkit.errors import TrainingDivergedError
+
+__all__ = ["NaNGuard", "ResumeCheckpoint", "TrainingHistory", "ValidationMetrics"]
+
+
+def classification_metrics(
+    y_true: np.ndarray, y_prob: np.ndarray, num_classes: int
+) -> dict[str, float]:
+    """Loss, accuracy, balanced accuracy and macro-F1 of probabilities against labels."""
+    from sklearn.metrics import balanced_accuracy_score, f1_score
+
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_pred = np.argmax(y_prob, axis=1)
+    p = np.clip(y_prob[np.arange(len(y_true)), y_true], 1e-7, 1.0)
+    labels = list(range(num_classes))
+    present = np.unique(y_true)
+    return {
+        "loss": float(-np.mean(np.log(p))),
+        "accuracy": float(np.mean(y_pred == y_true)),
+        # balanced accuracy over the classes present in y_true (scikit-learn's definition)
+        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred))
+        if len(present) > 1
+        else float(np.mean(y_pred == y_true)),
+        "macro_f1": float(
+            f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)
+        ),
+    }
+
+
+class ValidationMetrics(keras.callbacks.Callback):
+    """Predict the validation data once per epoch and add ``val_*`` metrics to the logs.
+
+    ``predict`` returns class probabilities for the validation inputs with the
+    current weights; ``labels`` are the true class indices in the same order.
+    """
+
+    def __init__(
+        self, predict: Callable[[], np.ndarray], labels: np.ndarray, num_classes: int
+    ) -> None:
+        super().__init__()
+        self._predict = predict
+        self._labels = np.asarray(labels)
+        self._k = num_classes
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if logs is None:
+            return
+        metrics = classification_metrics(self._labels, self._predict(), self._k)
+        for name, value in metrics.items():
+            logs[f"val_{name}"] = value
+
+
+class NaNGuard(keras.callbacks.Callback):
+    """Stop with :class:`~tlkit.errors.TrainingDivergedError` as soon as the loss is not finite."""
+
+    def __init__(self, phase: str, rates: Callable[[], dict[str, float]]) -> None:
+        super().__init__()
+        self.phase = phase
+        self._rates = rates
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            rates = ", ".join(f"{g} {r:.3g}" for g, r in self._rates().items())
+            raise TrainingDivergedError(
+                f"the training loss became {float(loss)} in phase {self.phase!r}, epoch "
+                f"{self._epoch + 1}, batch {batch + 1} (learning rates: {rates}); lower "
+                "learning_rate (FineTuner.lr_find suggests one) or check the data for bad values"
+            )
+
+
+class TrainingHistory:
+    """Per-epoch metrics of a whole schedule, with the phase of each epoch.
+
+    Attributes
+    ----------
+    history : dict of str to list of float
+        ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``,
+        ``val_balanced_accuracy``, ``val_macro_f1``, ``lr`` (the classifier's
+        rate at the end of the epoch), one value per epoch.
+    phases : list of str
+        The phase each epoch belonged to (``"head"``, ``"finetune"``, ...).
+    epoch_seconds : list of float
+        Wall time of each epoch.
+
+    Examples
+    --------
+    >>> h = TrainingHistory()
+    >>> h.append("head", {"loss": 1.0, "val_accuracy": 0.5}, 2.0)
+    >>> h.append("finetune", {"loss": 0.5, "val_accuracy": 0.75}, 3.0)
+    >>> h.phases, h.history["loss"], h.best("val_accuracy")
+    (['head', 'finetune'], [1.0, 0.5], (1, 0.75))
+    """
+
+    def __init__(self) -> None:
+        self.history: dict[str, list[float]] = {}
+        self.phases: list[str] = []
+        self.epoch_seconds: list[float] = []
+
+    def __len__(self) -> int:
+        return len(self.phases)
+
+    def append(self, phase: str, logs: dict[str, Any], seconds: float) -> None:
+        n = len(self.phases)
+        for key, value in logs.items():
+            try:
+                v = float(np.asarray(value))
+            except (TypeError, ValueError):
+                continue
+            self.history.setdefault(key, [math.nan] * n).append(v)
+        self.phases.append(phase)
+        self.epoch_seconds.append(float(seconds))
+        for values in self.history.values():  # keys absent this epoch
+            if len(values) < n + 1:
+                values.append(math.nan)
+
+    def best(self, metric: str) -> tuple[int, float]:
+        """(epoch index, value) of the best epoch by ``metric`` (lowest for losses)."""
+        values = np.asarray(self.history.get(metric, []), dtype=float)
+        if not values.size or np.all(np.isnan(values)):
+            raise KeyError(f"no values of {metric!r}; recorded: {sorted(self.history)}")
+        i = int(np.nanargmin(values) if "loss" in metric else np.nanargmax(values))
+        return i, float(values[i])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "history": self.history,
+            "phases": self.phases,
+            "epoch_seconds": self.epoch_seconds,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainingHistory:
+        h = cls()
+        h.history = {str(k): [float(x) for x in v] for k, v in d.get("history", {}).items()}
+        h.phases = [str(p) for p in d.get("phases", [])]
+        h.epoch_seconds = [float(s) for s in d.get("epoch_seconds", [])]
+        if any(len(v) != len(h.phases) for v in h.history.values()):
+            raise ValueError("history lists and phases differ in length")
+        return h
+
+    def __repr__(self) -> str:
+        return f"TrainingHistory({len(self)} epochs, phases={sorted(set(self.phases))})"
+
+
+class ResumeCheckpoint(keras.callbacks.Callback):
+    """After every epoch, write what a killed run needs to continue (see FineTuner ``resume_dir``).
+
+    ``save_state(epoch_logs)`` is FineTuner's: it writes weights, optimizer
+    state and progress atomically into the folder.
+    """
+
+    def __init__(self, save_state: Callable[[int, dict[str, Any]], None]) -> None:
+        super().__init__()
+        self._save = save_state
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._save(epoch, dict(logs or {}))
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    """Record each epoch's logs and wall time into a :class:`TrainingHistory`."""
+
+    def __init__(self, history: TrainingHistory, phase: str, rate: Callable[[], float]) -> None:
+        super().__init__()
+        self._history = history
+        self._phase = phase
+        self._rate = rate
+        self._t0 = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        import time
+
+        self._t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        import time
+
+        logs = dict(logs or {})
+        logs["lr"] = self._rate()
+        self._history.append(self._phase, logs, time.perf_counter() - self._t0)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to ``path`` so that a crash leaves the old file or the new one, never half."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -1,0 +1,104 @@
+"""Turn what a user passes to ``fit``/``predict`` into tf.data pipelines FineTuner can use."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tlkit.data import Sample, SplitPart
+from tlkit.errors import ScheduleError
+
+__all__ = ["Data", "as_data", "image_bytes", "paths_part"]
+
+
+@dataclass
+class Data:
+    """Training or validation data in one of two forms.
+
+    ``part`` is set for a :class:`~tlkit.data.SplitPart`: tlkit builds the
+    pipeline itself. ``dataset`` is set for a user's ``tf.data.Dataset`` of
+    ``(images, labels)`` batches, used as given.
+    """
+
+    part: SplitPart | None = None
+    dataset: Any = None
+    _labels: np.ndarray | None = None
+
+    @property
+    def is_part(self) -> bool:
+        return self.part is not None
+
+    def labels(self) -> np.ndarray:
+        """Class indices in iteration order (one pass over a dataset's labels, then kept)."""
+        if self._labels is None:
+            if self.part is not None:
+                self._labels = np.asarray(self.part.labels, dtype=np.int64)
+            else:
+                out = []
+                for y in self.dataset.map(lambda *e: e[1]).as_numpy_iterator():
+                    y = np.asarray(y)
+                    out.append(np.argmax(y, axis=-1) if y.ndim == 2 and y.shape[1] > 1 else y)
+                self._labels = np.concatenate(out).astype(np.int64).ravel() if out else np.zeros(0)
+        return self._labels
+
+    def __len__(self) -> int:
+        if self.part is not None:
+            return len(self.part)
+        return len(self.labels())
+
+
+def as_data(value: Any, what: str) -> Data:
+    """Accept a SplitPart or a batched ``tf.data.Dataset`` of ``(images, labels)``."""
+    if isinstance(value, SplitPart):
+        if len(value) == 0:
+            raise ScheduleError(f"{what} (the {value.name!r} part) holds no images")
+        return Data(part=value)
+    if hasattr(value, "element_spec") and hasattr(value, "as_numpy_iterator"):
+        spec = value.element_spec
+        if not isinstance(spec, tuple) or len(spec) < 2:
+            raise ScheduleError(
+                f"{what} must yield (images, labels) pairs; it yields {type(spec).__name__}"
+            )
+        if spec[0].shape.rank != 4:
+            raise ScheduleError(
+                f"{what} must yield batches of images (rank 4: batch, height, width, 3); it "
+                f"yields rank {spec[0].shape.rank}: call .batch(32) on it"
+            )
+        import tensorflow as tf
+
+        if int(value.cardinality()) == int(tf.data.INFINITE_CARDINALITY):
+            raise ScheduleError(f"{what} is infinite (.repeat()?); pass a finite dataset")
+        return Data(dataset=value)
+    raise ScheduleError(
+        f"{what} must be a SplitPart (e.g. split.train) or a tf.data.Dataset of (images, labels) "
+        f"batches, got {type(value).__name__}"
+    )
+
+
+def image_bytes(n: int, size: tuple[int, int]) -> int:
+    """Memory a float32 cache of ``n`` decoded images of ``size`` takes."""
+    return n * size[0] * size[1] * 3 * 4
+
+
+def paths_part(paths: Sequence[str | os.PathLike[str]]) -> SplitPart:
+    """A SplitPart over image files (absolute paths), EXIF orientation read from each."""
+    from PIL import Image, UnidentifiedImageError
+
+    samples = []
+    for p in paths:
+        path = Path(p).resolve()
+        if not path.is_file():
+            raise FileNotFoundError(f"image file not found: {p}")
+        orientation = 1
+        try:
+            with Image.open(path) as im:
+                orientation = int(im.getexif().get(0x0112, 1) or 1)
+        except (UnidentifiedImageError, OSError, ValueError):
+            orientation = 1  # the decoder reports unreadable files, naming them
+        samples.append(Sample(str(path).lstrip("/"), 0, orientation=orientation))
+    return SplitPart("predict", Path("/"), (), tuple(samples))

@@ -1,0 +1,413 @@
+"""Running a schedule: phases, feature caching, per-group optimizers, checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tlkit.errors import ScheduleError
+from tlkit.finetune import _callbacks as cb
+from tlkit.finetune._data import Data
+from tlkit.finetune._model import head_model
+from tlkit.finetune._optim import GroupOptimizer, PhaseRate, make_optimizer
+from tlkit.finetune.schedules import Phase
+
+if TYPE_CHECKING:  # pragma: no cover
+    from tlkit.finetune._tuner import FineTuner
+
+__all__ = ["decide_cache", "run_schedule"]
+
+STATE_FILE = "state.json"
+STATE_VERSION = 1
+CLASSIFIER = "classifier"
+
+
+def _augment(tuner: FineTuner) -> Any:
+    if tuner.augment is None:
+        return None
+    from tlkit.augment import AugmentationPipeline
+
+    if isinstance(tuner.augment, str):
+        return AugmentationPipeline.preset(tuner.augment, seed=tuner.seed)
+    return tuner.augment
+
+
+def decide_cache(tuner: FineTuner, train: Data, phases: list[Phase]) -> tuple[bool, str]:
+    """Whether frozen phases train on cached backbone features, and why (logged)."""
+    if not any(p.frozen for p in phases):
+        return False, "no frozen phase: nothing to cache"
+    if tuner.cache_features is False:
+        return False, "cache_features=False: frozen phases run the backbone every epoch"
+    if tuner.strategy is not None and tuner.cache_features == "auto":
+        return False, "a distribution strategy is set: frozen phases run the backbone every epoch"
+    if not train.is_part:
+        if tuner.cache_features is True:
+            return True, "cache_features=True: features of one pass over the train dataset"
+        return False, (
+            "train is a tf.data.Dataset, which may augment or shuffle on its own: frozen phases "
+            "run the backbone every epoch (pass cache_features=True to compute features once)"
+        )
+    if tuner.cache_features is True or tuner.augment is None:
+        return True, "frozen phases train the head on backbone features computed once"
+    if any(not p.frozen for p in phases):
+        return True, (
+            "frozen phases train the head on features of unaugmented images computed once; "
+            "augmentation starts with the first phase that trains the backbone "
+            "(cache_features=False augments the frozen phases too, at the cost of running the "
+            "backbone every epoch)"
+        )
+    return False, "augmentation is on and no phase trains the backbone: features are not cached"
+
+
+def run_schedule(
+    tuner: FineTuner, train: Data, val: Data | None, user_callbacks: list[Any]
+) -> cb.TrainingHistory:
+    import keras
+
+    if tuner.seed is not None:
+        keras.utils.set_random_seed(tuner.seed)
+    phases = tuner.phases
+    k = len(tuner.class_names)
+    aug = _augment(tuner)
+    onehot = tuner.label_smoothing > 0 or bool(aug is not None and aug.mixes_labels)
+    class_weight = tuner.class_weight_dict(train)
+    cache, why = decide_cache(tuner, train, phases)
+    tuner.log(f"tlkit: {why}")
+    if val is None and (tuner.restore_best or tuner.early_stopping):
+        tuner.log("tlkit: no validation data: every phase keeps its last epoch")
+
+    state = _load_state(tuner, train) if tuner.resume_dir else None
+    history = state["history"] if state else cb.TrainingHistory()
+    tuner._resumed = state is not None
+    ctx = _Context(tuner, train, val, aug, onehot, k)
+    restore = state  # optimizer state goes back in at the first phase that runs
+    for index, phase in enumerate(phases):
+        done_in_phase = 0
+        if state is not None:
+            if index < state["phase_index"] or (
+                index == state["phase_index"] and state["phase_done"]
+            ):
+                continue
+            if index == state["phase_index"]:
+                done_in_phase = state["epochs_in_phase"]
+        _run_phase(
+            ctx, index, phase, cache and phase.frozen, done_in_phase, history,
+            class_weight, user_callbacks, restore,
+        )  # fmt: skip
+        restore = None
+        tuner.progress = {"phases_done": index + 1, "epochs_done": len(history)}
+        if tuner.resume_dir:
+            _save_state(tuner, train, index, phase.epochs, True, history)
+    return history
+
+
+class _Context:
+    """Datasets and features built once per fit and shared by the phases."""
+
+    def __init__(
+        self, tuner: FineTuner, train: Data, val: Data | None, aug: Any, onehot: bool, k: int
+    ):
+        self.tuner, self.train, self.val, self.aug, self.onehot, self.k = (
+            tuner, train, val, aug, onehot, k,
+        )  # fmt: skip
+        self._features: dict[str, np.ndarray] = {}
+        self._val_images: Any = None
+
+    def labels_for_loss(self, ds: Any) -> Any:
+        if not self.onehot:
+            return ds
+        import tensorflow as tf
+
+        k = self.k
+        return ds.map(
+            lambda x, y: (x, tf.one_hot(tf.cast(y, tf.int32), k) if y.shape.rank == 1 else y)
+        )
+
+    def features(self, which: str) -> np.ndarray:
+        if which not in self._features:
+            data = self.train if which == "train" else self.val
+            t = self.tuner
+            t.log(f"tlkit: computing backbone features of the {which} images once")
+            if data.is_part:
+                ds = data.part.to_dataset(t.input_size, batch_size=t.batch_size, shuffle=False)
+            else:
+                ds = data.dataset.map(lambda *e: e[0])
+            self._features[which] = np.asarray(
+                t.backbone.model.predict(ds, verbose=0 if t.verbose != 1 else "auto")
+            )
+        return self._features[which]
+
+    def train_features(self) -> Any:
+        import tensorflow as tf
+
+        f = self.features("train")
+        y = self.train.labels().astype(np.int32)
+        seed = self.tuner.seed
+        ds = tf.data.Dataset.from_tensor_slices((f, y)).shuffle(
+            len(y), seed=seed, reshuffle_each_iteration=True
+        )
+        return self.labels_for_loss(ds.batch(self.tuner.batch_size))
+
+    def train_images(self, augment: bool) -> Any:
+        t = self.tuner
+        if not self.train.is_part:
+            return self.labels_for_loss(self.train.dataset)
+        part = self.train.part
+        ds = part.to_dataset(
+            t.input_size,
+            batch_size=t.batch_size,
+            augment=self.aug if augment else None,
+            shuffle=True,
+            seed=t.seed,
+            cache=t.cache_images_here(len(part)),
+        )
+        return self.labels_for_loss(ds)
+
+    def val_probabilities(self, cached: bool, model: Any) -> Any:
+        t = self.tuner
+        if cached:
+            f = self.features("val")
+            return lambda: np.asarray(model.predict_on_batch(f))
+        if self._val_images is None:
+            if self.val.is_part:
+                part = self.val.part
+                self._val_images = part.to_dataset(
+                    t.input_size, batch_size=t.batch_size, cache=t.cache_images_here(len(part))
+                ).map(lambda x, y: x)
+            else:
+                self._val_images = self.val.dataset.map(lambda *e: e[0])
+        images = self._val_images
+        return lambda: np.concatenate(
+            [np.asarray(model.predict_on_batch(x)) for x in images.as_numpy_iterator()]
+        )
+
+
+def _trainable_groups(tuner: FineTuner, phase: Phase) -> list[tuple[str, int, list[Any]]]:
+    """Set ``trainable`` for the phase; return (group, depth, variables) from the top down."""
+    import keras
+
+    backbone = tuner.backbone
+    backbone.unfreeze_last(phase.unfrozen)
+    if not tuner.schedule.train_bn:
+        # Keras 3 runs a non-trainable BatchNormalization layer in inference mode: moving
+        # statistics used and never updated, scale and offset fixed.
+        for group in backbone.layer_groups:
+            for layer in group:
+                if isinstance(layer, keras.layers.BatchNormalization):
+                    layer.trainable = False
+    for layer in tuner._head_layers:
+        layer.trainable = True
+    head_vars = [w for layer in tuner._head_layers for w in layer.trainable_weights]
+    out = [(CLASSIFIER, 0, head_vars)]
+    groups = backbone.layer_groups[len(backbone.layer_groups) - phase.unfrozen :]
+    for depth, group in enumerate(reversed(groups), start=1):
+        out.append((group.name, depth, [w for layer in group for w in layer.trainable_weights]))
+    return out
+
+
+def _group_optimizer(
+    tuner: FineTuner, phase: Phase, groups: list[tuple[str, int, list[Any]]], steps: int,
+    done_steps: int,
+) -> GroupOptimizer:  # fmt: skip
+    total = phase.epochs * steps
+    warmup = tuner.schedule.warmup_steps(total, phase)
+    entries = []
+    for name, depth, variables in groups:
+        if not variables:
+            continue
+        if name not in tuner._optimizers:
+            rate = PhaseRate(cosine=tuner.schedule.cosine)
+            tuner._rates[name] = rate
+            tuner._optimizers[name] = make_optimizer(tuner.optimizer, rate)
+        opt = tuner._optimizers[name]
+        peak = tuner.learning_rate * phase.lr_scale * tuner.schedule.group_rate(name, depth)
+        start = int(np.asarray(opt.iterations)) - done_steps
+        tuner._rates[name].set_phase(peak, max(start, 0), warmup, total)
+        entries.append((name, opt, variables))
+    return GroupOptimizer(entries, name=f"phase_{phase.name}")
+
+
+def _run_phase(
+    ctx: _Context, index: int, phase: Phase, cached: bool, done_in_phase: int,
+    history: cb.TrainingHistory, class_weight: Any, user_callbacks: list[Any], state: Any,
+) -> None:  # fmt: skip
+    import keras
+
+    tuner = ctx.tuner
+    net = tuner.model
+    groups = _trainable_groups(tuner, phase)
+    if cached:
+        model = head_model(tuner.backbone.feature_dim, tuner._head_layers)
+        ds = ctx.train_features()
+    else:
+        model = keras.Model(net.inputs, net.outputs, name=f"{net.name}_training")
+        ds = ctx.train_images(augment=ctx.aug is not None)
+    steps = int(ds.cardinality())
+    if steps < 1:
+        raise ScheduleError("the training data has no batches (unknown or zero cardinality)")
+    with tuner._scope():
+        optimizer = _group_optimizer(tuner, phase, groups, steps, done_in_phase * steps)
+        loss = (
+            keras.losses.CategoricalCrossentropy(label_smoothing=tuner.label_smoothing)
+            if ctx.onehot
+            else keras.losses.SparseCategoricalCrossentropy()
+        )
+        # No XLA: on a CPU it doubled the time of short fits (compile per phase), see the guide.
+        model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=False)
+        optimizer.build(model.trainable_variables)
+    if state is not None:
+        _restore_optimizers(tuner, state)
+    trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
+    tuner.phase_log.append(
+        {
+            "phase": phase.name,
+            "unfrozen_groups": [g for g, _, _ in groups[1:]],
+            "trainable_params": trainable,
+            "cached_features": cached,
+            "learning_rates": optimizer.rates(),
+        }
+    )
+    first = len(history) - done_in_phase
+    tuner.log(
+        f"tlkit: phase {index + 1}/{len(tuner.phases)} {phase.name!r}: epochs {first + 1}-"
+        f"{first + phase.epochs}, {phase.unfrozen} of {len(tuner.backbone.layer_groups)} "
+        f"backbone groups trainable ({trainable:,} weights), "
+        + ("cached features" if cached else "images")
+        + f", lr {tuner.learning_rate * phase.lr_scale:.2g}"
+        + (f" (resuming after epoch {len(history)})" if done_in_phase else "")
+    )
+    callbacks: list[Any] = []
+    if ctx.val is not None:
+        callbacks.append(
+            cb.ValidationMetrics(ctx.val_probabilities(cached, model), ctx.val.labels(), ctx.k)
+        )
+    callbacks.append(cb.EpochRecorder(history, phase.name, lambda: optimizer.rates()[CLASSIFIER]))
+    callbacks.append(cb.NaNGuard(phase.name, optimizer.rates))
+    if ctx.val is not None and (tuner.restore_best or tuner.early_stopping):
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=tuner.monitor,
+                mode="min" if tuner.monitor == "val_loss" else "max",
+                patience=tuner.early_stopping or phase.epochs + 1,
+                restore_best_weights=tuner.restore_best,
+                verbose=0,
+            )
+        )
+    if tuner.resume_dir:
+        callbacks.append(
+            cb.ResumeCheckpoint(
+                lambda epoch, logs: _save_state(
+                    tuner, ctx.train, index, epoch + 1 - first, False, history
+                )
+            )
+        )
+    if tuner.tensorboard_dir:
+        callbacks.append(keras.callbacks.TensorBoard(str(tuner.tensorboard_dir / phase.name)))
+    callbacks.extend(user_callbacks)
+    model.fit(
+        ds,
+        epochs=first + phase.epochs,
+        initial_epoch=len(history),
+        class_weight=class_weight,
+        callbacks=callbacks,
+        shuffle=False,  # the dataset shuffles itself, seeded
+        verbose=tuner.verbose,
+    )
+
+
+# -- resume ------------------------------------------------------------------------------------
+
+
+def _fingerprint(tuner: FineTuner, train: Data) -> dict[str, Any]:
+    return {
+        "backbone": tuner.backbone_name,
+        "class_names": list(tuner.class_names),
+        "input_size": list(tuner.input_size),
+        "schedule": tuner.schedule.get_config(),
+        "train_examples": len(train),
+        "seed": tuner.seed,
+    }
+
+
+def _save_state(
+    tuner: FineTuner, train: Data, phase_index: int, epochs_in_phase: int, phase_done: bool,
+    history: cb.TrainingHistory,
+) -> None:  # fmt: skip
+    d = Path(tuner.resume_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    tag = f"{len(history):04d}{'d' if phase_done else ''}"
+    weights = d / f"weights-{tag}.weights.h5"
+    tuner.model.save_weights(weights)
+    opt_file = d / f"optimizers-{tag}.npz"
+    arrays = {
+        f"{name}/{i}": np.asarray(v) for name, opt in tuner._optimizers.items()
+        for i, v in enumerate(opt.variables)
+    }  # fmt: skip
+    with open(opt_file, "wb") as f:
+        np.savez(f, **arrays)
+    state = {
+        "version": STATE_VERSION,
+        "fingerprint": _fingerprint(tuner, train),
+        "phase_index": phase_index,
+        "epochs_in_phase": epochs_in_phase,
+        "phase_done": phase_done,
+        "weights": weights.name,
+        "optimizers": opt_file.name,
+        "history": history.to_dict(),
+    }
+    cb.write_json_atomic(d / STATE_FILE, state)
+    for old in list(d.glob("weights-*.weights.h5")) + list(d.glob("optimizers-*.npz")):
+        if old.name not in (weights.name, opt_file.name):
+            old.unlink(missing_ok=True)
+
+
+def _load_state(tuner: FineTuner, train: Data) -> dict[str, Any] | None:
+    d = Path(tuner.resume_dir)
+    path = d / STATE_FILE
+    if not path.is_file():
+        return None
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"version {state.get('version')!r}")
+        history = cb.TrainingHistory.from_dict(state["history"])
+        for key in ("weights", "optimizers"):
+            name = state[key]
+            if not isinstance(name, str) or os.sep in name or name.startswith("."):
+                raise ValueError(f"bad file name {name!r}")
+        index, epochs = int(state["phase_index"]), int(state["epochs_in_phase"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ScheduleError(
+            f"resume_dir {str(d)!r}: {STATE_FILE} is not a tlkit checkpoint ({exc}); "
+            "delete the folder to start afresh"
+        ) from None
+    expected = _fingerprint(tuner, train)
+    diff = [k for k in expected if state["fingerprint"].get(k) != expected[k]]
+    if diff:
+        raise ScheduleError(
+            f"resume_dir {str(d)!r} holds a run with another {', '.join(diff)}; use a new folder "
+            "or the same settings and data"
+        )
+    if not 0 <= index < len(tuner.phases) or not 0 <= epochs <= tuner.phases[index].epochs:
+        raise ScheduleError(f"resume_dir {str(d)!r}: progress out of range")
+    tuner.model.load_weights(d / state["weights"])
+    tuner.log(
+        f"tlkit: resuming from {d}: {len(history)} epochs done, phase "
+        f"{tuner.phases[index].name!r}" + (" finished" if state["phase_done"] else "")
+    )
+    state["history"] = history
+    state["optimizer_file"] = d / state["optimizers"]
+    return state
+
+
+def _restore_optimizers(tuner: FineTuner, state: dict[str, Any]) -> None:
+    with np.load(state["optimizer_file"], allow_pickle=False) as saved:
+        for name, opt in tuner._optimizers.items():
+            for i, v in enumerate(opt.variables):
+                key = f"{name}/{i}"
+                if key in saved.files and tuple(saved[key].shape) == tuple(v.shape):
+                    v.assign(saved[key])

@@ -1,0 +1,287 @@
+"""FineTuner: what each phase trains, at what rates, with which BatchNorm behaviour.
+
+A tiny backbone (the scratch CNN at 32 px, 3 layer groups) keeps every fit to
+seconds; the mechanics are the same for every registry backbone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tlkit import DatasetSplitter, FineTuner, Split, schedules
+from tlkit.backbones import get_backbone
+from tlkit.datasets import make_synthetic_dataset
+from tlkit.errors import ScheduleError, TlkitError, TrainingDivergedError
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory: pytest.TempPathFactory) -> Split:
+    root = make_synthetic_dataset(
+        tmp_path_factory.mktemp("ft") / "photos", {"a": 24, "b": 18, "c": 12}, image_size=SIZE
+    )
+    return DatasetSplitter(val=0.2, test=0.2, seed=0, progress=False).split(root)
+
+
+def tiny_backbone():
+    return get_backbone("scratch_cnn", weights=None, input_size=SIZE, widths=(8, 16, 16))
+
+
+def tuner(schedule, **kwargs) -> FineTuner:
+    kwargs.setdefault("seed", 0)
+    kwargs.setdefault("verbose", 0)
+    kwargs.setdefault("batch_size", 16)
+    return FineTuner(tiny_backbone(), schedule=schedule, **kwargs)
+
+
+class TrainableCount(keras.callbacks.Callback):
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: list[int] = []
+
+    def on_train_begin(self, logs=None) -> None:
+        self.counts.append(int(sum(np.prod(w.shape) for w in self.model.trainable_weights)))
+
+
+def _weights(layers) -> int:
+    return int(sum(np.prod(w.shape) for layer in layers for w in layer.trainable_weights))
+
+
+def test_trainable_weights_per_phase_match_the_schedule(split: Split) -> None:
+    s = schedules.GradualUnfreezing({0: 0, 1: 1, 2: "all"}, epochs=3)
+    t = tuner(s)
+    seen = TrainableCount()
+    t.fit(split.train, split.val, callbacks=[seen])
+    head = _weights(t._head_layers)
+    groups = t.backbone.layer_groups
+    per_group = [_weights(g) for g in groups]
+    assert per_group[-1] > 0
+    assert seen.counts == [head, head + per_group[-1], head + sum(per_group)]
+    assert [p["trainable_params"] for p in t.phase_log] == seen.counts
+    assert [p["unfrozen_groups"] for p in t.phase_log] == [
+        [],
+        [groups[-1].name],
+        [g.name for g in reversed(groups)],
+    ]
+    assert t.history.phases == ["head", "unfreeze-1", "full"]
+
+
+def test_batchnorm_statistics_frozen_unless_train_bn(split: Split) -> None:
+    def moving(t: FineTuner) -> list[np.ndarray]:
+        return [
+            np.asarray(w).copy()
+            for layer in t.backbone.model.layers
+            if isinstance(layer, keras.layers.BatchNormalization)
+            for w in (layer.moving_mean, layer.moving_variance)
+        ]
+
+    frozen_bn = tuner(schedules.FullTraining(2), augment=None)
+    before = moving(frozen_bn)
+    frozen_bn.fit(split.train)
+    assert all(np.array_equal(a, b) for a, b in zip(before, moving(frozen_bn), strict=False))
+    convs = [
+        layer for g in frozen_bn.backbone.layer_groups for layer in g if layer.name.endswith("conv")
+    ]
+    assert frozen_bn.phase_log[0]["trainable_params"] == _weights(
+        frozen_bn._head_layers
+    ) + _weights(convs)
+
+    trained_bn = tuner(schedules.FullTraining(2, train_bn=True))
+    before = moving(trained_bn)
+    trained_bn.fit(split.train)
+    assert not any(np.array_equal(a, b) for a, b in zip(before, moving(trained_bn), strict=False))
+
+
+def test_discriminative_rates_are_real_per_group_steps(split: Split) -> None:
+    # One Adam step moves each weight by about its group's rate (|m/sqrt(v)| = 1 at step 1),
+    # so the largest change per group is the group's rate: Adam does not undo the rates.
+    s = schedules.FreezeThenUnfreeze(
+        0, 1, unfreeze="all", lr_factor=1.0, lr_decay=0.5, cosine=False
+    )
+    t = tuner(
+        s, learning_rate=1e-2, batch_size=64, restore_best=False, dropout=0.0,
+        class_names=split.class_names,
+    )  # fmt: skip
+    net = t.build()
+    groups = ["classifier"] + [g.name for g in reversed(t.backbone.layer_groups)]
+    layers = {"classifier": [net.get_layer("classifier")]}
+    layers.update({g.name: list(g) for g in t.backbone.layer_groups})
+    before = {
+        g: [np.asarray(w).copy() for lay in layers[g] for w in lay.trainable_weights]
+        for g in groups
+    }
+    t.fit(split.train)  # 32 training images, batch 64: exactly one step
+    assert int(np.asarray(t._optimizers["classifier"].iterations)) == 1
+    for depth, g in enumerate(groups):
+        after = [np.asarray(w).copy() for lay in layers[g] for w in lay.trainable_weights]
+        change = max(float(np.max(np.abs(a - b))) for a, b in zip(after, before[g], strict=False))
+        assert change == pytest.approx(1e-2 * 0.5**depth, rel=0.02), g
+
+
+def test_optimizer_state_kept_for_groups_that_keep_training(split: Split) -> None:
+    s = schedules.GradualUnfreezing({0: 1, 1: 2}, epochs=2)
+    t = tuner(s, batch_size=16)
+    t.fit(split.train)
+    steps = int(np.ceil(len(split.train) / 16))
+    top = t.backbone.layer_groups[-1].name
+    below = t.backbone.layer_groups[-2].name
+    assert int(np.asarray(t._optimizers[top].iterations)) == 2 * steps  # both phases
+    assert int(np.asarray(t._optimizers[below].iterations)) == steps  # joined in phase 2
+
+
+def test_cached_features_give_the_slow_path_head(split: Split) -> None:
+    results = []
+    for cache in (True, False):
+        t = tuner(schedules.Frozen(3), cache_features=cache, cache_images=None)
+        t.fit(split.train, split.val)
+        assert t.phase_log[0]["cached_features"] is cache
+        results.append([np.asarray(w).copy() for layer in t._head_layers for w in layer.weights])
+        results.append(t.history.history["loss"])
+    fast_w, fast_loss, slow_w, slow_loss = results
+    for a, b in zip(fast_w, slow_w, strict=False):
+        np.testing.assert_allclose(a, b, atol=2e-5)
+    np.testing.assert_allclose(fast_loss, slow_loss, rtol=1e-4)
+
+
+def test_auto_caching_decision_is_logged(split: Split, capsys: pytest.CaptureFixture) -> None:
+    s = schedules.FreezeThenUnfreeze(1, 1, unfreeze=1)
+    t = tuner(s, augment="light", verbose=2)
+    t.fit(split.train)
+    err = capsys.readouterr().err
+    assert "augmentation starts with the first phase that trains the backbone" in err
+    assert [p["cached_features"] for p in t.phase_log] == [True, False]
+    only_frozen = tuner(schedules.Frozen(1), augment="light")
+    only_frozen.fit(split.train)
+    assert only_frozen.phase_log[0]["cached_features"] is False
+
+
+def test_same_seed_gives_identical_weights(split: Split) -> None:
+    s = schedules.FreezeThenUnfreeze(1, 1, unfreeze="all")
+    runs = []
+    for _ in range(2):
+        t = tuner(s, augment="light")
+        t.fit(split.train, split.val)
+        runs.append(t.model.get_weights())
+    assert all(np.array_equal(a, b) for a, b in zip(*runs, strict=False))
+
+
+def test_class_weights_scale_the_loss_as_documented(split: Split) -> None:
+    # fit(class_weight) multiplies each example's cross-entropy by its class's weight and
+    # averages over the batch: loss = mean_i w[y_i] * -log p_i[y_i].
+    weights = {0: 0.5, 1: 2.0, 2: 3.0}
+    s = schedules.FullTraining(1, cosine=False)
+    t = tuner(
+        s, class_weight=weights, batch_size=64, dropout=0.0, learning_rate=1e-9,
+        class_names=split.class_names,
+    )  # fmt: skip
+    net = t.build()
+    x, y = next(iter(split.train.to_dataset(SIZE, batch_size=64)))
+    p = np.asarray(net(x, training=False))[np.arange(len(y)), np.asarray(y)]
+    expected = float(np.mean([weights[int(c)] for c in np.asarray(y)] * -np.log(p)))
+    unweighted = float(np.mean(-np.log(p)))
+    t.fit(split.train)
+    assert t.history.history["loss"][0] == pytest.approx(expected, rel=1e-4)
+    assert expected != pytest.approx(unweighted, rel=1e-2)
+    balanced = tuner(s, class_weight="balanced", class_names=split.class_names)
+    counts = np.bincount(split.train.labels, minlength=3)
+    w = balanced.class_weight_dict(balanced_data(split))
+    assert w == pytest.approx({i: len(split.train) / (3 * counts[i]) for i in range(3)})
+
+
+def balanced_data(split: Split):
+    from tlkit.finetune._data import as_data
+
+    return as_data(split.train, "train")
+
+
+def test_learns_generated_data(split: Split) -> None:
+    cnn = FineTuner.scratch_cnn(
+        class_names=split.class_names, input_size=SIZE, epochs=6, seed=0, verbose=0,
+        widths=(16, 32), batch_size=8,
+    )  # fmt: skip
+    cnn.fit(split.train, split.val)
+    assert cnn.evaluate(split.test)["accuracy"] >= 0.9
+    assert cnn.history.phases == ["full"] * 6
+    assert cnn.train_time_s > 0
+
+
+def test_tf_data_input_and_predict_forms(split: Split, tmp_path: Path) -> None:
+    train = split.train.to_dataset(SIZE, batch_size=16, shuffle=True, seed=0)
+    t = tuner(schedules.FreezeThenUnfreeze(1, 1, unfreeze=1), class_names=split.class_names)
+    t.fit(train, split.val.to_dataset(SIZE, batch_size=16))
+    assert t.phase_log[0]["cached_features"] is False  # a dataset may augment: not cached
+    by_part = t.predict(split.test)
+    paths = [str(split.test.root / s.path) for s in split.test]
+    by_path = t.predict(paths)
+    images = np.stack([x for x, _ in split.test.to_dataset(SIZE, batch_size=1).unbatch()])
+    by_array = t.predict(images)
+    for other in (by_path, by_array):
+        np.testing.assert_allclose(other.probabilities, by_part.probabilities, atol=1e-5)
+    labels, probs = by_part
+    assert labels == by_part.labels and probs.shape == (len(split.test), 3)
+    assert set(labels) <= set(split.class_names)
+    assert set(t.evaluate(split.test)) == {"loss", "accuracy", "balanced_accuracy", "macro_f1"}
+
+
+def test_wrong_num_classes_and_bad_arguments(split: Split) -> None:
+    with pytest.raises(ScheduleError, match="made for"):
+        tuner(schedules.Frozen(1), num_classes=2).fit(split.train)
+    with pytest.raises(ScheduleError, match="label 2"):
+        t = tuner(schedules.Frozen(1), num_classes=2)
+        t.fit(split.train.to_dataset(SIZE, batch_size=8))
+    for kwargs, match in [
+        ({"monitor": "val_auc"}, "monitor must be one of"),
+        ({"optimizer": "adagrad"}, "optimizer must be one of"),
+        ({"class_weight": "inverse"}, "class_weight must be"),
+        ({"dropout": 1.5}, "dropout"),
+        ({"input_size": 8}, "input_size"),
+        ({"class_names": ["a", "a"]}, "distinct"),
+        ({"num_classes": 3, "class_names": ["a", "b"]}, "num_classes=3"),
+        ({"cache_features": "yes"}, "cache_features"),
+    ]:
+        with pytest.raises(TlkitError, match=match):
+            FineTuner("scratch_cnn", weights=None, **kwargs)
+    with pytest.raises(ScheduleError, match="one-phase"):
+        tuner(schedules.FreezeThenUnfreeze(1, 1)).fit(split.train, epochs=3)
+    with pytest.raises(ScheduleError, match="SplitPart"):
+        tuner(schedules.Frozen(1)).fit("photos/")
+
+
+def test_nan_loss_names_the_phase_and_rate(split: Split) -> None:
+    bad = tf.data.Dataset.from_tensor_slices(
+        (np.full((8, SIZE, SIZE, 3), np.nan, np.float32), np.zeros(8, np.int32))
+    ).batch(4)
+    t = tuner(schedules.FullTraining(1), num_classes=3)
+    with pytest.raises(TrainingDivergedError, match=r"phase 'full'.*learning rates: classifier"):
+        t.fit(bad)
+
+
+def test_lr_find_curve_and_plot(split: Split, tmp_path: Path) -> None:
+    t = tuner(schedules.Frozen(1), class_names=split.class_names)
+    t.build()
+    before = [np.asarray(w).copy() for w in t.model.get_weights()]
+    result = t.lr_find(split.train, min_lr=1e-5, max_lr=10.0, steps=30)
+    assert len(result.learning_rates) == len(result.losses) >= 5
+    assert result.learning_rates == sorted(result.learning_rates)
+    assert 1e-5 <= result.suggestion <= 10.0
+    assert result.phase == "head"
+    after = t.model.get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=False))  # restored
+    png = result.plot(tmp_path / "lr.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_early_stopping_restores_the_best_epoch(split: Split) -> None:
+    t = tuner(schedules.Frozen(6), monitor="val_loss", learning_rate=0.5)
+    t.fit(split.train, split.val)
+    _best, value = t.history.best("val_loss")
+    assert t.evaluate(split.val)["loss"] == pytest.approx(value, rel=1e-4)
+    stop = tuner(schedules.Frozen(30), early_stopping=1, monitor="val_accuracy")
+    stop.fit(split.train, split.val)
+    assert len(stop.history) < 30
