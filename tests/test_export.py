@@ -22,7 +22,7 @@ from tlkit.export import (  # noqa: E402
 
 SIZE = 32
 CLASSES = ["red", "green", "blue"]
-#: Documented thresholds (docs/guide/export.rst): float exports must agree on >= 98% of the
+#: Documented thresholds (docs/guide/7-export.rst): float exports must agree on >= 98% of the
 #: check images; int8 on a trained model agrees on >= 90% here (the guide reports real figures).
 INT8_MIN_AGREEMENT = 0.90
 

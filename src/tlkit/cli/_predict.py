@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     probs = np.zeros((0, len(tuner.class_names)))
     if good:
         log(f"predicting {len(good)} image(s)")
-        _, probs = tuner.predict([str(files[i]) for i in good])
+        _, probs = tuner.predict([str(files[i]) for i in good], batch_size=args.batch_size)
         probs = np.asarray(probs, dtype=np.float64)
     by_file = dict(zip(good, probs, strict=True))
     rows = []
