@@ -182,7 +182,7 @@ def export(
         )
     labels = labels_path(path)
     write_labels(labels, names)
-    return check_export(
+    return _check(
         keras_model,
         path,
         check_data,
@@ -190,7 +190,7 @@ def export(
         min_agreement=min_agreement,
         batch_size=batch_size,
         latency_runs=latency_runs,
-        _notes=notes,
+        notes=notes,
     )
 
 
@@ -203,7 +203,6 @@ def check_export(
     min_agreement: float | None = None,
     batch_size: int = 32,
     latency_runs: int = 20,
-    _notes: Sequence[str] = (),
 ) -> ExportReport:
     """Run an exported file beside its Keras model on check data and compare predictions.
 
@@ -240,6 +239,31 @@ def check_export(
     >>> report.agreement  # doctest: +SKIP
     1.0
     """
+    return _check(
+        model,
+        path,
+        check_data,
+        quantize=quantize,
+        min_agreement=min_agreement,
+        batch_size=batch_size,
+        latency_runs=latency_runs,
+        notes=(),
+    )
+
+
+def _check(
+    model: Any,
+    path: str | os.PathLike[str],
+    check_data: Any,
+    *,
+    quantize: str | None,
+    min_agreement: float | None,
+    batch_size: int,
+    latency_runs: int,
+    notes: Sequence[str],
+) -> ExportReport:
+    _check_count("batch_size", batch_size)
+    _check_count("latency_runs", latency_runs)
     keras_model, _, _ = _unwrap(model)
     if quantize not in QUANTIZATIONS:
         raise ExportError(
@@ -258,7 +282,7 @@ def check_export(
             f"{str(path)!r} takes {exported.input_size[0]}x{exported.input_size[1]} images but "
             f"the Keras model takes {size[0]}x{size[1]}: it was exported from another model"
         )
-    notes = list(_notes)
+    notes = list(notes)
     keras_probs, exp_probs, labels = [], [], []
     sample = None
     if check_data is not None:
