@@ -134,6 +134,7 @@ def test_json_schema(report) -> None:
         "pairwise",
         "machine",
         "y_true",
+        "verdict",  # added within schema 1, after the other keys
     ]
     assert d["n_test"] == 108
     assert d["classes"] == [
@@ -326,7 +327,7 @@ def test_report_access(report) -> None:
 
 
 def test_docs_example_is_current() -> None:
-    """The guide shows docs/_static/study_report.md: it must be what the script prints now."""
+    """The guide shows the script's report and tables: they must be what it writes now."""
     import importlib.util
     from pathlib import Path
 
@@ -336,16 +337,12 @@ def test_docs_example_is_current() -> None:
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    y_true, cnn = module.predictions_from_confusion(module.HYPOTHETICAL_CNN)
-    report = (
-        ModelComparator(y_true, module.CLASSES)
-        .add_predictions("MobileNet", np.zeros(len(y_true), dtype=int))
-        .add_predictions("CNN (hypothetical)", cnn)
-        .run()
-    )
-    md = report.to_markdown()
-    assert (docs / "_static" / "study_report.md").read_text(encoding="utf-8") == md
-    assert (docs / "_static" / "study_confusion.png").stat().st_size > 0
+    report = module.study_report()
+    static = docs / "_static"
+    assert (static / "study_report.md").read_text(encoding="utf-8") == report.to_markdown()
+    assert (static / "study_report.rst").read_text(encoding="utf-8") == module.report_rst(report)
+    for name in ("study_confusion_mobilenet.png", "study_confusion_cnn.png", "study_metrics.png"):
+        assert (static / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     guide = (docs / "guide" / "4-comparing.rst").read_text(encoding="utf-8")
     p = report.pairwise[0].test.p_value
     assert f"(p = {p:.3f})" in guide  # the p-value quoted in the prose

@@ -285,3 +285,14 @@ def test_early_stopping_restores_the_best_epoch(split: Split) -> None:
     stop = tuner(schedules.Frozen(30), early_stopping=1, monitor="val_accuracy")
     stop.fit(split.train, split.val)
     assert len(stop.history) < 30
+
+
+def test_schedule_keeps_the_best_epoch_of_all_phases(split: Split) -> None:
+    # A fine-tuning phase at an absurd rate wrecks the model; the head phase's best is kept.
+    s = schedules.FreezeThenUnfreeze(4, 2, unfreeze="all", lr_factor=1000.0)
+    t = tuner(s, monitor="val_loss", learning_rate=1e-2)
+    t.fit(split.train, split.val)
+    assert t.history.phases == ["head"] * 4 + ["finetune"] * 2
+    best, value = t.history.best("val_loss")
+    assert t.history.phases[best] == "head" and t.best_epoch == best
+    assert t.evaluate(split.val)["loss"] == pytest.approx(value, rel=1e-4)

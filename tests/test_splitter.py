@@ -95,9 +95,9 @@ def test_group_regex_keeps_bursts_together(tmp_path: Path) -> None:
                 write_image(root / cls / f"IMG_{burst:04d}_{shot}.png", color=k)
                 k += 1
     for seed in range(5):
-        split = DatasetSplitter(val=0.2, test=0.2, seed=seed, groups=r"([abc])/IMG_(\d+)_").split(
-            root
-        )
+        split = DatasetSplitter(
+            val=0.2, test=0.2, seed=seed, groups=r"([abc])/IMG_(\d+)_", groups_on="path"
+        ).split(root)
         where = {s.path: name for name, part in split.parts.items() for s in part}
         for cls in ("a", "b", "c"):
             for burst in range(10):

@@ -8,6 +8,7 @@ argument at fault and say what to do.
 from __future__ import annotations
 
 __all__ = [
+    "AuditError",
     "BackboneError",
     "DatasetError",
     "ExportCheckError",
@@ -110,3 +111,7 @@ class ModelFileError(TlkitError, ValueError):
 
 class TrainingDivergedError(TlkitError, FloatingPointError):
     """The training loss became NaN or infinite; the message names the phase, epoch and learning rate."""
+
+
+class AuditError(TlkitError, ValueError):
+    """An option or precomputed feature array given to :func:`tlkit.audit.audit` cannot be used."""

@@ -29,6 +29,7 @@ from types import ModuleType
 # One line per command, in --help order: tlkit.cli._<name> defines it.
 _COMMANDS = (
     "split",
+    "audit",
     "backbones",
     "train",
     "predict",

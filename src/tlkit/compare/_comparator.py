@@ -26,6 +26,7 @@ from tlkit.compare._report import (
     Cost,
     ModelResult,
     PairwiseResult,
+    _fmt_p,
 )
 from tlkit.compare._stats import (
     BootstrapCI,
@@ -538,6 +539,7 @@ class ModelComparator:
         base, models = results[0], results[1:]
         pairwise = self._pairwise(y_true, models)
         warnings = self._warnings(base, models, pairwise)
+        verdict = self._verdict(base, models, pairwise, baseline_info["class_name"])
         settings = {
             "n_boot": self.n_boot,
             "confidence": self.confidence,
@@ -560,6 +562,7 @@ class ModelComparator:
             settings=settings,
             baseline_info=baseline_info,
             machine=_machine(),
+            verdict=verdict,
         )
 
     def _baseline(self) -> tuple[_Entry, dict[str, Any]]:
@@ -687,6 +690,127 @@ class ModelComparator:
                     f"{p.test.a_wrong_b_right} images right for only one of them)"
                 )
         return out
+
+    def _verdict(
+        self,
+        base: ModelResult,
+        models: list[ModelResult],
+        pairwise: list[PairwiseResult],
+        majority: str,
+    ) -> str:
+        """One paragraph: baseline first, then who is better on which metric, and significance."""
+        b_acc = base.metrics["accuracy"]
+        b_bal = base.metrics["balanced_accuracy"]
+        conf = f"{self.confidence:.0%} CI "
+
+        def value(r: ModelResult, key: str) -> str:
+            c = r.ci.get(key)
+            v = r.metrics[key]
+            return f"{v:.3f} [{c.low:.3f}, {c.high:.3f}]" if c is not None else f"{v:.3f}"
+
+        out: list[str] = []
+        beat: list[str] = []
+        for r in models:
+            acc, bal = r.metrics["accuracy"], r.metrics["balanced_accuracy"]
+            ci = r.ci.get("balanced_accuracy")
+            clears = ci.low > b_bal if ci is not None else bal > b_bal
+            below = "below" if acc < b_acc else "no higher than"
+            if np.array_equal(r.y_pred, base.y_pred):
+                out.append(
+                    f"{r.name} predicts {majority!r} for every image, exactly like the "
+                    f"majority-class baseline: its accuracy {acc:.3f} is the baseline's, not skill."
+                )
+            elif not clears:
+                where = f", {conf}[{ci.low:.3f}, {ci.high:.3f}]," if ci is not None else ""
+                out.append(
+                    f"{r.name} does not beat the majority-class baseline: its balanced accuracy "
+                    f"{bal:.3f}{where} does not clear the baseline's {b_bal:.3f}"
+                    + (
+                        f", and its accuracy {acc:.3f} is {below} the baseline's {b_acc:.3f}."
+                        if acc <= b_acc
+                        else "."
+                    )
+                )
+            elif acc <= b_acc:
+                out.append(
+                    f"{r.name} clears the majority-class baseline on balanced accuracy "
+                    f"({value(r, 'balanced_accuracy')} vs {b_bal:.3f}), but its accuracy "
+                    f"{acc:.3f} is {below} the baseline's {b_acc:.3f}."
+                )
+            else:
+                beat.append(r.name)
+        if beat:
+            who = ", ".join(beat[:-1]) + " and " + beat[-1] if len(beat) > 1 else beat[0]
+            out.append(
+                f"{who} {'beats' if len(beat) == 1 else 'beat'} the majority-class baseline on "
+                f"balanced accuracy (interval above {b_bal:.3f}) and on accuracy (above "
+                f"{b_acc:.3f})."
+            )
+
+        if len(models) == 1:
+            r = models[0]
+            out.append(
+                f"{r.name} scores accuracy {value(r, 'accuracy')}, balanced accuracy "
+                f"{value(r, 'balanced_accuracy')} and macro-F1 {value(r, 'macro_f1')}; "
+                "with one model there is no other to test it against."
+            )
+            return " ".join(out)
+
+        tested = " (McNemar's test covers accuracy only; the balanced-accuracy and macro-F1 "
+        tested += "differences rest on their intervals alone.)"
+        labels = {
+            "accuracy": "accuracy",
+            "balanced_accuracy": "balanced accuracy",
+            "macro_f1": "macro-F1",
+        }
+        for key, label in labels.items():
+            ranked = sorted(models, key=lambda r: -r.metrics[key])  # stable: ties keep add order
+            top = ranked[0].metrics[key]
+            leaders = [r for r in ranked if np.isclose(r.metrics[key], top)]
+            rest = ranked[len(leaders) :]
+            if not rest:
+                out.append(f"On {label} the models tie at {top:.3f}.")
+                continue
+            if len(leaders) == 1:
+                lead = f"{leaders[0].name} is {'better' if len(models) == 2 else 'best'}"
+            else:
+                lead = " and ".join(r.name for r in leaders) + " tie for best"
+            others = ", ".join(f"{r.name} {value(r, key)}" for r in rest)
+            sentence = f"On {label} {lead}, {value(leaders[0], key)} vs {others}"
+            if key == "accuracy":
+                sentence += self._significance(leaders[0], pairwise)
+            out.append(sentence + ".")
+        return " ".join(out) + tested
+
+    def _significance(self, leader: ModelResult, pairwise: list[PairwiseResult]) -> str:
+        """McNemar's verdict on the accuracy leader against every other model."""
+        several = self.correction == "holm" and len(pairwise) > 1
+        parts, shown = [], []
+        for p in pairwise:
+            if leader.name not in (p.model_a, p.model_b):
+                continue
+            other = p.model_b if p.model_a == leader.name else p.model_a
+            t = p.test
+            lead_only, other_only = (
+                (t.a_right_b_wrong, t.a_wrong_b_right)
+                if p.model_a == leader.name
+                else (t.a_wrong_b_right, t.a_right_b_wrong)
+            )
+            pv = f"McNemar exact p = {_fmt_p(t.p_value)}"
+            if several:
+                pv += f", Holm-adjusted over {len(pairwise)} pairs {_fmt_p(p.p_adjusted)}"
+            word = "significant" if p.significant else "not significant"
+            parts.append(
+                f"the difference from {other} is {word} ({pv}; {lead_only} vs {other_only} "
+                "images right for only one of them)"
+            )
+            shown.append(p.significant)
+        text = "; ".join(parts)
+        if shown and not any(shown):
+            text += ": no model is shown more accurate than another"
+        elif shown and all(shown):
+            text += f": {leader.name} is the most accurate model here"
+        return (", but " if shown and not all(shown) else "; ") + text
 
     # -- validation ----------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ tr.average td{border-top:2px solid #999}
 .warnings{background:#fdecea;border:2px solid #c62828;border-radius:6px;padding:.6rem 1.2rem;
 margin:1rem 0}.warnings h2{color:#c62828;border:none;margin-top:.3rem}
 .warnings li{font-weight:600;margin:.3rem 0}
+.verdict{font-weight:400;margin:.6rem 0 .3rem}
 .ok{background:#edf7ed;border:1px solid #2e7d32;border-radius:6px;padding:.4rem 1rem}
 .small{color:#555;font-size:.88rem}img{max-width:100%;height:auto}
 pre{background:#f6f8fa;padding:.6rem;overflow:auto;font-size:.85rem}
@@ -110,9 +111,12 @@ def render_html(report: ComparisonReport, figures: Mapping[str, tuple[str, bytes
             f'<section class="warnings" id="warnings"><h2>⚠ Warnings ({len(report.warnings)})</h2><ol>'
         )
         parts += [f"<li>{escape(w)}</li>" for w in report.warnings]
-        parts.append("</ol></section>")
+        parts.append("</ol>")
     else:
-        parts.append('<section class="ok" id="warnings"><p>No warnings.</p></section>')
+        parts.append('<section class="ok" id="warnings"><p>No warnings.</p>')
+    if report.verdict:
+        parts.append(f'<p class="verdict"><strong>Verdict.</strong> {escape(report.verdict)}</p>')
+    parts.append("</section>")
     parts.append(
         f'<section id="test-set"><h2>Test set</h2><p>{escape(report._test_set_text())}</p></section>'
     )

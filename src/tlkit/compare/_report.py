@@ -215,6 +215,12 @@ class ComparisonReport:
     pairwise : tuple of PairwiseResult
     warnings : tuple of str
         What must not be missed, most important first.
+    verdict : str
+        One paragraph, printed after the warnings: which model is better on
+        accuracy, balanced accuracy and macro-F1 (with their intervals),
+        whether the accuracy difference is significant (McNemar's exact test,
+        Holm-adjusted when there are several pairs), and which models do not
+        beat the majority-class baseline.
     settings : dict
         The comparator settings (``n_boot``, ``confidence``, ``random_state``, ...).
     baseline_info : dict
@@ -235,6 +241,8 @@ class ComparisonReport:
     0.741
     >>> print(report.warnings[0])
     model 'MobileNet': balanced accuracy 0.333, 95% CI [0.333, 0.333], does not clear the majority-class baseline (0.333)
+    >>> print(report.verdict.split(": ")[0])
+    MobileNet predicts 'healthy' for every image, exactly like the majority-class baseline
     """
 
     def __init__(
@@ -249,6 +257,7 @@ class ComparisonReport:
         settings: Mapping[str, Any],
         baseline_info: Mapping[str, Any],
         machine: Mapping[str, Any],
+        verdict: str = "",
     ) -> None:
         self.class_names = tuple(class_names)
         self.y_true = np.asarray(y_true)
@@ -259,6 +268,7 @@ class ComparisonReport:
         self.settings = dict(settings)
         self.baseline_info = dict(baseline_info)
         self.machine = dict(machine)
+        self.verdict = str(verdict)
 
     # -- access -------------------------------------------------------------------------------
 
@@ -312,6 +322,7 @@ class ComparisonReport:
         }
         if include_predictions:
             d["y_true"] = self.y_true.astype(int).tolist()
+        d["verdict"] = self.verdict  # added within schema 1: after the existing keys
         return d
 
     def to_json(self, *, indent: int | None = 2, include_predictions: bool = True) -> str:
@@ -321,8 +332,9 @@ class ComparisonReport:
         (``index``, ``name``, ``support``), ``settings``, ``baseline``
         (``class_index``, ``class_name``, ``source``), ``warnings`` (list of
         str), ``models`` (the baseline first; see :meth:`ModelResult.to_dict`),
-        ``pairwise`` (see :meth:`PairwiseResult.to_dict`), ``machine`` and
-        ``y_true``. Undefined numbers are ``null``. The schema string changes
+        ``pairwise`` (see :meth:`PairwiseResult.to_dict`), ``machine``,
+        ``y_true`` and ``verdict`` (the paragraph printed after the
+        warnings). Undefined numbers are ``null``. The schema string changes
         when a key is renamed or removed; new keys may be added within a
         version. The "Comparing models" guide documents every key.
 
@@ -358,6 +370,8 @@ class ComparisonReport:
     def _markdown(self, images: Mapping[str, str] | None) -> str:
         lines = ["# Model comparison", ""]
         lines += _warnings_md(self.warnings)
+        if self.verdict:
+            lines += [f"**Verdict.** {_md_escape(self.verdict)}", ""]
         lines += ["## Test set", "", self._test_set_text(), ""]
         lines += ["## Metrics", ""]
         lines += [self._ci_text(), ""]

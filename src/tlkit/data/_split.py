@@ -127,6 +127,19 @@ class Split:
             1 for n in Counter(s.group for p in self.parts.values() for s in p).values() if n > 1
         )
         lines.append(f"groups kept inside one split (duplicates, groups=): {ndup}")
+        if "groups_matched" in self.params:
+            on = self.params.get("groups_on")
+            where = f" (matched on the file {'path' if on == 'path' else 'name'})" if on else ""
+            lines.append(
+                f"groups={self.params.get('groups')!r}{where}: "
+                f"{self.params['groups_matched']} of {len(self)} files matched, "
+                f"{self.params.get('groups_formed', '?')} groups formed"
+            )
+        if "near_duplicate_pairs" in self.params:
+            lines.append(
+                f"near-duplicate pairs (perceptual hash): {self.params['near_duplicate_pairs']}, "
+                f"{self.params.get('near_duplicate_pairs_across_splits', '?')} across splits"
+            )
         lines.append(f"skipped files: {len(self.skipped)}")
         for reason, n in Counter(_reason_kind(s.reason) for s in self.skipped).most_common():
             lines.append(f"  {n:>5}  {reason}")

@@ -8,7 +8,7 @@ import os
 import re
 import warnings
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +38,24 @@ class DatasetSplitter:
         on any machine, whatever order the file system lists them in.
     groups : str or callable, optional
         Keeps related files in one split. A regular expression is searched in
-        each relative path (``"cat/IMG_1234_2.jpg"``); files whose matches are
+        each file name (``"IMG_1234_2.jpg"``; see ``groups_on``), so
+        ``r"^(IMG_\\d+)_"`` keeps a burst together; files whose matches are
         equal (all capture groups if the pattern has any, else the whole match)
-        form one group; files it does not match are not grouped. A callable maps a relative path to a group key, or ``None`` for
-        no group. Files with identical content always form one group.
+        form one group; files it does not match are not grouped. A pattern that
+        matches no file at all raises :class:`~tlkit.errors.DatasetError`.
+        ``split.summary()`` says how many files matched and how many groups
+        formed. A callable maps the relative path to a group key, or ``None``
+        for no group. Files with identical content always form one group.
+    groups_on : {"name", "path"}
+        What a ``groups`` regex is matched against: the file name (default) or
+        the path relative to the root (``"cat/IMG_1234_2.jpg"``).
+    near_duplicates : {None, "report", "group"}
+        Perceptual near-duplicates (the same photo resized, re-encoded, turned
+        grey; pHash within ``DEFAULT_HASH_THRESHOLD`` of 256 bits, see
+        :mod:`tlkit.audit`). ``None`` (default) does not look for them (no extra
+        cost); ``"report"`` hashes every image and records in ``split.warnings``
+        how many near-duplicate pairs straddle two splits; ``"group"`` keeps
+        each set of near-duplicates inside one split, as identical files are.
     on_conflict : {"error", "drop", "keep_first"}
         What to do when identical files carry different labels: raise
         :class:`~tlkit.errors.LabelConflictError` naming both paths, drop every
@@ -82,6 +96,8 @@ class DatasetSplitter:
         seed: int = 0,
         *,
         groups: str | Callable[[str], Hashable | None] | None = None,
+        groups_on: str = "name",
+        near_duplicates: str | None = None,
         on_conflict: str = "error",
         verify: bool = True,
         allow_small_classes: bool = False,
@@ -106,8 +122,16 @@ class DatasetSplitter:
                 f"got {on_conflict!r}"
             )
         self.on_conflict = on_conflict
+        if groups_on not in ("name", "path"):
+            raise ValueError(f"groups_on must be 'name' or 'path', got {groups_on!r}")
         self.groups = groups
-        self._group_fn = _group_function(groups)
+        self.groups_on = groups_on
+        self._group_fn = _group_function(groups, groups_on)
+        if near_duplicates not in (None, "report", "group"):
+            raise ValueError(
+                f"near_duplicates must be None, 'report' or 'group', got {near_duplicates!r}"
+            )
+        self.near_duplicates = near_duplicates
         self.verify = bool(verify)
         self.allow_small_classes = bool(allow_small_classes)
         if workers is not None and workers < 1:
@@ -126,7 +150,7 @@ class DatasetSplitter:
     def get_config(self) -> dict[str, Any]:
         """The settings, JSON-ready (a callable ``groups`` is stored by name)."""
         g = self.groups
-        return {
+        out = {
             "val": self.val,
             "test": self.test,
             "seed": self.seed,
@@ -135,6 +159,11 @@ class DatasetSplitter:
             "verify": self.verify,
             "allow_small_classes": self.allow_small_classes,
         }
+        if isinstance(g, str):
+            out["groups_on"] = self.groups_on
+        if self.near_duplicates is not None:
+            out["near_duplicates"] = self.near_duplicates
+        return out
 
     # -- entry points --------------------------------------------------------------------
 
@@ -260,10 +289,21 @@ class DatasetSplitter:
         targets = self._targets(counts)
         self._check_small(class_names, counts, targets, warn)
 
-        grouped = self._group(samples)
+        params = self.get_config()
+        near = self._near_pairs(root, samples, warn) if self.near_duplicates else []
+        grouped = self._group(samples, params, near if self.near_duplicates == "group" else [])
         assigned = _assign(grouped, targets, self.seed)
         parts = parts_from_assignment(root, class_names, assigned)
-        params = self.get_config()
+        if self.near_duplicates is not None:
+            where = {s.path: name for name, part in parts.items() for s in part}
+            across = sum(1 for a, b in near if where.get(a) != where.get(b))
+            params["near_duplicate_pairs"] = len(near)
+            params["near_duplicate_pairs_across_splits"] = across
+            if across:
+                warn.append(
+                    f"{across} near-duplicate pair(s) (perceptual hash) straddle two splits; "
+                    "pass near_duplicates='group' to keep them together, or run tlkit audit"
+                )
         return Split(
             root=root,
             class_names=tuple(class_names),
@@ -358,8 +398,34 @@ class DatasetSplitter:
             warn.append(msg)
             warnings.warn(msg, stacklevel=3)
 
-    def _group(self, samples: list[Sample]) -> list[list[Sample]]:
-        """Union files with identical content or the same ``groups=`` key."""
+    def _near_pairs(
+        self, root: Path, samples: list[Sample], warn: list[str]
+    ) -> list[tuple[str, str]]:
+        """Path pairs whose perceptual hashes are near (``near_duplicates=``)."""
+        from tlkit.data._neardup import DEFAULT_HASH_THRESHOLD, hamming_pairs, perceptual_hashes
+
+        paths = [os.path.join(root, *s.path.split("/")) for s in samples]
+        hashes, errors = perceptual_hashes(paths, workers=self.workers)
+        ok = [k for k, e in enumerate(errors) if e is None]
+        if len(ok) < len(samples):
+            bad = next(samples[k].path for k, e in enumerate(errors) if e is not None)
+            warn.append(
+                f"{len(samples) - len(ok)} file(s) could not be decoded for the near-duplicate "
+                f"check (e.g. {bad!r}); they are split without it"
+            )
+        res = hamming_pairs(hashes[ok], DEFAULT_HASH_THRESHOLD)
+        return [
+            (samples[ok[a]].path, samples[ok[b]].path)
+            for a, b in zip(res.i.tolist(), res.j.tolist(), strict=True)
+        ]
+
+    def _group(
+        self,
+        samples: list[Sample],
+        params: dict[str, Any] | None = None,
+        near: Sequence[tuple[str, str]] = (),
+    ) -> list[list[Sample]]:
+        """Union files with identical content, the same ``groups=`` key, or near pairs."""
         parent = list(range(len(samples)))
 
         def find(i: int) -> int:
@@ -368,18 +434,46 @@ class DatasetSplitter:
                 i = parent[i]
             return i
 
+        def union(i: int, j: int) -> None:
+            ri, rj = find(i), find(j)
+            if ri != rj:
+                parent[max(ri, rj)] = min(ri, rj)
+
         first_of: dict[tuple[str, Hashable], int] = {}
+        matched = 0
         for i, s in enumerate(samples):
             keys: list[tuple[str, Hashable]] = [("sha256", s.sha256)]
             if self._group_fn is not None:
                 k = self._group_fn(s.path)
                 if k is not None:
                     keys.append(("group", k))
+                    matched += 1
             for key in keys:
-                j = first_of.setdefault(key, i)
-                ri, rj = find(i), find(j)
-                if ri != rj:
-                    parent[max(ri, rj)] = min(ri, rj)
+                union(i, first_of.setdefault(key, i))
+        if self._group_fn is not None:
+            if matched == 0 and isinstance(self.groups, str) and samples:
+                target = "file name" if self.groups_on == "name" else "relative path"
+                example = samples[0].path
+                if self.groups_on == "name":
+                    example = example.rsplit("/", 1)[-1]
+                raise DatasetError(
+                    f"groups={self.groups!r} matched no {target} of the {len(samples)} files "
+                    f"(e.g. {example!r}), so it would group nothing. Fix the pattern"
+                    + (
+                        ", or pass groups_on='path' to match relative paths like "
+                        f"{samples[0].path!r}"
+                        if self.groups_on == "name"
+                        else ""
+                    )
+                    + "."
+                )
+            if params is not None:
+                params["groups_matched"] = matched
+                params["groups_formed"] = sum(1 for key in first_of if key[0] == "group")
+        index = {s.path: i for i, s in enumerate(samples)}
+        for a, b in near:
+            if a in index and b in index:
+                union(index[a], index[b])
         members: dict[int, list[Sample]] = defaultdict(list)
         for i, s in enumerate(samples):
             members[find(i)].append(s)
@@ -413,7 +507,7 @@ def _check_share(name: str, v: Any) -> float | int:
     return v
 
 
-def _group_function(groups: Any) -> Callable[[str], Hashable | None] | None:
+def _group_function(groups: Any, on: str = "name") -> Callable[[str], Hashable | None] | None:
     if groups is None:
         return None
     if callable(groups):
@@ -427,7 +521,7 @@ def _group_function(groups: Any) -> Callable[[str], Hashable | None] | None:
             ) from None
 
         def by_regex(path: str) -> Hashable | None:
-            m = pattern.search(path)
+            m = pattern.search(path.rsplit("/", 1)[-1] if on == "name" else path)
             if m is None:
                 return None
             return m.groups() if pattern.groups else m.group(0)

@@ -85,6 +85,7 @@ def run_schedule(
     tuner._resumed = state is not None
     ctx = _Context(tuner, train, val, aug, onehot, k)
     restore = state  # optimizer state goes back in at the first phase that runs
+    best: tuple[float, int, list[Any]] | None = None  # (score, epoch, weights) over all phases
     for index, phase in enumerate(phases):
         done_in_phase = 0
         if state is not None:
@@ -99,10 +100,46 @@ def run_schedule(
             class_weight, user_callbacks, restore,
         )  # fmt: skip
         restore = None
+        best = _keep_best(tuner, history, phase, best, last=index == len(phases) - 1)
         tuner.progress = {"phases_done": index + 1, "epochs_done": len(history)}
         if tuner.resume_dir:
             _save_state(tuner, train, index, phase.epochs, True, history)
     return history
+
+
+def _keep_best(
+    tuner: FineTuner,
+    history: cb.TrainingHistory,
+    phase: Phase,
+    best: tuple[float, int, list[Any]] | None,
+    last: bool,
+) -> tuple[float, int, list[Any]] | None:
+    """Track the best epoch of the whole schedule; after the last phase, go back to it.
+
+    Each phase already ends on its own best epoch (EarlyStopping with restored weights).
+    If a later phase never beats an earlier phase's best, the earlier weights win: a
+    fine-tuning phase cannot silently leave the model worse than the frozen phase was.
+    """
+    if not tuner.restore_best or tuner.monitor not in history.history:
+        return best
+    sign = -1.0 if tuner.monitor == "val_loss" else 1.0
+    values = history.history[tuner.monitor]
+    epochs = [i for i, p in enumerate(history.phases) if p == phase.name]
+    scored = [(sign * values[i], i) for i in epochs if values[i] == values[i]]  # not NaN
+    if scored:
+        score, epoch = max(scored)
+        if best is None or score > best[0]:
+            best = (score, epoch, [w.copy() for w in tuner.model.get_weights()])
+    if last and best is not None and best[1] not in epochs:
+        tuner.model.set_weights(best[2])
+        tuner.log(
+            f"tlkit: phase {phase.name!r} did not beat epoch {best[1] + 1} "
+            f"({history.phases[best[1]]!r}, {tuner.monitor} {sign * best[0]:.4f}); "
+            f"keeping that epoch's weights"
+        )
+    if last and best is not None:
+        tuner.best_epoch = best[1]
+    return best
 
 
 class _Context:

@@ -26,14 +26,15 @@ log = logging.getLogger("tlkit.finetune")
 
 _OPTIMIZER_NAMES = ("adam", "adamw", "sgd", "rmsprop")
 _MONITORS = ("val_loss", "val_accuracy", "val_balanced_accuracy", "val_macro_f1")
-_DEFAULT_LR = {"adam": 1e-3, "adamw": 1e-3, "sgd": 1e-2, "rmsprop": 1e-3}
+# Adam's 3e-3: what lr_find suggests for a linear head on pooled features (docs/make_finetune_figures.py).
+_DEFAULT_LR = {"adam": 3e-3, "adamw": 3e-3, "sgd": 1e-2, "rmsprop": 1e-3}
 MEMORY_BUDGET_MB = 2048
 
 
 def default_schedule() -> sched.FreezeThenUnfreeze:
     """The recipe FineTuner uses when no schedule is given (see the "Fine-tuning" guide)."""
     return sched.FreezeThenUnfreeze(
-        head_epochs=20, finetune_epochs=6, unfreeze=3, lr_factor=0.1, warmup=1.0
+        head_epochs=30, finetune_epochs=8, unfreeze="all", lr_factor=0.05, lr_decay=0.8, warmup=1.0
     )
 
 
@@ -81,8 +82,10 @@ class FineTuner:
         Image size; default the backbone's (224 for ImageNet backbones).
     schedule : Schedule, dict or str, optional
         See :mod:`tlkit.finetune.schedules`. Default: :func:`default_schedule`,
-        ``FreezeThenUnfreeze(head_epochs=20, finetune_epochs=6, unfreeze=3,
-        lr_factor=0.1, warmup=1)``.
+        ``FreezeThenUnfreeze(head_epochs=30, finetune_epochs=8, unfreeze="all",
+        lr_factor=0.05, lr_decay=0.8, warmup=1)``: the head to convergence on
+        cached features, then every group at a twentieth of the rate, lower
+        groups slower.
     head : int, optional
         Hidden units of an extra ReLU layer in the head (default: none, a
         linear classifier on the pooled features).
@@ -96,7 +99,7 @@ class FineTuner:
         ``"adam"`` (default), ``"adamw"``, ``"sgd"``, ``"rmsprop"``, or an
         optimizer used as a template (one copy per layer group).
     learning_rate : float, optional
-        Base rate of the first phase (default 1e-3 for Adam).
+        Base rate of the first phase (default 3e-3 for Adam, 1e-2 for SGD).
     batch_size : int
         Images per batch when tlkit builds the pipeline (global batch size
         under a distribution strategy).
@@ -118,8 +121,10 @@ class FineTuner:
         ``"val_loss"``, ``"val_accuracy"``, ``"val_balanced_accuracy"``
         (default, honest on imbalanced data) or ``"val_macro_f1"``.
     restore_best : bool
-        At the end of each phase, go back to its best epoch by ``monitor``
-        (needs validation data).
+        At the end of each phase, go back to its best epoch by ``monitor``;
+        at the end of the schedule, keep the best epoch of all phases, so a
+        fine-tuning phase that never beats the frozen phase cannot leave the
+        model worse (logged; ``best_epoch`` says which). Needs validation data.
     early_stopping : int, optional
         Stop a phase after this many epochs without improvement.
     resume_dir : path, optional
@@ -221,6 +226,7 @@ class FineTuner:
         self.train_time_s: float | None = None
         self.tflite_path: str | None = None
         self.phase_log: list[dict[str, Any]] = []
+        self.best_epoch: int | None = None
         self.progress: dict[str, int] = {"phases_done": 0, "epochs_done": 0}
         self._net: Any = None
         self._loaded = False

@@ -1,0 +1,48 @@
+"""Data audit: near-duplicate leaks, likely label errors, and the small stuff, before training.
+
+:func:`audit` takes a :class:`~tlkit.data.Split`, a split manifest or a dataset
+folder and returns an :class:`AuditReport`: near-duplicate pairs across and
+within the train / val / test parts (identical bytes, perceptual hashes, and
+optionally backbone features), likely label errors (cleanlab's confident
+learning on out-of-sample probabilities of a cross-validated linear probe),
+class imbalance, small images, identical files under several classes and
+unreadable files. ``report.save(dir)`` writes a self-contained HTML page with
+thumbnails of everything flagged.
+
+Examples
+--------
+>>> from tlkit.audit import audit
+>>> report = audit("photos.split.json")  # doctest: +SKIP
+>>> print(report.summary())  # doctest: +SKIP
+>>> report.save("audit/")  # doctest: +SKIP
+"""
+
+from tlkit.audit._audit import DEFAULT_FEATURE_THRESHOLD, audit, load_images
+from tlkit.audit._report import SCHEMA, AuditReport, LabelIssue, NearDuplicate, SmallImage
+from tlkit.data._neardup import (
+    DEFAULT_HASH_SIZE,
+    DEFAULT_HASH_THRESHOLD,
+    HammingSearch,
+    cosine_pairs,
+    hamming_pairs,
+    perceptual_hash,
+    perceptual_hashes,
+)
+
+__all__ = [
+    "DEFAULT_FEATURE_THRESHOLD",
+    "DEFAULT_HASH_SIZE",
+    "DEFAULT_HASH_THRESHOLD",
+    "SCHEMA",
+    "AuditReport",
+    "HammingSearch",
+    "LabelIssue",
+    "NearDuplicate",
+    "SmallImage",
+    "audit",
+    "cosine_pairs",
+    "hamming_pairs",
+    "load_images",
+    "perceptual_hash",
+    "perceptual_hashes",
+]

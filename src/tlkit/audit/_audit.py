@@ -1,0 +1,438 @@
+"""audit(): near-duplicates across and within splits, likely label errors, and the small stuff."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tlkit.audit._report import AuditReport, LabelIssue, NearDuplicate, SmallImage
+from tlkit.data import DatasetSplitter, Split
+from tlkit.data._neardup import (
+    DEFAULT_HASH_SIZE,
+    DEFAULT_HASH_THRESHOLD,
+    cosine_pairs,
+    hamming_pairs,
+    perceptual_hashes,
+)
+from tlkit.errors import AuditError, DatasetError
+
+__all__ = ["DEFAULT_FEATURE_THRESHOLD", "audit", "load_images"]
+
+#: Smallest centred cosine similarity of pooled backbone features that counts as a
+#: near-duplicate (``feature_duplicates=True``). Measured with efficientnet_lite0 at
+#: 160 px (docs/guide/5-audit.rst): the closest of 11,175 pairs of distinct generated
+#: textures is 0.80; planted 5% crops of them score 0.57 and up.
+DEFAULT_FEATURE_THRESHOLD = 0.90
+
+FeatureSource = Callable[[np.ndarray], np.ndarray] | np.ndarray | None
+
+
+def audit(
+    split_or_folder: Split | str | os.PathLike[str],
+    *,
+    near_duplicates: bool = True,
+    label_issues: bool = True,
+    backbone: str | None = "efficientnet_lite0",
+    features: FeatureSource = None,
+    weights: str | os.PathLike[str] | None = "imagenet",
+    input_size: int | None = None,
+    feature_duplicates: bool = False,
+    hash_threshold: int = DEFAULT_HASH_THRESHOLD,
+    feature_threshold: float = DEFAULT_FEATURE_THRESHOLD,
+    cv_folds: int = 5,
+    seed: int = 0,
+    batch_size: int = 32,
+    workers: int | None = None,
+) -> AuditReport:
+    """Audit a dataset split for leaks and label errors before training on it.
+
+    Parameters
+    ----------
+    split_or_folder : Split, or path to a manifest (``.json``) or a dataset folder
+        A folder is split first with ``DatasetSplitter(on_conflict="keep_first")``
+        (default fractions and seed), so pairs are reported against the split
+        tlkit would make. A manifest is loaded with its files re-hashed; files
+        missing or changed since the split are reported as skipped.
+    near_duplicates : bool
+        Look for near-duplicate pairs: identical bytes (SHA-256), perceptual
+        hashes (pHash, 256 bits; re-encoded, resized and grey copies), and,
+        when features are available and ``feature_duplicates`` is on, cosine
+        similarity of centred pooled features (crops and edits).
+    label_issues : bool
+        Rank likely label errors: out-of-sample class probabilities from a
+        ``cv_folds``-fold cross-validated logistic regression on the frozen
+        features, fed to :func:`cleanlab.filter.find_label_issues`.
+    backbone : str or None
+        Registry name of the feature extractor (:func:`tlkit.backbones.get_backbone`);
+        ``None`` with ``features=None`` runs only the checks that need no features.
+    features : callable, array or None
+        Instead of a backbone: a callable mapping a ``uint8`` batch
+        ``(B, S, S, 3)`` of RGB images resized to ``input_size`` to a
+        ``(B, D)`` array, or a precomputed ``(n, D)`` array whose rows follow
+        ``split.train``, then ``split.val``, then ``split.test``.
+    weights : str, path or None
+        Passed to :func:`~tlkit.backbones.get_backbone`.
+    input_size : int, optional
+        Square size images are resized to for features, and the training size
+        that "small image" is judged against (images under half of it are
+        listed). Default: the backbone's default size (224 for a callable).
+    feature_duplicates : bool
+        Also report pairs whose centred features are within ``feature_threshold``
+        (``O(n^2 d)`` flops in blocks: seconds per 10,000 images). Off by
+        default: on ELPV it flags look-alike cells at the rate of random pairs
+        and misses JPEG and cropped copies (docs/guide/5-audit.rst); it does find
+        crops when the features tell distinct images apart.
+    hash_threshold : int
+        Largest pHash Hamming distance (of 256 bits) reported.
+    feature_threshold : float
+        Smallest centred cosine similarity reported.
+    cv_folds : int
+        Folds of the cross-validated probe (fewer when a class is smaller).
+    seed : int
+        Seed of the folds and the probe.
+    batch_size : int
+        Images per feature batch.
+    workers : int, optional
+        Threads that decode images.
+
+    Returns
+    -------
+    AuditReport
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from tlkit.datasets import make_synthetic_dataset
+    >>> root = make_synthetic_dataset(tempfile.mkdtemp(), {"a": 20, "b": 20}, seed=0)
+    >>> thumb = lambda x: x[:, ::8, ::8].reshape(len(x), -1).astype(float)
+    >>> report = audit(root, features=thumb, input_size=32)
+    >>> report.num_images, len(report.leaks)
+    (40, 0)
+    """
+    split = _as_split(split_or_folder)
+    if hash_threshold < 0 or hash_threshold > DEFAULT_HASH_SIZE**2:
+        raise AuditError(f"hash_threshold must be in 0..256 bits, got {hash_threshold!r}")
+    if not -1.0 <= float(feature_threshold) <= 1.0:
+        raise AuditError(
+            f"feature_threshold must be a cosine in [-1, 1], got {feature_threshold!r}"
+        )
+    if isinstance(cv_folds, bool) or not isinstance(cv_folds, int) or cv_folds < 2:
+        raise AuditError(f"cv_folds must be an int >= 2, got {cv_folds!r}")
+    items = [(name, s) for name, part in split.parts.items() for s in part]
+    paths = [str(Path(split.root, *s.path.split("/"))) for _, s in items]
+    names = split.class_names
+    labels = np.array([s.label for _, s in items], dtype=np.int64)
+    notes: list[str] = []
+    settings: dict[str, Any] = {"seed": seed}
+
+    need_features = label_issues or (near_duplicates and feature_duplicates)
+    feats: np.ndarray | None = None
+    size = input_size
+    if need_features and (features is not None or backbone is not None):
+        feats, size, ok_rows, source = _features(
+            paths, features, backbone, weights, input_size, batch_size, workers
+        )
+        settings["features"] = source
+        settings["input_size"] = size
+        if ok_rows is not None and not ok_rows.all():
+            notes.append(
+                f"{int((~ok_rows).sum())} image(s) could not be decoded for features; "
+                "they are left out of the feature checks"
+            )
+    elif need_features:
+        notes.append(
+            "no features (backbone=None, features=None): label issues and "
+            "feature near-duplicates not checked"
+        )
+        ok_rows = None
+    else:
+        ok_rows = None
+    if size is None:
+        size = input_size or 224
+        settings["input_size"] = size
+
+    report = AuditReport(
+        root=Path(split.root),
+        class_names=tuple(names),
+        class_counts=split.counts(),
+        settings=settings,
+        notes=notes,
+    )
+    conflicts, other = [], []
+    for sk in split.skipped:
+        (conflicts if sk.reason.startswith("label conflict") else other).append(
+            (sk.path, sk.reason)
+        )
+    report.label_conflicts = conflicts
+    report.unreadable = other
+
+    settings["small_side"] = size // 2
+    report.small_images = [
+        SmallImage(s.path, part, s.width, s.height)
+        for part, s in items
+        if s.width and s.height and min(s.width, s.height) < size // 2
+    ]
+
+    if near_duplicates:
+        settings["hash_threshold"] = int(hash_threshold)
+        settings["hash_bits"] = DEFAULT_HASH_SIZE**2
+        use_feats = feats if (feature_duplicates and feats is not None) else None
+        settings["feature_threshold"] = float(feature_threshold) if use_feats is not None else None
+        report.near_duplicates = _near_duplicates(
+            items,
+            names,
+            paths,
+            hash_threshold,
+            use_feats,
+            ok_rows,
+            feature_threshold,
+            workers,
+            notes,
+            settings,
+            report.unreadable,
+        )
+    if label_issues and feats is not None:
+        report.label_issues = _label_issues(
+            items, names, labels, feats, ok_rows, cv_folds, seed, notes, settings
+        )
+    return report
+
+
+def _as_split(x: Split | str | os.PathLike[str]) -> Split:
+    if isinstance(x, Split):
+        return x
+    if not isinstance(x, (str, os.PathLike)):
+        raise AuditError(
+            f"audit() takes a Split, a manifest path or a dataset folder, got {type(x).__name__}"
+        )
+    p = Path(x)
+    if p.is_dir():
+        return DatasetSplitter(on_conflict="keep_first").split(p)
+    if p.is_file():
+        return Split.load(p, on_mismatch="skip")
+    raise DatasetError(
+        f"{str(p)!r} does not exist; pass a dataset folder (one sub-folder per class) or a "
+        "split manifest written by Split.save / tlkit split"
+    )
+
+
+def load_images(
+    paths: list[str], size: int, workers: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decode files as ``uint8`` RGB arrays resized to ``size x size``.
+
+    Returns
+    -------
+    images : array of uint8, shape (n, size, size, 3)
+        Black for files that cannot be decoded.
+    ok : array of bool, shape (n,)
+
+    Examples
+    --------
+    >>> load_images([], 32)[0].shape
+    (0, 32, 32, 3)
+    """
+    out = np.zeros((len(paths), size, size, 3), dtype=np.uint8)
+    ok = np.zeros(len(paths), dtype=bool)
+
+    def one(path: str) -> np.ndarray | None:
+        from PIL import Image, ImageOps
+
+        try:
+            with Image.open(path) as im:
+                im.draft("RGB", (size * 2, size * 2))
+                im = ImageOps.exif_transpose(im).convert("RGB")
+                return np.asarray(im.resize((size, size), Image.BILINEAR), dtype=np.uint8)
+        except Exception:  # reported through ``ok``
+            return None
+
+    with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) + 2)) as pool:
+        for i, arr in enumerate(pool.map(one, paths)):
+            if arr is not None:
+                out[i] = arr
+                ok[i] = True
+    return out, ok
+
+
+def _features(
+    paths: list[str],
+    features: FeatureSource,
+    backbone: str | None,
+    weights: Any,
+    input_size: int | None,
+    batch_size: int,
+    workers: int | None,
+) -> tuple[np.ndarray, int, np.ndarray | None, str]:
+    if isinstance(features, np.ndarray) or (
+        features is not None and not callable(features) and hasattr(features, "__len__")
+    ):
+        arr = np.asarray(features, dtype=np.float32)
+        if arr.ndim != 2 or len(arr) != len(paths):
+            raise AuditError(
+                f"features has shape {arr.shape}; expected ({len(paths)}, D): one row per image "
+                "of split.train, then split.val, then split.test"
+            )
+        if not np.isfinite(arr).all():
+            raise AuditError("features contains NaN or infinite values")
+        return arr, input_size or 224, None, f"precomputed array {arr.shape}"
+    if features is not None and callable(features):
+        fn = features
+        size = int(input_size or 224)
+        source = f"callable {getattr(features, '__name__', type(features).__name__)} at {size} px"
+    else:
+        from tlkit.backbones import get_backbone
+
+        bb = get_backbone(str(backbone), weights=weights, input_size=input_size)
+        size = int(bb.input_size[0])
+        model = bb.model
+
+        def fn(x: np.ndarray) -> np.ndarray:
+            return np.asarray(model(x.astype(np.float32), training=False))
+
+        source = (
+            f"{backbone} ({'random init' if weights is None else weights}) at {size} px, pooled"
+        )
+    rows: list[np.ndarray] = []
+    oks: list[np.ndarray] = []
+    for a in range(0, len(paths), batch_size):
+        imgs, ok = load_images(paths[a : a + batch_size], size, workers)
+        f = np.asarray(fn(imgs), dtype=np.float32)
+        if f.ndim != 2 or len(f) != len(imgs):
+            raise AuditError(
+                f"the feature function returned shape {f.shape} for a batch of {len(imgs)} "
+                "images; it must return (batch, D)"
+            )
+        rows.append(f)
+        oks.append(ok)
+    if not rows:
+        return np.zeros((0, 1), np.float32), size, np.zeros(0, bool), source
+    feats = np.concatenate(rows)
+    if not np.isfinite(feats).all():
+        raise AuditError("the features contain NaN or infinite values")
+    return feats, size, np.concatenate(oks), source
+
+
+def _near_duplicates(
+    items: list[tuple[str, Any]],
+    names: tuple[str, ...],
+    paths: list[str],
+    hash_threshold: int,
+    feats: np.ndarray | None,
+    ok_rows: np.ndarray | None,
+    feature_threshold: float,
+    workers: int | None,
+    notes: list[str],
+    settings: dict[str, Any],
+    unreadable: list[tuple[str, str]],
+) -> list[NearDuplicate]:
+    found: dict[tuple[int, int], tuple[str, float]] = {}
+    by_sha: dict[str, list[int]] = defaultdict(list)
+    for k, (_, s) in enumerate(items):
+        if s.sha256:
+            by_sha[s.sha256].append(k)
+    for ks in by_sha.values():
+        for x in range(len(ks)):
+            for y in range(x + 1, len(ks)):
+                found[(ks[x], ks[y])] = ("identical", 0.0)
+    hashes, errors = perceptual_hashes(paths, workers=workers)
+    good = np.array([e is None for e in errors], dtype=bool)
+    if not good.all():
+        notes.append(
+            f"{int((~good).sum())} image(s) could not be decoded for hashing (listed as "
+            "unreadable; they changed since the split was made)"
+        )
+        unreadable.extend((items[k][1].path, str(e)) for k, e in enumerate(errors) if e is not None)
+    idx = np.nonzero(good)[0]
+    res = hamming_pairs(hashes[idx], hash_threshold)
+    settings["hash_comparisons"] = res.comparisons
+    settings["hash_naive_comparisons"] = res.naive_comparisons
+    for a, b, d in zip(
+        idx[res.i].tolist(), idx[res.j].tolist(), res.distance.tolist(), strict=True
+    ):
+        found.setdefault((a, b), ("phash", float(d)))
+    if feats is not None and len(feats) > 1:
+        fidx = np.arange(len(feats)) if ok_rows is None else np.nonzero(ok_rows)[0]
+        i, j, sim = cosine_pairs(feats[fidx], feature_threshold)
+        for a, b, s in zip(fidx[i].tolist(), fidx[j].tolist(), sim.tolist(), strict=True):
+            found.setdefault((a, b), ("features", round(1.0 - float(s), 6)))
+    pairs = []
+    for (a, b), (method, dist) in found.items():
+        (pa, sa), (pb, sb) = items[a], items[b]
+        if sb.path < sa.path:
+            (pa, sa), (pb, sb) = (pb, sb), (pa, sa)
+        pairs.append(
+            NearDuplicate(sa.path, sb.path, pa, pb, names[sa.label], names[sb.label], method, dist)
+        )
+    order = {"identical": 0, "phash": 1, "features": 2}
+    pairs.sort(key=lambda p: (not p.across_splits, order[p.method], p.distance, p.path_a, p.path_b))
+    return pairs
+
+
+def _label_issues(
+    items: list[tuple[str, Any]],
+    names: tuple[str, ...],
+    labels: np.ndarray,
+    feats: np.ndarray,
+    ok_rows: np.ndarray | None,
+    cv_folds: int,
+    seed: int,
+    notes: list[str],
+    settings: dict[str, Any],
+) -> list[LabelIssue]:
+    try:
+        from cleanlab.filter import find_label_issues
+    except ImportError:  # pragma: no cover - cleanlab is in the dev extra
+        raise ImportError(
+            "label issues need the cleanlab package: pip install 'tlkit[audit]'"
+        ) from None
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rows = np.arange(len(labels)) if ok_rows is None else np.nonzero(ok_rows)[0]
+    y_all = labels[rows]
+    present = np.unique(y_all)
+    if len(present) < 2:
+        notes.append("label issues not checked: fewer than 2 classes have images")
+        return []
+    remap = {int(c): k for k, c in enumerate(present)}
+    y = np.array([remap[int(c)] for c in y_all])
+    smallest = int(np.bincount(y).min())
+    folds = min(cv_folds, smallest)
+    if folds < 2:
+        notes.append(
+            "label issues not checked: a class has a single image, too few to cross-validate"
+        )
+        return []
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    probs = cross_val_predict(probe, feats[rows], y, cv=cv, method="predict_proba")
+    settings["label_probe"] = (
+        f"{folds}-fold cross-validated logistic regression (standardised features), "
+        "out-of-sample probabilities -> cleanlab.filter.find_label_issues "
+        "(prune_by_noise_rate), ranked by self-confidence"
+    )
+    settings["label_probe_accuracy"] = float((probs.argmax(1) == y).mean())
+    ranked = find_label_issues(
+        labels=y, pred_probs=probs, return_indices_ranked_by="self_confidence"
+    )
+    out = []
+    for r in np.asarray(ranked, dtype=np.int64).tolist():
+        part, s = items[rows[r]]
+        out.append(
+            LabelIssue(
+                s.path,
+                part,
+                names[int(present[y[r]])],
+                names[int(present[int(probs[r].argmax())])],
+                float(probs[r, y[r]]),
+            )
+        )
+    return out

@@ -1,0 +1,75 @@
+"""``tlkit audit FOLDER_OR_SPLIT.json -o DIR``: near-duplicate leaks, label errors, and more."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from tlkit.cli._common import add_command, log
+
+
+def add_parser(sub: Any) -> None:
+    from tlkit.data._neardup import DEFAULT_HASH_THRESHOLD
+
+    p = add_command(
+        sub,
+        "audit",
+        help="check a dataset or split for near-duplicate leaks and likely label errors",
+        description="Audit a split manifest (from `tlkit split`) or a dataset folder (split "
+        "with the default settings first): near-duplicates across and within train/val/test, "
+        "likely label errors (cleanlab on a cross-validated linear probe of backbone "
+        "features), class imbalance, small, conflicting and unreadable files. Writes "
+        "audit.html (self-contained, with thumbnails), audit.md and audit.json.",
+        examples=[
+            "tlkit audit photos.split.json -o audit/",
+            "tlkit audit photos/ --feature-duplicates -o audit/",
+        ],
+    )
+    p.add_argument("source", type=Path, help="split manifest (.json) or dataset folder")
+    p.add_argument("-o", "--out", type=Path, required=True, help="folder for the report")
+    p.add_argument(
+        "--backbone",
+        default="efficientnet_lite0",
+        help="registry backbone for features (default: efficientnet_lite0, offline weights)",
+    )
+    p.add_argument("--input-size", type=int, default=None, help="feature input size in pixels")
+    p.add_argument(
+        "--hash-threshold",
+        type=int,
+        default=DEFAULT_HASH_THRESHOLD,
+        help=f"largest pHash distance of 256 bits (default {DEFAULT_HASH_THRESHOLD})",
+    )
+    p.add_argument(
+        "--feature-duplicates",
+        action="store_true",
+        help="also compare backbone features for near-duplicates (crops, edits)",
+    )
+    p.add_argument("--feature-threshold", type=float, default=None, help="centred cosine")
+    p.add_argument("--no-near-duplicates", action="store_true")
+    p.add_argument("--no-label-issues", action="store_true", help="no features, no backbone")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tlkit.audit import DEFAULT_FEATURE_THRESHOLD, audit
+
+    needs_backbone = not args.no_label_issues or args.feature_duplicates
+    report = audit(
+        args.source,
+        near_duplicates=not args.no_near_duplicates,
+        label_issues=not args.no_label_issues,
+        backbone=args.backbone if needs_backbone else None,
+        input_size=args.input_size,
+        feature_duplicates=args.feature_duplicates,
+        hash_threshold=args.hash_threshold,
+        feature_threshold=(
+            DEFAULT_FEATURE_THRESHOLD if args.feature_threshold is None else args.feature_threshold
+        ),
+        seed=args.seed,
+    )
+    print(report.summary())
+    files = report.save(args.out)
+    log(f"report written to {files[0]}")
+    return 0

@@ -1,0 +1,187 @@
+"""tlkit.audit: planted near-duplicates are found, distinct images are not, label flips rank high."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from audit_helpers import (
+    VARIANTS,
+    colour_features,
+    planted_folder,
+    split_with,
+    thumb_features,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from tlkit.audit import AuditReport, audit, cosine_pairs, hamming_pairs
+from tlkit.data import DatasetSplitter
+from tlkit.datasets import make_synthetic_dataset
+from tlkit.errors import AuditError, DatasetError
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory):
+    root, pairs = planted_folder(tmp_path_factory.mktemp("planted") / "d")
+    copies = {d for _, d, _ in pairs}
+    rows: dict[str, list[tuple[str, int]]] = {"train": [], "val": [], "test": []}
+    for lab, cls in enumerate(("a", "b")):
+        for k, p in enumerate(sorted((root / cls).iterdir())):
+            rel = f"{cls}/{p.name}"
+            # copies in test, originals in train, a few distinct images in val
+            part = "test" if rel in copies else ("val" if k % 10 == 9 else "train")
+            rows[part].append((rel, lab))
+    return split_with(root, rows, ("a", "b")), pairs
+
+
+def _found(report: AuditReport) -> dict[frozenset[str], str]:
+    return {frozenset((p.path_a, p.path_b)): p.method for p in report.near_duplicates}
+
+
+def test_every_planted_copy_found_across_splits_and_nothing_else(planted) -> None:
+    split, pairs = planted
+    report = audit(
+        split, features=thumb_features, input_size=64, label_issues=False, feature_duplicates=True
+    )
+    found = _found(report)
+    expected = {frozenset((a, b)) for a, b, _ in pairs}
+    assert set(found) == expected, set(found) ^ expected  # all planted, no distinct image
+    assert len(report.leaks) == len(pairs) == 2 * len(VARIANTS)
+    for p in report.near_duplicates:
+        assert "test" in (p.part_a, p.part_b) and p.across_splits
+        assert p.method in ("phash", "features")
+    assert report.settings["hash_comparisons"] <= report.settings["hash_naive_comparisons"]
+
+
+def test_features_alone_find_the_crop(planted) -> None:
+    split, pairs = planted
+    # pHash off (threshold 0 keeps only bit-identical hashes: the grey copies)
+    report = audit(
+        split,
+        features=thumb_features,
+        input_size=64,
+        label_issues=False,
+        hash_threshold=0,
+        feature_duplicates=True,
+    )
+    found = _found(report)
+    for a, b, kind in pairs:
+        if kind == "crop":
+            assert found.get(frozenset((a, b))) == "features"
+    assert set(found) <= {frozenset((a, b)) for a, b, _ in pairs}
+
+
+def test_precomputed_features_and_bad_shapes(planted) -> None:
+    split, _ = planted
+    n = len(split)
+    feats = np.random.default_rng(0).normal(size=(n, 16))
+    report = audit(
+        split, features=feats, label_issues=False, feature_duplicates=True, feature_threshold=0.999
+    )
+    assert report.settings["features"].startswith("precomputed")
+    with pytest.raises(AuditError, match=r"expected \(88, D\)"):
+        audit(split, features=feats[:-1])
+    with pytest.raises(AuditError, match="NaN"):
+        audit(split, features=np.full((n, 4), np.nan))
+    with pytest.raises(AuditError, match="must return"):
+        audit(split, features=lambda x: np.zeros(3), input_size=32)
+    with pytest.raises(AuditError, match="cv_folds"):
+        audit(split, features=feats, cv_folds=1)
+    with pytest.raises(DatasetError, match="does not exist"):
+        audit(split.root / "nope")
+
+
+def test_label_flips_rank_near_the_top(tmp_path: Path) -> None:
+    root = make_synthetic_dataset(
+        tmp_path / "d", {"a": 40, "b": 40, "c": 40}, image_size=32, seed=3
+    )
+    rng = np.random.default_rng(0)
+    names = ("a", "b", "c")
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    flipped = set(rng.choice(len(files), size=8, replace=False).tolist())
+    pairs = []
+    for k, p in enumerate(files):
+        lab = names.index(p.parent.name)
+        if k in flipped:
+            lab = (lab + 1 + int(rng.integers(0, 2))) % 3
+        pairs.append((p, names[lab]))
+    split = DatasetSplitter(seed=0).split_samples(pairs, root=root, class_names=names)
+    report = audit(split, features=colour_features, input_size=32, near_duplicates=False)
+    flipped_paths = {files[k].relative_to(root).as_posix() for k in flipped}
+    top = [x.path for x in report.label_issues[: len(flipped_paths)]]
+    # nearly every flip is flagged, and nothing but flips ranks in the top 8
+    assert len(flipped_paths & set(top)) >= len(flipped_paths) - 1, (top, flipped_paths)
+    assert set(top) <= flipped_paths
+    scores = [x.score for x in report.label_issues]
+    assert scores == sorted(scores)
+    # the suggested class is the true folder for the flips found
+    truth = {files[k].relative_to(root).as_posix(): files[k].parent.name for k in flipped}
+    hits = [x for x in report.label_issues if x.path in truth]
+    assert all(x.suggested == truth[x.path] for x in hits)
+    assert report.settings["label_probe_accuracy"] > 0.85
+
+
+def test_small_images_conflicts_unreadable_and_outputs(tmp_path: Path) -> None:
+    root = make_synthetic_dataset(tmp_path / "d", {"a": 12, "b": 12}, image_size=32, seed=1)
+    Image.new("RGB", (8, 40), "red").save(root / "a" / "tiny.png")
+    (root / "b" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    first = sorted((root / "a").glob("*.jpeg")) or sorted((root / "a").glob("*.png"))
+    (root / "b" / "same_as_a.bin.png").write_bytes(first[0].read_bytes())
+    report = audit(root, features=colour_features, input_size=32, cv_folds=3)
+    assert [x.path for x in report.small_images] == ["a/tiny.png"]
+    assert any("b/broken.jpg" == p for p, _ in report.unreadable)
+    assert len(report.label_conflicts) == 1
+    text = report.summary()
+    assert "identical files under several classes: 1" in text
+    assert "unreadable or skipped files: 1" in text
+    files = report.save(tmp_path / "out")
+    assert [f.name for f in files] == ["audit.html", "audit.md", "audit.json"]
+    html = files[0].read_text()
+    assert "data:image/png;base64," in html and "tiny.png" in html
+    assert "http" not in html.split("<body>")[1]  # self-contained: nothing fetched
+    data = json.loads(files[2].read_text())
+    assert data["schema"] == "tlkit.audit/1" and data["small_images"][0]["width"] == 8
+    assert "# Data audit" in files[1].read_text()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(1, 80),
+    words=st.sampled_from([1, 4]),
+    r=st.integers(0, 70),
+    flips=st.integers(0, 60),
+)
+def test_hamming_pairs_equals_brute_force(seed, n, words, r, flips) -> None:
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 2**63, size=(n, words), dtype=np.int64).astype(np.uint64)
+    base[: n // 3] = base[0]  # exact duplicates too
+    near = base.copy()
+    for row in near:  # flip up to ``flips`` random bits
+        for _ in range(int(rng.integers(0, flips + 1))):
+            w = int(rng.integers(0, words))
+            row[w] ^= np.uint64(1) << np.uint64(int(rng.integers(0, 64)))
+    h = np.concatenate([base, near])
+    if True:
+        got = hamming_pairs(h, r)
+        d = np.bitwise_count(h[:, None, :] ^ h[None, :, :]).sum(axis=2)
+        i, j = np.nonzero(np.triu(d <= r, k=1))
+        assert got.i.tolist() == i.tolist() and got.j.tolist() == j.tolist()
+        assert got.distance.tolist() == d[i, j].tolist()
+        assert got.comparisons <= h.shape[1] * 4 * got.naive_comparisons  # once per chunk
+
+
+def test_cosine_pairs_blocked_equals_dense() -> None:
+    f = np.random.default_rng(2).normal(size=(300, 8))
+    f[100] = f[7] + 0.01
+    i, j, s = cosine_pairs(f, 0.8, block=64)
+    c = f - f.mean(0)
+    c /= np.linalg.norm(c, axis=1, keepdims=True)
+    d = c @ c.T
+    ei, ej = np.nonzero(np.triu(d >= 0.8, k=1))
+    assert i.tolist() == ei.tolist() and j.tolist() == ej.tolist()
+    np.testing.assert_allclose(s, d[ei, ej], rtol=1e-5)

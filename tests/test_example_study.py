@@ -1,0 +1,63 @@
+"""examples/mobilenet_vs_cnn.py: runs end to end, and bad arguments stop with one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import make_tree
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "mobilenet_vs_cnn.py"
+
+
+def run(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(EXAMPLE), *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.mark.slow
+def test_smoke_profile_writes_the_whole_study(tmp_path: Path) -> None:
+    out = tmp_path / "study"
+    proc = run("--profile", "smoke", "--out", str(out), "--backbone", "efficientnet_lite0")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = proc.stdout
+    assert "data: a generated" in text
+    assert "precision    recall  f1-score   support" in text  # the study's report format
+    for name in ("report.html", "report.md", "report.json"):
+        assert (out / "report" / name).stat().st_size > 0
+    for name in ("split.json", "efficientnet_lite0.keras", "cnn_from_scratch.keras", "run.json"):
+        assert (out / name).is_file(), name
+    report = json.loads((out / "report" / "report.json").read_text())
+    names = [m["name"] for m in report["models"]]
+    assert names == ["efficientnet_lite0", "cnn_from_scratch"]
+    assert report["baseline"]["name"]
+    run_info = json.loads((out / "run.json").read_text())
+    assert "mobilenet_vs_cnn.py" in run_info["command"] and run_info["versions"]["keras"]
+
+
+@pytest.mark.parametrize(
+    "args, reason",
+    [
+        (["--data", "/nonexistent/photos"], "no such folder"),
+        (["--backbone", "mobilenet_v9"], "unknown backbone"),
+        (["--data", "ONE_CLASS"], "class"),
+    ],
+)
+def test_bad_arguments_exit_with_one_line(args: list[str], reason: str, tmp_path: Path) -> None:
+    if "ONE_CLASS" in args:
+        make_tree(tmp_path / "one", {"only": 12})
+        args = ["--data", str(tmp_path / "one")]
+    proc = run(*args, "--out", str(tmp_path / "o"), timeout=300)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and reason in last.lower(), last
+
+
+def test_unknown_profile_is_a_usage_error() -> None:
+    proc = run("--profile", "fastest", timeout=120)
+    assert proc.returncode == 2 and "invalid choice" in proc.stderr
