@@ -14,40 +14,31 @@ __all__ = ["ExportReport"]
 class ExportReport:
     """The exported file, and how its predictions compare with the Keras model's.
 
-    Attributes
-    ----------
-    path : pathlib.Path
-        The exported file (or SavedModel folder).
-    format : str
-        ``"litert"``, ``"onnx"`` or ``"saved_model"``.
-    quantize : str or None
-        ``None``, ``"dynamic"``, ``"float16"`` or ``"int8"``.
-    labels_path : pathlib.Path or None
-        The labels file beside the export (one class name per line).
-    size_bytes : int
-        Size of the export on disk.
-    keras_size_bytes : int or None
-        Size of the Keras model saved as ``.keras``, for comparison.
-    n_checked : int
-        Images both models predicted (0: not checked).
-    agreement : float or None
-        Share of those images where the export's top-1 class equals the Keras
-        model's (0..1).
-    accuracy_before, accuracy_after : float or None
-        Top-1 accuracy of the Keras model and of the export on the check data
-        (when it has labels).
-    max_prob_diff : float or None
-        Largest absolute difference between the two models' outputs, over
-        every image and class.
-    latency_ms, keras_latency_ms : float or None
-        Milliseconds per image at batch 1 (median of timed runs after a
-        warm-up) for the export in its runtime, and for the Keras model.
-    min_agreement : float or None
-        Agreement required; ``None`` when none is (quantized formats).
-    runtime : str
-        The runtime that ran the export, with its version.
-    notes : tuple of str
-        Anything the numbers do not say.
+    Notes
+    -----
+    Fields:
+
+    * ``path`` (pathlib.Path): the exported file (or SavedModel folder);
+    * ``format`` (str): ``"litert"``, ``"onnx"`` or ``"saved_model"``;
+    * ``quantize`` (str or None): ``None``, ``"dynamic"``, ``"float16"`` or ``"int8"``;
+    * ``labels_path`` (pathlib.Path or None): the labels file beside the export
+      (one class name per line);
+    * ``size_bytes`` (int): size of the export on disk; ``keras_size_bytes``
+      (int or None): the Keras model saved as ``.keras``, for comparison;
+    * ``n_checked`` (int): images both models predicted (0: not checked);
+    * ``agreement`` (float or None): share of those images where the export's
+      top-1 class equals the Keras model's (0..1);
+    * ``accuracy_before``, ``accuracy_after`` (float or None): top-1 accuracy of
+      the Keras model and of the export on the check data, when it has labels;
+    * ``max_prob_diff`` (float or None): largest absolute difference between the
+      two models' outputs, over every image and class;
+    * ``latency_ms``, ``keras_latency_ms`` (float or None): milliseconds per
+      image at batch 1 (median of timed runs after a warm-up) for the export in
+      its runtime, and for the Keras model;
+    * ``min_agreement`` (float or None): agreement required; ``None`` when none
+      is (quantized formats);
+    * ``runtime`` (str): the runtime that ran the export, with its version;
+    * ``notes`` (tuple of str): anything the numbers do not say.
 
     Examples
     --------
