@@ -14,8 +14,9 @@ def test_split_command_writes_manifest(tree: Path, tmp_path: Path, capsys) -> No
     out = tmp_path / "m.json"
     code = main(["split", str(tree), "--val", "0.2", "--test", "6", "--seed", "3", "-o", str(out)])
     assert code == 0
-    text = capsys.readouterr().out
-    assert "imbalance ratio" in text and f"manifest written to {out}" in text
+    captured = capsys.readouterr()
+    assert "imbalance ratio" in captured.out  # results on stdout
+    assert f"manifest written to {out}" in captured.err  # progress on stderr
     data = json.loads(out.read_text())
     assert data["params"]["val"] == 0.2 and data["params"]["test"] == 6
     assert sum(1 for s in data["samples"] if s["split"] == "test") == 6
@@ -53,9 +54,9 @@ def test_backbones_command_lists_offline_ones(capsys) -> None:
         "efficientnet_lite1",
         "efficientnet_lite2",
     ]
-    assert rows[0][1:] == ["224x224", "lite", "yes"]
+    assert rows[0][1:] == ["224x224", "lite", "installed"]
 
 
 def test_backbones_command_no_match(capsys) -> None:
     assert main(["backbones", "vgg*"]) == 1
-    assert "no backbone matches 'vgg*'" in capsys.readouterr().out
+    assert "no backbone matches 'vgg*'" in capsys.readouterr().err

@@ -36,9 +36,10 @@ def test_audit_command_on_a_manifest(tmp_path: Path, capsys) -> None:
         ["audit", str(tmp_path / "s.json"), "-o", str(tmp_path / "out"), "--no-label-issues"]
     )
     assert code == 0
-    text = capsys.readouterr().out
-    assert "identical files under several classes: 1" in text
-    assert "report written to" in text and (tmp_path / "out" / "audit.html").is_file()
+    captured = capsys.readouterr()
+    assert "identical files under several classes: 1" in captured.out
+    assert "report written to" in captured.err  # progress on stderr, results on stdout
+    assert (tmp_path / "out" / "audit.html").is_file()
     data = json.loads((tmp_path / "out" / "audit.json").read_text())
     assert data["settings"]["hash_threshold"] == 40
     assert data["label_issues"] == []

@@ -11,10 +11,13 @@ __all__ = [
     "AuditError",
     "BackboneError",
     "DatasetError",
+    "ExportCheckError",
+    "ExportError",
     "ImageDecodeError",
     "LabelConflictError",
     "ManifestError",
     "ManifestMismatchError",
+    "MissingDependencyError",
     "ModelFileError",
     "ScheduleError",
     "SmallClassError",
@@ -75,6 +78,27 @@ class WeightsFileError(TlkitError, ValueError):
 
     The message names the file and, for a mismatch, the first layers and shapes that differ.
     """
+
+
+class MissingDependencyError(TlkitError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
+class ExportError(TlkitError, ValueError):
+    """A model cannot be exported as asked (format, quantization, data, or the converter failed)."""
+
+
+class ExportCheckError(ExportError):
+    """The exported file does not predict what the Keras model predicts.
+
+    The message gives the figures (agreement, threshold, accuracy before and
+    after, largest probability difference); ``.report`` holds the full
+    :class:`~tlkit.export.ExportReport`.
+    """
+
+    def __init__(self, message: str, report: object = None) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 class ScheduleError(TlkitError, ValueError):

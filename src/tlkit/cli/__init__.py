@@ -1,7 +1,15 @@
 """The ``tlkit`` command line.
 
-Each subcommand lives in its own module with ``add_parser(subparsers)``; the
-module registers a ``run(args) -> int`` function as the parser's default.
+Each subcommand lives in its own module ``tlkit.cli._<name>`` with
+``add_parser(subparsers)``, which builds the parser (with
+:func:`tlkit.cli._common.add_command`, so ``--help`` has an example and
+``--debug`` exists) and sets ``run(args) -> int`` as its default. Register a
+command by adding its name to ``_COMMANDS``, one line per command. A module
+may define ``FLAG_PHRASES`` (exact phrases of library messages -> the same in
+flag terms) for :func:`tlkit.cli._common.as_flags`.
+
+Exit status: 0 done, 2 usage error, 1 failure with a one-line reason on
+stderr (traceback with ``--debug``). Results go to stdout, progress to stderr.
 
 Examples
 --------
@@ -11,40 +19,101 @@ Examples
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
 import sys
+import traceback
 from collections.abc import Sequence
+from types import ModuleType
 
-from tlkit.cli import _audit, _backbones, _split
+# One line per command, in --help order: tlkit.cli._<name> defines it.
+_COMMANDS = (
+    "split",
+    "audit",
+    "backbones",
+    "train",
+    "predict",
+    "compare",
+    "export",
+)
 
-_COMMANDS = [_split, _audit, _backbones]
+
+def _modules() -> list[ModuleType]:
+    return [importlib.import_module(f"tlkit.cli._{name}") for name in _COMMANDS]
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``tlkit`` command."""
     from tlkit import __version__
 
-    parser = argparse.ArgumentParser(prog="tlkit", description="Transfer learning, done honestly.")
+    parser = argparse.ArgumentParser(
+        prog="tlkit",
+        description="Transfer learning, done honestly. 'tlkit COMMAND --help' shows examples.",
+        epilog="exit status: 0 done, 1 failed (one-line reason on stderr), 2 usage error",
+    )
     parser.add_argument("--version", action="version", version=f"tlkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in _COMMANDS:
+    for module in _modules():
         module.add_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``tlkit`` command; returns the exit status."""
-    from tlkit.errors import TlkitError
+    from tlkit.cli._common import UsageError, as_flags, one_line, quiet_native_stderr
 
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "command", None):
-        parser.print_help()
-        return 2
     try:
-        return int(args.run(args))
-    except (TlkitError, ValueError, TypeError, OSError) as exc:
-        print(f"tlkit {args.command}: error: {exc}", file=sys.stderr)
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version (0) or a usage error (2)
+        return exc.code if isinstance(exc.code, int) else 2
+    if not getattr(args, "command", None):
+        parser.print_help(sys.stderr)
+        return 2
+    debug = bool(getattr(args, "debug", False))
+    if not debug:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sub = getattr(args, "_parser", parser)
+    phrases = getattr(sys.modules.get(args.run.__module__), "FLAG_PHRASES", {})
+    # C++ logs of TensorFlow and friends only with --debug (and never under a capturing test).
+    quiet = not debug and sys.stderr is sys.__stderr__
+    try:
+        with quiet_native_stderr(quiet):
+            return int(args.run(args))
+    except KeyboardInterrupt:
+        print(f"tlkit {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except UsageError as exc:
+        print(f"tlkit {args.command}: error: {one_line(str(exc))}", file=sys.stderr)
+        print(f"usage: see 'tlkit {args.command} --help'", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        reason = _reason(exc)
+        reason = one_line(as_flags(reason, sub, phrases))
+        hint = "" if debug else " (--debug shows the traceback)"
+        if _is_user_error(exc):
+            hint = ""
+        print(f"tlkit {args.command}: error: {reason}{hint}", file=sys.stderr)
         return 1
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    if isinstance(exc, KeyError) and exc.args:
+        text = str(exc.args[0])
+    if not text:
+        return type(exc).__name__
+    if _is_user_error(exc):
+        return text
+    return f"{type(exc).__name__}: {text}"
+
+
+def _is_user_error(exc: BaseException) -> bool:
+    from tlkit.errors import TlkitError
+
+    return isinstance(exc, (TlkitError, FileNotFoundError, PermissionError, IsADirectoryError))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,11 +6,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from tlkit.cli._common import add_command, log
+
 
 def add_parser(sub: Any) -> None:
     from tlkit.data._neardup import DEFAULT_HASH_THRESHOLD
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "audit",
         help="check a dataset or split for near-duplicate leaks and likely label errors",
         description="Audit a split manifest (from `tlkit split`) or a dataset folder (split "
@@ -18,6 +21,10 @@ def add_parser(sub: Any) -> None:
         "likely label errors (cleanlab on a cross-validated linear probe of backbone "
         "features), class imbalance, small, conflicting and unreadable files. Writes "
         "audit.html (self-contained, with thumbnails), audit.md and audit.json.",
+        examples=[
+            "tlkit audit photos.split.json -o audit/",
+            "tlkit audit photos/ --feature-duplicates -o audit/",
+        ],
     )
     p.add_argument("source", type=Path, help="split manifest (.json) or dataset folder")
     p.add_argument("-o", "--out", type=Path, required=True, help="folder for the report")
@@ -64,5 +71,5 @@ def run(args: argparse.Namespace) -> int:
     )
     print(report.summary())
     files = report.save(args.out)
-    print(f"report written to {files[0]}")
+    log(f"report written to {files[0]}")
     return 0

@@ -6,6 +6,16 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from tlkit.cli._common import add_command, log
+
+#: Library phrases -> the same advice in flags (the generic name=value rewrite does the rest).
+FLAG_PHRASES = {
+    "on_conflict='drop' (drop every copy) or 'keep_first'": (
+        "--on-conflict drop (drop every copy) or --on-conflict keep_first"
+    ),
+    "lower val/test": "lower --val/--test",
+}
+
 
 def _share(text: str) -> float | int:
     """Parse "0.15" as a fraction and "20" as an image count."""
@@ -16,11 +26,16 @@ def _share(text: str) -> float | int:
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "split",
         help="split a folder-per-class dataset three ways and save a manifest",
         description="Stratified, seeded, leak-free train/val/test split of ROOT "
-        "(one sub-folder per class).",
+        "(one sub-folder per class). The summary goes to stdout, the manifest to -o.",
+        examples=[
+            "tlkit split photos/ --val 0.15 --test 0.15 --seed 0 -o photos.split.json",
+            "tlkit split trashnet/ --on-conflict drop --groups '^(.*)_\\d+' -o trashnet.json",
+        ],
     )
     p.add_argument("root", type=Path, help="dataset folder, one sub-folder per class")
     p.add_argument("--val", type=_share, default=0.15, help="fraction or count (default 0.15)")
@@ -34,7 +49,11 @@ def add_parser(sub: Any) -> None:
         help="identical files under two classes (default: error)",
     )
     p.add_argument("--no-verify", action="store_true", help="do not decode images, headers only")
-    p.add_argument("--allow-small-classes", action="store_true")
+    p.add_argument(
+        "--allow-small-classes",
+        action="store_true",
+        help="let a class too small for every split miss from some",
+    )
     p.add_argument(
         "-o", "--out", type=Path, default=None, help="manifest path (default: ROOT.split.json)"
     )
@@ -61,5 +80,5 @@ def run(args: argparse.Namespace) -> int:
             print(f"skipped {s.path}: {s.reason}")
     out = args.out or args.root.with_name(args.root.name.rstrip("/") + ".split.json")
     split.save(out)
-    print(f"manifest written to {out}")
+    log(f"manifest written to {out}")
     return 0

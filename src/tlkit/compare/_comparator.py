@@ -428,6 +428,94 @@ class ModelComparator:
         )
         return self
 
+    def add_exported(
+        self,
+        name: str,
+        exported: Any,
+        *,
+        measure_cost: bool = True,
+    ) -> ModelComparator:
+        """Add an exported model file (LiteRT, ONNX, SavedModel) as a row of its own.
+
+        The file predicts the test set in its own runtime, so a float and an
+        int8 export of one model appear side by side with the Keras model.
+
+        Parameters
+        ----------
+        name : str
+            Row name in the report; unique.
+        exported : tlkit.export.ExportedModel
+            Or any object with ``predict_on_batch(images) -> outputs``,
+            ``input_size`` ``(height, width)``, and optionally ``size_bytes``,
+            ``format`` and ``class_names`` (checked against the comparator's).
+        measure_cost : bool
+            Measure the latencies at batch 1 and 32 (default ``True``). The
+            file size goes in the TFLite column for LiteRT files and in the
+            row's notes for other formats.
+
+        Returns
+        -------
+        ModelComparator
+            ``self``, for chaining.
+
+        Examples
+        --------
+        >>> from tlkit.export import ExportedModel
+        >>> comparator.add("keras", tuner).add_exported(
+        ...     "int8", ExportedModel("model_int8.tflite"))  # doctest: +SKIP
+        """
+        self._check_name(name)
+        if not callable(getattr(exported, "predict_on_batch", None)) or not hasattr(
+            exported, "input_size"
+        ):
+            raise TypeError(
+                f"add_exported({name!r}, ...): expected a tlkit.export.ExportedModel (an object "
+                f"with predict_on_batch() and input_size), got {type(exported).__name__}"
+            )
+        self._check_model_class_names(name, getattr(exported, "class_names", None))
+        if self._kind == "labels":
+            raise ValueError(
+                f"add_exported({name!r}, ...): the comparator was built from labels only, so "
+                "there are no images to predict"
+            )
+        h, w = exported.input_size
+        size = (int(h), int(w)) if self._kind == "part" else None
+        raw, labels, sample, seconds = self._predict(exported, size)
+        labels = self._check_labels(labels, "test_data labels")
+        if self._y_true is None:
+            self._y_true = labels
+        elif not np.array_equal(labels, self._y_true):
+            raise ValueError(
+                f"add_exported({name!r}, ...): test_data yielded its labels in a different order "
+                "than on the first pass; pass a test set in a fixed order."
+            )
+        y_prob, output = _as_probabilities(name, raw, self.num_classes)
+        fmt = getattr(exported, "format", None)
+        nbytes = _optional_int(getattr(exported, "size_bytes", None), "size_bytes")
+        notes = [
+            f"exported {fmt or 'model'} file"
+            + (f": {exported.path}" if hasattr(exported, "path") else "")
+        ]
+        if nbytes is not None and fmt != "litert":
+            notes.append(f"{fmt} file size {nbytes:,} bytes")
+        cost = Cost(
+            tflite_bytes=nbytes if fmt == "litert" else None,
+            predict_time_s=seconds,
+        )
+        if measure_cost:
+            lat1, lat32 = _latencies(exported, sample, self.latency_runs)
+            cost = _replace(cost, latency_ms_batch1=lat1, latency_ms_batch32=lat32)
+        self._entries[name] = _Entry(
+            name=name,
+            kind="exported",
+            y_pred=np.argmax(y_prob, axis=1).astype(np.int64),
+            y_prob=y_prob,
+            cost=cost,
+            output=output,
+            notes=notes,
+        )
+        return self
+
     # -- the comparison ----------------------------------------------------------------------
 
     def run(self) -> ComparisonReport:

@@ -71,7 +71,7 @@ class ModelResult:
     Attributes
     ----------
     name : str
-    kind : {"baseline", "keras", "predictions"}
+    kind : {"baseline", "keras", "exported", "predictions"}
         Where the predictions came from.
     y_pred : numpy.ndarray of int
         Predicted class indices, in test-set order.
@@ -446,7 +446,7 @@ class ComparisonReport:
 
     def _machine_text(self) -> str:
         m = self.machine
-        if not any(r.kind == "keras" for r in self.models.values()):
+        if not any(r.kind in ("keras", "exported") for r in self.models.values()):
             return "No model was run here: cost columns show what was passed to add_predictions()."
         return (
             "Latency: mean milliseconds per image at batch 1 and batch 32, median of "

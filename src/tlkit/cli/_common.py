@@ -1,0 +1,162 @@
+"""What every ``tlkit`` subcommand shares: parsers with examples, errors in flag terms, logs.
+
+Conventions
+-----------
+* ``--help`` on every command ends with an example.
+* Exit status 0: done; 2: usage error (bad or missing arguments); 1: failure,
+  with a one-line reason on stderr (the traceback only with ``--debug``).
+* Machine-readable output goes to stdout, progress and logs to stderr.
+* Reasons name command-line flags (``--on-conflict drop``), never the Python
+  arguments they map to (``on_conflict='drop'``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = [
+    "UsageError",
+    "add_command",
+    "as_flags",
+    "log",
+    "one_line",
+    "quiet_native_stderr",
+]
+
+
+class UsageError(Exception):
+    """A command-line argument is wrong in a way argparse cannot see: exit status 2."""
+
+
+def add_command(
+    sub: Any, name: str, *, help: str, description: str, examples: list[str]
+) -> argparse.ArgumentParser:
+    """A subcommand parser whose ``--help`` ends with worked examples and which takes ``--debug``."""
+    epilog = "examples:\n" + "\n".join(f"  {e}" for e in examples)
+    p = sub.add_parser(
+        name,
+        help=help,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the full traceback and TensorFlow's own logs on failure",
+    )
+    p.set_defaults(_parser=p)
+    return p
+
+
+def log(message: str) -> None:
+    """Progress for people: to stderr, never mixed with stdout's results."""
+    print(message, file=sys.stderr, flush=True)
+
+
+#: Phrases of library messages that every command rewrites (a command's own FLAG_PHRASES first).
+COMMON_PHRASES = {
+    "load with on_mismatch='skip'": "pass --skip-missing",
+    "on_mismatch='skip'": "--skip-missing",
+    "(list_backbones())": "(tlkit backbones)",
+    "load it with keras.saving.load_model, or save it with FineTuner.save": (
+        "tlkit commands read models saved by tlkit train (FineTuner.save)"
+    ),
+    "save models with FineTuner.save": "save models with tlkit train",
+}
+
+_PY_ARG = re.compile(r"\b([a-z][a-z0-9_]*)=('([^']*)'|\"([^\"]*)\"|True|False|None|[\w.\-]+)")
+
+
+def as_flags(message: str, parser: argparse.ArgumentParser, extra: dict[str, str]) -> str:
+    """Rewrite Python arguments in ``message`` as this command's flags.
+
+    ``extra`` maps exact phrases first (``"on_conflict='drop' ... or 'keep_first'"``);
+    then every ``name=value`` whose ``name`` is the destination of a flag of
+    ``parser`` becomes ``--flag value`` (``--flag`` alone for ``=True``).
+
+    Examples
+    --------
+    >>> p = argparse.ArgumentParser()
+    >>> _ = p.add_argument("--on-conflict")
+    >>> _ = p.add_argument("--allow-small-classes", action="store_true")
+    >>> as_flags("pass on_conflict='drop' or allow_small_classes=True", p, {})
+    'pass --on-conflict drop or --allow-small-classes'
+    """
+    for phrase, flags in {**extra, **COMMON_PHRASES}.items():
+        message = message.replace(phrase, flags)
+    dests = {
+        a.dest: max(a.option_strings, key=len)
+        for a in parser._actions  # argparse keeps them here; there is no public accessor
+        if a.option_strings
+    }
+
+    def repl(m: re.Match[str]) -> str:
+        flag = dests.get(m.group(1))
+        if flag is None:
+            return m.group(0)
+        value = m.group(3) if m.group(3) is not None else m.group(4)
+        if value is None:
+            value = m.group(2)
+        return flag if value == "True" else f"{flag} {value}"
+
+    return _PY_ARG.sub(repl, message)
+
+
+def one_line(message: str, keep: int = 3) -> str:
+    r"""Collapse a multi-line message to one line, listing at most ``keep`` of its middle lines.
+
+    Examples
+    --------
+    >>> one_line("2 files missing:\n  a.png\n  b.png\nRestore them.")
+    '2 files missing: a.png; b.png; Restore them.'
+    >>> one_line("5 missing:\n a\n b\n c\n d\n e\nRestore them.", keep=2)
+    '5 missing: a; b; ... (3 more); Restore them.'
+    """
+    lines = [part.strip() for part in str(message).splitlines() if part.strip()]
+    if len(lines) <= 2:
+        return " ".join(lines)
+    first, middle, last = lines[0], lines[1:-1], lines[-1]
+    if len(middle) > keep:
+        middle = [*middle[:keep], f"... ({len(middle) - keep} more)"]
+    return f"{first} {'; '.join([*middle, last])}"
+
+
+@contextlib.contextmanager
+def quiet_native_stderr(enabled: bool = True) -> Iterator[None]:
+    """Send what C++ libraries write to file descriptor 2 to /dev/null; Python's stderr still works.
+
+    TensorFlow, the TFLite converter and ONNX Runtime log from C++ straight to
+    descriptor 2, which ``TF_CPP_MIN_LOG_LEVEL`` no longer silences. Python's
+    ``sys.stderr`` is pointed at a copy of the real stderr meanwhile, so
+    progress, warnings and error messages still show.
+    """
+    if not enabled:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real descriptor 2 (embedded): nothing to do
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    old_stderr = sys.stderr
+    sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="replace")
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+        new = sys.stderr
+        sys.stderr = old_stderr
+        new.close()

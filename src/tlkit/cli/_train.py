@@ -1,0 +1,140 @@
+"""``tlkit train SPLIT.json --backbone NAME --schedule SPEC -o model.keras``: fine-tune a backbone."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from tlkit.cli._common import UsageError, add_command, log
+
+
+def add_parser(sub: Any) -> None:
+    p = add_command(
+        sub,
+        "train",
+        help="fine-tune a pretrained backbone on a split and save the model",
+        description="Fine-tune BACKBONE on the train part of SPLIT with a layer-freezing "
+        "schedule, choosing the best epochs on its val part, and save the model (.keras, with "
+        "its class names and settings). Progress goes to stderr; a JSON summary (the model "
+        "file, classes, epochs, training time, history) goes to stdout. "
+        "Schedules: 'frozen:EPOCHS' (head only), 'freeze_then_unfreeze:HEAD,FINETUNE,GROUPS' "
+        "(head first, then the top GROUPS layer groups, or 'all'), 'full:EPOCHS', or a JSON "
+        "file holding a schedule's get_config().",
+        examples=[
+            "tlkit train photos.split.json --backbone mobilenet_v2 "
+            "--schedule freeze_then_unfreeze:5,10,3 -o model.keras",
+            "tlkit train photos.split.json --backbone efficientnet_lite0 --schedule frozen:20 "
+            "--input-size 160 --augment light -o lite0.keras",
+        ],
+    )
+    p.add_argument("split", type=Path, metavar="SPLIT.json", help="split manifest (tlkit split)")
+    p.add_argument(
+        "--backbone", default="efficientnet_lite0", help="registry name (see tlkit backbones)"
+    )
+    p.add_argument(
+        "--schedule",
+        default=None,
+        help="e.g. freeze_then_unfreeze:5,10,3 or frozen:20 or schedule.json "
+        "(default: FineTuner's)",
+    )
+    p.add_argument("-o", "--out", type=Path, required=True, help="model file to write (.keras)")
+    p.add_argument("--input-size", type=int, default=None, help="pixels (default: the backbone's)")
+    p.add_argument(
+        "--weights",
+        default="imagenet",
+        help="'imagenet' (default), 'none' (random) or a weights file",
+    )
+    p.add_argument("--augment", default=None, help="augmentation preset: light, standard, heavy")
+    p.add_argument("--batch-size", type=int, default=32, help="(default 32)")
+    p.add_argument("--learning-rate", type=float, default=None, help="(default: the optimizer's)")
+    p.add_argument(
+        "--class-weight",
+        default=None,
+        choices=["balanced", "sqrt"],
+        help="weight the loss against class imbalance",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of everything (default 0)")
+    p.add_argument(
+        "--skip-missing",
+        action="store_true",
+        help="leave out manifest files that are missing or changed instead of failing",
+    )
+    p.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    p.set_defaults(run=run)
+
+
+def _schedule(text: str | None) -> Any:
+    if text is None:
+        return None
+    path = Path(text)
+    if text.endswith(".json") or path.is_file():
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UsageError(f"--schedule file {text!r} does not exist") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--schedule file {text!r} is not valid JSON: {exc}") from None
+    return text
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.out.suffix != ".keras":
+        raise UsageError(f"-o must name a .keras file, got {str(args.out)!r}")
+    if args.input_size is not None and args.input_size < 32:
+        raise UsageError(f"--input-size must be at least 32, got {args.input_size}")
+    from tlkit.backbones import get_config
+
+    get_config(args.backbone)  # unknown backbone: fail before loading anything
+    from tlkit.cli._model import load_split
+    from tlkit.finetune import FineTuner
+
+    split = load_split(args.split, skip_missing=args.skip_missing)
+    if len(split.train) == 0:
+        raise UsageError(f"the train part of {args.split} is empty")
+    weights = None if args.weights.lower() == "none" else args.weights
+    tuner = FineTuner(
+        backbone=args.backbone,
+        class_names=list(split.class_names),
+        weights=weights,
+        input_size=args.input_size,
+        schedule=_schedule(args.schedule),
+        augment=args.augment,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        class_weight=args.class_weight,
+        seed=args.seed,
+        verbose=0 if args.quiet else 2,
+    )
+    val = split.val if len(split.val) else None
+    log(
+        f"training {args.backbone} at {tuner.input_size[0]}x{tuner.input_size[1]} on "
+        f"{len(split.train)} images ({len(split.val)} for validation)"
+    )
+    with contextlib.redirect_stdout(sys.stderr):  # Keras prints progress to stdout
+        history = tuner.fit(split.train, val)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tuner.save(args.out)
+    log(f"model written to {args.out}")
+    summary: dict[str, Any] = {
+        "model": str(args.out),
+        "backbone": tuner.backbone_name,
+        "input_size": list(tuner.input_size),
+        "class_names": list(tuner.class_names),
+        "train_images": len(split.train),
+        "val_images": len(split.val),
+        "epochs": len(getattr(history, "phases", [])),
+        "train_time_s": None if tuner.train_time_s is None else round(tuner.train_time_s, 2),
+    }
+    values = getattr(history, "history", {}) or {}
+    if values.get("val_balanced_accuracy"):
+        epoch, _ = history.best("val_balanced_accuracy")
+        summary["best_epoch"] = epoch + 1
+        summary["best_epoch_metrics"] = {
+            k: round(v[epoch], 4) for k, v in values.items() if k.startswith("val_")
+        }
+    print(json.dumps(summary, indent=1))
+    return 0

@@ -1,0 +1,48 @@
+"""Export a fine-tuned model to LiteRT, ONNX or a SavedModel, and check the file.
+
+:func:`export` writes the file with Keras's own ``model.export`` (LiteRT
+through the TensorFlow Lite converter, with optional quantization), puts a
+labels file beside it, then runs the exported file in its own runtime on
+held-out images and returns an :class:`ExportReport`: top-1 agreement with
+the Keras model, accuracy before and after, the largest probability
+difference, size and latency. A float export that agrees on fewer than 98%
+of the images raises :class:`~tlkit.errors.ExportCheckError` instead.
+
+:class:`ExportedModel` runs an exported file like a Keras model, e.g. as a row
+of a :class:`~tlkit.compare.ModelComparator` (``add_exported``).
+
+Needs ``pip install 'tlkit[export]'`` for ONNX (``tf2onnx``, ``onnx``,
+``onnxruntime``) and for the ``ai-edge-litert`` interpreter (TensorFlow's
+``tf.lite.Interpreter`` is used without it).
+
+Examples
+--------
+>>> from tlkit.export import export
+>>> report = export(tuner, "model.tflite", quantize="int8",
+...                 representative=split.train, check_data=split.test)  # doctest: +SKIP
+>>> report.agreement, report.accuracy_change  # doctest: +SKIP
+(0.987, -0.005)
+"""
+
+from tlkit.export._export import (
+    FLOAT_MIN_AGREEMENT,
+    FORMATS,
+    QUANTIZATIONS,
+    check_export,
+    export,
+)
+from tlkit.export._report import ExportReport
+from tlkit.export._runtime import ExportedModel, format_of, labels_path, read_labels
+
+__all__ = [
+    "FLOAT_MIN_AGREEMENT",
+    "FORMATS",
+    "QUANTIZATIONS",
+    "ExportReport",
+    "ExportedModel",
+    "check_export",
+    "export",
+    "format_of",
+    "labels_path",
+    "read_labels",
+]

