@@ -153,6 +153,9 @@ class _Context:
         )  # fmt: skip
         self._features: dict[str, np.ndarray] = {}
         self._val_images: Any = None
+        # Built once per fit and shared by the phases: building the decode stage costs a
+        # trace of its graph functions, and a fresh dataset would refill its memory cache.
+        self._train_images: dict[bool, Any] = {}
 
     def labels_for_loss(self, ds: Any) -> Any:
         if not self.onehot:
@@ -193,16 +196,18 @@ class _Context:
         t = self.tuner
         if not self.train.is_part:
             return self.labels_for_loss(self.train.dataset)
-        part = self.train.part
-        ds = part.to_dataset(
-            t.input_size,
-            batch_size=t.batch_size,
-            augment=self.aug if augment else None,
-            shuffle=True,
-            seed=t.seed,
-            cache=t.cache_images_here(len(part)),
-        )
-        return self.labels_for_loss(ds)
+        if augment not in self._train_images:
+            part = self.train.part
+            ds = part.to_dataset(
+                t.input_size,
+                batch_size=t.batch_size,
+                augment=self.aug if augment else None,
+                shuffle=True,
+                seed=t.seed,
+                cache=t.cache_images_here(len(part)),
+            )
+            self._train_images[augment] = self.labels_for_loss(ds)
+        return self._train_images[augment]
 
     def val_probabilities(self, cached: bool, model: Any) -> Any:
         t = self.tuner
