@@ -33,8 +33,9 @@ def test_smoke_profile_writes_the_whole_study(tmp_path: Path) -> None:
         assert (out / name).is_file(), name
     report = json.loads((out / "report" / "report.json").read_text())
     names = [m["name"] for m in report["models"]]
-    assert names == ["efficientnet_lite0", "cnn_from_scratch"]
-    assert report["baseline"]["name"]
+    assert names == ["majority-class baseline", "efficientnet_lite0", "cnn_from_scratch"]
+    assert report["baseline"]["strategy"] == "majority class"
+    assert report["verdict"]  # the one-paragraph verdict after the warnings
     run_info = json.loads((out / "run.json").read_text())
     assert "mobilenet_vs_cnn.py" in run_info["command"] and run_info["versions"]["keras"]
 
