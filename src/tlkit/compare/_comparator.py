@@ -308,17 +308,7 @@ class ModelComparator:
                 )
             tflite_bytes = path.stat().st_size
 
-        raw, labels, sample, seconds = self._predict(keras_model, size)
-        labels = self._check_labels(labels, "test_data labels")
-        if self._y_true is None:
-            self._y_true = labels
-        elif not np.array_equal(labels, self._y_true):
-            raise ValueError(
-                f"add({name!r}, ...): test_data yielded its labels in a different order than on "
-                "the first pass (is it shuffled, e.g. .shuffle() with "
-                "reshuffle_each_iteration=True?); predictions would not line up with the labels. "
-                "Pass a test set in a fixed order."
-            )
+        raw, sample, seconds = self._predict_in_order(f"add({name!r}, ...)", keras_model, size)
         y_prob, output = _as_probabilities(name, raw, self.num_classes)
         notes: list[str] = []
         cost = Cost(
@@ -480,15 +470,9 @@ class ModelComparator:
             )
         h, w = exported.input_size
         size = (int(h), int(w)) if self._kind == "part" else None
-        raw, labels, sample, seconds = self._predict(exported, size)
-        labels = self._check_labels(labels, "test_data labels")
-        if self._y_true is None:
-            self._y_true = labels
-        elif not np.array_equal(labels, self._y_true):
-            raise ValueError(
-                f"add_exported({name!r}, ...): test_data yielded its labels in a different order "
-                "than on the first pass; pass a test set in a fixed order."
-            )
+        raw, sample, seconds = self._predict_in_order(
+            f"add_exported({name!r}, ...)", exported, size
+        )
         y_prob, output = _as_probabilities(name, raw, self.num_classes)
         fmt = getattr(exported, "format", None)
         nbytes = _optional_int(getattr(exported, "size_bytes", None), "size_bytes")
@@ -926,6 +910,23 @@ class ModelComparator:
         elif y.ndim == 0:
             y = y.reshape(1)
         return y
+
+    def _predict_in_order(
+        self, call: str, model: Any, size: tuple[int, int] | None
+    ) -> tuple[np.ndarray, np.ndarray, float]:
+        """Predict the test set; check its labels come in the order of the first pass."""
+        raw, labels, sample, seconds = self._predict(model, size)
+        labels = self._check_labels(labels, "test_data labels")
+        if self._y_true is None:
+            self._y_true = labels
+        elif not np.array_equal(labels, self._y_true):
+            raise ValueError(
+                f"{call}: test_data yielded its labels in a different order than on "
+                "the first pass (is it shuffled, e.g. .shuffle() with "
+                "reshuffle_each_iteration=True?); predictions would not line up with the labels. "
+                "Pass a test set in a fixed order."
+            )
+        return raw, sample, seconds
 
     def _predict(
         self, model: Any, size: tuple[int, int] | None
