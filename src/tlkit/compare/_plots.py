@@ -66,11 +66,13 @@ def confusion_png(result: ModelResult, class_names: Sequence[str]) -> bytes:
                 color="white" if norm[i, j] > 0.5 else "black",
             )
     supports = result.confusion.sum(axis=1)
+    # Tilt the column names when they would collide: many classes, or long names.
+    tilt = k > 4 or sum(len(_text(c)) for c in class_names) > 8 * k
     ax.set_xticks(
         range(k),
         [_text(c) for c in class_names],
-        rotation=45 if k > 4 else 0,
-        ha="right" if k > 4 else "center",
+        rotation=45 if tilt else 0,
+        ha="right" if tilt else "center",
     )
     ax.set_yticks(
         range(k), [f"{_text(c)} (n={int(n)})" for c, n in zip(class_names, supports, strict=True)]
