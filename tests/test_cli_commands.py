@@ -177,7 +177,7 @@ def test_train_strategy_mirrored_and_multiworker_argument(trained, monkeypatch) 
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout)
-    assert summary["strategy"] == "MirroredStrategy" and summary["replicas"] >= 1
+    assert summary["strategy"] == "mirrored" and summary["replicas"] >= 1
     assert summary["epochs"] == 2 and out.is_file()
     monkeypatch.delenv("TF_CONFIG", raising=False)
     args = [str(trained["manifest"]), "--strategy", "multiworker", "-o", str(out)]

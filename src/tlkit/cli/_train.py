@@ -170,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
         "train_images": len(split.train),
         "val_images": len(split.val),
         "epochs": len(getattr(history, "phases", [])),
-        "strategy": None if strategy is None else type(strategy).__name__,
+        "strategy": args.strategy,
         "replicas": 1 if strategy is None else int(strategy.num_replicas_in_sync),
         "train_time_s": None if tuner.train_time_s is None else round(tuner.train_time_s, 2),
     }
