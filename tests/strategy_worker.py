@@ -3,7 +3,7 @@
 Logical devices and TF_CONFIG must be set before TensorFlow starts its runtime, so every run
 gets a fresh process::
 
-    python strategy_worker.py MODE OUT [--data FOLDER] [--resume DIR] [--die-in-epoch N]
+    python strategy_worker.py MODE OUT [--data FOLDER] [--resume DIR] [--die-in-epoch N] [--cache]
 
 MODE is ``single``, ``mirrored`` (2 logical CPU devices) or ``multiworker`` (reads TF_CONFIG).
 Without ``--data`` the model trains on fixed, unshuffled arrays, so one device and several
@@ -35,6 +35,7 @@ def main() -> int:
     p.add_argument("--resume")
     p.add_argument("--die-in-epoch", type=int)
     p.add_argument("--timeout", type=int, default=20)
+    p.add_argument("--cache", action="store_true", help="cache_features=True")
     a = p.parse_args()
     task = 0
     if a.mode == "mirrored":
@@ -83,6 +84,7 @@ def main() -> int:
         verbose=0,
         strategy=strategy,
         resume_dir=a.resume,
+        cache_features=True if a.cache else "auto",
     )
     init = [np.asarray(w).copy() for w in tuner.build().get_weights()]
     callbacks = []
@@ -106,6 +108,7 @@ def main() -> int:
         "chief": tuner.is_chief(),
         "iterations": {n: int(np.asarray(o.iterations)) for n, o in tuner._optimizers.items()},
         "resumed": tuner._resumed,
+        "cached": [p["cached_features"] for p in tuner.phase_log],
     }
     (a.out / f"result-{task}.json").write_text(json.dumps(result))
     return 0

@@ -120,10 +120,11 @@ def test_mirrored_two_replicas_match_one_device(tmp_path: Path) -> None:
         np.testing.assert_allclose(r1["history"][key], r2["history"][key], rtol=0, atol=1e-5)
 
 
-def test_mirrored_fit_on_split_part_writes_and_resumes_checkpoints(tmp_path: Path) -> None:
+def test_mirrored_fit_on_split_part_with_cached_features_and_checkpoints(tmp_path: Path) -> None:
     data = make_synthetic_dataset(tmp_path / "photos", {"a": 24, "b": 24}, image_size=32)
     out, ckpt = tmp_path / "out", tmp_path / "ckpt"
-    _ok(_start(["mirrored", str(out), "--data", str(data), "--resume", str(ckpt)]))
+    _ok(_start(["mirrored", str(out), "--data", str(data), "--resume", str(ckpt), "--cache"]))
+    assert _result(out)["cached"] == [True, False]  # the head phase on cached features
     state = json.loads((ckpt / "state.json").read_text())
     assert (state["phase_index"], state["phase_done"]) == (1, True)
     assert _result(out)["phases"] == ["head", "finetune"]
