@@ -166,3 +166,25 @@ def test_command_usage_errors(trained, capsys) -> None:
     assert main(["compare", manifest, "-o", "r"]) == 2  # nothing to compare
     assert main(["train", manifest, "-o", "model.h5"]) == 2
     assert main(["export", model, "--format", "coreml"]) == 2  # argparse choices
+
+
+def test_train_strategy_mirrored_and_multiworker_argument(trained, monkeypatch) -> None:
+    out = trained["tmp"] / "mirrored.keras"
+    proc = tlkit(
+        "train", str(trained["manifest"]), "--backbone", "scratch_cnn", "--weights", "none",
+        "--input-size", "32", "--schedule", "freeze_then_unfreeze:1,1,all", "--batch-size", "8",
+        "--strategy", "mirrored", "--quiet", "-o", str(out),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout)
+    assert summary["strategy"] == "mirrored" and summary["replicas"] >= 1
+    assert summary["epochs"] == 2 and out.is_file()
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    args = [str(trained["manifest"]), "--strategy", "multiworker", "-o", str(out)]
+    line = assert_one_line_error(tlkit("train", *args), "train", code=2)
+    assert "TF_CONFIG" in line
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {}}')
+    line = assert_one_line_error(tlkit("train", *args), "train", code=2)
+    assert "TF_CONFIG is not a cluster description" in line
+    proc = tlkit("train", *args[:-2], "--strategy", "ring", "-o", str(out))
+    assert proc.returncode == 2 and "invalid choice: 'ring'" in proc.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ def add_parser(sub: Any) -> None:
             "--schedule freeze_then_unfreeze:5,10,3 -o model.keras",
             "tlkit train photos.split.json --backbone efficientnet_lite0 --schedule frozen:20 "
             "--input-size 160 --augment light -o lite0.keras",
+            "tlkit train photos.split.json --backbone mobilenet_v2 --strategy mirrored "
+            "--batch-size 128 -o model.keras",
         ],
     )
     p.add_argument("split", type=Path, metavar="SPLIT.json", help="split manifest (tlkit split)")
@@ -63,6 +66,14 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="leave out manifest files that are missing or changed instead of failing",
     )
+    p.add_argument(
+        "--strategy",
+        choices=["mirrored", "multiworker"],
+        default=None,
+        help="train under tf.distribute: 'mirrored' (every GPU of this machine, or the CPU) or "
+        "'multiworker' (one process per machine, cluster from the TF_CONFIG environment "
+        "variable; only the chief writes -o). --batch-size is then the global batch",
+    )
     p.add_argument("--quiet", action="store_true", help="no per-epoch progress")
     p.set_defaults(run=run)
 
@@ -81,6 +92,35 @@ def _schedule(text: str | None) -> Any:
     return text
 
 
+def _strategy(name: str | None) -> Any:
+    """The tf.distribute strategy of ``--strategy`` (None: one device)."""
+    if name is None:
+        return None
+    if name == "multiworker":
+        text = os.environ.get("TF_CONFIG")
+        if not text:
+            raise UsageError(
+                "--strategy multiworker needs the TF_CONFIG environment variable (the cluster "
+                "and this worker's task), see the 'Scaling out' guide"
+            )
+        try:
+            config = json.loads(text)
+            cluster, task = config["cluster"], config["task"]
+            if not (cluster.get("worker") or cluster.get("chief")) or "index" not in task:
+                raise KeyError("cluster.worker and task.index")
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+            raise UsageError(
+                f"TF_CONFIG is not a cluster description ({type(exc).__name__}: {exc}); it must "
+                'look like {"cluster": {"worker": ["host:port", ...]}, "task": {"type": '
+                '"worker", "index": 0}}'
+            ) from None
+    import tensorflow as tf
+
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
 def run(args: argparse.Namespace) -> int:
     if args.out.suffix != ".keras":
         raise UsageError(f"-o must name a .keras file, got {str(args.out)!r}")
@@ -92,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
     from tlkit.cli._model import load_split
     from tlkit.finetune import FineTuner
 
+    strategy = _strategy(args.strategy)  # before anything else starts TensorFlow's runtime
     split = load_split(args.split, skip_missing=args.skip_missing)
     if len(split.train) == 0:
         raise UsageError(f"the train part of {args.split} is empty")
@@ -107,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
         learning_rate=args.learning_rate,
         class_weight=args.class_weight,
         seed=args.seed,
+        strategy=strategy,
         verbose=0 if args.quiet else 2,
     )
     val = split.val if len(split.val) else None
@@ -118,7 +160,8 @@ def run(args: argparse.Namespace) -> int:
         history = tuner.fit(split.train, val)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tuner.save(args.out)
-    log(f"model written to {args.out}")
+    if tuner.is_chief():
+        log(f"model written to {args.out}")
     summary: dict[str, Any] = {
         "model": str(args.out),
         "backbone": tuner.backbone_name,
@@ -127,6 +170,8 @@ def run(args: argparse.Namespace) -> int:
         "train_images": len(split.train),
         "val_images": len(split.val),
         "epochs": len(getattr(history, "phases", [])),
+        "strategy": args.strategy,
+        "replicas": 1 if strategy is None else int(strategy.num_replicas_in_sync),
         "train_time_s": None if tuner.train_time_s is None else round(tuner.train_time_s, 2),
     }
     values = getattr(history, "history", {}) or {}

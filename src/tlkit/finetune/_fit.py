@@ -379,6 +379,8 @@ def _save_state(
     tuner: FineTuner, train: Data, phase_index: int, epochs_in_phase: int, phase_done: bool,
     history: cb.TrainingHistory,
 ) -> None:  # fmt: skip
+    if not tuner.is_chief():  # multi-worker: only the chief writes (TensorFlow's rule)
+        return
     d = Path(tuner.resume_dir)
     d.mkdir(parents=True, exist_ok=True)
     tag = f"{len(history):04d}{'d' if phase_done else ''}"

@@ -101,8 +101,13 @@ class FineTuner:
     learning_rate : float, optional
         Base rate of the first phase (default 3e-3 for Adam, 1e-2 for SGD).
     batch_size : int
-        Images per batch when tlkit builds the pipeline (global batch size
-        under a distribution strategy).
+        Images per batch when tlkit builds the pipeline. Under a distribution
+        strategy this is the *global* batch: each of the N replicas gets
+        ``batch_size / N`` images per step, and the gradients are averaged over
+        the global batch. tlkit applies no learning-rate rule: the same
+        ``learning_rate`` and ``batch_size`` give the same updates on one
+        device or N replicas; if you raise ``batch_size`` to keep more
+        replicas busy, scaling ``learning_rate`` (e.g. linearly) is your call.
     augment : AugmentationPipeline or str, optional
         Augmentation of training images (phases that train the backbone, and
         frozen phases unless their features are cached).
@@ -139,7 +144,14 @@ class FineTuner:
         Seeds weights, shuffling, dropout and augmentation: same seed and data,
         same weights on a CPU.
     strategy : tf.distribute.Strategy, optional
-        Build and train under this strategy.
+        Build the model, head and per-group optimizers and train under this
+        strategy (``MirroredStrategy``, ``MultiWorkerMirroredStrategy``,
+        ``TPUStrategy``; see the "Scaling out" guide). A ``Backbone`` passed
+        in must have been built under ``strategy.scope()``. Frozen phases do
+        not cache features under a strategy unless ``cache_features=True``.
+        With several workers only the chief writes checkpoints
+        (``resume_dir``, which must be a folder every worker reads) and
+        :meth:`save` files.
     verbose : int
         0 silent, 1 a progress bar per epoch, 2 a line per epoch. Phase lines go
         to stderr.
@@ -284,6 +296,7 @@ class FineTuner:
             import keras
 
             keras.utils.set_random_seed(self.seed)
+        self._check_backbone_scope()
         with self._scope(), self._precision():
             self._net, self._head_layers = build_classifier(
                 self.backbone,
@@ -297,6 +310,24 @@ class FineTuner:
 
     def _scope(self) -> Any:
         return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
+
+    def is_chief(self) -> bool:
+        """Whether this process writes files: True without a strategy or on the chief worker."""
+        if self.strategy is None:
+            return True
+        return bool(getattr(self.strategy.extended, "should_checkpoint", True))
+
+    def _check_backbone_scope(self) -> None:
+        if self.strategy is None or self._backbone is None:
+            return
+        weights = self._backbone.model.weights
+        if weights and not self.strategy.extended.variable_created_in_scope(
+            getattr(weights[0], "value", weights[0])
+        ):
+            raise ScheduleError(
+                f"the backbone {self.backbone_name!r} was built outside strategy.scope(): "
+                "build it inside `with strategy.scope():` or pass its registry name to FineTuner"
+            )
 
     @contextlib.contextmanager
     def _precision(self) -> Any:
@@ -455,9 +486,16 @@ class FineTuner:
         return classification_metrics(np.asarray(labels), probs, len(self.class_names))
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write a ``.keras`` file carrying the classes, backbone, input size and schedule."""
+        """Write a ``.keras`` file carrying the classes, backbone, input size and schedule.
+
+        Under a multi-worker strategy only the chief writes (:meth:`is_chief`);
+        the other workers write nothing and return the same path.
+        """
         from tlkit.finetune._io import save_tuner
 
+        if not self.is_chief():
+            self.log(f"tlkit: not the chief worker: {path} is written by the chief")
+            return Path(path)
         return save_tuner(self, Path(path))
 
     @classmethod
