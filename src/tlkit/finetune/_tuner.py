@@ -18,7 +18,8 @@ from tlkit.data import SplitPart, class_weights
 from tlkit.errors import ScheduleError
 from tlkit.finetune import schedules as sched
 from tlkit.finetune._callbacks import TrainingHistory, classification_metrics
-from tlkit.finetune._data import Data, as_data, image_bytes, paths_part
+from tlkit.finetune._data import Data, as_data, image_bytes
+from tlkit.finetune._predictions import Predictions, as_pixels, batches
 
 __all__ = ["FineTuner", "Predictions"]
 
@@ -36,26 +37,6 @@ def default_schedule() -> sched.FreezeThenUnfreeze:
     return sched.FreezeThenUnfreeze(
         head_epochs=30, finetune_epochs=8, unfreeze="all", lr_factor=0.05, lr_decay=0.8, warmup=1.0
     )
-
-
-class Predictions:
-    """Class predictions: ``labels`` (names), ``indices`` and ``probabilities`` (n x K)."""
-
-    def __init__(self, probabilities: np.ndarray, class_names: Sequence[str]) -> None:
-        self.probabilities = np.asarray(probabilities, dtype=np.float64)
-        self.indices = np.argmax(self.probabilities, axis=1) if len(self.probabilities) else []
-        self.indices = np.asarray(self.indices, dtype=np.int64)
-        self.class_names = list(class_names)
-        self.labels = [self.class_names[i] for i in self.indices]
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __iter__(self) -> Any:  # labels, probabilities = tuner.predict(...)
-        return iter((self.labels, self.probabilities))
-
-    def __repr__(self) -> str:
-        return f"Predictions({len(self)} images, classes={self.class_names})"
 
 
 class FineTuner:
@@ -437,33 +418,7 @@ class FineTuner:
     # -- using the model ----------------------------------------------------------------------
 
     def _pixels(self, data: Any, batch_size: int | None = None) -> tuple[Any, np.ndarray | None]:
-        """A batched dataset (or array) of images at input_size, and labels when known."""
-        import tensorflow as tf
-
-        bs = batch_size or self.batch_size
-        if isinstance(data, (str, os.PathLike)):
-            p = Path(data)
-            files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
-            data = [str(q) for q in files]
-        if isinstance(data, (list, tuple)) and data and isinstance(data[0], (str, os.PathLike)):
-            part = paths_part(data)
-            return part.to_dataset(self.input_size, batch_size=bs, check_files=False), None
-        if isinstance(data, SplitPart):
-            return data.to_dataset(self.input_size, batch_size=bs, shuffle=False), data.labels
-        if hasattr(data, "element_spec"):
-            d = as_data(data, "data")
-            return d.dataset.map(lambda *e: e[0]), d.labels()
-        arr = np.asarray(data, dtype=np.float32)
-        if arr.ndim == 3:
-            arr = arr[None]
-        if arr.ndim != 4 or arr.shape[-1] != 3:
-            raise ScheduleError(
-                f"images must be an array (n, height, width, 3) of raw RGB in [0, 255], got "
-                f"shape {arr.shape}"
-            )
-        if tuple(arr.shape[1:3]) != tuple(self.input_size):
-            arr = tf.image.resize(arr, self.input_size).numpy()
-        return tf.data.Dataset.from_tensor_slices(arr).batch(bs), None
+        return as_pixels(data, self.input_size, batch_size or self.batch_size)
 
     def predict(self, data: Any, batch_size: int | None = None) -> Predictions:
         """Class names and probabilities for images.
@@ -473,7 +428,7 @@ class FineTuner:
         ``(images, labels)`` batches, image file paths, or a folder.
         """
         ds, _ = self._pixels(data, batch_size)
-        probs = [np.asarray(self.model.predict_on_batch(x)) for x in _batches(ds)]
+        probs = [np.asarray(self.model.predict_on_batch(x)) for x in batches(ds)]
         k = len(self.class_names or [])
         return Predictions(np.concatenate(probs) if probs else np.zeros((0, k)), self.class_names)
 
@@ -482,7 +437,7 @@ class FineTuner:
         ds, labels = self._pixels(data, batch_size)
         if labels is None:
             raise ScheduleError("evaluate needs labels: pass a SplitPart or a dataset of pairs")
-        probs = np.concatenate([np.asarray(self.model.predict_on_batch(x)) for x in _batches(ds)])
+        probs = np.concatenate([np.asarray(self.model.predict_on_batch(x)) for x in batches(ds)])
         return classification_metrics(np.asarray(labels), probs, len(self.class_names))
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -560,11 +515,6 @@ class FineTuner:
             f"FineTuner({self.backbone_name!r}, classes={k}, input_size={self.input_size}, "
             f"schedule={self.schedule!r})"
         )
-
-
-def _batches(ds: Any) -> Any:
-    for x in ds.as_numpy_iterator():
-        yield x[0] if isinstance(x, tuple) else x
 
 
 def _with_epochs(schedule: sched.Schedule, epochs: int) -> sched.Schedule:
