@@ -14,9 +14,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from tlkit._version import __version__
 from tlkit.data import DatasetSplitter, Sample, Split, SplitPart
-
-__version__ = "0.1.0.dev0"
 
 # Public names that live in modules importing TensorFlow: loaded lazily.
 _LAZY: dict[str, str] = {
@@ -28,8 +27,11 @@ _LAZY: dict[str, str] = {
 
 __all__ = ["DatasetSplitter", "Sample", "Split", "SplitPart", "__version__", *_LAZY]
 
-if TYPE_CHECKING:  # pragma: no cover
-    pass
+if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs see for the lazy names
+    from tlkit.augment import AugmentationPipeline as AugmentationPipeline
+    from tlkit.compare import ModelComparator as ModelComparator
+    from tlkit.finetune import FineTuner as FineTuner
+    from tlkit.finetune import schedules as schedules
 
 
 def __getattr__(name: str) -> Any:

@@ -1,19 +1,36 @@
 """Exceptions raised by tlkit.
 
 Every error tlkit raises on bad input derives from :class:`TlkitError`, so
-``except tlkit.errors.TlkitError`` catches them all. Messages name the file or
-argument at fault and say what to do.
+``except tlkit.errors.TlkitError`` catches them all. Each one also derives from
+the built-in exception that matches it, so code written against the built-ins
+keeps working: a value out of range is a ``ValueError``
+(:class:`InvalidArgumentError` and the subsystem errors below), an argument of
+the wrong type is a ``TypeError`` (:class:`ArgumentTypeError`), a missing
+optional package is an ``ImportError``. Messages name the file or argument at
+fault, the allowed values, and what to do.
+
+Examples
+--------
+>>> from tlkit import DatasetSplitter
+>>> from tlkit.errors import TlkitError
+>>> try:
+...     DatasetSplitter(seed="42")
+... except TypeError as err:  # also a TlkitError
+...     print(isinstance(err, TlkitError), err)
+True seed must be an int >= 0, got '42' (str)
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "ArgumentTypeError",
     "AuditError",
     "BackboneError",
     "DatasetError",
     "ExportCheckError",
     "ExportError",
     "ImageDecodeError",
+    "InvalidArgumentError",
     "LabelConflictError",
     "ManifestError",
     "ManifestMismatchError",
@@ -31,6 +48,14 @@ __all__ = [
 
 class TlkitError(Exception):
     """Base class of every error raised by tlkit."""
+
+
+class InvalidArgumentError(TlkitError, ValueError):
+    """An argument has an accepted type but a value tlkit cannot use (the message names the allowed values)."""
+
+
+class ArgumentTypeError(TlkitError, TypeError):
+    """An argument has a type tlkit does not accept (the message names the accepted types)."""
 
 
 class DatasetError(TlkitError, ValueError):

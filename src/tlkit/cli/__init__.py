@@ -44,7 +44,7 @@ def _modules() -> list[ModuleType]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``tlkit`` command."""
-    from tlkit import __version__
+    from tlkit._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="tlkit",

@@ -302,7 +302,7 @@ class ComparisonReport:
 
     def to_dict(self, *, include_predictions: bool = True) -> dict[str, Any]:
         """Return the report as a JSON-ready dict; see :meth:`to_json` for the schema."""
-        from tlkit import __version__
+        from tlkit._version import __version__
 
         supports = self.supports
         d: dict[str, Any] = {

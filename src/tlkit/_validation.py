@@ -1,0 +1,302 @@
+"""Argument checks shared by every tlkit module: one place, one error family.
+
+Each ``check_*`` function returns the value in its normal form (``int`` for an
+int-like, a ``(height, width)`` tuple for an image size, ...) or raises:
+
+- :class:`~tlkit.errors.ArgumentTypeError` (a ``TypeError``) when the type is
+  not accepted, naming the accepted types and the type given;
+- ``error`` (default :class:`~tlkit.errors.InvalidArgumentError`, a
+  ``ValueError``) when the value is out of range, naming the allowed values.
+
+A module whose errors have their own class (``ScheduleError``, ``BackboneError``,
+...) passes it as ``error``; the class must subclass ``ValueError``. Booleans are
+never accepted as numbers (``n_boot=True`` is a type error everywhere).
+
+Examples
+--------
+>>> from tlkit._validation import check_int, check_choice
+>>> check_int("epochs", 3, minimum=1)
+3
+>>> check_choice("resize", "crop", ("stretch", "crop", "pad"))
+'crop'
+>>> check_int("epochs", 0, minimum=1)
+Traceback (most recent call last):
+...
+tlkit.errors.InvalidArgumentError: epochs must be an int >= 1, got 0
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tlkit.errors import ArgumentTypeError, InvalidArgumentError
+
+__all__ = [
+    "check_bool",
+    "check_choice",
+    "check_image_size",
+    "check_int",
+    "check_number",
+    "check_path",
+    "check_seed",
+    "check_str",
+    "check_str_list",
+    "renamed_argument",
+    "type_name",
+]
+
+T = TypeVar("T")
+_UNSET: Any = object()
+
+
+def type_name(value: Any) -> str:
+    """The type of ``value`` as messages show it (``'str'``, ``'NoneType'``, ``'numpy.float32'``)."""
+    t = type(value)
+    module = t.__module__
+    return (
+        t.__qualname__
+        if module in ("builtins", None)
+        else f"{module.split('.')[0]}.{t.__qualname__}"
+    )
+
+
+def _got(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return f"{text} ({type_name(value)})"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _bounds(
+    minimum: float | None, maximum: float | None, *, low_open=False, high_open=False
+) -> str:
+    parts = []
+    if minimum is not None:
+        parts.append(f"{'>' if low_open else '>='} {minimum}")
+    if maximum is not None:
+        parts.append(f"{'<' if high_open else '<='} {maximum}")
+    return " and ".join(parts)
+
+
+def check_int(
+    name: str,
+    value: Any,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    allow_none: bool = False,
+    error: type[ValueError] = InvalidArgumentError,
+) -> Any:
+    """``value`` as an ``int`` in ``[minimum, maximum]`` (or ``None`` when allowed).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_int("batch_size", np.int64(8), minimum=1)
+    8
+    """
+    if value is None and allow_none:
+        return None
+    what = "an int" + (
+        f" {_bounds(minimum, maximum)}" if minimum is not None or maximum is not None else ""
+    )
+    what += " or None" if allow_none else ""
+    if not _is_int(value):
+        raise ArgumentTypeError(f"{name} must be {what}, got {_got(value)}")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise error(f"{name} must be {what}, got {value!r}")
+    return int(value)
+
+
+def check_number(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    allow_none: bool = False,
+    error: type[ValueError] = InvalidArgumentError,
+) -> Any:
+    """``value`` as a finite ``float`` within the bounds (open bounds exclude the end).
+
+    Examples
+    --------
+    >>> check_number("confidence", 0.95, low=0, high=1, low_open=True, high_open=True)
+    0.95
+    """
+    if value is None and allow_none:
+        return None
+    bounds = _bounds(low, high, low_open=low_open, high_open=high_open)
+    what = "a number" + (f" {bounds}" if bounds else "") + (" or None" if allow_none else "")
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise ArgumentTypeError(f"{name} must be {what}, got {_got(value)}")
+    v = float(value)
+    if (
+        not math.isfinite(v)
+        or (low is not None and (v <= low if low_open else v < low))
+        or (high is not None and (v >= high if high_open else v > high))
+    ):
+        raise error(f"{name} must be {what}, got {value!r}")
+    return v
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """``value`` if it is ``True`` or ``False`` (``numpy.bool_`` too); ``1``/``"yes"`` are refused."""
+    if isinstance(value, bool):
+        return value
+    if type(value).__name__ == "bool" and type(value).__module__ == "numpy":
+        return bool(value)
+    raise ArgumentTypeError(f"{name} must be True or False, got {_got(value)}")
+
+
+def check_seed(name: str, value: Any, *, allow_none: bool = False) -> Any:
+    """A random seed: an ``int >= 0`` (``None`` for "not seeded" when allowed)."""
+    return check_int(name, value, minimum=0, allow_none=allow_none)
+
+
+def check_str(name: str, value: Any, *, allow_none: bool = False, nonempty: bool = True) -> Any:
+    """``value`` if it is a (non-empty) ``str``."""
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, str):
+        raise ArgumentTypeError(f"{name} must be a string, got {_got(value)}")
+    if nonempty and not value.strip():
+        raise InvalidArgumentError(f"{name} must not be empty")
+    return value
+
+
+def check_choice(
+    name: str,
+    value: Any,
+    allowed: Sequence[Any],
+    *,
+    error: type[ValueError] = InvalidArgumentError,
+) -> Any:
+    """``value`` if it is one of ``allowed`` (same type and equal; ``None`` may be allowed).
+
+    ``True`` never matches ``1`` and ``"1"`` never matches ``1``.
+    """
+    for a in allowed:
+        if value is a or (type(value) is type(a) and value == a):
+            return value
+    raise error(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+
+
+def check_image_size(
+    name: str,
+    value: Any,
+    *,
+    minimum: int = 1,
+    allow_none: bool = False,
+    default: tuple[int, int] | None = None,
+    error: type[ValueError] = InvalidArgumentError,
+) -> Any:
+    """An image size as a ``(height, width)`` tuple of ints; an int ``n`` means ``(n, n)``.
+
+    ``None`` gives ``default`` when one is set, else ``None`` when allowed.
+
+    Examples
+    --------
+    >>> check_image_size("image_size", 160)
+    (160, 160)
+    >>> check_image_size("image_size", [96, 128])
+    (96, 128)
+    """
+    if value is None and default is not None:
+        return (int(default[0]), int(default[1]))
+    if value is None and allow_none:
+        return None
+    what = f"an int or a (height, width) pair of ints, each >= {minimum}"
+    if _is_int(value):
+        value = (value, value)
+    if (
+        not isinstance(value, (tuple, list))
+        or len(value) != 2
+        or not all(_is_int(v) for v in value)
+    ):
+        raise ArgumentTypeError(f"{name} must be {what}, got {_got(value)}")
+    if min(value) < minimum:
+        raise error(f"{name} must be {what}, got {tuple(value)!r}")
+    return (int(value[0]), int(value[1]))
+
+
+def check_path(
+    name: str,
+    value: Any,
+    *,
+    exists: str | None = None,
+    allow_none: bool = False,
+    error: type[ValueError] = InvalidArgumentError,
+) -> Any:
+    """``value`` as a :class:`~pathlib.Path`; ``exists`` is ``"file"``, ``"dir"`` or ``None`` (no check)."""
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, (str, os.PathLike)):
+        raise ArgumentTypeError(f"{name} must be a path (str or os.PathLike), got {_got(value)}")
+    path = Path(value)
+    if exists == "file" and not path.is_file():
+        raise error(f"{name}: {str(path)!r} is not a file; check the path")
+    if exists == "dir" and not path.is_dir():
+        raise error(f"{name}: {str(path)!r} is not a folder; check the path")
+    return path
+
+
+def check_str_list(name: str, value: Any, *, min_len: int = 0, unique: bool = False) -> list[str]:
+    """A list of strings from a list or tuple (a lone ``str`` is refused: it is not a list of names)."""
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise ArgumentTypeError(f"{name} must be a list of strings, got {_got(value)}")
+    items = list(value)
+    bad = [v for v in items if not isinstance(v, str)]
+    if bad:
+        raise ArgumentTypeError(f"{name} must hold strings only, got {_got(bad[0])}")
+    if len(items) < min_len:
+        raise InvalidArgumentError(f"{name} must hold at least {min_len} names, got {items}")
+    if unique and len(set(items)) != len(items):
+        dup = sorted({v for v in items if items.count(v) > 1})
+        raise InvalidArgumentError(f"{name} must not repeat names; repeated: {dup}")
+    return items
+
+
+def renamed_argument(
+    owner: str, old: str, new: str, old_value: Any, new_value: Any, default: Any = _UNSET
+) -> Any:
+    """Resolve a renamed keyword: warn when the old name is used, refuse both at once.
+
+    ``old_value`` is ``_UNSET``-like sentinel or ``None`` when the caller did not
+    pass the old name; pass the value received under the new name as
+    ``new_value`` and its default as ``default``.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     renamed_argument("f", "random_state", "seed", 3, None, default=None)
+    3
+    >>> print(caught[0].message)
+    f: 'random_state' is deprecated, use 'seed' (it will be removed in tlkit 0.3)
+    """
+    if old_value is None or old_value is _UNSET:
+        return new_value
+    if default is not _UNSET and new_value is not default and new_value != default:
+        raise InvalidArgumentError(
+            f"{owner}: pass {new!r} only ({old!r} is its old name), not both"
+        )
+    warnings.warn(
+        f"{owner}: {old!r} is deprecated, use {new!r} (it will be removed in tlkit 0.3)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return old_value
