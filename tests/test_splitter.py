@@ -136,7 +136,7 @@ def test_groups_argument_validation() -> None:
         ({"test": 1.5}, r"test=1.5 is not a valid fraction"),
         ({"val": -3}, r"val=-3 must not be negative"),
         ({"on_conflict": "merge"}, r"on_conflict must be one of 'error', 'drop', 'keep_first'"),
-        ({"workers": 0}, r"workers must be >= 1"),
+        ({"workers": 0}, r"workers must be an int >= 1 or None, got 0"),
     ],
 )
 def test_bad_arguments_are_named(kwargs: dict, match: str) -> None:
