@@ -10,6 +10,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from tlkit._validation import (
+    check_image_size,
+    check_int,
+    check_path,
+    check_seed,
+    check_str_list,
+    type_name,
+)
+from tlkit.errors import ArgumentTypeError, InvalidArgumentError
+
 __all__ = ["make_synthetic_dataset", "synthetic_image"]
 
 
@@ -78,26 +88,37 @@ def make_synthetic_dataset(
     ['a_0000.jpg', 'a_0001.png', 'a_0002.jpg']
     """
     if isinstance(class_counts, Mapping):
-        items = [(str(k), int(v)) for k, v in class_counts.items()]
+        named = [(str(k), v) for k, v in class_counts.items()]
+    elif isinstance(class_counts, Sequence) and not isinstance(class_counts, str):
+        named = [(f"class_{i}", v) for i, v in enumerate(class_counts)]
     else:
-        items = [(f"class_{i}", int(v)) for i, v in enumerate(class_counts)]
-    if not items:
-        raise ValueError("class_counts is empty; give at least one class, e.g. {'a': 10}")
-    for name, n in items:
-        if n < 0:
-            raise ValueError(f"class_counts[{name!r}] = {n} must be >= 0")
-        if not name or "/" in name or "\\" in name or name.startswith("."):
-            raise ValueError(f"class name {name!r} cannot be a folder name; use a plain name")
-    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    if len(size) != 2 or min(size) < 1:
-        raise ValueError(
-            f"image_size must be a positive int or (height, width), got {image_size!r}"
+        raise ArgumentTypeError(
+            "class_counts must be a mapping of class name to count or a list of counts, "
+            f"got {type_name(class_counts)}"
         )
+    if not named:
+        raise InvalidArgumentError("class_counts is empty; give at least one class, e.g. {'a': 10}")
+    items = []
+    for name, n in named:
+        if not isinstance(n, (int, np.integer)) or isinstance(n, bool):
+            check_int(f"class_counts[{name!r}]", n)  # raises ArgumentTypeError
+        if n < 0:
+            raise InvalidArgumentError(f"class_counts[{name!r}] = {n} must be >= 0")
+        if not name or "/" in name or "\\" in name or name.startswith("."):
+            raise InvalidArgumentError(
+                f"class name {name!r} cannot be a folder name; use a plain name"
+            )
+        items.append((name, int(n)))
+    size = check_image_size("image_size", image_size)
+    seed = check_seed("seed", seed)
     ext = {"jpeg": ".jpg", "jpg": ".jpg", "png": ".png"}
+    formats = check_str_list("formats", formats, min_len=1)
     bad = [f for f in formats if f.lower() not in ext]
-    if bad or not formats:
-        raise ValueError(f"formats must be a non-empty sequence of 'jpeg'/'png', got {formats!r}")
-    root = Path(root)
+    if bad:
+        raise InvalidArgumentError(
+            f"formats must be a non-empty sequence of 'jpeg'/'png', got {formats!r}"
+        )
+    root = check_path("root", root)
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     for label, (name, n) in enumerate(items):
