@@ -114,3 +114,13 @@ def test_unseeded_calls_leave_the_layer_alone(images: tf.Tensor) -> None:
     own = layer.generator
     with seeded(layer, None, 0):
         assert layer.generator is own
+
+
+def test_keras_still_has_no_public_per_call_seed_tensor() -> None:
+    """Why the private swap exists. If this fails, Keras accepts seed tensors publicly:
+    seed the layers through that API and delete ``_keras_seeding``."""
+    seed = tf.constant([1, 2])
+    with pytest.raises(ValueError, match="seed"):
+        keras.random.uniform((2,), seed=seed)
+    with pytest.raises(ValueError, match="seed"):
+        keras.layers.RandomFlip(seed=seed)

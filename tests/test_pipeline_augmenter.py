@@ -72,6 +72,24 @@ def test_an_empty_augmenter_means_no_augmentation(folder) -> None:
     np.testing.assert_array_equal(out, plain)
 
 
+def test_an_incomplete_augmenter_is_named(folder) -> None:
+    samples, root = folder
+
+    class NoClone:
+        seed = None
+        layers = ("x",)
+        mixes_labels = False
+
+        def output_size(self, size):
+            return size
+
+        def apply(self, images, labels=None, seed=None):
+            return images, labels
+
+    with pytest.raises(ArgumentTypeError, match=r"NoClone, which lacks clone$"):
+        to_dataset(samples, 12, 4, augment=NoClone(), root=root)
+
+
 def test_the_data_layer_does_not_import_augment(folder) -> None:
     samples, root = folder
     code = (

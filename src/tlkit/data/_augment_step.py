@@ -20,6 +20,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["augment_stage", "check_augmenter"]
 
+# What isinstance(x, Augmenter) looks for, to name what an object lacks.
+_AUGMENTER_MEMBERS = ("seed", "layers", "mixes_labels", "clone", "output_size", "apply")
+
 
 def check_augmenter(augment: Any) -> Augmenter | None:
     """``augment`` if it is an :class:`~tlkit.protocols.Augmenter` or ``None``.
@@ -49,9 +52,11 @@ def check_augmenter(augment: Any) -> Augmenter | None:
             "tlkit.augment.AugmentationPipeline([...layers], seed=...) (to_dataset takes an "
             "Augmenter or None, not a list of layers)"
         )
+    missing = [m for m in _AUGMENTER_MEMBERS if not hasattr(augment, m)]
     raise ArgumentTypeError(
         "augment must be an Augmenter (e.g. tlkit.augment.AugmentationPipeline, or any object "
-        f"implementing tlkit.protocols.Augmenter) or None, got {type_name(augment)}"
+        f"implementing tlkit.protocols.Augmenter) or None, got {type_name(augment)}, "
+        f"which lacks {', '.join(missing)}"
     )
 
 

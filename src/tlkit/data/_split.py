@@ -245,6 +245,10 @@ class Split:
 
         Examples
         --------
+        A manifest whose parts share files or groups loads with a warning instead
+        of an error (not run: it needs such a manifest; the class example runs
+        :meth:`save` and :meth:`load`):
+
         >>> split = Split.load("photos.split.json", on_leak="warn")  # doctest: +SKIP
         """
         check_choice("verify", verify, ("hash", "exists", None))

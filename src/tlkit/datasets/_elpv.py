@@ -56,8 +56,15 @@ def elpv_samples(
 
     Examples
     --------
+    Needs the ``data`` extra (``pip install 'tlkit[data]'``; ``dev`` includes it):
+
+    >>> pairs, names = elpv_samples()  # reads labels.csv only
+    >>> len(pairs), names[0], pairs[0][1]
+    (2624, 'functional', 'defective')
+
+    Split them (not run here: it reads and hashes all 2,624 files, seconds):
+
     >>> from tlkit import DatasetSplitter
-    >>> pairs, names = elpv_samples()  # doctest: +SKIP
     >>> split = DatasetSplitter(seed=0).split_samples(pairs, class_names=names)  # doctest: +SKIP
     """
     allowed = {"mono", "poly"}

@@ -16,6 +16,7 @@ from tlkit._validation import (
     check_path,
     check_seed,
     check_str_list,
+    renamed_argument,
     type_name,
 )
 from tlkit.errors import ArgumentTypeError, InvalidArgumentError
@@ -24,7 +25,12 @@ __all__ = ["make_synthetic_dataset", "synthetic_image"]
 
 
 def synthetic_image(
-    label: int, num_classes: int, size: tuple[int, int], rng: np.random.Generator
+    label: int,
+    num_classes: int,
+    image_size: int | tuple[int, int] | None = None,
+    rng: np.random.Generator | None = None,
+    *,
+    size: int | tuple[int, int] | None = None,
 ) -> np.ndarray:
     """One ``uint8`` RGB image (H, W, 3) whose class is visible in its colour and stripes.
 
@@ -32,12 +38,32 @@ def synthetic_image(
     degrees; brightness, stripe phase and frequency, and pixel noise vary per
     image.
 
+    Parameters
+    ----------
+    label, num_classes : int
+        Class index ``k`` and number of classes ``K``.
+    image_size : int or (height, width)
+        Pixel size (required).
+    rng : numpy.random.Generator
+        Source of the per-image variation (required).
+    size : int or (height, width), optional
+        Deprecated name of ``image_size``.
+
     Examples
     --------
     >>> synthetic_image(0, 3, (32, 48), np.random.default_rng(0)).shape
     (32, 48, 3)
     """
-    h, w = size
+    image_size = renamed_argument("synthetic_image", "size", "image_size", size, image_size, None)
+    if image_size is None:
+        raise InvalidArgumentError("synthetic_image needs image_size=, e.g. (32, 32)")
+    h, w = check_image_size("image_size", image_size)
+    if not isinstance(rng, np.random.Generator):
+        raise ArgumentTypeError(
+            f"rng must be a numpy.random.Generator (np.random.default_rng(0)), got {type_name(rng)}"
+        )
+    label = check_int("label", label, minimum=0)
+    num_classes = check_int("num_classes", num_classes, minimum=1)
     hue = label / num_classes
     r, g, b = colorsys.hsv_to_rgb(hue, 0.75, 0.9)
     base = np.array([r, g, b], dtype=np.float32)
