@@ -42,8 +42,8 @@ class DatasetSplitter:
         an absolute number of images (an ``int`` >= 1). Training gets the rest.
         Fractions must leave a training set (``val + test < 1``).
     seed : int
-        Seed of the assignment. The same files and seed give the same split
-        on any machine, whatever order the file system lists them in.
+        Seed of the assignment (an int >= 0). The same files and seed give the
+        same split on any machine, whatever order the file system lists them in.
     groups : str or callable, optional
         Keeps related files in one split. A regular expression is searched in
         each file name (``"IMG_1234_2.jpg"``; see ``groups_on``), so
@@ -86,6 +86,13 @@ class DatasetSplitter:
         safe. Results are the same either way.
     progress : bool, optional
         Show a progress bar (default: on for 2,000 files or more).
+
+    Raises
+    ------
+    ArgumentTypeError
+        An argument of the wrong type (a ``TypeError``), e.g. ``seed="42"``.
+    InvalidArgumentError
+        An argument out of range (a ``ValueError``), naming the allowed values.
 
     Examples
     --------
