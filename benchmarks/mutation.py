@@ -16,8 +16,9 @@ Targets (module: functions; the tests that run against them):
   ``tests/test_compare_boundaries.py tests/test_compare_stats.py``
 * ``compare/_comparator.py``: ``_pairwise`` and ``_warnings``;
   ``tests/test_compare_boundaries.py``
-* ``data/_splitter.py``: ``apportion``, ``_max_flow_01``, ``_assign``,
-  ``_targets``, ``_group``; the splitter tests
+* ``data/_assign.py``, ``data/_splitter.py``, ``data/_grouping.py``:
+  ``apportion``, ``_max_flow_01``, ``assign_groups``, ``_targets``,
+  ``group_samples``; the splitter tests
 * ``data/_split.py``: ``Split.load`` and its checks; ``tests/test_manifest.py``
 
 Usage::
@@ -88,15 +89,31 @@ TARGETS = [
         fallback_tests=("tests/test_compare_stats.py", "tests/test_compare_report.py"),
     ),
     Target(
+        "splitter_assign",
+        "data/_assign.py",
+        ("apportion", "_max_flow_01", "assign_groups"),
+        (
+            "tests/test_splitter_determinism.py",
+            "tests/test_splitter_properties.py",
+            "tests/test_splitter.py",
+        ),
+        pytest_args=("-k", "not auto_executor and not process_executor"),
+    ),
+    Target(
         "splitter",
         "data/_splitter.py",
+        ("DatasetSplitter._targets",),
         (
-            "apportion",
-            "_max_flow_01",
-            "_assign",
-            "DatasetSplitter._targets",
-            "DatasetSplitter._group",
+            "tests/test_splitter_determinism.py",
+            "tests/test_splitter_properties.py",
+            "tests/test_splitter.py",
         ),
+        pytest_args=("-k", "not auto_executor and not process_executor"),
+    ),
+    Target(
+        "splitter_groups",
+        "data/_grouping.py",
+        ("group_samples",),
         (
             "tests/test_splitter_determinism.py",
             "tests/test_splitter_properties.py",
@@ -210,7 +227,7 @@ NAMED = [
     ),
     Named(
         "splitter orders ties by hash() instead of blake2b",
-        "data/_splitter.py",
+        "data/_assign.py",
         (
             (
                 (

@@ -183,11 +183,13 @@ def peak_rss_mib() -> float:
 def rss_child(root: Path, names: list[str], count: int) -> None:
     """Child process: stream ``count`` images (names repeated), printing the peak RSS
     once the dataset is built and after every quarter of the stream."""
+    from tlkit.augment import AugmentationPipeline
     from tlkit.data import to_dataset
 
     repeated = [names[i % len(names)] for i in range(count)]
+    aug = AugmentationPipeline.preset("standard")
     ds = to_dataset(
-        samples_for(repeated), SIZE, BATCH, augment="standard", shuffle=True, seed=0, root=root
+        samples_for(repeated), SIZE, BATCH, augment=aug, shuffle=True, seed=0, root=root
     )
     print(f"RSS 0 {peak_rss_mib():.1f}", flush=True)
     n, mark = 0, count // 4

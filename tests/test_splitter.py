@@ -136,7 +136,7 @@ def test_groups_argument_validation() -> None:
         ({"test": 1.5}, r"test=1.5 is not a valid fraction"),
         ({"val": -3}, r"val=-3 must not be negative"),
         ({"on_conflict": "merge"}, r"on_conflict must be one of 'error', 'drop', 'keep_first'"),
-        ({"workers": 0}, r"workers must be >= 1"),
+        ({"workers": 0}, r"workers must be an int >= 1 or None, got 0"),
     ],
 )
 def test_bad_arguments_are_named(kwargs: dict, match: str) -> None:
@@ -149,6 +149,45 @@ def test_non_numeric_share_and_seed() -> None:
         DatasetSplitter(val="0.1")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="seed must be an int"):
         DatasetSplitter(seed=1.5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"seed": "42"}, r"^seed must be an int >= 0, got '42' \(str\)$"),
+        ({"seed": True}, r"^seed must be an int >= 0, got True \(bool\)$"),
+        ({"verify": 1}, r"^verify must be True or False, got 1 \(int\)$"),
+        ({"workers": 2.0}, r"^workers must be an int >= 1 or None, got 2\.0 \(float\)$"),
+        ({"groups": 3}, r"^groups must be a regex string, a callable or None, got 3 \(int\)$"),
+        ({"val": "0.1"}, r"^val must be a fraction \(float\) or a count \(int\), got '0\.1'"),
+    ],
+)
+def test_wrong_types_are_argument_type_errors(kwargs: dict, match: str) -> None:
+    from tlkit.errors import ArgumentTypeError
+
+    with pytest.raises(ArgumentTypeError, match=match):
+        DatasetSplitter(**kwargs)
+
+
+def test_a_negative_seed_is_an_invalid_argument() -> None:
+    from tlkit.errors import InvalidArgumentError
+
+    with pytest.raises(InvalidArgumentError, match=r"^seed must be an int >= 0, got -1$"):
+        DatasetSplitter(seed=-1)
+
+
+def test_split_samples_checks_its_pairs(tree: Path) -> None:
+    from tlkit.errors import ArgumentTypeError
+
+    splitter = DatasetSplitter(seed=0)
+    with pytest.raises(ArgumentTypeError, match=r"pairs\[1\] must be a \(path, label\) pair"):
+        splitter.split_samples([("a/1.png", "a"), ("a/2.png",)], root=tree)
+    with pytest.raises(ArgumentTypeError, match="pairs must be an iterable"):
+        splitter.split_samples("a/1.png", root=tree)
+    with pytest.raises(ArgumentTypeError, match="class_names must hold strings only"):
+        splitter.split_samples([("a/1.png", "a")], root=tree, class_names=["a", 1])
+    with pytest.raises(ArgumentTypeError, match="root must be a path"):
+        splitter.split_samples([("a/1.png", "a")], root=3)
 
 
 def test_absolute_count_larger_than_dataset(tree: Path) -> None:

@@ -104,3 +104,37 @@ def test_elpv_bad_input(tmp_path: Path) -> None:
     root = _fake_elpv(tmp_path / "bad", ["images/cell0001.png  0.5  mono"])
     with pytest.raises(DatasetError, match="line 1 is not 'path probability type'"):
         elpv_samples(data_dir=root)
+
+
+def test_synthetic_image_size_is_image_size_and_size_is_a_deprecated_alias() -> None:
+    from tlkit.datasets import synthetic_image
+    from tlkit.errors import ArgumentTypeError
+
+    new = synthetic_image(1, 3, image_size=(8, 10), rng=np.random.default_rng(0))
+    with pytest.warns(DeprecationWarning, match="'size' is deprecated, use 'image_size'"):
+        old = synthetic_image(1, 3, size=(8, 10), rng=np.random.default_rng(0))
+    np.testing.assert_array_equal(new, old)
+    assert synthetic_image(0, 2, 6, np.random.default_rng(0)).shape == (6, 6, 3)
+    with pytest.raises(ValueError, match="pass 'image_size' only"):
+        synthetic_image(1, 3, (8, 8), np.random.default_rng(0), size=(8, 8))
+    with pytest.raises(ArgumentTypeError, match=r"rng must be a numpy\.random\.Generator"):
+        synthetic_image(1, 3, (8, 8), 0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"class_counts": "abc"}, "class_counts must be a mapping"),
+        ({"class_counts": {"a": 1.5}}, r"class_counts\['a'\] must be an int"),
+        ({"image_size": "64"}, "image_size must be an int or a"),
+        ({"seed": "1"}, r"seed must be an int >= 0, got '1' \(str\)"),
+        ({"formats": "png"}, "formats must be a list of strings"),
+        ({"root": 3}, "root must be a path"),
+    ],
+)
+def test_wrong_types_are_argument_type_errors(tmp_path: Path, kwargs: dict, match: str) -> None:
+    from tlkit.errors import ArgumentTypeError
+
+    kwargs = {"root": tmp_path, "class_counts": {"a": 1}, **kwargs}
+    with pytest.raises(ArgumentTypeError, match=match):
+        make_synthetic_dataset(**kwargs)

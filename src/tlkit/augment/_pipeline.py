@@ -12,6 +12,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tlkit._validation import check_choice, check_seed, type_name
+from tlkit.augment._keras_seeding import seed_tensor, seeded
+from tlkit.augment._presets import PRESETS, preset_layers
+from tlkit.errors import ArgumentTypeError, InvalidArgumentError
+
 if TYPE_CHECKING:  # pragma: no cover
     from tlkit.data import Sample, SplitPart
 
@@ -20,24 +25,6 @@ __all__ = ["AugmentationPipeline"]
 # Config keys every layer has that say nothing about the augmentation itself.
 _REPR_SKIP = frozenset({"name", "trainable", "dtype", "data_format", "seed"})
 _LABEL_MIXING = (keras.layers.MixUp, keras.layers.CutMix)
-
-
-class _StatelessSeed(keras.random.SeedGenerator):
-    """Hands a Keras layer seeds derived from one seed tensor, without state.
-
-    Keras's own :class:`keras.random.SeedGenerator` keeps a counter in a variable,
-    so two batches augmented at the same time in a parallel ``tf.data`` map would
-    race for it. This one derives every draw from a per-batch seed instead.
-    """
-
-    def __init__(self, seed: tf.Tensor) -> None:  # no variable: do not call super()
-        self.name = "tlkit_stateless_seed"
-        self._seed = seed
-        self._count = 0
-
-    def next(self, ordered: bool = True) -> tf.Tensor:
-        self._count += 1
-        return tf.random.experimental.stateless_fold_in(self._seed, self._count)
 
 
 class AugmentationPipeline:
@@ -73,24 +60,25 @@ class AugmentationPipeline:
     """
 
     def __init__(self, layers: Sequence[keras.layers.Layer] = (), seed: int | None = None) -> None:
-        if isinstance(layers, keras.layers.Layer) or not isinstance(layers, Sequence):
-            raise TypeError(
+        if isinstance(layers, (keras.layers.Layer, str)) or not isinstance(layers, Sequence):
+            raise ArgumentTypeError(
                 "layers must be a list of keras layers, e.g. "
                 "[keras.layers.RandomFlip('horizontal')], "
-                f"got {type(layers).__name__}"
+                f"got {type_name(layers)}"
+                + (
+                    f"; for a preset use AugmentationPipeline.preset({layers!r})"
+                    if isinstance(layers, str)
+                    else ""
+                )
             )
         for i, layer in enumerate(layers):
             if not isinstance(layer, keras.layers.Layer):
-                raise TypeError(
+                raise ArgumentTypeError(
                     f"layers[{i}] must be a keras layer (e.g. keras.layers.RandomRotation(0.1)), "
-                    f"got {type(layer).__name__}"
+                    f"got {type_name(layer)}"
                 )
-        if seed is not None and (
-            not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0
-        ):
-            raise ValueError(f"seed must be an int >= 0 or None, got {seed!r}")
         self._layers: tuple[keras.layers.Layer, ...] = tuple(layers)
-        self.seed = None if seed is None else int(seed)
+        self.seed: int | None = check_seed("seed", seed, allow_none=True)
 
     # -- construction --------------------------------------------------------------------
 
@@ -119,14 +107,9 @@ class AugmentationPipeline:
         >>> AugmentationPipeline.preset("light").names()
         ['RandomFlip', 'RandomTranslation']
         """
-        from tlkit.augment._presets import PRESETS, preset_layers
-
-        if name not in PRESETS:
-            raise ValueError(f"preset must be one of {', '.join(map(repr, PRESETS))}, got {name!r}")
-        if interpolation not in ("nearest", "bilinear"):
-            raise ValueError(
-                f"interpolation must be 'nearest' or 'bilinear', got {interpolation!r}"
-            )
+        check_choice("preset", name, PRESETS)
+        check_choice("interpolation", interpolation, ("nearest", "bilinear"))
+        seed = check_seed("seed", seed, allow_none=True)
         return cls(preset_layers(name, seed, interpolation), seed=seed)
 
     def clone(self) -> AugmentationPipeline:
@@ -146,9 +129,15 @@ class AugmentationPipeline:
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> AugmentationPipeline:
         """Rebuild a pipeline from :meth:`get_config` output."""
-        if not isinstance(config, dict) or "layers" not in config:
-            raise ValueError(
-                "config must be a dict from AugmentationPipeline.get_config() with a 'layers' key"
+        if not isinstance(config, dict):
+            raise ArgumentTypeError(
+                "config must be a dict from AugmentationPipeline.get_config(), "
+                f"got {type_name(config)}"
+            )
+        if "layers" not in config:
+            raise InvalidArgumentError(
+                "config must be a dict from AugmentationPipeline.get_config() with a 'layers' key; "
+                f"got keys {sorted(map(str, config))}"
             )
         layers = [keras.saving.deserialize_keras_object(c) for c in config["layers"]]
         return cls(layers, seed=config.get("seed"))
@@ -222,8 +211,9 @@ class AugmentationPipeline:
             mix them with the images. Returned unchanged by other layers.
         seed : int or int tensor of shape (2,), optional
             Stateless seed: the same seed and images give the same output,
-            whatever else runs at the same time. ``None`` uses the layers'
-            own (stateful) random generators.
+            whatever else runs at the same time (see ``_keras_seeding`` for how
+            the layers are seeded). ``None`` uses the layers' own (stateful)
+            random generators.
 
         Returns
         -------
@@ -242,17 +232,16 @@ class AugmentationPipeline:
         if labels is not None and self.mixes_labels:
             labels = tf.convert_to_tensor(labels, tf.float32)
         if self.mixes_labels and labels is None:
-            raise ValueError(
+            raise InvalidArgumentError(
                 "MixUp/CutMix mix labels too: pass one-hot labels of shape (B, num_classes)"
             )
         base = None
         if seed is not None:
-            if isinstance(seed, (int, np.integer)):
-                base = tf.constant([int(seed), 0], tf.int64)
-            else:
-                base = tf.cast(tf.reshape(seed, (2,)), tf.int64)
+            if not tf.is_tensor(seed) and not isinstance(seed, np.ndarray):
+                seed = check_seed("seed", seed)
+            base = seed_tensor(seed)
         for i, layer in enumerate(self._layers):
-            with _seeded(layer, base, i):
+            with seeded(layer, base, i):
                 if isinstance(layer, _LABEL_MIXING):
                     out = layer({"images": images, "labels": labels}, training=True)
                     images, labels = out["images"], out["labels"]
@@ -319,35 +308,6 @@ class AugmentationPipeline:
             seed=seed,
             resize=resize,
         )
-
-
-class _seeded:
-    """Context: give a layer (and layers nested in it) stateless per-batch seeds."""
-
-    def __init__(self, layer: keras.layers.Layer, base: tf.Tensor | None, index: int) -> None:
-        self.layer = layer
-        self.base = base
-        self.index = index
-        self.saved: list[tuple[keras.layers.Layer, Any]] = []
-
-    def __enter__(self) -> None:
-        if self.base is None:
-            return
-        flatten = getattr(self.layer, "_flatten_layers", None)
-        layers = flatten(include_self=True, recursive=True) if flatten else [self.layer]
-        for j, sub in enumerate(layers):
-            gen = sub.__dict__.get("generator")
-            if isinstance(gen, keras.random.SeedGenerator):
-                seed = tf.random.experimental.stateless_fold_in(
-                    tf.random.experimental.stateless_fold_in(self.base, self.index), j
-                )
-                self.saved.append((sub, gen))
-                object.__setattr__(sub, "generator", _StatelessSeed(seed))
-
-    def __exit__(self, *exc: object) -> None:
-        for sub, gen in reversed(self.saved):
-            object.__setattr__(sub, "generator", gen)
-        self.saved.clear()
 
 
 def _short(value: Any) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import keras
 
+from tlkit.errors import InvalidArgumentError
+
 __all__ = ["PRESETS", "preset_layers"]
 
 #: Preset names, weakest first.
@@ -47,4 +49,6 @@ def preset_layers(name: str, seed: int | None, interpolation: str) -> list[keras
             L.RandomContrast((0.2, 0.2), seed=s()),
             L.RandomBrightness(0.2, seed=s()),
         ]
-    raise ValueError(f"preset must be one of {', '.join(map(repr, PRESETS))}, got {name!r}")
+    raise InvalidArgumentError(
+        f"preset must be one of {', '.join(map(repr, PRESETS))}; got {name!r}"
+    )

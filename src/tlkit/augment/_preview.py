@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import tensorflow as tf
 
-from tlkit.data._pipeline import decode_errors, to_dataset
-from tlkit.data._sample import Sample, SplitPart
+from tlkit._validation import check_image_size, check_int, check_seed, type_name
+from tlkit.data import Sample, SplitPart, decode_errors, to_dataset
+from tlkit.errors import ArgumentTypeError, DatasetError, InvalidArgumentError
 
 if TYPE_CHECKING:  # pragma: no cover
     from tlkit.augment._pipeline import AugmentationPipeline
@@ -45,14 +46,15 @@ def preview(
     >>> out.suffix
     '.png'
     """
-    for name, value in (("n", n), ("per_image", per_image)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    n = check_int("n", n, minimum=1)
+    per_image = check_int("per_image", per_image, minimum=1)
+    seed = check_seed("seed", seed, allow_none=True)
+    image_size = check_image_size("image_size", image_size)
     rows = math.ceil(n / per_image)
     originals, labels, names = _originals(source, rows, image_size, root, resize)
     rows = len(originals)
     if rows == 0:
-        raise ValueError("preview needs at least one image; the source is empty")
+        raise DatasetError("preview needs at least one image; the source is empty")
 
     batch = np.repeat(originals, per_image, axis=0)
     onehot = None
@@ -101,7 +103,7 @@ def _originals(
         if images.ndim == 3:
             images = images[None]
         if images.ndim != 4 or images.shape[-1] != 3:
-            raise ValueError(f"images must have shape (N, H, W, 3), got {images.shape}")
+            raise InvalidArgumentError(f"images must have shape (N, H, W, 3), got {images.shape}")
         return images[:rows], np.zeros(min(rows, len(images)), np.int64), ()
     if isinstance(source, tf.data.Dataset):
         return _from_dataset(source, rows)
@@ -131,9 +133,9 @@ def _originals(
         with decode_errors():
             images, labels = next(iter(ds))
         return images.numpy(), labels.numpy(), names
-    raise TypeError(
+    raise ArgumentTypeError(
         "source must be a SplitPart, a list of Sample, a tf.data.Dataset or an image array, "
-        f"got {type(source).__name__}"
+        f"got {type_name(source)}"
     )
 
 

@@ -5,8 +5,9 @@ The public names are re-exported here from private modules:
 and :class:`SkippedFile`.
 """
 
+from tlkit.data._part import SplitPart
 from tlkit.data._pipeline import decode_errors, to_dataset
-from tlkit.data._sample import Sample, SplitPart
+from tlkit.data._sample import Sample
 from tlkit.data._scan import SUPPORTED_FORMATS, SkippedFile, inspect_file
 from tlkit.data._split import Split
 from tlkit.data._splitter import DatasetSplitter, apportion

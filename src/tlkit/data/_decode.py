@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from tlkit._validation import check_choice
+
 __all__ = [
     "RESIZE_POLICIES",
     "decode_error_message",
@@ -181,10 +183,7 @@ def resize_with_policy(
 
 
 def _check_policy(policy: str) -> None:
-    if policy not in RESIZE_POLICIES:
-        raise ValueError(
-            f"resize must be one of {', '.join(map(repr, RESIZE_POLICIES))}, got {policy!r}"
-        )
+    check_choice("resize", policy, RESIZE_POLICIES)
 
 
 # -- decoders ------------------------------------------------------------------------------

@@ -24,6 +24,9 @@ from itertools import combinations
 
 import numpy as np
 
+from tlkit._validation import check_int, check_number
+from tlkit.errors import InvalidArgumentError, MissingDependencyError
+
 __all__ = [
     "DEFAULT_HASH_SIZE",
     "DEFAULT_HASH_THRESHOLD",
@@ -71,11 +74,11 @@ def perceptual_hash(image: object, hash_size: int = DEFAULT_HASH_SIZE) -> np.nda
     try:
         import imagehash
     except ImportError:  # pragma: no cover - imagehash is in the dev extra
-        raise ImportError(
+        raise MissingDependencyError(
             "perceptual hashes need the imagehash package: pip install 'tlkit[audit]'"
         ) from None
-    if hash_size < 8 or hash_size % 8:
-        raise ValueError(f"hash_size must be a multiple of 8 (>= 8), got {hash_size!r}")
+    if check_int("hash_size", hash_size, minimum=8) % 8:
+        raise InvalidArgumentError(f"hash_size must be a multiple of 8 (>= 8), got {hash_size!r}")
     bits = imagehash.phash(image, hash_size=hash_size).hash.ravel()
     return np.packbits(bits).view(">u8").astype(np.uint64)
 
@@ -176,9 +179,8 @@ def hamming_pairs(hashes: np.ndarray, max_distance: int) -> HammingSearch:
     """
     hashes = np.ascontiguousarray(hashes, dtype=np.uint64)
     if hashes.ndim != 2:
-        raise ValueError(f"hashes must be 2-D (n, words), got shape {hashes.shape}")
-    if max_distance < 0:
-        raise ValueError(f"max_distance must be >= 0, got {max_distance!r}")
+        raise InvalidArgumentError(f"hashes must be 2-D (n, words), got shape {hashes.shape}")
+    check_number("max_distance", max_distance, low=0)
     n = len(hashes)
     empty = np.zeros(0, dtype=np.int64)
     if n < 2:
@@ -263,7 +265,7 @@ def cosine_pairs(
     """
     f = np.asarray(features, dtype=np.float32)
     if f.ndim != 2:
-        raise ValueError(f"features must be 2-D (n, dim), got shape {f.shape}")
+        raise InvalidArgumentError(f"features must be 2-D (n, dim), got shape {f.shape}")
     if center:
         f = f - f.mean(axis=0, keepdims=True)
     norms = np.linalg.norm(f, axis=1, keepdims=True)

@@ -1,19 +1,20 @@
-"""The sample record and the sequence of samples that makes one split part."""
+"""The sample record, and what the input pipeline reads from a list of samples.
+
+:class:`~tlkit.data.SplitPart` (``_part.py``) is built on these; the input pipeline
+(``_pipeline.py``) reads a :class:`PartLike`, so it needs no ``SplitPart`` import.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, overload
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-if TYPE_CHECKING:  # pragma: no cover
-    import tensorflow as tf
-
-__all__ = ["Sample", "SplitPart"]
+__all__ = ["PartLike", "Sample", "sample_labels", "sample_paths"]
 
 
 @dataclass(frozen=True)
@@ -69,80 +70,31 @@ class Sample:
         )
 
 
-@dataclass(frozen=True)
-class SplitPart(Sequence[Sample]):
-    """An ordered, read-only sequence of samples (``split.train`` and friends).
+@runtime_checkable
+class PartLike(Protocol):
+    """What the input pipeline reads from a split part (``SplitPart`` implements it).
 
-    Parameters
-    ----------
-    name : str
-        ``"train"``, ``"val"`` or ``"test"``.
-    root : pathlib.Path
-        Folder the sample paths are relative to.
-    class_names : tuple of str
-        Class names; ``sample.label`` indexes into it.
-    samples : tuple of Sample
-        The samples, sorted by relative path.
-
-    Examples
-    --------
-    >>> part = SplitPart("train", Path("."), ("a", "b"), (Sample("a/1.png", 0),))
-    >>> len(part), part.labels.tolist()
-    (1, [0])
+    ``samples`` in order, the folder their paths are relative to, the class
+    names their labels index, and the part's name (``"train"``, ...).
     """
 
     name: str
     root: Path
     class_names: tuple[str, ...]
-    samples: tuple[Sample, ...] = field(default=())
+    samples: tuple[Sample, ...]
 
-    def __len__(self) -> int:
-        return len(self.samples)
 
-    @overload
-    def __getitem__(self, i: int) -> Sample: ...
-    @overload
-    def __getitem__(self, i: slice) -> SplitPart: ...
-    def __getitem__(self, i: int | slice) -> Sample | SplitPart:
-        if isinstance(i, slice):
-            return SplitPart(self.name, self.root, self.class_names, self.samples[i])
-        return self.samples[i]
+def sample_paths(root: str | os.PathLike[str], samples: Sequence[Sample]) -> list[str]:
+    """Absolute file paths of ``samples`` (relative to ``root``), in order.
 
-    def __iter__(self) -> Iterator[Sample]:
-        return iter(self.samples)
+    Examples
+    --------
+    >>> sample_paths("/data", [Sample("cat/1.jpg", 0)])
+    ['/data/cat/1.jpg']
+    """
+    return [os.path.join(root, *s.path.split("/")) for s in samples]
 
-    def __repr__(self) -> str:
-        return f"SplitPart(name={self.name!r}, n={len(self)}, root={str(self.root)!r})"
 
-    @property
-    def paths(self) -> list[str]:
-        """Absolute file paths, in sample order."""
-        return [os.path.join(self.root, *s.path.split("/")) for s in self.samples]
-
-    @property
-    def labels(self) -> np.ndarray:
-        """Class indices as an ``int32`` array, in sample order."""
-        return np.asarray([s.label for s in self.samples], dtype=np.int32)
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes of the split this part belongs to."""
-        return len(self.class_names)
-
-    def class_counts(self) -> dict[str, int]:
-        """Number of samples per class name (every class listed, zeros included)."""
-        counts = (
-            np.bincount(self.labels, minlength=self.num_classes)
-            if len(self)
-            else (np.zeros(self.num_classes, dtype=int))
-        )
-        return {c: int(n) for c, n in zip(self.class_names, counts, strict=True)}
-
-    def to_dataset(self, image_size: int | tuple[int, int] = 224, **kwargs: Any) -> tf.data.Dataset:
-        """Return a ``tf.data.Dataset`` of ``(images, labels)`` batches.
-
-        See :func:`tlkit.data.to_dataset` for the arguments.
-        """
-        from tlkit.data._pipeline import to_dataset
-
-        return to_dataset(self, image_size=image_size, **kwargs)
+def sample_labels(samples: Sequence[Sample]) -> np.ndarray:
+    """Labels of ``samples`` as an ``int32`` array, in order."""
+    return np.asarray([s.label for s in samples], dtype=np.int32)

@@ -21,6 +21,9 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from tlkit._validation import check_choice
+from tlkit.errors import DatasetError, InvalidArgumentError
+
 __all__ = [
     "SUPPORTED_FORMATS",
     "FileInfo",
@@ -193,8 +196,8 @@ def inspect_file(path: str | os.PathLike[str], verify: bool = True) -> FileInfo:
 
     Raises
     ------
-    ValueError
-        With the reason the file is not usable.
+    DatasetError
+        With the reason the file is not usable (a ``ValueError``).
 
     Examples
     --------
@@ -206,7 +209,7 @@ def inspect_file(path: str | os.PathLike[str], verify: bool = True) -> FileInfo:
     try:
         return _inspect(os.fspath(path), verify)
     except _Skip as exc:
-        raise ValueError(str(exc)) from None
+        raise DatasetError(str(exc)) from None
 
 
 def _inspect(path: str, verify: bool) -> FileInfo:
@@ -299,10 +302,7 @@ def choose_executor(executor: str, n_files: int, workers: int) -> str:
     PyTorch, JAX) not imported, whose threads could deadlock a forked child,
     for 500 files or more.
     """
-    if executor not in EXECUTORS:
-        raise ValueError(
-            f"executor must be one of {', '.join(map(repr, EXECUTORS))}, got {executor!r}"
-        )
+    check_choice("executor", executor, EXECUTORS)
     if workers <= 1:
         return "thread"
     if executor != "auto":
@@ -338,7 +338,7 @@ def inspect_files(
     kind = choose_executor(executor, len(paths), workers or 2)
     if kind == "process":
         if "fork" not in multiprocessing.get_all_start_methods():
-            raise ValueError(
+            raise InvalidArgumentError(
                 "executor='process' needs the 'fork' start method (Linux); use 'thread'"
             )
         workers = workers or os.cpu_count() or 1

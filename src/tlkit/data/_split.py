@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from tlkit.data._sample import Sample, SplitPart
+from tlkit._validation import check_choice
+from tlkit.data._part import SplitPart
+from tlkit.data._sample import Sample
 from tlkit.data._scan import SkippedFile
 from tlkit.errors import ManifestError, ManifestMismatchError
 
@@ -243,14 +245,15 @@ class Split:
 
         Examples
         --------
+        A manifest whose parts share files or groups loads with a warning instead
+        of an error (not run: it needs such a manifest; the class example runs
+        :meth:`save` and :meth:`load`):
+
         >>> split = Split.load("photos.split.json", on_leak="warn")  # doctest: +SKIP
         """
-        if verify not in ("hash", "exists", None):
-            raise ValueError(f"verify must be 'hash', 'exists' or None, got {verify!r}")
-        if on_mismatch not in ("error", "skip"):
-            raise ValueError(f"on_mismatch must be 'error' or 'skip', got {on_mismatch!r}")
-        if on_leak not in ("error", "warn"):
-            raise ValueError(f"on_leak must be 'error' or 'warn', got {on_leak!r}")
+        check_choice("verify", verify, ("hash", "exists", None))
+        check_choice("on_mismatch", on_mismatch, ("error", "skip"))
+        check_choice("on_leak", on_leak, ("error", "warn"))
         path = Path(path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))

@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
-import re
 import warnings
-from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from tlkit._validation import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_path,
+    check_seed,
+    check_str_list,
+    type_name,
+)
+from tlkit.data._assign import apportion, assign_groups
+from tlkit.data._grouping import group_function, group_samples, near_pairs, resolve_conflicts
 from tlkit.data._sample import Sample
-from tlkit.data._scan import SkippedFile, choose_executor, inspect_files, list_class_tree
+from tlkit.data._scan import EXECUTORS, SkippedFile, inspect_files, list_class_tree
 from tlkit.data._split import SPLIT_NAMES, Split, parts_from_assignment
-from tlkit.errors import DatasetError, LabelConflictError, SmallClassError
+from tlkit.errors import ArgumentTypeError, DatasetError, InvalidArgumentError, SmallClassError
 
 __all__ = ["DatasetSplitter", "apportion"]
 
@@ -34,8 +42,8 @@ class DatasetSplitter:
         an absolute number of images (an ``int`` >= 1). Training gets the rest.
         Fractions must leave a training set (``val + test < 1``).
     seed : int
-        Seed of the assignment. The same files and seed give the same split
-        on any machine, whatever order the file system lists them in.
+        Seed of the assignment (an int >= 0). The same files and seed give the
+        same split on any machine, whatever order the file system lists them in.
     groups : str or callable, optional
         Keeps related files in one split. A regular expression is searched in
         each file name (``"IMG_1234_2.jpg"``; see ``groups_on``), so
@@ -79,6 +87,13 @@ class DatasetSplitter:
     progress : bool, optional
         Show a progress bar (default: on for 2,000 files or more).
 
+    Raises
+    ------
+    ArgumentTypeError
+        An argument of the wrong type (a ``TypeError``), e.g. ``seed="42"``.
+    InvalidArgumentError
+        An argument out of range (a ``ValueError``), naming the allowed values.
+
     Examples
     --------
     >>> import tempfile
@@ -109,37 +124,23 @@ class DatasetSplitter:
         self.test = _check_share("test", test)
         fracs = [x for x in (self.val, self.test) if isinstance(x, float)]
         if sum(fracs) >= 1.0:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"val={val!r} and test={test!r} leave no training data (their fractions sum to "
                 f"{sum(fracs):g} >= 1); choose fractions that sum to less than 1, e.g. 0.15 and 0.15"
             )
-        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-            raise TypeError(f"seed must be an int, got {seed!r}")
-        self.seed = int(seed)
-        if on_conflict not in _CONFLICT_POLICIES:
-            raise ValueError(
-                f"on_conflict must be one of {', '.join(map(repr, _CONFLICT_POLICIES))}, "
-                f"got {on_conflict!r}"
-            )
-        self.on_conflict = on_conflict
-        if groups_on not in ("name", "path"):
-            raise ValueError(f"groups_on must be 'name' or 'path', got {groups_on!r}")
+        self.seed = check_seed("seed", seed)
+        self.on_conflict = check_choice("on_conflict", on_conflict, _CONFLICT_POLICIES)
+        self.groups_on = check_choice("groups_on", groups_on, ("name", "path"))
         self.groups = groups
-        self.groups_on = groups_on
-        self._group_fn = _group_function(groups, groups_on)
-        if near_duplicates not in (None, "report", "group"):
-            raise ValueError(
-                f"near_duplicates must be None, 'report' or 'group', got {near_duplicates!r}"
-            )
-        self.near_duplicates = near_duplicates
-        self.verify = bool(verify)
-        self.allow_small_classes = bool(allow_small_classes)
-        if workers is not None and workers < 1:
-            raise ValueError(f"workers must be >= 1 or None, got {workers!r}")
-        self.workers = workers
-        self.progress = progress
-        choose_executor(executor, 0, 2)  # validates the name early
-        self.executor = executor
+        self._group_fn = group_function(groups, groups_on)
+        self.near_duplicates = check_choice(
+            "near_duplicates", near_duplicates, (None, "report", "group")
+        )
+        self.verify = check_bool("verify", verify)
+        self.allow_small_classes = check_bool("allow_small_classes", allow_small_classes)
+        self.workers = check_int("workers", workers, minimum=1, allow_none=True)
+        self.progress = None if progress is None else check_bool("progress", progress)
+        self.executor = check_choice("executor", executor, EXECUTORS)
 
     def __repr__(self) -> str:
         return (
@@ -187,7 +188,7 @@ class DatasetSplitter:
         LabelConflictError
             Identical files under two classes (with ``on_conflict="error"``).
         """
-        root = Path(root)
+        root = check_path("root", root)
         if not root.is_dir():
             raise DatasetError(
                 f"dataset folder {str(root)!r} does not exist or is not a folder; pass the folder "
@@ -225,14 +226,13 @@ class DatasetSplitter:
         -------
         Split
         """
-        items = [(Path(p), str(lbl)) for p, lbl in pairs]
+        items = _pairs(pairs)
         if not items:
             raise DatasetError("split_samples() got no (path, label) pairs")
-        if root is None:
+        root_path = check_path("root", root, allow_none=True)
+        if root_path is None:
             absolute = [os.path.abspath(p) for p, _ in items]
             root_path = Path(os.path.commonpath([os.path.dirname(a) for a in absolute]))
-        else:
-            root_path = Path(root)
         files: list[tuple[str, str]] = []
         for p, lbl in items:
             full = p if p.is_absolute() else root_path / p
@@ -245,7 +245,11 @@ class DatasetSplitter:
             if rel in seen_paths:
                 raise DatasetError(f"{rel!r} is listed more than once in the pairs")
             seen_paths.add(rel)
-        names = sorted({lbl for _, lbl in files}) if class_names is None else list(class_names)
+        names = (
+            sorted({lbl for _, lbl in files})
+            if class_names is None
+            else check_str_list("class_names", _as_list(class_names))
+        )
         unknown = {lbl for _, lbl in files} - set(names)
         if unknown:
             raise DatasetError(f"labels {sorted(unknown)} are not in class_names={names}")
@@ -281,7 +285,9 @@ class DatasetSplitter:
             samples.append(
                 Sample(rel, label_of[cls], info.sha256, info.orientation, info.width, info.height)
             )
-        samples, conflict_skips, conflict_warn = self._resolve_conflicts(samples, class_names)
+        samples, conflict_skips, conflict_warn = resolve_conflicts(
+            samples, class_names, self.on_conflict
+        )
         skipped.extend(conflict_skips)
         warn.extend(conflict_warn)
 
@@ -290,9 +296,16 @@ class DatasetSplitter:
         self._check_small(class_names, counts, targets, warn)
 
         params = self.get_config()
-        near = self._near_pairs(root, samples, warn) if self.near_duplicates else []
-        grouped = self._group(samples, params, near if self.near_duplicates == "group" else [])
-        assigned = _assign(grouped, targets, self.seed)
+        near = near_pairs(root, samples, self.workers, warn) if self.near_duplicates else []
+        grouped = group_samples(
+            samples,
+            self._group_fn,
+            groups=self.groups,
+            groups_on=self.groups_on,
+            params=params,
+            near=near if self.near_duplicates == "group" else (),
+        )
+        assigned = assign_groups(grouped, targets, self.seed)
         parts = parts_from_assignment(root, class_names, assigned)
         if self.near_duplicates is not None:
             where = {s.path: name for name, part in parts.items() for s in part}
@@ -315,46 +328,6 @@ class DatasetSplitter:
             params=params,
         )
 
-    def _resolve_conflicts(
-        self, samples: list[Sample], class_names: list[str]
-    ) -> tuple[list[Sample], list[SkippedFile], list[str]]:
-        by_hash: dict[str, list[Sample]] = defaultdict(list)
-        for s in samples:
-            by_hash[s.sha256].append(s)
-        drop: dict[str, str] = {}
-        conflicts = 0
-        for copies in by_hash.values():
-            labels = {s.label for s in copies}
-            if len(labels) < 2:
-                continue
-            conflicts += 1
-            copies = sorted(copies, key=lambda s: s.path)
-            first = copies[0]
-            other = next(s for s in copies if s.label != first.label)
-            if self.on_conflict == "error":
-                raise LabelConflictError(
-                    f"identical files carry different labels: {first.path!r} "
-                    f"(class {class_names[first.label]!r}) and {other.path!r} (class "
-                    f"{class_names[other.label]!r}). Remove the wrong copy, or pass "
-                    "on_conflict='drop' (drop every copy) or 'keep_first'."
-                )
-            for s in copies:
-                if self.on_conflict == "drop":
-                    drop[s.path] = "label conflict: identical content under several classes"
-                elif s.label != first.label:
-                    drop[s.path] = f"label conflict: identical to {first.path!r}, which was kept"
-        kept = [s for s in samples if s.path not in drop]
-        skips = [SkippedFile(p, r) for p, r in drop.items()]
-        msgs = (
-            [
-                f"{conflicts} identical file(s) under several classes, resolved with "
-                f"on_conflict={self.on_conflict!r}; {len(skips)} file(s) skipped"
-            ]
-            if conflicts
-            else []
-        )
-        return kept, skips, msgs
-
     def _targets(self, counts: np.ndarray) -> np.ndarray:
         """Per-class, per-split target counts (classes x 3), each within 1 of its exact share."""
         n = int(counts.sum())
@@ -362,7 +335,7 @@ class DatasetSplitter:
         for name, v in (("val", self.val), ("test", self.test)):
             if isinstance(v, int):
                 if v >= n:
-                    raise ValueError(
+                    raise DatasetError(
                         f"{name}={v} images, but only {n} valid images were found; "
                         f"choose {name} < {n} or a fraction"
                     )
@@ -370,7 +343,7 @@ class DatasetSplitter:
             else:
                 shares.append(v)
         if sum(shares) >= 1:
-            raise ValueError(
+            raise DatasetError(
                 f"val={self.val!r} and test={self.test!r} leave no training data for {n} images"
             )
         fractions = np.array([1.0 - sum(shares), *shares])
@@ -398,248 +371,49 @@ class DatasetSplitter:
             warn.append(msg)
             warnings.warn(msg, stacklevel=3)
 
-    def _near_pairs(
-        self, root: Path, samples: list[Sample], warn: list[str]
-    ) -> list[tuple[str, str]]:
-        """Path pairs whose perceptual hashes are near (``near_duplicates=``)."""
-        from tlkit.data._neardup import DEFAULT_HASH_THRESHOLD, hamming_pairs, perceptual_hashes
 
-        paths = [os.path.join(root, *s.path.split("/")) for s in samples]
-        hashes, errors = perceptual_hashes(paths, workers=self.workers)
-        ok = [k for k, e in enumerate(errors) if e is None]
-        if len(ok) < len(samples):
-            bad = next(samples[k].path for k, e in enumerate(errors) if e is not None)
-            warn.append(
-                f"{len(samples) - len(ok)} file(s) could not be decoded for the near-duplicate "
-                f"check (e.g. {bad!r}); they are split without it"
+def _as_list(value: Any) -> Any:
+    """A list from a one-shot iterable (a generator); anything else as given, to be checked."""
+    if isinstance(value, Iterable) and not isinstance(value, (str, bytes, Sequence)):
+        return list(value)
+    return value
+
+
+def _pairs(pairs: Any) -> list[tuple[Path, str]]:
+    """``(path, label)`` pairs as ``(Path, str)``; a pair of another shape is a type error."""
+    if isinstance(pairs, (str, bytes, os.PathLike)) or not isinstance(pairs, Iterable):
+        raise ArgumentTypeError(
+            f"pairs must be an iterable of (path, label) pairs, got {type_name(pairs)}"
+        )
+    items = []
+    for i, pair in enumerate(pairs):
+        if (
+            not isinstance(pair, (tuple, list))
+            or len(pair) != 2
+            or not isinstance(pair[0], (str, os.PathLike))
+        ):
+            raise ArgumentTypeError(
+                f"pairs[{i}] must be a (path, label) pair with a str or os.PathLike path, "
+                f"got {pair!r}"
             )
-        res = hamming_pairs(hashes[ok], DEFAULT_HASH_THRESHOLD)
-        return [
-            (samples[ok[a]].path, samples[ok[b]].path)
-            for a, b in zip(res.i.tolist(), res.j.tolist(), strict=True)
-        ]
-
-    def _group(
-        self,
-        samples: list[Sample],
-        params: dict[str, Any] | None = None,
-        near: Sequence[tuple[str, str]] = (),
-    ) -> list[list[Sample]]:
-        """Union files with identical content, the same ``groups=`` key, or near pairs."""
-        parent = list(range(len(samples)))
-
-        def find(i: int) -> int:
-            while parent[i] != i:
-                parent[i] = parent[parent[i]]
-                i = parent[i]
-            return i
-
-        def union(i: int, j: int) -> None:
-            ri, rj = find(i), find(j)
-            if ri != rj:
-                parent[max(ri, rj)] = min(ri, rj)
-
-        first_of: dict[tuple[str, Hashable], int] = {}
-        matched = 0
-        for i, s in enumerate(samples):
-            keys: list[tuple[str, Hashable]] = [("sha256", s.sha256)]
-            if self._group_fn is not None:
-                k = self._group_fn(s.path)
-                if k is not None:
-                    keys.append(("group", k))
-                    matched += 1
-            for key in keys:
-                union(i, first_of.setdefault(key, i))
-        if self._group_fn is not None:
-            if matched == 0 and isinstance(self.groups, str) and samples:
-                target = "file name" if self.groups_on == "name" else "relative path"
-                example = samples[0].path
-                if self.groups_on == "name":
-                    example = example.rsplit("/", 1)[-1]
-                raise DatasetError(
-                    f"groups={self.groups!r} matched no {target} of the {len(samples)} files "
-                    f"(e.g. {example!r}), so it would group nothing. Fix the pattern"
-                    + (
-                        ", or pass groups_on='path' to match relative paths like "
-                        f"{samples[0].path!r}"
-                        if self.groups_on == "name"
-                        else ""
-                    )
-                    + "."
-                )
-            if params is not None:
-                params["groups_matched"] = matched
-                params["groups_formed"] = sum(1 for key in first_of if key[0] == "group")
-        index = {s.path: i for i, s in enumerate(samples)}
-        for a, b in near:
-            if a in index and b in index:
-                union(index[a], index[b])
-        members: dict[int, list[Sample]] = defaultdict(list)
-        for i, s in enumerate(samples):
-            members[find(i)].append(s)
-        out = []
-        for group in members.values():
-            group.sort(key=lambda s: s.path)
-            key = group[0].path if len(group) > 1 else ""
-            out.append([_with_group(s, key) for s in group])
-        return out
-
-
-def _with_group(s: Sample, key: str) -> Sample:
-    from dataclasses import replace
-
-    return replace(s, group=key or s.path)
+        items.append((Path(pair[0]), str(pair[1])))
+    return items
 
 
 def _check_share(name: str, v: Any) -> float | int:
+    """A split share: a fraction in ``[0, 1)`` (``float``) or an image count (``int >= 0``)."""
     if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a fraction (float) or a count (int), got {v!r}")
+        raise ArgumentTypeError(
+            f"{name} must be a fraction (float) or a count (int), got {v!r} ({type_name(v)})"
+        )
     if isinstance(v, (float, np.floating)):
         v = float(v)
         if not 0.0 <= v < 1.0 or math.isnan(v):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{name}={v!r} is not a valid fraction; use a value in [0, 1) or an image count"
             )
         return v
     v = int(v)
     if v < 0:
-        raise ValueError(f"{name}={v!r} must not be negative")
+        raise InvalidArgumentError(f"{name}={v!r} must not be negative; pass a count >= 0")
     return v
-
-
-def _group_function(groups: Any, on: str = "name") -> Callable[[str], Hashable | None] | None:
-    if groups is None:
-        return None
-    if callable(groups):
-        return groups
-    if isinstance(groups, str):
-        try:
-            pattern = re.compile(groups)
-        except re.error as exc:
-            raise ValueError(
-                f"groups={groups!r} is not a valid regular expression: {exc}"
-            ) from None
-
-        def by_regex(path: str) -> Hashable | None:
-            m = pattern.search(path.rsplit("/", 1)[-1] if on == "name" else path)
-            if m is None:
-                return None
-            return m.groups() if pattern.groups else m.group(0)
-
-        return by_regex
-    raise TypeError(f"groups must be a regex string, a callable or None, got {groups!r}")
-
-
-def apportion(counts: np.ndarray, fractions: np.ndarray) -> np.ndarray:
-    """Round ``counts[:, None] * fractions`` to integers, keeping every sum exact.
-
-    Each cell is the floor or the ceiling of its exact share, each row sums to
-    its count, and each column sums to its exact total rounded by largest
-    remainder (controlled rounding, solved as a small max-flow).
-
-    Parameters
-    ----------
-    counts : array of int, shape (C,)
-        Items per class.
-    fractions : array of float, shape (S,)
-        Share of each split; sums to 1.
-
-    Returns
-    -------
-    array of int, shape (C, S)
-
-    Examples
-    --------
-    >>> apportion(np.array([80, 20, 8]), np.array([0.7, 0.15, 0.15])).tolist()
-    [[56, 12, 12], [14, 3, 3], [6, 1, 1]]
-    """
-    counts = np.asarray(counts, dtype=np.int64)
-    fractions = np.asarray(fractions, dtype=np.float64)
-    exact = counts[:, None] * fractions[None, :]
-    base = np.floor(exact + 1e-9).astype(np.int64)
-    base = np.minimum(base, counts[:, None])
-    col_exact = exact.sum(axis=0)
-    col_total = np.floor(col_exact + 1e-9).astype(np.int64)
-    short = int(counts.sum() - col_total.sum())
-    order = np.argsort(-(col_exact - col_total), kind="stable")
-    col_total[order[:short]] += 1
-    row_need = counts - base.sum(axis=1)
-    col_need = col_total - base.sum(axis=0)
-    allowed = (exact - base) > 1e-9
-    return base + _max_flow_01(allowed, row_need, col_need)
-
-
-def _max_flow_01(allowed: np.ndarray, row_need: np.ndarray, col_need: np.ndarray) -> np.ndarray:
-    """A 0/1 matrix on ``allowed`` cells with the given row and column sums.
-
-    Edmonds-Karp max-flow on source -> rows -> columns -> sink; the graphs here
-    are tiny (classes x 3).
-    """
-    n_rows, n_cols = allowed.shape
-    src, sink = n_rows + n_cols, n_rows + n_cols + 1
-    size = n_rows + n_cols + 2
-    cap = np.zeros((size, size), dtype=np.int64)
-    cap[src, :n_rows] = row_need
-    cap[:n_rows, n_rows : n_rows + n_cols] = allowed.astype(np.int64)
-    cap[n_rows : n_rows + n_cols, sink] = col_need
-    flow = np.zeros_like(cap)
-    while True:
-        prev = np.full(size, -1)
-        prev[src] = src
-        queue = [src]
-        while queue and prev[sink] < 0:
-            u = queue.pop(0)
-            for v in np.nonzero((cap[u] - flow[u] > 0) & (prev < 0))[0]:
-                prev[v] = u
-                queue.append(int(v))
-        if prev[sink] < 0:
-            break
-        v = sink
-        while v != src:
-            u = int(prev[v])
-            flow[u, v] += 1
-            flow[v, u] -= 1
-            v = u
-    add = flow[:n_rows, n_rows : n_rows + n_cols]
-    if (add.sum(axis=1) != row_need).any():  # pragma: no cover - controlled rounding always exists
-        raise RuntimeError("could not apportion split sizes; please report this")
-    return add
-
-
-def _assign(groups: list[list[Sample]], targets: np.ndarray, seed: int) -> dict[str, list[Sample]]:
-    """Place whole groups into splits, filling each class's per-split targets.
-
-    Groups are visited largest first, ties in a seeded pseudo-random order that
-    depends only on the group's paths (never on listing order). A group goes to
-    the split where it fits and the deficit of its classes is largest; if it fits
-    nowhere, to the split where it overshoots least. Plain Python integers: this
-    loop runs once per file, and numpy's per-call overhead would dominate it.
-    """
-    n_splits = targets.shape[1]
-    target = targets.tolist()
-    current = [[0] * n_splits for _ in range(targets.shape[0])]
-
-    def order_key(g: list[Sample]) -> tuple[int, bytes]:
-        return (-len(g), hashlib.blake2b(f"{seed}\x00{g[0].path}".encode(), digest_size=8).digest())
-
-    out: dict[str, list[Sample]] = {n: [] for n in SPLIT_NAMES}
-    for g in sorted(groups, key=order_key):
-        need: dict[int, int] = {}
-        for s in g:
-            need[s.label] = need.get(s.label, 0) + 1
-        best: tuple[int, int, int] | None = None
-        for split in range(n_splits):
-            over = deficit = 0
-            for c, k in need.items():
-                have, want = current[c][split], target[c][split]
-                over += max(have + k - want, 0)
-                deficit += want - have
-            score = (over, -deficit, split)
-            if best is None or score < best:
-                best = score
-        assert best is not None
-        chosen = best[2]
-        for c, k in need.items():
-            current[c][chosen] += k
-        out[SPLIT_NAMES[chosen]].extend(g)
-    return out

@@ -7,7 +7,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tlkit.data._sample import Sample, SplitPart
+from tlkit._validation import check_choice, check_int
+from tlkit.data._part import SplitPart
+from tlkit.data._sample import Sample
+from tlkit.errors import DatasetError
 
 __all__ = ["CLASS_WEIGHT_MODES", "class_weights"]
 
@@ -46,8 +49,12 @@ def class_weights(
 
     Raises
     ------
-    ValueError
-        Unknown ``mode``, no samples, or a label outside ``0 .. num_classes - 1``.
+    InvalidArgumentError
+        Unknown ``mode`` or ``num_classes < 1`` (a ``ValueError``).
+    DatasetError
+        No samples, or a label outside ``0 .. num_classes - 1`` (a ``ValueError``).
+    ArgumentTypeError
+        ``num_classes`` not an int (a ``TypeError``).
 
     Examples
     --------
@@ -56,10 +63,8 @@ def class_weights(
     >>> class_weights([0, 0, 0, 1], mode="none")
     {0: 1.0, 1: 1.0}
     """
-    if mode not in CLASS_WEIGHT_MODES:
-        raise ValueError(
-            f"mode must be one of {', '.join(map(repr, CLASS_WEIGHT_MODES))}, got {mode!r}"
-        )
+    mode = check_choice("mode", mode, CLASS_WEIGHT_MODES)
+    num_classes = check_int("num_classes", num_classes, minimum=1, allow_none=True)
     names: tuple[str, ...] = ()
     if isinstance(samples, SplitPart):
         labels = samples.labels
@@ -73,21 +78,21 @@ def class_weights(
         else:
             labels = np.asarray(items)
             if labels.size and (labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer)):
-                raise ValueError(
+                raise DatasetError(
                     "samples must be a SplitPart, a list of Sample, or a 1-D sequence of "
                     f"int class indices; got an array of {labels.dtype} with shape {labels.shape}"
                 )
     labels = np.asarray(labels, dtype=np.int64)
     if labels.size == 0:
-        raise ValueError("class_weights needs at least one sample; got none")
+        raise DatasetError("class_weights needs at least one sample; got none")
     if labels.min() < 0:
-        raise ValueError(f"labels must be >= 0, got {int(labels.min())}")
+        raise DatasetError(f"labels must be >= 0, got {int(labels.min())}")
     if num_classes is None:
         num_classes = int(labels.max()) + 1
-    if not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
-        raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
     if labels.max() >= num_classes:
-        raise ValueError(f"label {int(labels.max())} is out of range for num_classes={num_classes}")
+        raise DatasetError(
+            f"label {int(labels.max())} is out of range for num_classes={num_classes}"
+        )
 
     counts = np.bincount(labels, minlength=num_classes)
     present = np.flatnonzero(counts)

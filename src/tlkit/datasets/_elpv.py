@@ -6,7 +6,8 @@ import csv
 import os
 from pathlib import Path
 
-from tlkit.errors import DatasetError
+from tlkit._validation import check_path, check_str_list
+from tlkit.errors import DatasetError, InvalidArgumentError
 
 __all__ = ["ELPV_CLASS_NAMES", "elpv_samples"]
 
@@ -55,14 +56,25 @@ def elpv_samples(
 
     Examples
     --------
+    Needs the ``data`` extra (``pip install 'tlkit[data]'``; ``dev`` includes it):
+
+    >>> pairs, names = elpv_samples()  # reads labels.csv only
+    >>> len(pairs), names[0], pairs[0][1]
+    (2624, 'functional', 'defective')
+
+    Split them (not run here: it reads and hashes all 2,624 files, seconds):
+
     >>> from tlkit import DatasetSplitter
-    >>> pairs, names = elpv_samples()  # doctest: +SKIP
     >>> split = DatasetSplitter(seed=0).split_samples(pairs, class_names=names)  # doctest: +SKIP
     """
     allowed = {"mono", "poly"}
+    types = tuple(check_str_list("types", types))
     if not types or not set(types) <= allowed:
-        raise ValueError(f"types must be a non-empty subset of {sorted(allowed)}, got {types!r}")
-    root = Path(data_dir) if data_dir is not None else _package_data_dir()
+        raise InvalidArgumentError(
+            f"types must be a non-empty subset of {sorted(allowed)}, got {types!r}"
+        )
+    data_dir = check_path("data_dir", data_dir, allow_none=True)
+    root = data_dir if data_dir is not None else _package_data_dir()
     labels = root / "labels.csv"
     if not labels.is_file():
         raise DatasetError(f"{str(labels)!r} is missing; is {str(root)!r} an ELPV data folder?")

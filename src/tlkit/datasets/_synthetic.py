@@ -10,11 +10,27 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from tlkit._validation import (
+    check_image_size,
+    check_int,
+    check_path,
+    check_seed,
+    check_str_list,
+    renamed_argument,
+    type_name,
+)
+from tlkit.errors import ArgumentTypeError, InvalidArgumentError
+
 __all__ = ["make_synthetic_dataset", "synthetic_image"]
 
 
 def synthetic_image(
-    label: int, num_classes: int, size: tuple[int, int], rng: np.random.Generator
+    label: int,
+    num_classes: int,
+    image_size: int | tuple[int, int] | None = None,
+    rng: np.random.Generator | None = None,
+    *,
+    size: int | tuple[int, int] | None = None,
 ) -> np.ndarray:
     """One ``uint8`` RGB image (H, W, 3) whose class is visible in its colour and stripes.
 
@@ -22,12 +38,32 @@ def synthetic_image(
     degrees; brightness, stripe phase and frequency, and pixel noise vary per
     image.
 
+    Parameters
+    ----------
+    label, num_classes : int
+        Class index ``k`` and number of classes ``K``.
+    image_size : int or (height, width)
+        Pixel size (required).
+    rng : numpy.random.Generator
+        Source of the per-image variation (required).
+    size : int or (height, width), optional
+        Deprecated name of ``image_size``.
+
     Examples
     --------
     >>> synthetic_image(0, 3, (32, 48), np.random.default_rng(0)).shape
     (32, 48, 3)
     """
-    h, w = size
+    image_size = renamed_argument("synthetic_image", "size", "image_size", size, image_size, None)
+    if image_size is None:
+        raise InvalidArgumentError("synthetic_image needs image_size=, e.g. (32, 32)")
+    h, w = check_image_size("image_size", image_size)
+    if not isinstance(rng, np.random.Generator):
+        raise ArgumentTypeError(
+            f"rng must be a numpy.random.Generator (np.random.default_rng(0)), got {type_name(rng)}"
+        )
+    label = check_int("label", label, minimum=0)
+    num_classes = check_int("num_classes", num_classes, minimum=1)
     hue = label / num_classes
     r, g, b = colorsys.hsv_to_rgb(hue, 0.75, 0.9)
     base = np.array([r, g, b], dtype=np.float32)
@@ -78,26 +114,37 @@ def make_synthetic_dataset(
     ['a_0000.jpg', 'a_0001.png', 'a_0002.jpg']
     """
     if isinstance(class_counts, Mapping):
-        items = [(str(k), int(v)) for k, v in class_counts.items()]
+        named = [(str(k), v) for k, v in class_counts.items()]
+    elif isinstance(class_counts, Sequence) and not isinstance(class_counts, str):
+        named = [(f"class_{i}", v) for i, v in enumerate(class_counts)]
     else:
-        items = [(f"class_{i}", int(v)) for i, v in enumerate(class_counts)]
-    if not items:
-        raise ValueError("class_counts is empty; give at least one class, e.g. {'a': 10}")
-    for name, n in items:
-        if n < 0:
-            raise ValueError(f"class_counts[{name!r}] = {n} must be >= 0")
-        if not name or "/" in name or "\\" in name or name.startswith("."):
-            raise ValueError(f"class name {name!r} cannot be a folder name; use a plain name")
-    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    if len(size) != 2 or min(size) < 1:
-        raise ValueError(
-            f"image_size must be a positive int or (height, width), got {image_size!r}"
+        raise ArgumentTypeError(
+            "class_counts must be a mapping of class name to count or a list of counts, "
+            f"got {type_name(class_counts)}"
         )
+    if not named:
+        raise InvalidArgumentError("class_counts is empty; give at least one class, e.g. {'a': 10}")
+    items = []
+    for name, n in named:
+        if not isinstance(n, (int, np.integer)) or isinstance(n, bool):
+            check_int(f"class_counts[{name!r}]", n)  # raises ArgumentTypeError
+        if n < 0:
+            raise InvalidArgumentError(f"class_counts[{name!r}] = {n} must be >= 0")
+        if not name or "/" in name or "\\" in name or name.startswith("."):
+            raise InvalidArgumentError(
+                f"class name {name!r} cannot be a folder name; use a plain name"
+            )
+        items.append((name, int(n)))
+    size = check_image_size("image_size", image_size)
+    seed = check_seed("seed", seed)
     ext = {"jpeg": ".jpg", "jpg": ".jpg", "png": ".png"}
+    formats = check_str_list("formats", formats, min_len=1)
     bad = [f for f in formats if f.lower() not in ext]
-    if bad or not formats:
-        raise ValueError(f"formats must be a non-empty sequence of 'jpeg'/'png', got {formats!r}")
-    root = Path(root)
+    if bad:
+        raise InvalidArgumentError(
+            f"formats must be a non-empty sequence of 'jpeg'/'png', got {formats!r}"
+        )
+    root = check_path("root", root)
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     for label, (name, n) in enumerate(items):
