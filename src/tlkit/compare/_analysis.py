@@ -1,4 +1,7 @@
-"""The statistics of a comparison: the baseline row, each row's metrics and intervals, McNemar pairs."""
+"""The statistics of a comparison: the baseline row, each row's metrics and intervals, McNemar pairs.
+
+:func:`analyse` runs them all on the rows the comparator collected and builds the report.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +12,11 @@ from typing import Any
 import numpy as np
 from sklearn.dummy import DummyClassifier
 
+from tlkit.compare._cost import machine
 from tlkit.compare._format import BASELINE_NAME, CI_KEYS
 from tlkit.compare._metrics import CI_METRICS, classification_metrics
 from tlkit.compare._models import Entry
-from tlkit.compare._report import ModelResult, PairwiseResult
+from tlkit.compare._report import ComparisonReport, ModelResult, PairwiseResult
 from tlkit.compare._stats import (
     BootstrapCI,
     bootstrap_values,
@@ -20,8 +24,10 @@ from tlkit.compare._stats import (
     mcnemar_exact,
     percentile_interval,
 )
+from tlkit.compare._verdict import verdict
+from tlkit.compare._warnings import comparison_warnings
 
-__all__ = ["baseline_entry", "pairwise", "result"]
+__all__ = ["analyse", "baseline_entry", "pairwise", "result"]
 
 
 def baseline_entry(
@@ -68,9 +74,7 @@ def result(
     ci: dict[str, BootstrapCI] = {}
     if n_boot:
         fns = [partial(CI_METRICS[k], labels=labels) for k in CI_KEYS]
-        values = bootstrap_values(
-            y_true, e.y_pred, fns, n_boot, random_state=seed, confusion_only=True
-        )
+        values = bootstrap_values(y_true, e.y_pred, fns, n_boot, seed=seed, confusion_only=True)
         for j, k in enumerate(CI_KEYS):
             low, high = percentile_interval(values[:, j], confidence)
             ci[k] = BootstrapCI(float(m["metrics"][k]), low, high, confidence, n_boot)
@@ -108,3 +112,70 @@ def pairwise(
         PairwiseResult(a.name, b.name, t, float(p), bool(p < alpha))
         for (a, b), t, p in zip(pairs, tests, adjusted, strict=True)
     ]
+
+
+def analyse(
+    entries: Sequence[Entry],
+    y_true: np.ndarray,
+    class_names: Sequence[str],
+    *,
+    baseline_labels: np.ndarray | None,
+    n_boot: int,
+    confidence: float,
+    seed: int | None,
+    alpha: float,
+    correction: str | None,
+    min_support: int,
+    top_k: int | None,
+    latency_runs: int,
+) -> ComparisonReport:
+    """Baseline, metrics with intervals, McNemar tests, warnings and verdict: the report."""
+    baseline, baseline_info = baseline_entry(y_true, class_names, baseline_labels)
+    results = [
+        result(e, y_true, class_names, top_k=top_k, n_boot=n_boot, confidence=confidence, seed=seed)
+        for e in [baseline, *entries]
+    ]
+    base, models = results[0], results[1:]
+    pairs = pairwise(y_true, models, correction=correction, alpha=alpha)
+    warnings = comparison_warnings(
+        base,
+        models,
+        pairs,
+        y_true=y_true,
+        class_names=class_names,
+        confidence=confidence,
+        correction=correction,
+        min_support=min_support,
+    )
+    text = verdict(
+        base,
+        models,
+        pairs,
+        baseline_info["class_name"],
+        confidence=confidence,
+        correction=correction,
+    )
+    settings = {
+        "n_boot": n_boot,
+        "confidence": confidence,
+        "random_state": seed,  # the key of schema 1: it records the seed
+        "stratified": True,
+        "ci_method": "percentile",
+        "alpha": alpha,
+        "correction": correction,
+        "min_support": min_support,
+        "top_k": base.top_k,
+        "latency_runs": latency_runs,
+    }
+    return ComparisonReport(
+        class_names=class_names,
+        y_true=y_true,
+        baseline=base,
+        models=models,
+        pairwise=pairs,
+        warnings=warnings,
+        settings=settings,
+        baseline_info=baseline_info,
+        machine=machine(),
+        verdict=text,
+    )

@@ -10,18 +10,29 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tlkit._validation import (
+    check_bool,
+    check_choice,
+    check_image_size,
+    check_int,
+    renamed_argument,
+)
 from tlkit.compare import _analysis, _cost
 from tlkit.compare._format import BASELINE_NAME
 from tlkit.compare._inputs import (
+    DEPRECATED,
     as_history,
     check_labels,
     check_model_name,
+    check_n_boot,
+    check_share,
+    checked_seed,
+    old_seed,
     optional_float,
-    optional_int,
     resolve_class_names,
 )
 from tlkit.compare._models import (
@@ -34,8 +45,11 @@ from tlkit.compare._models import (
 from tlkit.compare._predict import as_probabilities
 from tlkit.compare._report import ComparisonReport
 from tlkit.compare._testset import TestSet
-from tlkit.compare._verdict import verdict
-from tlkit.compare._warnings import comparison_warnings
+from tlkit.errors import ComparisonError
+from tlkit.protocols import TrainedClassifier
+
+if TYPE_CHECKING:  # pragma: no cover
+    import keras
 
 __all__ = ["ModelComparator"]
 
@@ -79,8 +93,10 @@ class ModelComparator:
         Each resample calls scikit-learn three times per model, about 2 ms.
     confidence : float
         Interval coverage (default 0.95).
-    random_state : int or None
-        Seed of the resampling; the same seed gives the same intervals.
+    seed : int or None
+        Seed of the resampling (``>= 0``; default 0); the same seed gives the
+        same intervals. ``None`` draws a fresh one. The report records it
+        under ``settings["random_state"]`` (the JSON schema keeps that key).
     alpha : float
         Significance level of the McNemar tests (default 0.05).
     correction : {"holm", None}
@@ -95,19 +111,30 @@ class ModelComparator:
     latency_runs : int
         Timed runs per batch size when measuring latency (default 5; the median
         is reported).
+    random_state : int or None
+        Deprecated name of ``seed`` (a ``DeprecationWarning``).
+
+    Raises
+    ------
+    tlkit.errors.ComparisonError
+        A value that cannot be used (a ``ValueError``): an option out of range,
+        labels outside the class names, a test set in no fixed order, ...
+    tlkit.errors.ArgumentTypeError
+        An argument of the wrong type (a ``TypeError``), e.g. ``n_boot=True``.
 
     See Also
     --------
-    tlkit.compare.mcnemar_exact, tlkit.compare.bootstrap_ci
+    tlkit.compare.mcnemar_exact, tlkit.compare.bootstrap_ci,
+    tlkit.protocols.TrainedClassifier
 
     Notes
     -----
-    :meth:`add` accepts a ``keras.Model`` or any object following the
-    *FineTuner protocol*: a ``model`` attribute holding a ``keras.Model``, and
-    optionally ``history`` (a dict of metric name to per-epoch values, or a
-    ``keras.callbacks.History``), ``train_time_s`` (float seconds),
-    ``class_names`` (checked against the comparator's) and ``tflite_path``
-    (an exported ``.tflite`` file, whose size is reported).
+    :meth:`add` accepts a ``keras.Model`` or a
+    :class:`tlkit.protocols.TrainedClassifier` (such as a
+    :class:`~tlkit.finetune.FineTuner`): its ``model`` is predicted with, its
+    ``history``, ``train_time_s``, ``class_names`` (checked against the
+    comparator's) and ``tflite_path`` (whose size is reported) go in the
+    report. An object with only ``model`` works too.
 
     Models receive the images as the test data yields them (a SplitPart gives
     ``float32`` pixels in ``[0, 255]``), so each model must include its own
@@ -144,39 +171,31 @@ class ModelComparator:
         baseline_labels: Any = None,
         n_boot: int = 1000,
         confidence: float = 0.95,
-        random_state: int | None = 0,
+        seed: int | None = 0,
         alpha: float = 0.05,
         correction: str | None = "holm",
         min_support: int = 10,
         top_k: int | None = None,
         batch_size: int = 32,
         latency_runs: int = 5,
+        random_state: int | None = DEPRECATED,
     ) -> None:
-        if not isinstance(n_boot, (int, np.integer)) or isinstance(n_boot, bool) or n_boot < 0:
-            raise ValueError(f"n_boot must be an integer >= 0, got {n_boot!r}")
-        if not 0.0 < float(confidence) < 1.0:
-            raise ValueError(f"confidence must be in (0, 1), e.g. 0.95; got {confidence!r}")
-        if not 0.0 < float(alpha) < 1.0:
-            raise ValueError(f"alpha must be in (0, 1), e.g. 0.05; got {alpha!r}")
-        if correction not in _CORRECTIONS:
-            raise ValueError(f"correction must be 'holm' or None, got {correction!r}")
-        if not isinstance(min_support, (int, np.integer)) or min_support < 0:
-            raise ValueError(f"min_support must be an integer >= 0, got {min_support!r}")
-        if top_k is not None and (not isinstance(top_k, (int, np.integer)) or top_k < 1):
-            raise ValueError(f"top_k must be an integer >= 1 or None, got {top_k!r}")
-        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-        if not isinstance(latency_runs, (int, np.integer)) or latency_runs < 1:
-            raise ValueError(f"latency_runs must be an integer >= 1, got {latency_runs!r}")
-        self.n_boot = int(n_boot)
-        self.confidence = float(confidence)
-        self.random_state = random_state
-        self.alpha = float(alpha)
-        self.correction = correction
-        self.min_support = int(min_support)
-        self.top_k = None if top_k is None else int(top_k)
-        self.batch_size = int(batch_size)
-        self.latency_runs = int(latency_runs)
+        seed = renamed_argument(
+            "ModelComparator", "random_state", "seed", old_seed(random_state), seed, default=0
+        )
+        self.seed = checked_seed(seed)
+        self.n_boot = check_n_boot(n_boot)
+        self.confidence = check_share("confidence", confidence)
+        self.alpha = check_share("alpha", alpha)
+        self.correction = check_choice(
+            "correction", correction, _CORRECTIONS, error=ComparisonError
+        )
+        self.min_support = check_int("min_support", min_support, minimum=0, error=ComparisonError)
+        self.top_k = check_int("top_k", top_k, minimum=1, allow_none=True, error=ComparisonError)
+        self.batch_size = check_int("batch_size", batch_size, minimum=1, error=ComparisonError)
+        self.latency_runs = check_int(
+            "latency_runs", latency_runs, minimum=1, error=ComparisonError
+        )
 
         self._test = TestSet(test_data, batch_size=self.batch_size)
         own = getattr(test_data, "class_names", None) if self._test.kind == "part" else None
@@ -195,6 +214,11 @@ class ModelComparator:
             f"ModelComparator(test_data={self._test.kind}, classes={len(self.class_names)}, "
             f"models={list(self._entries)})"
         )
+
+    @property
+    def random_state(self) -> int | None:
+        """Old name of :attr:`seed` (read-only)."""
+        return self.seed
 
     @property
     def num_classes(self) -> int:
@@ -216,7 +240,7 @@ class ModelComparator:
     def add(
         self,
         name: str,
-        model: Any,
+        model: keras.Model | TrainedClassifier,
         *,
         image_size: int | tuple[int, int] | None = None,
         tflite_path: str | os.PathLike[str] | None = None,
@@ -228,11 +252,12 @@ class ModelComparator:
         ----------
         name : str
             Row name in the report; unique.
-        model : keras.Model or FineTuner
+        model : keras.Model or tlkit.protocols.TrainedClassifier
             A ``keras.Model`` with one image input and one output of ``K``
-            probabilities or logits (or one sigmoid unit when ``K == 2``), or an
-            object with a ``model`` attribute holding one (see the Notes of
-            :class:`ModelComparator`).
+            probabilities or logits (or one sigmoid unit when ``K == 2``), or a
+            :class:`~tlkit.protocols.TrainedClassifier` (such as a
+            :class:`~tlkit.finetune.FineTuner`) whose ``model`` is one; an
+            object with only ``model`` works too.
         image_size : int or (int, int), optional
             Size to load a SplitPart's images at; default: the model's input
             size. Ignored for other test data.
@@ -248,13 +273,26 @@ class ModelComparator:
 
         Examples
         --------
-        >>> comparator.add("MobileNetV2", finetuner).add("CNN", cnn)  # doctest: +SKIP
+        A tiny Keras model on six images (a FineTuner is added the same way):
+
+        >>> import keras
+        >>> import numpy as np
+        >>> images = np.random.default_rng(0).uniform(0, 255, (6, 8, 8, 3)).astype("float32")
+        >>> model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(),
+        ...                           keras.layers.Dense(2, activation="softmax")])
+        >>> c = ModelComparator((images, [0, 1, 0, 1, 0, 1]), ["cat", "dog"], n_boot=0)
+        >>> c.add("tiny", model, measure_cost=False)
+        ModelComparator(test_data=arrays, classes=2, models=['tiny'])
+        >>> c.run()["tiny"].cost.params
+        386
         """
         self._check_name(name)
+        measure_cost = check_bool("measure_cost", measure_cost)
+        image_size = check_image_size("image_size", image_size, allow_none=True)
         keras_model, extras = unwrap_model(model)
         check_class_names(name, extras.get("class_names"), self.class_names)
         if not self._test.has_images:
-            raise ValueError(
+            raise ComparisonError(
                 f"add({name!r}, ...): the comparator was built from labels only, so there are no "
                 "images to predict; build it from a tf.data.Dataset, a SplitPart or (images, "
                 "labels) arrays, or pass predictions with add_predictions()"
@@ -377,15 +415,19 @@ class ModelComparator:
 
         Examples
         --------
+        Side by side with the Keras model it was exported from (skipped here: it
+        needs a trained FineTuner and its exported file):
+
         >>> from tlkit.export import ExportedModel
         >>> comparator.add("keras", tuner).add_exported(
         ...     "int8", ExportedModel("model_int8.tflite"))  # doctest: +SKIP
         """
         self._check_name(name)
+        measure_cost = check_bool("measure_cost", measure_cost)
         check_exported(name, exported)
         check_class_names(name, getattr(exported, "class_names", None), self.class_names)
         if not self._test.has_images:
-            raise ValueError(
+            raise ComparisonError(
                 f"add_exported({name!r}, ...): the comparator was built from labels only, so "
                 "there are no images to predict"
             )
@@ -395,21 +437,8 @@ class ModelComparator:
             f"add_exported({name!r}, ...)", exported, size
         )
         y_prob, output = as_probabilities(name, raw, self.num_classes)
-        fmt = getattr(exported, "format", None)
-        nbytes = optional_int(getattr(exported, "size_bytes", None), "size_bytes")
-        notes = [
-            f"exported {fmt or 'model'} file"
-            + (f": {exported.path}" if hasattr(exported, "path") else "")
-        ]
-        if nbytes is not None and fmt != "litert":
-            notes.append(f"{fmt} file size {nbytes:,} bytes")
-        cost = _cost.exported_cost(
-            exported,
-            sample,
-            predict_time_s=seconds,
-            size_bytes=nbytes,
-            measure=measure_cost,
-            runs=self.latency_runs,
+        cost, notes = _cost.exported_cost(
+            exported, sample, predict_time_s=seconds, measure=measure_cost, runs=self.latency_runs
         )
         y_pred = np.argmax(y_prob, axis=1).astype(np.int64)
         self._entries[name] = Entry(name, "exported", y_pred, y_prob, cost, None, output, notes)
@@ -426,70 +455,24 @@ class ModelComparator:
 
         Raises
         ------
-        ValueError
+        tlkit.errors.ComparisonError
             When no model was added.
         """
         if not self._entries:
-            raise ValueError("no model to compare: call add() or add_predictions() first")
-        y_true = self.y_true
-        baseline, baseline_info = _analysis.baseline_entry(
-            y_true, self.class_names, self._baseline_labels
-        )
-        results = [
-            _analysis.result(
-                e,
-                y_true,
-                self.class_names,
-                top_k=self.top_k,
-                n_boot=self.n_boot,
-                confidence=self.confidence,
-                seed=self.random_state,
-            )
-            for e in [baseline, *self._entries.values()]
-        ]
-        base, models = results[0], results[1:]
-        pairwise = _analysis.pairwise(y_true, models, correction=self.correction, alpha=self.alpha)
-        warnings = comparison_warnings(
-            base,
-            models,
-            pairwise,
-            y_true=y_true,
-            class_names=self.class_names,
+            raise ComparisonError("no model to compare: call add() or add_predictions() first")
+        return _analysis.analyse(
+            list(self._entries.values()),
+            self.y_true,
+            self.class_names,
+            baseline_labels=self._baseline_labels,
+            n_boot=self.n_boot,
             confidence=self.confidence,
+            seed=self.seed,
+            alpha=self.alpha,
             correction=self.correction,
             min_support=self.min_support,
-        )
-        text = verdict(
-            base,
-            models,
-            pairwise,
-            baseline_info["class_name"],
-            confidence=self.confidence,
-            correction=self.correction,
-        )
-        settings = {
-            "n_boot": self.n_boot,
-            "confidence": self.confidence,
-            "random_state": self.random_state,
-            "stratified": True,
-            "ci_method": "percentile",
-            "alpha": self.alpha,
-            "correction": self.correction,
-            "min_support": self.min_support,
-            "top_k": base.top_k,
-            "latency_runs": self.latency_runs,
-        }
-        return ComparisonReport(
-            class_names=self.class_names,
-            y_true=y_true,
-            baseline=base,
-            models=models,
-            pairwise=pairwise,
-            warnings=warnings,
-            settings=settings,
-            baseline_info=baseline_info,
-            machine=_cost.machine(),
-            verdict=text,
+            top_k=self.top_k,
+            latency_runs=self.latency_runs,
         )
 
     # -- checks ----------------------------------------------------------------------------------

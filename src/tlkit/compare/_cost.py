@@ -13,7 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from tlkit._validation import check_path
+from tlkit.compare._inputs import optional_int
 from tlkit.compare._report import Cost
+from tlkit.errors import ComparisonError
 
 __all__ = [
     "count_params",
@@ -28,11 +31,11 @@ __all__ = [
 
 def tflite_size(name: str, path: str | os.PathLike[str] | None) -> int | None:
     """Bytes of a model's ``.tflite`` file (``None`` without one); a missing file is refused."""
-    if path is None:
+    p = check_path("tflite_path", path, allow_none=True)
+    if p is None:
         return None
-    p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"tflite_path {str(p)!r} of model {name!r} is not a file")
+        raise ComparisonError(f"tflite_path {str(p)!r} of model {name!r} is not a file")
     return p.stat().st_size
 
 
@@ -66,21 +69,26 @@ def keras_cost(
 
 
 def exported_cost(
-    exported: Any,
-    sample: np.ndarray,
-    *,
-    predict_time_s: float,
-    size_bytes: int | None,
-    measure: bool,
-    runs: int,
-) -> Cost:
-    """The cost of an exported model: its file size goes in the TFLite column for LiteRT."""
+    exported: Any, sample: np.ndarray, *, predict_time_s: float, measure: bool, runs: int
+) -> tuple[Cost, list[str]]:
+    """The cost of an exported model, and notes naming its file.
+
+    The file size goes in the TFLite column for LiteRT files, in the notes for
+    other formats.
+    """
     fmt = getattr(exported, "format", None)
-    cost = Cost(tflite_bytes=size_bytes if fmt == "litert" else None, predict_time_s=predict_time_s)
+    nbytes = optional_int(getattr(exported, "size_bytes", None), "size_bytes")
+    notes = [
+        f"exported {fmt or 'model'} file"
+        + (f": {exported.path}" if hasattr(exported, "path") else "")
+    ]
+    if nbytes is not None and fmt != "litert":
+        notes.append(f"{fmt} file size {nbytes:,} bytes")
+    cost = Cost(tflite_bytes=nbytes if fmt == "litert" else None, predict_time_s=predict_time_s)
     if measure:
         lat1, lat32 = latencies(exported, sample, runs)
         cost = dataclasses.replace(cost, latency_ms_batch1=lat1, latency_ms_batch32=lat32)
-    return cost
+    return cost, notes
 
 
 def count_params(model: Any) -> int | None:

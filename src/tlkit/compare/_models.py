@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from tlkit._validation import type_name
 from tlkit.compare._inputs import (
     as_history,
     check_labels,
@@ -21,6 +22,7 @@ from tlkit.compare._inputs import (
     optional_int,
 )
 from tlkit.compare._report import Cost
+from tlkit.errors import ArgumentTypeError, ComparisonError
 
 __all__ = [
     "TRAINED_ATTRIBUTES",
@@ -59,7 +61,7 @@ def as_keras_model(obj: Any) -> Any:
 
 
 def unwrap_model(obj: Any) -> tuple[Any, dict[str, Any]]:
-    """Return (keras model, TrainedClassifier extras) or raise TypeError."""
+    """Return (keras model, TrainedClassifier extras) or raise ArgumentTypeError."""
     model = as_keras_model(obj)
     if model is not None:
         return model, {}
@@ -68,10 +70,11 @@ def unwrap_model(obj: Any) -> tuple[Any, dict[str, Any]]:
     if model is not None:
         extras = {k: getattr(obj, k, None) for k in TRAINED_ATTRIBUTES}
         return model, extras
-    raise TypeError(
-        "model must be a keras.Model or an object whose .model is one (a tlkit FineTuner), got "
-        f"{type(obj).__name__}; for predictions from anything else use "
-        "add_predictions(name, y_pred, y_prob)"
+    raise ArgumentTypeError(
+        "model must be a keras.Model or an object whose .model is one (a "
+        f"tlkit.protocols.TrainedClassifier such as a FineTuner), got {type_name(obj)}"
+        + (f" whose .model is {type_name(inner)}" if inner is not None else "")
+        + "; for predictions from anything else use add_predictions(name, y_pred, y_prob)"
     )
 
 
@@ -81,7 +84,7 @@ def check_class_names(name: str, names: Any, class_names: Sequence[str]) -> None
         return
     names = tuple(str(c) for c in names)
     if names != tuple(class_names):
-        raise ValueError(
+        raise ComparisonError(
             f"model {name!r} was trained with class_names {list(names)} but the comparator's "
             f"are {list(class_names)}: its outputs would be read in the wrong order"
         )
@@ -92,9 +95,9 @@ def check_exported(name: str, exported: Any) -> None:
     if not callable(getattr(exported, "predict_on_batch", None)) or not hasattr(
         exported, "input_size"
     ):
-        raise TypeError(
+        raise ArgumentTypeError(
             f"add_exported({name!r}, ...): expected a tlkit.export.ExportedModel (an object "
-            f"with predict_on_batch() and input_size), got {type(exported).__name__}"
+            f"with predict_on_batch() and input_size), got {type_name(exported)}"
         )
 
 
@@ -118,12 +121,12 @@ def predictions_entry(
     prob = None if y_prob is None else check_probabilities(y_prob, n, k)
     if y_pred is None:
         if prob is None:
-            raise ValueError(f"add_predictions({name!r}): give y_pred, y_prob or both")
+            raise ComparisonError(f"add_predictions({name!r}): give y_pred, y_prob or both")
         pred = np.argmax(prob, axis=1).astype(np.int64)
     else:
         pred = check_labels(y_pred, "y_pred", class_names)
         if pred.size != n:
-            raise ValueError(
+            raise ComparisonError(
                 f"y_pred of {name!r} has {pred.size} predictions but the test set has {n} labels"
             )
     cost = Cost(

@@ -10,6 +10,7 @@ import numpy as np
 from scipy.special import expit, softmax
 
 from tlkit.compare._inputs import PROB_ATOL
+from tlkit.errors import ComparisonError
 
 __all__ = ["as_probabilities", "predict"]
 
@@ -33,11 +34,11 @@ def predict(
         out = model.predict_on_batch(x)
         seconds += time.perf_counter() - t0
         if isinstance(out, (list, tuple, dict)):
-            raise ValueError("the model has several outputs; compare models with one output")
+            raise ComparisonError("the model has several outputs; compare models with one output")
         outputs.append(np.asarray(out))
         labels.append(y)
     if not outputs:
-        raise ValueError("test_data holds no examples")
+        raise ComparisonError("test_data holds no examples")
     return np.concatenate(outputs), np.concatenate(labels), np.stack(sample), seconds
 
 
@@ -48,7 +49,7 @@ def as_probabilities(name: str, raw: np.ndarray, k: int) -> tuple[np.ndarray, st
         out = out[:, 0]
     if out.ndim == 1:
         if k != 2:
-            raise ValueError(
+            raise ComparisonError(
                 f"model {name!r} has one output unit but there are {k} classes; it needs {k}"
             )
         if np.all((out >= 0) & (out <= 1)):
@@ -56,12 +57,12 @@ def as_probabilities(name: str, raw: np.ndarray, k: int) -> tuple[np.ndarray, st
         p = expit(out)
         return np.stack([1 - p, p], axis=1), "one logit (sigmoid applied)"
     if out.ndim != 2 or out.shape[1] != k:
-        raise ValueError(
+        raise ComparisonError(
             f"model {name!r} outputs shape (batch, {', '.join(map(str, raw.shape[1:]))}), "
             f"expected (batch, {k}): one value per class"
         )
     if not np.all(np.isfinite(out)):
-        raise ValueError(f"model {name!r} outputs NaN or infinite values")
+        raise ComparisonError(f"model {name!r} outputs NaN or infinite values")
     if np.all((out >= -1e-6) & (out <= 1 + 1e-6)) and np.allclose(
         out.sum(axis=1), 1, atol=PROB_ATOL
     ):

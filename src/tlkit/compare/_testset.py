@@ -10,6 +10,7 @@ import numpy as np
 
 from tlkit.compare._inputs import check_labels
 from tlkit.compare._predict import predict
+from tlkit.errors import ArgumentTypeError, ComparisonError
 
 __all__ = ["TestSet", "classify_test_data"]
 
@@ -20,29 +21,33 @@ def classify_test_data(data: Any) -> tuple[str, Any, np.ndarray | None]:
         import tensorflow as tf
 
         if int(data.cardinality()) == int(tf.data.INFINITE_CARDINALITY):
-            raise ValueError("test_data is an infinite dataset (.repeat()?); pass a finite one")
+            raise ComparisonError(
+                "test_data is an infinite dataset (.repeat()?); pass a finite one"
+            )
         return "dataset", data, None
     if hasattr(data, "to_dataset") and hasattr(data, "labels"):
         return "part", data, np.asarray(data.labels)
     if isinstance(data, tuple) and len(data) == 2 and np.ndim(data[0]) == 4:
         x, y = data
         if len(x) != len(y):
-            raise ValueError(f"test_data (images, labels) have {len(x)} images but {len(y)} labels")
+            raise ComparisonError(
+                f"test_data (images, labels) have {len(x)} images but {len(y)} labels"
+            )
         return "arrays", (x, y), np.asarray(y)
     if isinstance(data, (str, bytes, os.PathLike)):
-        raise TypeError(
+        raise ArgumentTypeError(
             "test_data must be a tf.data.Dataset, a SplitPart, (images, labels) arrays or an "
             f"array of labels, got the path {data!r}; load it first, e.g. split.test"
         )
     try:
         arr = np.asarray(data)
     except (TypeError, ValueError) as exc:
-        raise TypeError(
+        raise ArgumentTypeError(
             "test_data must be a tf.data.Dataset, a SplitPart, (images, labels) arrays or an "
             f"array of labels, got {type(data).__name__}"
         ) from exc
     if arr.dtype == object or arr.ndim not in (1, 2):
-        raise TypeError(
+        raise ArgumentTypeError(
             "test_data must be a tf.data.Dataset, a SplitPart, (images, labels) arrays or a "
             f"1-D array of labels, got {type(data).__name__} of shape {arr.shape}"
         )
@@ -99,7 +104,7 @@ class TestSet:
         if self._y_true is None:
             self._y_true = labels
         elif not np.array_equal(labels, self._y_true):
-            raise ValueError(
+            raise ComparisonError(
                 f"{call}: test_data yielded its labels in a different order than on "
                 "the first pass (is it shuffled, e.g. .shuffle() with "
                 "reshuffle_each_iteration=True?); predictions would not line up with the labels. "
@@ -125,7 +130,7 @@ class TestSet:
             return int(h), int(w)
         shape = getattr(model, "input_shape", None)
         if isinstance(shape, list) or shape is None or len(shape) != 4 or None in shape[1:3]:
-            raise ValueError(
+            raise ComparisonError(
                 f"model {name!r} has no fixed image input size (input_shape {shape}); pass "
                 "image_size=(height, width) to add()"
             )
@@ -137,7 +142,7 @@ class TestSet:
             ds = self.data
             spec = ds.element_spec
             if not isinstance(spec, tuple) or len(spec) < 2:
-                raise ValueError(
+                raise ComparisonError(
                     "test_data must yield (images, labels) pairs; it yields "
                     f"{type(spec).__name__} elements"
                 )
@@ -176,7 +181,7 @@ class TestSet:
             y = y[:, 0]
         elif y.ndim == 2:
             if y.shape[1] != self.num_classes:
-                raise ValueError(
+                raise ComparisonError(
                     f"test_data yields label batches of shape {y.shape}: one-hot labels need "
                     f"{self.num_classes} columns, one per class name"
                 )
