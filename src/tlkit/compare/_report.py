@@ -48,7 +48,8 @@ class Cost:
         images on the machine that ran the comparison (median of several timed
         runs after a warm-up run).
     train_time_s : float or None
-        Training time in seconds, from a FineTuner's ``train_time_s``.
+        Training time in seconds: the ``train_time_s`` of a
+        :class:`~tlkit.protocols.TrainedClassifier` such as a FineTuner.
     predict_time_s : float or None
         Seconds spent in the model predicting the whole test set (the first
         batch includes tracing; input decoding not included).
@@ -225,7 +226,9 @@ class ComparisonReport:
         Holm-adjusted when there are several pairs), and which models do not
         beat the majority-class baseline.
     settings : dict
-        The comparator settings (``n_boot``, ``confidence``, ``random_state``, ...).
+        The comparator settings (``n_boot``, ``confidence``, ``random_state``,
+        ...). ``random_state`` is the comparator's ``seed``: the key keeps its
+        name of JSON schema 1.
     baseline_info : dict
         ``class_index``, ``class_name`` and ``source`` of the baseline's class.
     machine : dict
