@@ -81,7 +81,7 @@ def test_balanced_accuracy_above_baseline_but_interval_touching_it_is_warned() -
     weak[30:44] = 0  # 16/30 right on class 1: balanced accuracy 0.533
     strong = y.copy()
     strong[:2] = 1
-    c = ModelComparator(y, ["neg", "pos"], n_boot=300, random_state=0)
+    c = ModelComparator(y, ["neg", "pos"], n_boot=300, seed=0)
     report = c.add_predictions("weak", weak).add_predictions("strong", strong).run()
     base = report.baseline.metrics["balanced_accuracy"]
     w = report["weak"]
@@ -96,7 +96,7 @@ def test_balanced_accuracy_above_baseline_but_interval_touching_it_is_warned() -
 def test_interval_lower_bound_equal_to_the_baseline_is_warned() -> None:
     # A model that always says "neg" has balanced accuracy exactly 0.5 in every resample.
     y = np.array([0] * 30 + [1] * 30)
-    c = ModelComparator(y, ["neg", "pos"], n_boot=50, random_state=0)
+    c = ModelComparator(y, ["neg", "pos"], n_boot=50, seed=0)
     report = c.add_predictions("constant", np.zeros(60, dtype=int)).run()
     ci = report["constant"].ci["balanced_accuracy"]
     assert ci.low == report.baseline.metrics["balanced_accuracy"] == 0.5
@@ -133,7 +133,7 @@ def test_min_support_boundary_is_fewer_than_ten(n_small: int, warned: bool) -> N
 def test_warning_texts_in_full() -> None:
     """The exact sentences a reader sees (a constant model; one pair, so no Holm note)."""
     y = np.array([0] * 30 + [1] * 30)
-    c = ModelComparator(y, ["neg", "pos"], n_boot=50, random_state=0, alpha=0.01)
+    c = ModelComparator(y, ["neg", "pos"], n_boot=50, seed=0, alpha=0.01)
     flip = y.copy()
     flip[:6] = 1  # right for "constant", wrong here: 6 vs 0 discordant, p = 0.03125
     flip[30:] = 0

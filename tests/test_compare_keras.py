@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import numpy as np
@@ -14,6 +15,7 @@ from scipy.special import softmax  # noqa: E402
 from sklearn.metrics import accuracy_score, balanced_accuracy_score  # noqa: E402
 
 from tlkit.compare import ModelComparator  # noqa: E402
+from tlkit.protocols import TrainedClassifier  # noqa: E402
 
 CLASSES = ["red", "green", "blue"]
 N = 40
@@ -85,19 +87,25 @@ def test_add_keras_model_from_dataset(images) -> None:
     assert r.machine["tensorflow"] == tf.__version__
 
 
-def test_finetuner_protocol(images, tmp_path) -> None:
+@dataclass
+class TrainedRun:
+    """A hand-written training run implementing tlkit.protocols.TrainedClassifier."""
+
+    model: keras.Model
+    class_names: tuple[str, ...] | None = tuple(CLASSES)
+    history: object = None
+    train_time_s: float | None = None
+    tflite_path: str | None = None
+
+
+def test_trained_classifier_protocol(images, tmp_path) -> None:
     x, y = images
     tflite = tmp_path / "colour.tflite"
     tflite.write_bytes(b"\0" * 1234)
     history = keras.callbacks.History()
     history.history = {"loss": [0.9, 0.5], "val_loss": [1.0, 0.7]}
-    tuner = SimpleNamespace(
-        model=mean_colour_model(),
-        history=history,
-        train_time_s=42.0,
-        class_names=tuple(CLASSES),
-        tflite_path=str(tflite),
-    )
+    tuner = TrainedRun(mean_colour_model(), tuple(CLASSES), history, 42.0, str(tflite))
+    assert isinstance(tuner, TrainedClassifier)
     r = (
         ModelComparator((x, y), CLASSES, n_boot=0, batch_size=7)
         .add("tuned", tuner, measure_cost=False)
@@ -110,9 +118,22 @@ def test_finetuner_protocol(images, tmp_path) -> None:
     assert res.history == {"loss": [0.9, 0.5], "val_loss": [1.0, 0.7]}
     assert any(p.name == "training_tuned.png" for p in r.save(tmp_path / "out"))
     # A FineTuner trained with another class order would be read wrongly: refused.
-    wrong = SimpleNamespace(model=mean_colour_model(), class_names=["blue", "green", "red"])
+    wrong = TrainedRun(mean_colour_model(), class_names=("blue", "green", "red"))
     with pytest.raises(ValueError, match="wrong order"):
         ModelComparator((x, y), CLASSES, n_boot=0).add("wrong", wrong)
+
+
+def test_an_object_with_only_model_is_accepted(images) -> None:
+    """The documented minimum: ``.model`` alone; the other attributes count as None."""
+    x, y = images
+    bare = SimpleNamespace(model=mean_colour_model())
+    assert not isinstance(bare, TrainedClassifier)
+    r = ModelComparator((x, y), CLASSES, n_boot=0).add("bare", bare, measure_cost=False).run()
+    direct = (
+        ModelComparator((x, y), CLASSES, n_boot=0).add("bare", bare.model, measure_cost=False).run()
+    )
+    np.testing.assert_array_equal(r["bare"].y_pred, direct["bare"].y_pred)
+    assert r["bare"].history is None and r["bare"].cost.train_time_s is None
 
 
 def test_logits_and_one_hot_and_unbatched(images) -> None:

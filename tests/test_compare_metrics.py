@@ -41,7 +41,7 @@ def close(a: float | None, b: float) -> bool:
 @pytest.fixture(scope="module")
 def study_report():
     return (
-        ModelComparator(study_labels(), STUDY_CLASSES)  # default n_boot=1000, random_state=0
+        ModelComparator(study_labels(), STUDY_CLASSES)  # default n_boot=1000, seed=0
         .add_predictions("MobileNet", np.zeros(108, dtype=int))
         .run()
     )
@@ -340,7 +340,7 @@ def test_constructor_validation() -> None:
         ({"n_boot": -1}, "n_boot"),
         ({"confidence": 1.0}, "confidence"),
         ({"alpha": 0}, "alpha"),
-        ({"correction": "bonferroni"}, "correction must be 'holm' or None"),
+        ({"correction": "bonferroni"}, "correction must be one of 'holm', None"),
         ({"min_support": -2}, "min_support"),
         ({"top_k": 0}, "top_k"),
     ]:

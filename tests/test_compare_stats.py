@@ -90,14 +90,14 @@ def noisy_case(seed: int, n: int = 120, k: int = 3, right: float = 0.7):
 
 def test_stratified_indices_keep_class_supports() -> None:
     y = np.repeat([0, 1, 2], [50, 7, 3])
-    for idx in bootstrap_indices(y, 50, random_state=1):
+    for idx in bootstrap_indices(y, 50, seed=1):
         np.testing.assert_array_equal(np.bincount(y[idx], minlength=3), [50, 7, 3])
     # Not a permutation: resampling with replacement repeats some images.
-    assert any(len(np.unique(idx)) < y.size for idx in bootstrap_indices(y, 5, random_state=1))
+    assert any(len(np.unique(idx)) < y.size for idx in bootstrap_indices(y, 5, seed=1))
     # Unstratified resampling does change the supports.
     counts = {
         tuple(np.bincount(y[i], minlength=3))
-        for i in bootstrap_indices(y, 20, random_state=1, stratified=False)
+        for i in bootstrap_indices(y, 20, seed=1, stratified=False)
     }
     assert len(counts) > 1
 
@@ -105,9 +105,9 @@ def test_stratified_indices_keep_class_supports() -> None:
 @pytest.mark.parametrize("metric", ["accuracy", "balanced_accuracy", "macro_f1"])
 def test_bootstrap_reproducible_under_seed(metric) -> None:
     y, p = noisy_case(0)
-    a = bootstrap_ci(y, p, metric, n_boot=300, random_state=7)
-    b = bootstrap_ci(y, p, metric, n_boot=300, random_state=7)
-    c = bootstrap_ci(y, p, metric, n_boot=300, random_state=8)
+    a = bootstrap_ci(y, p, metric, n_boot=300, seed=7)
+    b = bootstrap_ci(y, p, metric, n_boot=300, seed=7)
+    c = bootstrap_ci(y, p, metric, n_boot=300, seed=8)
     assert a == b
     assert (a.low, a.high) != (c.low, c.high)
     assert a.low < a.high
@@ -117,7 +117,7 @@ def test_bootstrap_reproducible_under_seed(metric) -> None:
 @pytest.mark.parametrize("metric", ["accuracy", "balanced_accuracy", "macro_f1"])
 def test_bootstrap_covers_the_estimate(seed, metric) -> None:
     y, p = noisy_case(seed, n=60 + 20 * seed, right=0.4 + 0.1 * seed)
-    ci = bootstrap_ci(y, p, metric, n_boot=400, random_state=seed)
+    ci = bootstrap_ci(y, p, metric, n_boot=400, seed=seed)
     assert ci.low <= ci.estimate <= ci.high
     assert ci.estimate in ci
     assert ci.estimate == CI_METRICS[metric](y, p, np.arange(3))
@@ -133,12 +133,12 @@ def test_bootstrap_is_sklearn_on_each_resample() -> None:
         "macro_f1": lambda a, b: f1_score(a, b, labels=labels, average="macro", zero_division=0),
     }
     for name, ref in refs.items():
-        values = [ref(y[i], p[i]) for i in bootstrap_indices(y, 200, random_state=3)]
+        values = [ref(y[i], p[i]) for i in bootstrap_indices(y, 200, seed=3)]
         lo, hi = np.percentile(values, [2.5, 97.5])
-        ci = bootstrap_ci(y, p, name, n_boot=200, random_state=3)
+        ci = bootstrap_ci(y, p, name, n_boot=200, seed=3)
         assert (ci.low, ci.high) == pytest.approx((lo, hi), abs=1e-12)
         # A user-given callable takes the uncached path and gives the same interval.
-        ci2 = bootstrap_ci(y, p, ref, n_boot=200, random_state=3)
+        ci2 = bootstrap_ci(y, p, ref, n_boot=200, seed=3)
         assert (ci2.low, ci2.high) == pytest.approx((ci.low, ci.high), abs=1e-12)
 
 
@@ -146,25 +146,21 @@ def test_bootstrap_cache_equals_plain_loop() -> None:
     y, p = noisy_case(5, n=40)
     p[y == 2] = 2  # perfect on one class: many resamples share a confusion matrix
     fns = [lambda a, b, f=f: f(a, b, np.arange(3)) for f in CI_METRICS.values()]
-    fast = bootstrap_values(y, p, fns, 300, random_state=0, confusion_only=True)
-    plain = bootstrap_values(y, p, fns, 300, random_state=0, confusion_only=False)
+    fast = bootstrap_values(y, p, fns, 300, seed=0, confusion_only=True)
+    plain = bootstrap_values(y, p, fns, 300, seed=0, confusion_only=False)
     np.testing.assert_array_equal(fast, plain)
 
 
 def test_comparator_intervals_are_bootstrap_ci() -> None:
     y, p = noisy_case(2, n=80)
-    r = (
-        ModelComparator(y, ["a", "b", "c"], n_boot=250, random_state=11)
-        .add_predictions("m", p)
-        .run()
-    )
+    r = ModelComparator(y, ["a", "b", "c"], n_boot=250, seed=11).add_predictions("m", p).run()
     for name in ("accuracy", "balanced_accuracy", "macro_f1"):
-        ref = bootstrap_ci(y, p, name, n_boot=250, random_state=11, labels=np.arange(3))
+        ref = bootstrap_ci(y, p, name, n_boot=250, seed=11, labels=np.arange(3))
         assert r["m"].ci[name] == ref
     # Same seed, same report; another seed, other intervals.
-    again = ModelComparator(y, ["a", "b", "c"], n_boot=250, random_state=11).add_predictions("m", p)
+    again = ModelComparator(y, ["a", "b", "c"], n_boot=250, seed=11).add_predictions("m", p)
     assert again.run()["m"].ci == r["m"].ci
-    other = ModelComparator(y, ["a", "b", "c"], n_boot=250, random_state=12).add_predictions("m", p)
+    other = ModelComparator(y, ["a", "b", "c"], n_boot=250, seed=12).add_predictions("m", p)
     assert other.run()["m"].ci != r["m"].ci
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "ArgumentTypeError",
     "AuditError",
     "BackboneError",
+    "ComparisonError",
     "DatasetError",
     "ExportCheckError",
     "ExportError",
@@ -140,3 +141,12 @@ class TrainingDivergedError(TlkitError, FloatingPointError):
 
 class AuditError(TlkitError, ValueError):
     """An option or precomputed feature array given to :func:`tlkit.audit.audit` cannot be used."""
+
+
+class ComparisonError(TlkitError, ValueError):
+    """A model, prediction or option given to :mod:`tlkit.compare` cannot be used.
+
+    Raised by :class:`~tlkit.compare.ModelComparator` and the statistics
+    (:func:`~tlkit.compare.bootstrap_ci`, ...); the message names the argument
+    and what to do.
+    """

@@ -6,8 +6,9 @@ The statistics it uses are public too: :func:`bootstrap_ci` (stratified
 bootstrap percentile intervals), :func:`mcnemar_exact` (McNemar's exact test)
 and :func:`holm` (Holm's adjustment for several comparisons).
 
-Importing this module loads numpy, scikit-learn, SciPy and matplotlib, not
-TensorFlow: Keras is only used on models that are already Keras models.
+Importing this module loads numpy, scikit-learn and SciPy (matplotlib when a
+plot is drawn), not TensorFlow: Keras is only used on models that are already
+Keras models.
 
 Examples
 --------

@@ -7,6 +7,9 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import TYPE_CHECKING
 
+from tlkit.compare import _tables
+from tlkit.compare._format import SCHEMA, unique_slugs
+
 if TYPE_CHECKING:  # pragma: no cover
     from tlkit.compare._report import ComparisonReport, ModelResult
 
@@ -96,8 +99,6 @@ def _classification_table(r: ModelResult) -> str:
 
 def render_html(report: ComparisonReport, figures: Mapping[str, tuple[str, bytes]]) -> str:
     """Return the report as one HTML page; ``figures`` maps plot keys to (file name, PNG)."""
-    from tlkit.compare._report import SCHEMA, _unique_slugs
-
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -118,28 +119,28 @@ def render_html(report: ComparisonReport, figures: Mapping[str, tuple[str, bytes
         parts.append(f'<p class="verdict"><strong>Verdict.</strong> {escape(report.verdict)}</p>')
     parts.append("</section>")
     parts.append(
-        f'<section id="test-set"><h2>Test set</h2><p>{escape(report._test_set_text())}</p></section>'
+        f'<section id="test-set"><h2>Test set</h2><p>{escape(_tables.testset_text(report))}</p></section>'
     )
 
-    head, body = report.metrics_table()
+    head, body = _tables.metrics_table(report)
     row_classes = ["baseline" if r.kind == "baseline" else "" for r in report.rows]
     parts.append('<section id="metrics"><h2>Metrics</h2>')
-    parts.append(f'<p class="small">{escape(report._ci_text())}</p>')
+    parts.append(f'<p class="small">{escape(_tables.ci_text(report))}</p>')
     parts.append(_table(head, body, cls="metrics", row_classes=row_classes))
     if "metrics" in figures:
         parts.append(_img(figures["metrics"][1], "metrics with bootstrap intervals"))
     parts.append("</section>")
 
-    head, body = report.cost_table()
+    head, body = _tables.cost_table(report)
     parts.append('<section id="cost"><h2>Cost</h2>')
     parts.append(_table(head, body, cls="cost"))
-    parts.append(f'<p class="small">{escape(report._machine_text())}</p></section>')
+    parts.append(f'<p class="small">{escape(_tables.machine_text(report))}</p></section>')
 
     parts.append('<section id="pairwise"><h2>Pairwise McNemar exact tests</h2>')
     if report.pairwise:
-        head, body = report.pairwise_table()
+        head, body = _tables.pairwise_table(report)
         parts.append(_table(head, body, cls="pairwise"))
-        parts.append(f'<p class="small">{escape(report._pairwise_text())}</p>')
+        parts.append(f'<p class="small">{escape(_tables.pairwise_text(report))}</p>')
     else:
         parts.append("<p>One model: nothing to test.</p>")
     parts.append("</section>")
@@ -149,7 +150,7 @@ def render_html(report: ComparisonReport, figures: Mapping[str, tuple[str, bytes
         parts.append(_img(figures["per_class_f1"][1], "per-class F1 of each model"))
         parts.append("</section>")
 
-    slugs = _unique_slugs(list(report.models))
+    slugs = unique_slugs(list(report.models))
     for name, r in report.models.items():
         parts.append(f'<section class="model" id="model-{escape(slugs[name])}">')
         parts.append(f"<h2>{escape(name)}</h2>")
@@ -166,11 +167,11 @@ def render_html(report: ComparisonReport, figures: Mapping[str, tuple[str, bytes
             '<p class="small">Rows: true class; columns: predicted class; count and share of '
             "the true class.</p>"
         )
-        head, body = report.confusion_table(r)
+        head, body = _tables.confusion_table(report, r)
         parts.append(_table(head, body, cls="confusion", attrs=f' data-model="{escape(name)}"'))
         if f"confusion:{name}" in figures:
             parts.append(_img(figures[f"confusion:{name}"][1], f"confusion matrix of {name}"))
-        parts.append(f"<p>Most confused: {escape(report._confused_text(r))}</p>")
+        parts.append(f"<p>Most confused: {escape(_tables.confused_text(r))}</p>")
         if f"training:{name}" in figures:
             parts.append("<h3>Training history</h3>")
             parts.append(_img(figures[f"training:{name}"][1], f"training curves of {name}"))

@@ -23,20 +23,9 @@ from sklearn.metrics import (
     top_k_accuracy_score,
 )
 
-__all__ = ["CI_METRICS", "METRIC_LABELS", "classification_metrics", "quiet_sklearn"]
+from tlkit.compare._format import METRIC_LABELS
 
-#: Display names of the scalar metrics, in report order.
-METRIC_LABELS: dict[str, str] = {
-    "accuracy": "accuracy",
-    "balanced_accuracy": "balanced accuracy",
-    "macro_f1": "macro-F1",
-    "weighted_f1": "weighted-F1",
-    "mcc": "MCC",
-    "cohen_kappa": "Cohen's kappa",
-    "top_k_accuracy": "top-k accuracy",
-    "log_loss": "log loss",
-    "roc_auc_ovr": "ROC-AUC (OvR)",
-}
+__all__ = ["CI_METRICS", "METRIC_LABELS", "classification_metrics", "quiet_sklearn"]
 
 
 @contextmanager

@@ -11,6 +11,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from tlkit.compare._format import CI_KEYS, METRIC_LABELS
+
 if TYPE_CHECKING:  # pragma: no cover
     from tlkit.compare._report import ComparisonReport, ModelResult
 
@@ -85,14 +87,7 @@ def confusion_png(result: ModelResult, class_names: Sequence[str]) -> bytes:
 
 def metrics_png(report: ComparisonReport) -> bytes:
     """Accuracy, balanced accuracy and macro-F1 per model, with their bootstrap intervals."""
-    from tlkit.compare._report import CI_KEYS
-
     rows = report.rows
-    labels = {
-        "accuracy": "accuracy",
-        "balanced_accuracy": "balanced accuracy",
-        "macro_f1": "macro-F1",
-    }
     n = len(rows)
     width = 0.8 / n
     fig = _new_figure(max(6.0, 1.1 * n + 4.0), 4.2)
@@ -120,7 +115,7 @@ def metrics_png(report: ComparisonReport) -> bytes:
     base_bal = report.baseline.metrics["balanced_accuracy"]
     if base_bal is not None:
         ax.axhline(base_bal, color="#444444", lw=1, ls="--", label="baseline balanced accuracy")
-    ax.set_xticks(x, [labels[m] for m in CI_KEYS])
+    ax.set_xticks(x, [METRIC_LABELS[m] for m in CI_KEYS])
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("score on the test set")
     ci = report.settings.get("confidence", 0.95)

@@ -1,11 +1,13 @@
-"""ComparisonReport: the results of a comparison, as Markdown, JSON, HTML and PNG files."""
+"""ComparisonReport and its rows: the results of a comparison, as data and as JSON.
+
+Rendering lives elsewhere and reads these objects: :mod:`._tables` (the tables and
+sentences), :mod:`._markdown`, :mod:`._html`, :mod:`._plots`; :mod:`._files` writes them.
+"""
 
 from __future__ import annotations
 
 import json
-import math
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,19 +15,20 @@ from typing import Any
 
 import numpy as np
 
-from tlkit.compare._metrics import METRIC_LABELS
+from tlkit.compare import _files, _html, _markdown, _tables
+from tlkit.compare._format import BASELINE_NAME, CI_KEYS, SCHEMA
+from tlkit.compare._format import clean as _clean
 from tlkit.compare._stats import BootstrapCI, McNemarResult
 
-__all__ = ["SCHEMA", "ComparisonReport", "Cost", "ModelResult", "PairwiseResult"]
-
-#: Identifier and version of the JSON layout written by :meth:`ComparisonReport.to_json`.
-SCHEMA = "tlkit.comparison/1"
-
-#: Name of the majority-class baseline row.
-BASELINE_NAME = "majority-class baseline"
-
-#: Metrics that get bootstrap intervals, in report order.
-CI_KEYS = ("accuracy", "balanced_accuracy", "macro_f1")
+__all__ = [
+    "BASELINE_NAME",
+    "CI_KEYS",
+    "SCHEMA",
+    "ComparisonReport",
+    "Cost",
+    "ModelResult",
+    "PairwiseResult",
+]
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,8 @@ class Cost:
         images on the machine that ran the comparison (median of several timed
         runs after a warm-up run).
     train_time_s : float or None
-        Training time in seconds, from a FineTuner's ``train_time_s``.
+        Training time in seconds: the ``train_time_s`` of a
+        :class:`~tlkit.protocols.TrainedClassifier` such as a FineTuner.
     predict_time_s : float or None
         Seconds spent in the model predicting the whole test set (the first
         batch includes tracing; input decoding not included).
@@ -222,7 +226,9 @@ class ComparisonReport:
         Holm-adjusted when there are several pairs), and which models do not
         beat the majority-class baseline.
     settings : dict
-        The comparator settings (``n_boot``, ``confidence``, ``random_state``, ...).
+        The comparator settings (``n_boot``, ``confidence``, ``random_state``,
+        ...). ``random_state`` is the comparator's ``seed``: the key keeps its
+        name of JSON schema 1.
     baseline_info : dict
         ``class_index``, ``class_name`` and ``source`` of the baseline's class.
     machine : dict
@@ -356,7 +362,7 @@ class ComparisonReport:
             allow_nan=False,
         )
 
-    # -- Markdown -----------------------------------------------------------------------------
+    # -- rendering (the renderers read this object; they do not import this module) ---------
 
     def to_markdown(self) -> str:
         """Return the report as GitHub-flavoured Markdown, warnings first.
@@ -365,204 +371,36 @@ class ComparisonReport:
         -------
         str
         """
-        return self._markdown(images=None)
-
-    def _markdown(self, images: Mapping[str, str] | None) -> str:
-        lines = ["# Model comparison", ""]
-        lines += _warnings_md(self.warnings)
-        if self.verdict:
-            lines += [f"**Verdict.** {_md_escape(self.verdict)}", ""]
-        lines += ["## Test set", "", self._test_set_text(), ""]
-        lines += ["## Metrics", ""]
-        lines += [self._ci_text(), ""]
-        head, body = self.metrics_table()
-        lines += _md_table(head, body)
-        lines += [""]
-        if images and "metrics" in images:
-            lines += [f"![metrics with intervals]({images['metrics']})", ""]
-        lines += ["## Cost", ""]
-        head, body = self.cost_table()
-        lines += _md_table(head, body)
-        lines += ["", self._machine_text(), ""]
-        lines += ["## Pairwise McNemar exact tests", ""]
-        if self.pairwise:
-            head, body = self.pairwise_table()
-            lines += _md_table(head, body)
-            lines += ["", self._pairwise_text(), ""]
-        else:
-            lines += ["One model: nothing to test.", ""]
-        if images and "per_class_f1" in images:
-            lines += ["## Per-class F1", "", f"![per-class F1]({images['per_class_f1']})", ""]
-        for r in self.models.values():
-            lines += [f"## {_md_escape(r.name)}", ""]
-            if r.output:
-                lines += [f"Outputs: {r.output}.", ""]
-            lines += ["scikit-learn classification report:", "", "```text"]
-            lines += [r.classification_report.rstrip("\n"), "```", ""]
-            lines += [
-                "Confusion matrix (rows: true class, columns: predicted class; "
-                "count and share of the true class):",
-                "",
-            ]
-            head, body = self.confusion_table(r)
-            lines += _md_table(head, body)
-            lines += [""]
-            if images and f"confusion:{r.name}" in images:
-                lines += [f"![confusion matrix of {r.name}]({images[f'confusion:{r.name}']})", ""]
-            lines += ["Most confused: " + self._confused_text(r), ""]
-            if images and f"training:{r.name}" in images:
-                lines += [f"![training curves of {r.name}]({images[f'training:{r.name}']})", ""]
-            for note in r.notes:
-                lines += [f"- note: {_md_escape(note)}"]
-            if r.notes:
-                lines += [""]
-        return "\n".join(lines).rstrip("\n") + "\n"
-
-    # -- tables shared by the renderers -------------------------------------------------------
-
-    def _test_set_text(self) -> str:
-        sup = self.supports
-        classes = ", ".join(f"{c} {int(n)}" for c, n in zip(self.class_names, sup, strict=True))
-        b = self.baseline_info
-        src = (
-            "the most frequent class in the test set"
-            if b["source"] == "test set"
-            else "the most frequent class in baseline_labels"
-        )
-        return (
-            f"{self.y_true.size} examples in {len(self.class_names)} classes ({classes}). "
-            f"Baseline: always predict {b['class_name']!r}, {src}."
-        )
-
-    def _ci_text(self) -> str:
-        s = self.settings
-        if not s["n_boot"]:
-            return "No intervals (n_boot=0)."
-        return (
-            f"Brackets: {s['confidence']:.0%} bootstrap percentile intervals from "
-            f"{s['n_boot']} stratified resamples of the test set (random_state="
-            f"{s['random_state']})."
-        )
-
-    def _machine_text(self) -> str:
-        m = self.machine
-        if not any(r.kind in ("keras", "exported") for r in self.models.values()):
-            return "No model was run here: cost columns show what was passed to add_predictions()."
-        return (
-            "Latency: mean milliseconds per image at batch 1 and batch 32, median of "
-            f"{self.settings['latency_runs']} runs after a warm-up, measured on "
-            f"{m.get('platform', '?')} ({m.get('cpu_count', '?')} CPUs"
-            + (f", {m['accelerator']}" if m.get("accelerator") else "")
-            + ")."
-        )
-
-    def _pairwise_text(self) -> str:
-        s = self.settings
-        corr = "Holm-adjusted over all pairs" if s["correction"] == "holm" else "not adjusted"
-        return (
-            f"Exact two-sided binomial test of the discordant counts; p-values {corr}; "
-            f"significant when the adjusted p < {s['alpha']}."
-        )
-
-    def _confused_text(self, r: ModelResult) -> str:
-        if not r.most_confused:
-            return "none."
-        return "; ".join(
-            f"{m['true']} → {m['predicted']}: {m['count']} ({m['share_of_true']:.0%} of {m['true']})"
-            for m in r.most_confused
-        )
+        return _markdown.render_markdown(self)
 
     def metrics_table(self) -> tuple[list[str], list[list[str]]]:
         """Return the header and rows of the metrics table (strings, as rendered)."""
-        k = self.baseline.top_k
-        head = ["model"] + [METRIC_LABELS[m].replace("top-k", f"top-{k}") for m in METRIC_LABELS]
-        body = []
-        for r in self.rows:
-            row = [self._row_name(r)]
-            for m in METRIC_LABELS:
-                v = r.metrics.get(m)
-                cell = _fmt(v)
-                if m in r.ci and v is not None:
-                    c = r.ci[m]
-                    cell += f" [{_fmt(c.low)}, {_fmt(c.high)}]"
-                row.append(cell)
-            body.append(row)
-        return head, body
-
-    def _row_name(self, r: ModelResult) -> str:
-        if r.kind == "baseline":
-            return f"{r.name} (always {self.baseline_info['class_name']!r})"
-        return r.name
+        return _tables.metrics_table(self)
 
     def cost_table(self) -> tuple[list[str], list[list[str]]]:
         """Return the header and rows of the cost table (strings, as rendered)."""
-        head = [
-            "model",
-            "parameters",
-            ".keras size",
-            "TFLite size",
-            "latency, batch 1",
-            "latency, batch 32",
-            "training time",
-            "test-set prediction",
-        ]
-        body = []
-        for r in self.models.values():
-            c = r.cost
-            body.append(
-                [
-                    r.name,
-                    f"{c.params:,}" if c.params is not None else "—",
-                    _fmt_bytes(c.keras_bytes),
-                    _fmt_bytes(c.tflite_bytes),
-                    _fmt_ms(c.latency_ms_batch1),
-                    _fmt_ms(c.latency_ms_batch32),
-                    _fmt_s(c.train_time_s),
-                    _fmt_s(c.predict_time_s),
-                ]
-            )
-        return head, body
+        return _tables.cost_table(self)
 
     def pairwise_table(self) -> tuple[list[str], list[list[str]]]:
         """Return the header and rows of the McNemar table (strings, as rendered)."""
-        head = [
-            "model A",
-            "model B",
-            "A right, B wrong",
-            "A wrong, B right",
-            "p (exact)",
-            "p (adjusted)",
-            f"significant at {self.settings['alpha']}",
-        ]
-        body = [
-            [
-                p.model_a,
-                p.model_b,
-                str(p.test.a_right_b_wrong),
-                str(p.test.a_wrong_b_right),
-                _fmt_p(p.test.p_value),
-                _fmt_p(p.p_adjusted),
-                "yes" if p.significant else "no",
-            ]
-            for p in self.pairwise
-        ]
-        return head, body
+        return _tables.pairwise_table(self)
 
     def confusion_table(self, r: ModelResult) -> tuple[list[str], list[list[str]]]:
         """Return the header and rows of one model's confusion matrix (count and row share)."""
-        sup = self.supports
-        head = ["true \\ predicted", *self.class_names]
-        body = [
-            [f"{c} ({int(sup[i])})"]
-            + [
-                f"{int(r.confusion[i, j])} ({r.confusion_normalized[i, j]:.0%})"
-                for j in range(len(self.class_names))
-            ]
-            for i, c in enumerate(self.class_names)
-        ]
-        return head, body
+        return _tables.confusion_table(self, r)
 
-    # -- HTML and files -----------------------------------------------------------------------
+    # The sentences of the report (docs/make_study_figures.py lays them out its own way).
+    def _test_set_text(self) -> str:
+        return _tables.testset_text(self)
+
+    def _ci_text(self) -> str:
+        return _tables.ci_text(self)
+
+    def _machine_text(self) -> str:
+        return _tables.machine_text(self)
+
+    def _pairwise_text(self) -> str:
+        return _tables.pairwise_text(self)
 
     def to_html(self) -> str:
         """Return a self-contained HTML page: warnings first, tables, plots embedded as PNG.
@@ -571,32 +409,10 @@ class ComparisonReport:
         -------
         str
         """
-        from tlkit.compare._html import render_html
-
-        return render_html(self, self._figures())
+        return _html.render_html(self, _files.figures(self))
 
     def _repr_html_(self) -> str:  # pragma: no cover - notebooks
         return self.to_html()
-
-    def _figures(self) -> dict[str, tuple[str, bytes]]:
-        """Render every plot: key -> (file name, PNG bytes)."""
-        from tlkit.compare import _plots
-
-        out: dict[str, tuple[str, bytes]] = {}
-        slugs = _unique_slugs(list(self.models))
-        out["metrics"] = ("metrics.png", _plots.metrics_png(self))
-        out["per_class_f1"] = ("per_class_f1.png", _plots.per_class_f1_png(self))
-        for name, r in self.models.items():
-            out[f"confusion:{name}"] = (
-                f"confusion_{slugs[name]}.png",
-                _plots.confusion_png(r, self.class_names),
-            )
-            if r.history:
-                out[f"training:{name}"] = (
-                    f"training_{slugs[name]}.png",
-                    _plots.training_png(r.name, r.history),
-                )
-        return out
 
     def save(self, directory: str | os.PathLike[str]) -> list[Path]:
         """Write the report and its plots into a folder.
@@ -626,103 +442,4 @@ class ComparisonReport:
         >>> sorted(p.name for p in report.save(tempfile.mkdtemp()))[:3]
         ['confusion_m.png', 'metrics.png', 'per_class_f1.png']
         """
-        from tlkit.compare._html import render_html
-
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        figures = self._figures()
-        written = []
-        for fname, png in figures.values():
-            path = out / fname
-            path.write_bytes(png)
-            written.append(path)
-        images = {key: fname for key, (fname, _) in figures.items()}
-        for fname, text in (
-            ("report.md", self._markdown(images)),
-            ("report.json", self.to_json() + "\n"),
-            ("report.html", render_html(self, figures)),
-        ):
-            path = out / fname
-            path.write_text(text, encoding="utf-8")
-            written.append(path)
-        return written
-
-
-# -- formatting helpers -------------------------------------------------------------------------
-
-
-def _clean(v: Any) -> Any:
-    """Make a value JSON-safe: numpy scalars to Python, NaN and infinities to None."""
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
-
-
-def _fmt(v: float | None, digits: int = 3) -> str:
-    return "—" if v is None or not math.isfinite(v) else f"{v:.{digits}f}"
-
-
-def _fmt_p(p: float) -> str:
-    if p < 0.001:
-        return f"{p:.1e}"
-    return f"{p:.3f}"
-
-
-def _fmt_bytes(n: int | None) -> str:
-    if n is None:
-        return "—"
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{n} B"
-
-
-def _fmt_ms(v: float | None) -> str:
-    if v is None:
-        return "—"
-    return f"{v:.3g} ms"
-
-
-def _fmt_s(v: float | None) -> str:
-    if v is None:
-        return "—"
-    if v < 60:
-        return f"{v:.3g} s"
-    minutes, seconds = divmod(round(v), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {seconds:02d} s"
-
-
-def _md_escape(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def _md_table(head: Sequence[str], body: Sequence[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(_md_escape(h) for h in head) + " |"]
-    lines.append("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
-    lines += ["| " + " | ".join(_md_escape(c) for c in row) + " |" for row in body]
-    return lines
-
-
-def _warnings_md(warnings: Sequence[str]) -> list[str]:
-    if not warnings:
-        return ["## Warnings", "", "None.", ""]
-    lines = [f"## ⚠ Warnings ({len(warnings)})", ""]
-    lines += [f"{i}. **{_md_escape(w)}**" for i, w in enumerate(warnings, 1)]
-    return [*lines, ""]
-
-
-def _unique_slugs(names: Sequence[str]) -> dict[str, str]:
-    """File-name-safe, unique versions of model names."""
-    out: dict[str, str] = {}
-    used: set[str] = set()
-    for name in names:
-        base = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "model"
-        slug, i = base, 2
-        while slug.lower() in used:
-            slug, i = f"{base}-{i}", i + 1
-        used.add(slug.lower())
-        out[name] = slug
-    return out
+        return _files.save(self, directory)

@@ -9,6 +9,16 @@ import numpy as np
 import sklearn
 from scipy.stats import binomtest
 
+from tlkit._validation import check_bool, renamed_argument, type_name
+from tlkit.compare._inputs import (
+    DEPRECATED,
+    check_n_boot,
+    check_share,
+    checked_seed,
+    old_seed,
+)
+from tlkit.errors import ArgumentTypeError, ComparisonError
+
 __all__ = [
     "BootstrapCI",
     "McNemarResult",
@@ -78,10 +88,10 @@ class McNemarResult:
 def _as_labels(y: object, name: str) -> np.ndarray:
     arr = np.asarray(y)
     if arr.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array of class indices, got shape {arr.shape}")
+        raise ComparisonError(f"{name} must be a 1-D array of class indices, got shape {arr.shape}")
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
         if not np.issubdtype(arr.dtype, np.number) or not np.all(np.mod(arr, 1) == 0):
-            raise ValueError(f"{name} must hold integer class indices, got dtype {arr.dtype}")
+            raise ComparisonError(f"{name} must hold integer class indices, got dtype {arr.dtype}")
         arr = arr.astype(np.int64)
     return arr.astype(np.int64, copy=False)
 
@@ -117,7 +127,9 @@ def mcnemar_exact(y_true: object, y_pred_a: object, y_pred_b: object) -> McNemar
     b = _as_labels(y_pred_b, "y_pred_b")
     for name, arr in (("y_pred_a", a), ("y_pred_b", b)):
         if arr.shape != yt.shape:
-            raise ValueError(f"{name} has {arr.size} predictions but y_true has {yt.size} labels")
+            raise ComparisonError(
+                f"{name} has {arr.size} predictions but y_true has {yt.size} labels"
+            )
     right_a = a == yt
     right_b = b == yt
     n_ab = int(np.sum(right_a & ~right_b))
@@ -153,7 +165,7 @@ def holm(p_values: object) -> np.ndarray:
     """
     p = np.asarray(p_values, dtype=float)
     if p.ndim != 1:
-        raise ValueError(f"p_values must be 1-D, got shape {p.shape}")
+        raise ComparisonError(f"p_values must be 1-D, got shape {p.shape}")
     m = p.size
     if m == 0:
         return p.copy()
@@ -165,7 +177,12 @@ def holm(p_values: object) -> np.ndarray:
 
 
 def bootstrap_indices(
-    y_true: object, n_boot: int = 1000, *, random_state: int | None = 0, stratified: bool = True
+    y_true: object,
+    n_boot: int = 1000,
+    *,
+    seed: int | None = 0,
+    stratified: bool = True,
+    random_state: int | None = DEPRECATED,
 ) -> Iterator[np.ndarray]:
     """Yield ``n_boot`` index arrays that resample the test set with replacement.
 
@@ -173,17 +190,21 @@ def bootstrap_indices(
     class has examples, from that class only: every resample keeps the class
     supports of the test set, so an interval reflects how well the model does
     on each class, not how many examples of each class the test set happened to
-    hold. The same ``y_true``, ``n_boot`` and ``random_state`` give the same
+    hold. The same ``y_true``, ``n_boot`` and ``seed`` give the same
     resamples, so intervals of several models are paired.
 
     Parameters
     ----------
     y_true : array-like of int, shape (n,)
     n_boot : int
-    random_state : int or None
-        Seed of a :func:`numpy.random.default_rng` generator.
+        Number of resamples, ``>= 0``.
+    seed : int or None
+        Seed (``>= 0``) of a :func:`numpy.random.default_rng` generator;
+        ``None`` draws a fresh one.
     stratified : bool
         Resample within each true class (default) or from the whole test set.
+    random_state : int or None
+        Deprecated name of ``seed`` (a ``DeprecationWarning``).
 
     Yields
     ------
@@ -191,14 +212,25 @@ def bootstrap_indices(
 
     Examples
     --------
-    >>> idx = next(bootstrap_indices([0, 0, 0, 1], 5, random_state=0))
+    >>> idx = next(bootstrap_indices([0, 0, 0, 1], 5, seed=0))
     >>> sorted(int(i) for i in idx)[-1]  # class 1's only example is always drawn once
     3
     """
+    seed = checked_seed(
+        renamed_argument(
+            "bootstrap_indices", "random_state", "seed", old_seed(random_state), seed, default=0
+        )
+    )
     yt = _as_labels(y_true, "y_true")
-    if not isinstance(n_boot, (int, np.integer)) or n_boot < 0:
-        raise ValueError(f"n_boot must be an integer >= 0, got {n_boot!r}")
-    rng = np.random.default_rng(random_state)
+    n_boot = check_n_boot(n_boot)
+    stratified = check_bool("stratified", stratified)
+    return _indices(yt, n_boot, seed, stratified)
+
+
+def _indices(
+    yt: np.ndarray, n_boot: int, seed: int | None, stratified: bool
+) -> Iterator[np.ndarray]:
+    rng = np.random.default_rng(seed)
     groups = (
         [np.flatnonzero(yt == c) for c in np.unique(yt)] if stratified else [np.arange(yt.size)]
     )
@@ -223,7 +255,7 @@ def bootstrap_values(
     metrics: Sequence[Callable[[np.ndarray, np.ndarray], float]],
     n_boot: int,
     *,
-    random_state: int | None = 0,
+    seed: int | None = 0,
     stratified: bool = True,
     confusion_only: bool = False,
 ) -> np.ndarray:
@@ -242,9 +274,7 @@ def bootstrap_values(
     codes = y_true * k + y_pred
     # The arrays were checked once; scikit-learn's per-call argument checks are most of the cost.
     with sklearn.config_context(skip_parameter_validation=True):
-        for b, idx in enumerate(
-            bootstrap_indices(y_true, n_boot, random_state=random_state, stratified=stratified)
-        ):
+        for b, idx in enumerate(_indices(y_true, n_boot, seed, stratified)):
             key = np.bincount(codes[idx], minlength=k * k).tobytes() if confusion_only else None
             row = cache.get(key) if key is not None else None
             if row is None:
@@ -263,9 +293,10 @@ def bootstrap_ci(
     *,
     n_boot: int = 1000,
     confidence: float = 0.95,
-    random_state: int | None = 0,
+    seed: int | None = 0,
     stratified: bool = True,
     labels: object = None,
+    random_state: int | None = DEPRECATED,
 ) -> BootstrapCI:
     """Bootstrap percentile confidence interval of a classification metric.
 
@@ -284,13 +315,23 @@ def bootstrap_ci(
         Number of resamples (default 1000).
     confidence : float
         Interval coverage in ``(0, 1)`` (default 0.95).
-    random_state : int or None
-        Seed; the same seed gives the same interval.
+    seed : int or None
+        Seed of the resampling (``>= 0``); the same seed gives the same
+        interval. ``None`` draws a fresh one.
     stratified : bool
         Resample within each true class, keeping the class supports (default).
     labels : array-like of int, optional
         All class indices, for the named metrics (``"macro_f1"`` averages over
         them). Default: ``0`` to the largest label seen.
+    random_state : int or None
+        Deprecated name of ``seed`` (a ``DeprecationWarning``).
+
+    Raises
+    ------
+    tlkit.errors.ComparisonError
+        A value out of range (a ``ValueError``).
+    tlkit.errors.ArgumentTypeError
+        An argument of the wrong type, e.g. ``n_boot=True`` (a ``TypeError``).
 
     Returns
     -------
@@ -300,25 +341,29 @@ def bootstrap_ci(
     --------
     >>> y_true = [0] * 8 + [1] * 4
     >>> y_pred = [0] * 7 + [1] + [1] * 3 + [0]
-    >>> ci = bootstrap_ci(y_true, y_pred, "accuracy", n_boot=200, random_state=0)
+    >>> ci = bootstrap_ci(y_true, y_pred, "accuracy", n_boot=200, seed=0)
     >>> round(ci.estimate, 3), ci.low <= ci.estimate <= ci.high
     (0.833, True)
     """
     from tlkit.compare._metrics import CI_METRICS
 
+    seed = checked_seed(
+        renamed_argument(
+            "bootstrap_ci", "random_state", "seed", old_seed(random_state), seed, default=0
+        )
+    )
     yt = _as_labels(y_true, "y_true")
     yp = _as_labels(y_pred, "y_pred")
     if yp.shape != yt.shape:
-        raise ValueError(f"y_pred has {yp.size} predictions but y_true has {yt.size} labels")
+        raise ComparisonError(f"y_pred has {yp.size} predictions but y_true has {yt.size} labels")
     if yt.size == 0:
-        raise ValueError("y_true is empty")
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), e.g. 0.95; got {confidence!r}")
-    if not isinstance(n_boot, (int, np.integer)) or isinstance(n_boot, bool) or n_boot < 0:
-        raise ValueError(f"n_boot must be an integer >= 0, got {n_boot!r}")
+        raise ComparisonError("y_true is empty")
+    confidence = check_share("confidence", confidence)
+    n_boot = check_n_boot(n_boot)
+    stratified = check_bool("stratified", stratified)
     if isinstance(metric, str):
         if metric not in CI_METRICS:
-            raise ValueError(
+            raise ComparisonError(
                 f"metric must be a callable or one of {sorted(CI_METRICS)}, got {metric!r}"
             )
         if labels is None:
@@ -331,14 +376,16 @@ def bootstrap_ci(
     elif callable(metric):
         fn = metric
     else:
-        raise TypeError(f"metric must be a callable or a metric name, got {type(metric).__name__}")
+        raise ArgumentTypeError(
+            f"metric must be a callable or a metric name, got {type_name(metric)}"
+        )
     estimate = float(fn(yt, yp))
     values = bootstrap_values(
         yt,
         yp,
         [fn],
         n_boot,
-        random_state=random_state,
+        seed=seed,
         stratified=stratified,
         confusion_only=isinstance(metric, str),
     )[:, 0]

@@ -1,0 +1,203 @@
+"""Checks of what a user passes to tlkit.compare: labels, probabilities, names, costs, seeds.
+
+Built on :mod:`tlkit._validation`; a bad value raises
+:class:`~tlkit.errors.ComparisonError` (a ``ValueError``), a wrong type
+:class:`~tlkit.errors.ArgumentTypeError` (a ``TypeError``).
+
+Examples
+--------
+>>> check_labels([0, 1, 1], "y_pred", ["cat", "dog"]).tolist()
+[0, 1, 1]
+>>> check_labels([0, 2], "y_pred", ["cat", "dog"])
+Traceback (most recent call last):
+...
+tlkit.errors.ComparisonError: y_pred holds label 2, outside 0..1 (2 class_names: ['cat', 'dog'])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container, Sequence
+from typing import Any
+
+import numpy as np
+
+from tlkit._validation import check_int, check_number, check_seed, check_str, type_name
+from tlkit.errors import ArgumentTypeError, ComparisonError
+
+__all__ = [
+    "DEPRECATED",
+    "PROB_ATOL",
+    "as_history",
+    "check_labels",
+    "check_model_name",
+    "check_n_boot",
+    "check_probabilities",
+    "check_share",
+    "checked_seed",
+    "old_seed",
+    "optional_float",
+    "optional_int",
+    "resolve_class_names",
+]
+
+#: How far from 1 a row of probabilities may sum.
+PROB_ATOL = 1e-3
+
+
+class _Deprecated:
+    """Default of a deprecated keyword: tells "not given" apart from an explicit ``None``."""
+
+    def __repr__(self) -> str:
+        return "<deprecated>"
+
+
+#: Default of ``random_state=``, the deprecated name of ``seed=``.
+DEPRECATED: Any = _Deprecated()
+_UNSEEDED = object()  # random_state=None given explicitly: "not seeded"
+
+
+def old_seed(random_state: Any) -> Any:
+    """What to pass to ``renamed_argument`` as the old name's value (``None``: not given)."""
+    if random_state is DEPRECATED:
+        return None
+    return _UNSEEDED if random_state is None else random_state
+
+
+def checked_seed(value: Any) -> int | None:
+    """A seed from ``renamed_argument``: an ``int >= 0``, or ``None`` for "not seeded"."""
+    return check_seed("seed", None if value is _UNSEEDED else value, allow_none=True)
+
+
+def check_n_boot(n_boot: Any) -> int:
+    """The number of bootstrap resamples: an ``int >= 0`` (``True`` is refused)."""
+    return check_int("n_boot", n_boot, minimum=0, error=ComparisonError)
+
+
+def check_share(name: str, value: Any) -> float:
+    """A coverage or significance level strictly between 0 and 1."""
+    return check_number(
+        name, value, low=0, high=1, low_open=True, high_open=True, error=ComparisonError
+    )
+
+
+def check_model_name(name: Any, taken: Container[str], reserved: str) -> None:
+    """A row name: a non-empty string, not the baseline's, not taken."""
+    check_str("name", name, nonempty=False)
+    if not name.strip():
+        raise ComparisonError(f"name must be a non-empty string, got {name!r}")
+    if name == reserved:
+        raise ComparisonError(f"name {name!r} is reserved for the baseline row; choose another")
+    if name in taken:
+        raise ComparisonError(f"a model named {name!r} was already added; names must be unique")
+
+
+def resolve_class_names(class_names: Any, own: Any) -> tuple[str, ...]:
+    """The class names given, or the test data's own (a SplitPart's); they must agree."""
+    names = own if class_names is None else class_names
+    if names is None:
+        raise ComparisonError(
+            "class_names is required unless test_data has .class_names (a SplitPart): "
+            "pass the list of class names, label i being class_names[i]"
+        )
+    names = tuple(str(c) for c in names)
+    if own is not None and tuple(str(c) for c in own) != names:
+        raise ComparisonError(
+            f"class_names {list(names)} differ from test_data.class_names {list(own)}"
+        )
+    if len(names) < 2:
+        raise ComparisonError(f"class_names must name at least 2 classes, got {list(names)}")
+    if len(set(names)) != len(names):
+        raise ComparisonError(f"class_names must be unique, got {list(names)}")
+    return names
+
+
+def check_labels(labels: Any, what: str, class_names: Sequence[str]) -> np.ndarray:
+    """Labels as a 1-D ``int64`` array of class indices (one-hot rows accepted, except for ``y_pred``)."""
+    k = len(class_names)
+    arr = np.asarray(labels)
+    if arr.ndim == 2 and arr.shape[1] == k and what != "y_pred":
+        arr = np.argmax(arr, axis=1)  # one-hot rows
+    if arr.ndim != 1:
+        raise ComparisonError(
+            f"{what} must be a 1-D array of class indices"
+            + (f" (or one-hot rows of {k})" if what != "y_pred" else "")
+            + f", got shape {arr.shape}"
+        )
+    if arr.size == 0:
+        raise ComparisonError(f"{what} is empty: the test set needs examples")
+    if not np.issubdtype(arr.dtype, np.integer):
+        if not np.issubdtype(arr.dtype, np.number) or not np.all(np.mod(arr, 1) == 0):
+            raise ComparisonError(f"{what} must hold integer class indices, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    bad = arr[(arr < 0) | (arr >= k)]
+    if bad.size:
+        raise ComparisonError(
+            f"{what} holds label {int(bad[0])}, outside 0..{k - 1} "
+            f"({k} class_names: {list(class_names)})"
+        )
+    return arr
+
+
+def check_probabilities(y_prob: Any, n: int, k: int) -> np.ndarray:
+    """Probabilities as an ``(n, k)`` array whose rows sum to 1."""
+    p = np.asarray(y_prob, dtype=np.float64)
+    if p.ndim == 1 and k == 2:
+        p = np.stack([1 - p, p], axis=1)
+    if p.ndim != 2 or p.shape != (n, k):
+        raise ComparisonError(
+            f"y_prob must have shape ({n}, {k}) (test examples, classes), got {p.shape}"
+            + (
+                "; with 2 classes shape (n,), the probability of class 1, works too"
+                if k == 2
+                else ""
+            )
+        )
+    if not np.all(np.isfinite(p)):
+        raise ComparisonError("y_prob holds NaN or infinite values")
+    if np.any(p < -1e-9) or np.any(p > 1 + 1e-9):
+        raise ComparisonError(
+            "y_prob must hold probabilities in [0, 1]; for logits use "
+            "scipy.special.softmax(logits, axis=1) first"
+        )
+    sums = p.sum(axis=1)
+    bad = np.flatnonzero(np.abs(sums - 1) > PROB_ATOL)
+    if bad.size:
+        raise ComparisonError(
+            f"y_prob rows must sum to 1; row {int(bad[0])} sums to {sums[bad[0]]:.4g} "
+            f"({bad.size} rows off). Pass probabilities, e.g. scipy.special.softmax(logits, axis=1)"
+        )
+    return np.clip(p, 0.0, 1.0) / sums[:, None]
+
+
+def as_history(h: Any) -> dict[str, list[float]] | None:
+    """A training history as ``{metric: [one float per epoch]}`` (a keras History is read)."""
+    if h is None:
+        return None
+    if hasattr(h, "history") and isinstance(h.history, dict):  # keras.callbacks.History
+        h = h.history
+    if not isinstance(h, dict):
+        raise ArgumentTypeError(
+            f"history must be a dict of metric name -> per-epoch values or a keras History, "
+            f"got {type_name(h)}"
+        )
+    out = {}
+    for k, v in h.items():
+        try:
+            vals = np.asarray(v, dtype=float).ravel()
+        except (TypeError, ValueError):
+            raise ComparisonError(
+                f"history[{k!r}] must be numbers, one per epoch; got {str(v)[:60]}"
+            ) from None
+        if vals.size:
+            out[str(k)] = [float(x) for x in vals]
+    return out or None
+
+
+def optional_int(v: Any, name: str) -> int | None:
+    """A count (``int >= 0``) or ``None``."""
+    return check_int(name, v, minimum=0, allow_none=True, error=ComparisonError)
+
+
+def optional_float(v: Any, name: str) -> float | None:
+    """A duration (finite, ``>= 0``) or ``None``."""
+    return check_number(name, v, low=0, allow_none=True, error=ComparisonError)

@@ -1,0 +1,148 @@
+"""What ModelComparator accepts as a model: keras.Model, TrainedClassifier, exported file, predictions.
+
+Each is read into an :class:`Entry`: the predictions of one row of the report, its
+cost, history and notes, before any statistics.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tlkit._validation import type_name
+from tlkit.compare._inputs import (
+    as_history,
+    check_labels,
+    check_probabilities,
+    optional_float,
+    optional_int,
+)
+from tlkit.compare._report import Cost
+from tlkit.errors import ArgumentTypeError, ComparisonError
+
+__all__ = [
+    "TRAINED_ATTRIBUTES",
+    "Entry",
+    "as_keras_model",
+    "check_class_names",
+    "check_exported",
+    "predictions_entry",
+    "unwrap_model",
+]
+
+#: The optional attributes of a :class:`tlkit.protocols.TrainedClassifier` the comparator reads.
+TRAINED_ATTRIBUTES = ("history", "train_time_s", "class_names", "tflite_path")
+
+
+@dataclass
+class Entry:
+    """One row of the report before the statistics: predictions, cost, history, notes."""
+
+    name: str
+    kind: str
+    y_pred: np.ndarray
+    y_prob: np.ndarray | None
+    cost: Cost = field(default_factory=Cost)
+    history: dict[str, list[float]] | None = None
+    output: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def as_keras_model(obj: Any) -> Any:
+    """``obj`` if it is a ``keras.Model``, else ``None`` (Keras is not imported for this)."""
+    keras = sys.modules.get("keras")  # a keras model exists only if keras was imported
+    if obj is not None and keras is not None and isinstance(obj, keras.Model):
+        return obj
+    return None
+
+
+def unwrap_model(obj: Any) -> tuple[Any, dict[str, Any]]:
+    """Return (keras model, TrainedClassifier extras) or raise ArgumentTypeError."""
+    model = as_keras_model(obj)
+    if model is not None:
+        return model, {}
+    inner = getattr(obj, "model", None)
+    model = as_keras_model(inner)
+    if model is not None:
+        extras = {k: getattr(obj, k, None) for k in TRAINED_ATTRIBUTES}
+        return model, extras
+    raise ArgumentTypeError(
+        "model must be a keras.Model or an object whose .model is one (a "
+        f"tlkit.protocols.TrainedClassifier such as a FineTuner), got {type_name(obj)}"
+        + (f" whose .model is {type_name(inner)}" if inner is not None else "")
+        + "; for predictions from anything else use add_predictions(name, y_pred, y_prob)"
+    )
+
+
+def check_class_names(name: str, names: Any, class_names: Sequence[str]) -> None:
+    """Refuse a model trained with other class names (or another order) than the comparator's."""
+    if names is None:
+        return
+    names = tuple(str(c) for c in names)
+    if names != tuple(class_names):
+        raise ComparisonError(
+            f"model {name!r} was trained with class_names {list(names)} but the comparator's "
+            f"are {list(class_names)}: its outputs would be read in the wrong order"
+        )
+
+
+def check_exported(name: str, exported: Any) -> None:
+    """Refuse an object that is not an exported model (no ``predict_on_batch`` / ``input_size``)."""
+    if not callable(getattr(exported, "predict_on_batch", None)) or not hasattr(
+        exported, "input_size"
+    ):
+        raise ArgumentTypeError(
+            f"add_exported({name!r}, ...): expected a tlkit.export.ExportedModel (an object "
+            f"with predict_on_batch() and input_size), got {type_name(exported)}"
+        )
+
+
+def predictions_entry(
+    name: str,
+    y_pred: Any,
+    y_prob: Any,
+    *,
+    y_true: np.ndarray,
+    class_names: Sequence[str],
+    history: Any = None,
+    params: Any = None,
+    size_bytes: Any = None,
+    tflite_bytes: Any = None,
+    latency_ms_batch1: Any = None,
+    latency_ms_batch32: Any = None,
+    train_time_s: Any = None,
+) -> Entry:
+    """A row from predictions made elsewhere: class indices, probabilities or both, and costs."""
+    n, k = y_true.size, len(class_names)
+    prob = None if y_prob is None else check_probabilities(y_prob, n, k)
+    if y_pred is None:
+        if prob is None:
+            raise ComparisonError(f"add_predictions({name!r}): give y_pred, y_prob or both")
+        pred = np.argmax(prob, axis=1).astype(np.int64)
+    else:
+        pred = check_labels(y_pred, "y_pred", class_names)
+        if pred.size != n:
+            raise ComparisonError(
+                f"y_pred of {name!r} has {pred.size} predictions but the test set has {n} labels"
+            )
+    cost = Cost(
+        params=optional_int(params, "params"),
+        keras_bytes=optional_int(size_bytes, "size_bytes"),
+        tflite_bytes=optional_int(tflite_bytes, "tflite_bytes"),
+        latency_ms_batch1=optional_float(latency_ms_batch1, "latency_ms_batch1"),
+        latency_ms_batch32=optional_float(latency_ms_batch32, "latency_ms_batch32"),
+        train_time_s=optional_float(train_time_s, "train_time_s"),
+    )
+    return Entry(
+        name=name,
+        kind="predictions",
+        y_pred=pred,
+        y_prob=prob,
+        cost=cost,
+        history=as_history(history),
+        output="probabilities" if prob is not None else "class indices",
+    )

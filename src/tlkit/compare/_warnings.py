@@ -1,0 +1,79 @@
+"""The warnings of a comparison: what must not be missed, most important first."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from tlkit.compare._report import ModelResult, PairwiseResult
+
+__all__ = ["comparison_warnings"]
+
+
+def comparison_warnings(
+    base: ModelResult,
+    models: Sequence[ModelResult],
+    pairwise: Sequence[PairwiseResult],
+    *,
+    y_true: np.ndarray,
+    class_names: Sequence[str],
+    confidence: float,
+    correction: str | None,
+    min_support: int,
+) -> list[str]:
+    """What makes a result meaningless, most important first.
+
+    Models that do not clear the majority-class baseline, classes a model never
+    predicts, test classes too small to judge, and pairs whose difference is not
+    significant.
+    """
+    out: list[str] = []
+    b_bal = base.metrics["balanced_accuracy"]
+    b_acc = base.metrics["accuracy"]
+    for r in models:
+        bal = r.metrics["balanced_accuracy"]
+        ci = r.ci.get("balanced_accuracy")
+        if ci is not None:
+            if ci.low <= b_bal:
+                out.append(
+                    f"model {r.name!r}: balanced accuracy {bal:.3f}, {confidence:.0%} CI "
+                    f"[{ci.low:.3f}, {ci.high:.3f}], does not clear the majority-class "
+                    f"baseline ({b_bal:.3f})"
+                )
+        elif bal <= b_bal:
+            out.append(
+                f"model {r.name!r}: balanced accuracy {bal:.3f} (no interval: n_boot=0) does "
+                f"not clear the majority-class baseline ({b_bal:.3f})"
+            )
+        if r.metrics["accuracy"] <= b_acc:
+            out.append(
+                f"model {r.name!r}: accuracy {r.metrics['accuracy']:.3f} is no higher than "
+                f"the majority-class baseline's {b_acc:.3f}"
+            )
+    for r in models:
+        if r.never_predicted:
+            word = "class" if len(r.never_predicted) == 1 else "classes"
+            out.append(
+                f"model {r.name!r} never predicts {word} "
+                + ", ".join(repr(c) for c in r.never_predicted)
+            )
+    supports = np.bincount(y_true, minlength=len(class_names))
+    for c, n in zip(class_names, supports, strict=True):
+        if n < min_support:
+            out.append(f"test class {c!r} has {int(n)} examples: too few to judge")
+    for p in pairwise:
+        if not p.significant:
+            adj = (
+                f", Holm-adjusted over {len(pairwise)} pairs {p.p_adjusted:.3g}"
+                if correction == "holm" and len(pairwise) > 1
+                else ""
+            )
+            out.append(
+                f"models {p.model_a!r} and {p.model_b!r}: the difference is not significant "
+                f"(McNemar exact p = {p.test.p_value:.3g}{adj}; {p.test.a_right_b_wrong} vs "
+                f"{p.test.a_wrong_b_right} images right for only one of them)"
+            )
+    return out

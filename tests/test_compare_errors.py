@@ -1,0 +1,175 @@
+"""tlkit.compare's error contract: one exception family, one name for the seed, the old name deprecated."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+from tlkit.compare import ModelComparator, bootstrap_ci, bootstrap_indices, holm, mcnemar_exact
+from tlkit.errors import ArgumentTypeError, ComparisonError, InvalidArgumentError, TlkitError
+
+Y = [0, 0, 1, 1, 1, 0]
+P = [0, 1, 1, 1, 0, 0]
+
+
+def comparator(**kwargs) -> ModelComparator:
+    return ModelComparator(Y, ["a", "b"], **kwargs)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: comparator(n_boot=True),
+        lambda: comparator(n_boot=2.0),
+        lambda: comparator(confidence="0.95"),
+        lambda: comparator(alpha=None),
+        lambda: comparator(min_support=True),
+        lambda: comparator(top_k=1.5),
+        lambda: comparator(batch_size="8"),
+        lambda: comparator(latency_runs=False),
+        lambda: comparator(seed="0"),
+        lambda: comparator(seed=1.0),
+        lambda: ModelComparator("photos/", ["a", "b"]),
+        lambda: bootstrap_ci(Y, P, "accuracy", n_boot=True),
+        lambda: bootstrap_ci(Y, P, "accuracy", confidence="high"),
+        lambda: bootstrap_ci(Y, P, 3),
+        lambda: bootstrap_ci(Y, P, "accuracy", stratified="yes"),
+        lambda: bootstrap_indices(Y, True),
+        lambda: bootstrap_indices(Y, 5, seed=np.random.default_rng(0)),
+        lambda: comparator(n_boot=0).add_predictions(3, P),
+        lambda: comparator(n_boot=0).add_predictions("m", P, params=True),
+        lambda: comparator(n_boot=0).add_predictions("m", P, train_time_s="1 h"),
+        lambda: comparator(n_boot=0).add_predictions("m", P, history=[0.5, 0.4]),
+        lambda: comparator(n_boot=0).add("m", object()),
+    ],
+)
+def test_wrong_types_are_argument_type_errors(call) -> None:
+    with pytest.raises(ArgumentTypeError) as info:
+        call()
+    assert isinstance(info.value, TypeError) and isinstance(info.value, TlkitError)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: comparator(n_boot=-1),
+        lambda: comparator(confidence=1.0),
+        lambda: comparator(alpha=0),
+        lambda: comparator(correction="bonferroni"),
+        lambda: comparator(min_support=-1),
+        lambda: comparator(top_k=0),
+        lambda: comparator(batch_size=0),
+        lambda: ModelComparator(Y),
+        lambda: ModelComparator(Y, ["a", "a"]),
+        lambda: comparator(n_boot=0).run(),
+        lambda: comparator(n_boot=0).add_predictions("m", [0, 1]),
+        lambda: comparator(n_boot=0).add_predictions("m", y_prob=[0.5, 2, 0, 0, 0, 0]),
+        lambda: comparator(n_boot=0).add_predictions("m", P, latency_ms_batch1=-1.0),
+        lambda: comparator(n_boot=0).add_predictions("m", P, size_bytes=-5),
+        lambda: comparator(n_boot=0).add_predictions(" ", P),
+        lambda: comparator(n_boot=0).add_predictions("m", P, history={"loss": ["low"]}),
+        lambda: bootstrap_ci(Y, P, "accuracy", n_boot=-1),
+        lambda: bootstrap_ci(Y, P, "auc"),
+        lambda: bootstrap_ci(Y, P[:3], "accuracy"),
+        lambda: bootstrap_indices(Y, -2),
+        lambda: mcnemar_exact(Y, P, P[:2]),
+        lambda: holm([[0.1, 0.2]]),
+    ],
+)
+def test_bad_values_are_comparison_errors(call) -> None:
+    with pytest.raises(ComparisonError) as info:
+        call()
+    assert isinstance(info.value, ValueError) and isinstance(info.value, TlkitError)
+
+
+def test_a_bad_seed_is_refused_as_everywhere_in_tlkit() -> None:
+    """Seeds go through tlkit._validation.check_seed: the same error as in the splitter."""
+    for call in (
+        lambda: comparator(seed=-1),
+        lambda: bootstrap_indices(Y, 5, seed=-1),
+        lambda: bootstrap_ci(Y, P, "accuracy", seed=-1),
+    ):
+        with pytest.raises(InvalidArgumentError, match="seed must be an int >= 0 or None, got -1"):
+            call()
+
+
+def test_n_boot_true_is_refused_everywhere_with_one_message() -> None:
+    messages = set()
+    for call in (
+        lambda: comparator(n_boot=True),
+        lambda: bootstrap_ci(Y, P, "accuracy", n_boot=True),
+        lambda: bootstrap_indices(Y, True),
+    ):
+        with pytest.raises(ArgumentTypeError, match="n_boot must be an int >= 0") as info:
+            call()
+        messages.add(str(info.value))
+    assert messages == {"n_boot must be an int >= 0, got True (bool)"}
+
+
+def test_bootstrap_indices_checks_before_the_first_resample() -> None:
+    """The arguments are checked when it is called, not when the first resample is drawn."""
+    with pytest.raises(ComparisonError):
+        bootstrap_indices(Y, -1)  # no next() needed
+
+
+def test_a_missing_tflite_file_is_named() -> None:
+    keras = pytest.importorskip("keras")
+    model = keras.Sequential(
+        [keras.Input((4, 4, 3)), keras.layers.Flatten(), keras.layers.Dense(2)]
+    )
+    x = np.zeros((6, 4, 4, 3), "float32")
+    c = ModelComparator((x, np.array(Y)), ["a", "b"], n_boot=0)
+    with pytest.raises(ComparisonError, match=r"tflite_path '.*nowhere\.tflite' of model 'm'"):
+        c.add("m", model, tflite_path="nowhere.tflite", measure_cost=False)
+    with pytest.raises(ArgumentTypeError, match="measure_cost must be True or False"):
+        c.add("m", model, measure_cost="no")
+
+
+# -- seed, and random_state its deprecated name ------------------------------------------------
+
+
+def test_seed_is_the_name_and_the_report_keeps_its_key() -> None:
+    c = comparator(n_boot=30, seed=7)
+    assert c.seed == 7 and c.random_state == 7
+    d = json.loads(c.add_predictions("m", P).run().to_json())
+    assert d["settings"]["random_state"] == 7 and "seed" not in d["settings"]
+
+
+def test_random_state_still_works_with_a_deprecation_warning() -> None:
+    new = comparator(n_boot=40, seed=3).add_predictions("m", P).run()
+    with pytest.warns(DeprecationWarning, match="'random_state' is deprecated, use 'seed'") as rec:
+        old = comparator(n_boot=40, random_state=3).add_predictions("m", P).run()
+    assert rec[0].filename == __file__  # the warning points at the caller's line
+    assert old.to_json() == new.to_json()
+    with pytest.warns(DeprecationWarning):
+        a = bootstrap_ci(Y, P, "accuracy", n_boot=50, random_state=4)
+    assert a == bootstrap_ci(Y, P, "accuracy", n_boot=50, seed=4)
+    with pytest.warns(DeprecationWarning):
+        idx = list(bootstrap_indices(Y, 3, random_state=4))
+    for i, j in zip(idx, bootstrap_indices(Y, 3, seed=4), strict=True):
+        np.testing.assert_array_equal(i, j)
+
+
+def test_random_state_none_still_means_unseeded() -> None:
+    with pytest.warns(DeprecationWarning):
+        c = comparator(random_state=None)
+    assert c.seed is None
+    assert comparator(seed=None).seed is None
+
+
+def test_seed_and_random_state_together_are_refused() -> None:
+    with pytest.raises(ValueError, match="pass 'seed' only"):
+        comparator(seed=1, random_state=2)
+    with pytest.raises(ValueError, match="pass 'seed' only"):
+        bootstrap_ci(Y, P, "accuracy", seed=1, random_state=2)
+
+
+def test_the_new_name_gives_no_warning() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        comparator(n_boot=10, seed=1).add_predictions("m", P).run()
+        bootstrap_ci(Y, P, "accuracy", n_boot=10, seed=1)
+        list(bootstrap_indices(Y, 2, seed=1))
