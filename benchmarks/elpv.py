@@ -91,7 +91,7 @@ def main() -> None:
     rows["cnn_from_scratch"] = (time.perf_counter() - t0, peak_rss_mb())
 
     report = (
-        ModelComparator(split.test, baseline_labels=split.train.labels, random_state=args.seed)
+        ModelComparator(split.test, baseline_labels=split.train.labels, seed=args.seed)
         .add(args.backbone, tuner)
         .add("cnn_from_scratch", cnn)
         .run()

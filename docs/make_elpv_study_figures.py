@@ -32,7 +32,7 @@ def main(out: Path) -> None:
     comparator = ModelComparator(
         np.asarray(data["y_true"]),
         names,
-        random_state=data["settings"]["random_state"],
+        seed=data["settings"]["random_state"],
         n_boot=data["settings"]["n_boot"],
     )
     for model in data["models"][1:]:  # the first row is the majority-class baseline

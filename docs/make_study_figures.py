@@ -123,7 +123,7 @@ def study_report(t: int = SPLIT_T) -> ComparisonReport:
     mobilenet = np.zeros(len(y_true), dtype=int)  # class 0 for every image
     check_published(y_true, cnn, mobilenet)
     return (
-        ModelComparator(y_true, CLASSES)  # defaults: 1000 stratified resamples, random_state=0
+        ModelComparator(y_true, CLASSES)  # defaults: 1000 stratified resamples, seed=0
         .add_predictions("MobileNet", mobilenet)
         .add_predictions("CNN", cnn)
         .run()

@@ -196,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
 
     print("\n== 4/4 the honest comparison on the test set")
     report = (
-        ModelComparator(split.test, baseline_labels=split.train.labels, random_state=args.seed)
+        ModelComparator(split.test, baseline_labels=split.train.labels, seed=args.seed)
         .add(name, tuner)
         .add("cnn_from_scratch", scratch)
         .run()
