@@ -16,26 +16,19 @@ Examples
 
 from __future__ import annotations
 
+# The builder modules register the built-in backbones when they are imported (the
+# registry itself imports none of them), so every import of tlkit.backbones, or of
+# any of its submodules, registers them first.
+from tlkit.backbones import _efficientnet_lite, _keras_apps, _scratch  # noqa: F401
+from tlkit.backbones._backbone import Backbone, BackboneConfig, LayerGroup, WeightsFile
+from tlkit.backbones._efficientnet_lite import tlkit_cache_dir
 from tlkit.backbones._errors import BackboneError, WeightsFileError
 from tlkit.backbones._imagenet import decode_predictions, imagenet_class_names
+from tlkit.backbones._keras_weights import keras_cache_dir
 from tlkit.backbones._layers import PREPROCESSING_MODES, ImagePreprocessing
-from tlkit.backbones._registry import (
-    Backbone,
-    BackboneConfig,
-    LayerGroup,
-    get_backbone,
-    get_config,
-    list_backbones,
-    register_backbone,
-)
+from tlkit.backbones._registry import get_backbone, get_config, list_backbones, register_backbone
 from tlkit.backbones._torch_pickle import load_state_dict, load_torch_checkpoint
 from tlkit.errors import UnsafeCheckpointError, WeightsUnavailableError
-
-# Registers the built-in backbones.
-from tlkit.backbones import _efficientnet_lite, _keras_apps, _scratch  # noqa: F401  # isort: skip
-
-keras_cache_dir = _keras_apps.keras_cache_dir
-tlkit_cache_dir = _efficientnet_lite.tlkit_cache_dir
 
 __all__ = [
     "PREPROCESSING_MODES",
@@ -45,6 +38,7 @@ __all__ = [
     "ImagePreprocessing",
     "LayerGroup",
     "UnsafeCheckpointError",
+    "WeightsFile",
     "WeightsFileError",
     "WeightsUnavailableError",
     "decode_predictions",
