@@ -383,7 +383,9 @@ def test_preprocessing_layer_config_and_errors() -> None:
     layer = ImagePreprocessing("caffe", name="prep")
     clone = ImagePreprocessing.from_config(layer.get_config())
     assert clone.mode == "caffe" and clone.name == "prep"
-    with pytest.raises(ValueError, match=r"mode must be one of \['caffe', 'lite', 'tf', 'torch'\]"):
+    with pytest.raises(
+        InvalidArgumentError, match=r"mode must be one of 'caffe', 'lite', 'tf', 'torch'; got"
+    ):
         ImagePreprocessing("inception")
     # caffe really swaps to BGR: a pure red pixel becomes (0 - 103.939, 0 - 116.779, 255 - 123.68)
     red = np.array([[[[255.0, 0.0, 0.0]]]], dtype=np.float32)
@@ -417,10 +419,12 @@ def test_decode_predictions() -> None:
     assert top[0][0] == (281, "tabby, tabby cat", 0.5)
     assert top[1][0][:2] == (967, "espresso") and len(top[1]) == 3
     assert decode_predictions(probs[1])[0][0][0] == 967  # a single row is a batch of one
-    with pytest.raises(ValueError, match=r"shape \(batch, 1000\), got \(2, 10\)"):
+    with pytest.raises(InvalidArgumentError, match=r"shape \(batch, 1000\), got \(2, 10\)"):
         decode_predictions(np.zeros((2, 10)))
-    with pytest.raises(ValueError, match="top must be"):
+    with pytest.raises(InvalidArgumentError, match=r"top must be an int >= 1 and <= 1000, got 0"):
         decode_predictions(probs, top=0)
+    with pytest.raises(ArgumentTypeError, match="top must be an int"):
+        decode_predictions(probs, top=2.0)
 
 
 def test_imagenet_classes_file_is_package_data() -> None:

