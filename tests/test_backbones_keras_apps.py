@@ -12,6 +12,8 @@ import h5py
 import keras
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from keras import applications as apps
 
 from tlkit.backbones import (
@@ -448,3 +450,25 @@ def test_keras_cache_dir_follows_keras_home(
     monkeypatch.setenv("KERAS_HOME", str(locked))
     if not os.access(locked, os.W_OK):  # (root can write anywhere)
         assert keras_cache_dir() == os.path.join("/tmp", ".keras", "models")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    name=st.sampled_from(["mobilenet", "mobilenet_v2"]),
+    h=st.integers(32, 512),
+    w=st.integers(32, 512),
+    include_top=st.booleans(),
+    data=st.data(),
+)
+def test_weights_file_follows_keras_size_rule(
+    name: str, h: int, w: int, include_top: bool, data: st.DataObject
+) -> None:
+    """Keras's rule: the file for ``rows`` if the input is square and rows has a file, else 224."""
+    config = get_config(name)
+    alpha = data.draw(st.sampled_from(sorted({f.alpha for f in config.weights_files})))
+    sizes = {f.image_size for f in config.weights_files}
+    f = config.weights_file(include_top=include_top, alpha=alpha, image_size=h if h == w else None)
+    assert f is not None and f.alpha == alpha and f.include_top == include_top
+    assert f.image_size == (h if h == w and h in sizes else 224)
+    if h == w:  # and the file name carries that size
+        assert str(f.image_size) in f.fname

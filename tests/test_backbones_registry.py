@@ -97,6 +97,7 @@ def test_wildcards_and_pretrained_filter() -> None:
     assert offline == ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
     assert sorted(offline + list_backbones(pretrained=False)) == list_backbones()
     assert list_backbones("*lite1", pretrained=True) == ["efficientnet_lite1"]
+    assert list_backbones("*lite1", pretrained=np.bool_(True)) == ["efficientnet_lite1"]
     # wrong types are TypeErrors (ArgumentTypeError) since issue 11
     with pytest.raises(ArgumentTypeError, match="pretrained must be True or False"):
         list_backbones(pretrained="yes")  # type: ignore[arg-type]
@@ -235,8 +236,10 @@ def test_default_input_size_is_a_deprecated_alias_of_default_image_size() -> Non
     ):
         assert new.default_input_size == (40, 48)
     assert dataclasses.replace(new, family="G").default_image_size == (40, 48)
-    with pytest.raises(BackboneError, match="default_image_size is required"):
+    with pytest.raises(TypeError, match=r"missing required argument.*: default_image_size"):
         BackboneConfig(**fields)
+    with pytest.raises(TypeError, match=r"missing.*weights_source, weights_license"):
+        BackboneConfig("n", "F", (40, 48), "none", "d")
     with pytest.raises(InvalidArgumentError, match="pass 'default_image_size' only"):
         BackboneConfig(default_image_size=(40, 48), default_input_size=(1, 1), **fields)  # type: ignore[call-arg]
 

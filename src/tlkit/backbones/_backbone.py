@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from tlkit._validation import check_image_size, check_int, renamed_argument
 from tlkit.backbones._errors import BackboneError, WeightsFileError
+from tlkit.errors import ArgumentTypeError
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -28,6 +29,7 @@ __all__ = [
 ]
 
 RAW_PIXELS = "raw RGB pixels, floats in [0, 255], channels last"
+_REQUIRED: Any = object()  # a BackboneConfig argument with no default
 
 
 def _deprecated_attribute(owner: str, old: str, new: str) -> None:
@@ -134,10 +136,10 @@ class BackboneConfig:
         name: str,
         family: str,
         default_image_size: tuple[int, int] | None = None,
-        preprocessing: str = "",
-        preprocessing_detail: str = "",
-        weights_source: str = "",
-        weights_license: str = "",
+        preprocessing: str = _REQUIRED,
+        preprocessing_detail: str = _REQUIRED,
+        weights_source: str = _REQUIRED,
+        weights_license: str = _REQUIRED,
         offline_weights: bool = False,
         options: tuple[str, ...] = (),
         input_range: str = RAW_PIXELS,
@@ -149,8 +151,19 @@ class BackboneConfig:
             "BackboneConfig", "default_input_size", "default_image_size",
             default_input_size, default_image_size, default=None,
         )  # fmt: skip
-        if size is None:
-            raise BackboneError(f"BackboneConfig {name!r}: default_image_size is required")
+        given = dict(
+            preprocessing=preprocessing,
+            preprocessing_detail=preprocessing_detail,
+            weights_source=weights_source,
+            weights_license=weights_license,
+        )
+        missing = [k for k, v in given.items() if v is _REQUIRED] + (
+            ["default_image_size"] if size is None else []
+        )
+        if missing:  # what Python says for a missing argument, as a tlkit error
+            raise ArgumentTypeError(
+                f"BackboneConfig({name!r}) is missing required argument(s): {', '.join(missing)}"
+            )
         size = check_image_size("default_image_size", size, error=BackboneError)
         values = dict(
             name=name,

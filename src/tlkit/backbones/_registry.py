@@ -166,7 +166,7 @@ def list_backbones(pattern: str = "*", pretrained: bool | None = None) -> list[s
     """
     check_str("pattern", pattern, nonempty=False)
     if pretrained is not None:
-        check_bool("pretrained", pretrained)
+        pretrained = check_bool("pretrained", pretrained)
     names = sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
     if pretrained is None:
         return names
@@ -304,7 +304,7 @@ def get_backbone(
         default=config.default_image_size,
         error=BackboneError,
     )
-    check_bool("include_top", include_top)
+    include_top = check_bool("include_top", include_top)
     allowed = set(config.options) | set(
         _COMMON_OPTIONS_TOP if include_top else _COMMON_OPTIONS_HEADLESS
     )
