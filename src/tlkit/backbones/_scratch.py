@@ -15,15 +15,18 @@ from typing import Any
 
 import keras
 
+from tlkit._validation import check_int
+from tlkit.backbones._backbone import Backbone, BackboneConfig, LayerGroup, load_weights_file
 from tlkit.backbones._errors import BackboneError
-from tlkit.backbones._registry import Backbone, BackboneConfig, LayerGroup, register_backbone
+from tlkit.backbones._registry import register_backbone
+from tlkit.errors import ArgumentTypeError
 
 __all__: list[str] = []
 
 SCRATCH_CONFIG = BackboneConfig(
     name="scratch_cnn",
     family="SmallCNN",
-    default_input_size=(128, 128),
+    default_image_size=(128, 128),
     preprocessing="none",
     preprocessing_detail="x / 255 inside the model, to [0, 1]",
     weights_source="none: trained from scratch",
@@ -36,7 +39,7 @@ SCRATCH_CONFIG = BackboneConfig(
 @register_backbone("scratch_cnn", config=SCRATCH_CONFIG, weights_available=lambda: False)
 def scratch_cnn(
     weights: str | None,
-    input_size: tuple[int, int],
+    image_size: tuple[int, int],
     include_top: bool,
     pooling: str | None = "avg",
     widths: Sequence[int] = (32, 64, 128, 256),
@@ -49,16 +52,15 @@ def scratch_cnn(
         )
     if include_top:
         raise BackboneError("scratch_cnn has no ImageNet classifier: use include_top=False")
-    if (
-        not isinstance(widths, (tuple, list))
-        or not widths
-        or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths)
-    ):
-        raise BackboneError(f"widths must be a non-empty sequence of positive ints, got {widths!r}")
-    h, w = input_size
+    if not isinstance(widths, (tuple, list)):
+        raise ArgumentTypeError(f"widths must be a tuple or list of positive ints, got {widths!r}")
+    if not widths:
+        raise BackboneError("widths must hold at least one positive int, got an empty sequence")
+    widths = [check_int("widths[]", w, minimum=1, error=BackboneError) for w in widths]
+    h, w = image_size
     if min(h, w) < 2 ** len(widths):
         raise BackboneError(
-            f"input_size {input_size} is too small for {len(widths)} pooling blocks"
+            f"image_size {image_size} is too small for {len(widths)} pooling blocks"
         )
     inputs = keras.Input((h, w, 3), name="pixels")
     x = keras.layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
@@ -73,7 +75,7 @@ def scratch_cnn(
         x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
     model = keras.Model(inputs, x, name="scratch_cnn")
     if weights is not None:
-        model.load_weights(weights)
+        load_weights_file(model, weights, "scratch_cnn")
     groups = []
     for i in range(1, len(widths) + 1):
         layers = tuple(model.get_layer(f"block{i}_{part}") for part in ("conv", "bn"))
@@ -81,7 +83,7 @@ def scratch_cnn(
     return Backbone(
         model=model,
         config=SCRATCH_CONFIG,
-        input_size=(h, w),
+        image_size=(h, w),
         feature_dim=int(widths[-1]),
         layer_groups=groups,
         include_top=False,
