@@ -50,6 +50,22 @@ class ModelUse:
         ``data``: an array ``(n, h, w, 3)`` of raw RGB in [0, 255] (resized to
         ``image_size`` if needed), a ``SplitPart``, a ``tf.data.Dataset`` of
         ``(images, labels)`` batches, image file paths, or a folder.
+
+        Examples
+        --------
+        Fit a tiny CNN on a generated dataset, then predict (seconds on a CPU):
+
+        >>> import tempfile
+        >>> from tlkit import DatasetSplitter, FineTuner
+        >>> from tlkit.datasets import make_synthetic_dataset
+        >>> root = make_synthetic_dataset(tempfile.mkdtemp(), {"a": 12, "b": 12}, image_size=32)
+        >>> split = DatasetSplitter(seed=0, progress=False).split(root)
+        >>> tuner = FineTuner.scratch_cnn(class_names=split.class_names, image_size=32, epochs=2,
+        ...                               widths=(8,), seed=0, verbose=0)
+        >>> tuner.fit(split.train, split.val).phases
+        ['full', 'full']
+        >>> tuner.predict(split.test).probabilities.shape == (len(split.test), 2)
+        True
         """
         ds, _ = self._pixels(data, batch_size)
         probs = [np.asarray(self.model.predict_on_batch(x)) for x in batches(ds)]

@@ -133,9 +133,6 @@ class FineTuner(ModelUse):
 
     Attributes
     ----------
-    model : keras.Model
-        Raw RGB pixels in [0, 255] at ``image_size`` in, class probabilities
-        out (built on first use).
     class_names : list of str or None
         Label ``i`` is ``class_names[i]`` (None until known: from the
         arguments or the training ``SplitPart``).
@@ -150,9 +147,10 @@ class FineTuner(ModelUse):
     image_size : (int, int)
         The ``(height, width)`` the model takes.
 
-    These first four make a FineTuner a
-    :class:`~tlkit.protocols.TrainedClassifier`, what
-    :class:`~tlkit.compare.ModelComparator` reads.
+    With :attr:`model` (the ``keras.Model``: raw RGB pixels in [0, 255] at
+    ``image_size`` in, class probabilities out; built on first use), the
+    first four make a FineTuner a :class:`~tlkit.protocols.TrainedClassifier`,
+    what :class:`~tlkit.compare.ModelComparator` reads.
 
     Examples
     --------
@@ -378,6 +376,7 @@ class FineTuner(ModelUse):
         -------
         TrainingHistory
             Per-epoch metrics and the phase of each epoch (also ``self.history``).
+            :meth:`predict` has a runnable example.
         """
         from tlkit.finetune._fit import run_schedule
 
