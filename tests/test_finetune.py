@@ -360,3 +360,25 @@ def test_schedule_keeps_the_best_epoch_of_all_phases(split: Split) -> None:
     best, value = t.history.best("val_loss")
     assert t.history.phases[best] == "head" and t.best_epoch == best
     assert t.evaluate(split.val)["loss"] == pytest.approx(value, rel=1e-4)
+
+
+def test_unpooled_backbone_is_refused_with_a_schedule_error() -> None:
+    bb = get_backbone("scratch_cnn", weights=None, input_size=SIZE, pooling=None, widths=(8,))
+    with pytest.raises(ScheduleError, match="must give pooled features"):
+        FineTuner(bb, num_classes=2).build()
+
+
+def test_history_from_a_damaged_dict_is_a_tlkit_error() -> None:
+    from tlkit.finetune import TrainingHistory
+
+    with pytest.raises(TlkitError, match="differ in length") as info:
+        TrainingHistory.from_dict({"history": {"loss": [1.0, 0.5]}, "phases": ["head"]})
+    assert isinstance(info.value, ValueError)
+
+
+def test_image_size_must_match_a_built_backbone() -> None:
+    bb = tiny_backbone()
+    assert FineTuner(bb, num_classes=2).image_size == (SIZE, SIZE)
+    assert FineTuner(bb, num_classes=2, image_size=SIZE).image_size == (SIZE, SIZE)
+    with pytest.raises(ScheduleError, match=r"image_size=\(64, 64\) but the backbone was built"):
+        FineTuner(bb, num_classes=2, image_size=64)

@@ -54,7 +54,8 @@ class FineTuner(ModelUse):
         Backbone weights (see :func:`tlkit.backbones.get_backbone`).
     image_size : int or (int, int), optional
         Image size, at least 32; default the backbone's (224 for ImageNet
-        backbones). ``input_size`` is its deprecated old name.
+        backbones). A built ``Backbone`` fixes it. ``input_size`` is its
+        deprecated old name.
     schedule : Schedule, dict or str, optional
         See :mod:`tlkit.finetune.schedules`. Default: :func:`default_schedule`,
         ``FreezeThenUnfreeze(head_epochs=30, finetune_epochs=8, unfreeze="all",
@@ -167,7 +168,7 @@ class FineTuner(ModelUse):
     class_names: list[str] | None
     history: TrainingHistory | None
     train_time_s: float | None
-    tflite_path: str | None
+    tflite_path: str | os.PathLike[str] | None
     # The settings, checked and in their normal form.
     backbone_name: str
     image_size: tuple[int, int]
@@ -239,8 +240,8 @@ class FineTuner(ModelUse):
         cfg = self._backbone.config if self._backbone else get_config(self.backbone_name)
         vars(self).update(
             v.settings(
-                default_size=self._backbone.input_size if self._backbone else cfg.default_input_size,
-                image_size=None if self._backbone else image_size,
+                default_size=cfg.default_input_size, image_size=image_size,
+                backbone_size=self._backbone.input_size if self._backbone else None,
                 head=head, dropout=dropout, class_weight=class_weight,
                 label_smoothing=label_smoothing, optimizer=optimizer,
                 learning_rate=learning_rate, batch_size=batch_size,
@@ -255,12 +256,12 @@ class FineTuner(ModelUse):
         self.resume_dir = None if resume_dir is None else Path(resume_dir)
         self.tensorboard_dir = None if tensorboard_dir is None else Path(tensorboard_dir)
         self.strategy = strategy
-        self.history: TrainingHistory | None = None
-        self.train_time_s: float | None = None
-        self.tflite_path: str | None = None
-        self.phase_log: list[dict[str, Any]] = []
-        self.best_epoch: int | None = None
-        self.progress: dict[str, int] = {"phases_done": 0, "epochs_done": 0}
+        self.history = None
+        self.train_time_s = None
+        self.tflite_path = None
+        self.phase_log = []
+        self.best_epoch = None
+        self.progress = {"phases_done": 0, "epochs_done": 0}
         self._net: Any = None
         self._loaded = False
         self._backbone_options: dict[str, Any] = (

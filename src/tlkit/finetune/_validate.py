@@ -118,6 +118,7 @@ def settings(
     *,
     default_size: tuple[int, int],
     image_size: Any,
+    backbone_size: tuple[int, int] | None,
     head: Any,
     dropout: Any,
     class_weight: Any,
@@ -135,13 +136,24 @@ def settings(
     seed: Any,
     verbose: Any,
 ) -> dict[str, Any]:
-    """FineTuner's plain settings, checked and in their normal form (attribute name -> value)."""
+    """FineTuner's plain settings, checked and in their normal form (attribute name -> value).
+
+    ``backbone_size`` is the size of a built backbone, which ``image_size``
+    (when given) must match.
+    """
     err = ScheduleError
     opt = optimizer_arg(optimizer)
+    size = check_image_size(
+        "image_size", image_size, minimum=MIN_IMAGE_SIZE, default=backbone_size or default_size,
+        error=err,
+    )  # fmt: skip
+    if backbone_size is not None and size != tuple(backbone_size):
+        raise ScheduleError(
+            f"image_size={size} but the backbone was built for {tuple(backbone_size)}: leave "
+            "image_size out, or build the backbone at that size"
+        )
     return {
-        "image_size": check_image_size(
-            "image_size", image_size, minimum=MIN_IMAGE_SIZE, default=default_size, error=err
-        ),
+        "image_size": size,
         "head": check_int("head", head, minimum=1, allow_none=True, error=err),
         "dropout": check_number("dropout", dropout, low=0.0, high=0.95, error=err),
         "class_weight": class_weight_arg(class_weight),
