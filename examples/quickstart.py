@@ -7,16 +7,32 @@ Usage::
 
 Each step is one tlkit call: split, fine-tune a pretrained backbone with a
 layer-freezing schedule, train a CNN from scratch, compare them honestly.
+The comparison takes any :class:`tlkit.protocols.TrainedClassifier` (a
+``model``, ``class_names``, ``history``, ``train_time_s`` and ``tflite_path``):
+a FineTuner is one, and so can be the result of your own training code.
 """
 
 from __future__ import annotations
 
 import argparse
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
-from tlkit import DatasetSplitter, FineTuner, ModelComparator, schedules
+from tlkit import DatasetSplitter, FineTuner, ModelComparator, Split, schedules
 from tlkit.datasets import make_synthetic_dataset
+from tlkit.protocols import TrainedClassifier
+
+
+def compare(split: Split, runs: Mapping[str, TrainedClassifier], out: Path) -> None:
+    """The honest comparison: warnings first, baseline row, intervals, McNemar, cost."""
+    comparator = ModelComparator(split.test, baseline_labels=split.train.labels)
+    for name, run in runs.items():
+        comparator.add(name, run)
+    report = comparator.run()
+    print(report.to_markdown())
+    report.save(out)
+    print(f"\nreport: {out / 'report.html'}")
 
 
 def main() -> None:
@@ -39,7 +55,7 @@ def main() -> None:
     tuner = FineTuner(
         "efficientnet_lite0",
         class_names=split.class_names,
-        input_size=128,
+        image_size=128,
         schedule=schedules.FreezeThenUnfreeze(head_epochs=10, finetune_epochs=2, unfreeze=2),
         augment="light",
         class_weight="sqrt",
@@ -50,19 +66,11 @@ def main() -> None:
     tuner.save(work / "efficientnet_lite0.keras")
 
     # The study's baseline: a small CNN from scratch, through the same API.
-    cnn = FineTuner.scratch_cnn(class_names=split.class_names, input_size=128, epochs=8, seed=42)
+    cnn = FineTuner.scratch_cnn(class_names=split.class_names, image_size=128, epochs=8, seed=42)
     cnn.fit(split.train, split.val)
 
-    # 4. The honest comparison: warnings first, baseline row, intervals, McNemar, cost.
-    report = (
-        ModelComparator(split.test, baseline_labels=split.train.labels)
-        .add("efficientnet_lite0", tuner)
-        .add("cnn_from_scratch", cnn)
-        .run()
-    )
-    print(report.to_markdown())
-    report.save(work / "report")
-    print(f"\nreport: {work / 'report' / 'report.html'}")
+    # 4. Both are TrainedClassifiers: compare them honestly.
+    compare(split, {"efficientnet_lite0": tuner, "cnn_from_scratch": cnn}, work / "report")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from PIL import Image
 from tlkit.audit import AuditReport, audit, cosine_pairs, hamming_pairs
 from tlkit.data import DatasetSplitter
 from tlkit.datasets import make_synthetic_dataset
-from tlkit.errors import AuditError, DatasetError
+from tlkit.errors import ArgumentTypeError, AuditError, DatasetError, TlkitError
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def _found(report: AuditReport) -> dict[frozenset[str], str]:
 def test_every_planted_copy_found_across_splits_and_nothing_else(planted) -> None:
     split, pairs = planted
     report = audit(
-        split, features=thumb_features, input_size=64, label_issues=False, feature_duplicates=True
+        split, features=thumb_features, image_size=64, label_issues=False, feature_duplicates=True
     )
     found = _found(report)
     expected = {frozenset((a, b)) for a, b, _ in pairs}
@@ -63,7 +63,7 @@ def test_features_alone_find_the_crop(planted) -> None:
     report = audit(
         split,
         features=thumb_features,
-        input_size=64,
+        image_size=64,
         label_issues=False,
         hash_threshold=0,
         feature_duplicates=True,
@@ -88,11 +88,48 @@ def test_precomputed_features_and_bad_shapes(planted) -> None:
     with pytest.raises(AuditError, match="NaN"):
         audit(split, features=np.full((n, 4), np.nan))
     with pytest.raises(AuditError, match="must return"):
-        audit(split, features=lambda x: np.zeros(3), input_size=32)
+        audit(split, features=lambda x: np.zeros(3), image_size=32)
     with pytest.raises(AuditError, match="cv_folds"):
         audit(split, features=feats, cv_folds=1)
     with pytest.raises(DatasetError, match="does not exist"):
         audit(split.root / "nope")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"hash_threshold": 257}, AuditError, "hash_threshold must be an int >= 0 and <= 256"),
+        ({"hash_threshold": 8.0}, ArgumentTypeError, "hash_threshold must be an int"),
+        ({"feature_threshold": 1.5}, AuditError, "feature_threshold must be a number"),
+        ({"feature_threshold": "0.9"}, ArgumentTypeError, "feature_threshold must be a number"),
+        ({"cv_folds": True}, ArgumentTypeError, "cv_folds must be an int >= 2, got True"),
+        ({"seed": -1}, ValueError, "seed must be an int >= 0"),
+        ({"batch_size": 0}, AuditError, "batch_size must be an int >= 1"),
+        ({"workers": 0}, AuditError, "workers must be an int >= 1 or None"),
+        ({"image_size": 0}, AuditError, "image_size must be an int >= 1"),
+        ({"near_duplicates": "yes"}, ArgumentTypeError, "near_duplicates must be True or False"),
+        ({"backbone": 3}, ArgumentTypeError, "backbone must be a string"),
+        ({"image_size": 32, "input_size": 32}, ValueError, "pass 'image_size' only"),
+    ],
+)
+def test_bad_arguments_are_refused_before_any_work(tmp_path: Path, kwargs, error, match) -> None:
+    # The folder does not exist: the argument is checked first, so its error wins.
+    with pytest.raises(error, match=match) as info:
+        audit(tmp_path / "nope", **kwargs)
+    assert isinstance(info.value, TlkitError)
+
+
+def test_not_a_split_or_path_is_a_type_error() -> None:
+    with pytest.raises(ArgumentTypeError, match="takes a Split, a manifest path or a dataset"):
+        audit(42)
+
+
+def test_input_size_is_a_deprecated_alias_of_image_size(planted) -> None:
+    split, _ = planted
+    with pytest.warns(DeprecationWarning, match="'input_size' is deprecated, use 'image_size'"):
+        old = audit(split, features=thumb_features, input_size=64, label_issues=False)
+    new = audit(split, features=thumb_features, image_size=64, label_issues=False)
+    assert old.settings == new.settings and old.settings["small_side"] == 32
 
 
 def test_label_flips_rank_near_the_top(tmp_path: Path) -> None:
@@ -110,7 +147,7 @@ def test_label_flips_rank_near_the_top(tmp_path: Path) -> None:
             lab = (lab + 1 + int(rng.integers(0, 2))) % 3
         pairs.append((p, names[lab]))
     split = DatasetSplitter(seed=0).split_samples(pairs, root=root, class_names=names)
-    report = audit(split, features=colour_features, input_size=32, near_duplicates=False)
+    report = audit(split, features=colour_features, image_size=32, near_duplicates=False)
     flipped_paths = {files[k].relative_to(root).as_posix() for k in flipped}
     top = [x.path for x in report.label_issues[: len(flipped_paths)]]
     # nearly every flip is flagged, and nothing but flips ranks in the top 8
@@ -131,7 +168,7 @@ def test_small_images_conflicts_unreadable_and_outputs(tmp_path: Path) -> None:
     (root / "b" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     first = sorted((root / "a").glob("*.jpeg")) or sorted((root / "a").glob("*.png"))
     (root / "b" / "same_as_a.bin.png").write_bytes(first[0].read_bytes())
-    report = audit(root, features=colour_features, input_size=32, cv_folds=3)
+    report = audit(root, features=colour_features, image_size=32, cv_folds=3)
     assert [x.path for x in report.small_images] == ["a/tiny.png"]
     assert any("b/broken.jpg" == p for p, _ in report.unreadable)
     assert len(report.label_conflicts) == 1

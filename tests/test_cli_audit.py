@@ -67,7 +67,7 @@ def test_files_swapped_after_the_split_never_crash_the_audit(tmp_path: Path) -> 
         Path(files[1]).write_bytes(Path(files[1]).read_bytes()[:40])
         Path(files[2]).write_bytes({_bomb_png()!r})
         feats = lambda x: x.reshape(len(x), -1)[:, ::97].astype(float)
-        r = audit(split, features=feats, input_size=32, feature_duplicates=True, cv_folds=2)
+        r = audit(split, features=feats, image_size=32, feature_duplicates=True, cv_folds=2)
         r.save(Path({str(tmp_path / "out")!r}))
         print("NOTES", r.notes)
         print("UNREADABLE", len(r.unreadable), all(":" in why for _, why in r.unreadable))

@@ -33,7 +33,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "scratch_cnn",
         "--weights",
         "none",
-        "--input-size",
+        "--image-size",
         "32",
         "--schedule",
         "frozen:2",
@@ -165,6 +165,8 @@ def test_command_usage_errors(trained, capsys) -> None:
     assert main(["predict", model, "x.png", "--top-k", "0"]) == 2
     assert main(["compare", manifest, "-o", "r"]) == 2  # nothing to compare
     assert main(["train", manifest, "-o", "model.h5"]) == 2
+    assert main(["train", manifest, "--image-size", "8", "-o", "m.keras"]) == 2
+    assert "--image-size must be at least 32, got 8" in capsys.readouterr().err
     assert main(["export", model, "--format", "coreml"]) == 2  # argparse choices
 
 
@@ -176,7 +178,10 @@ def test_train_strategy_mirrored_and_multiworker_argument(trained, monkeypatch) 
         "--strategy", "mirrored", "--quiet", "-o", str(out),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # --input-size is the deprecated old name of --image-size: it works, and says so.
+    assert "--input-size is deprecated, use --image-size" in proc.stderr
     summary = json.loads(proc.stdout)
+    assert summary["input_size"] == [32, 32]
     assert summary["strategy"] == "mirrored" and summary["replicas"] >= 1
     assert summary["epochs"] == 2 and out.is_file()
     monkeypatch.delenv("TF_CONFIG", raising=False)

@@ -116,3 +116,20 @@ def test_predict_missing_folder_and_file(tmp_path: Path) -> None:
     model.write_bytes(b"")
     line = assert_one_line_error(tlkit("predict", str(model), str(tmp_path / "gone")), "predict")
     assert "gone" in line and "does not exist" in line
+
+
+def test_old_flag_names_work_hidden_and_messages_name_the_new_flag(capsys) -> None:
+    import argparse
+
+    from tlkit.cli._common import UsageError, add_image_size, as_flags
+    from tlkit.errors import TlkitError
+
+    p = argparse.ArgumentParser()
+    add_image_size(p, "pixels")
+    assert as_flags("pass image_size=64 or more", p, {}) == "pass --image-size 64 or more"
+    assert "--image-size" in p.format_help() and "--input-size" not in p.format_help()
+    assert p.parse_args(["--image-size", "40"]).image_size == 40
+    assert "deprecated" not in capsys.readouterr().err
+    assert p.parse_args(["--input-size", "48"]).image_size == 48
+    assert "--input-size is deprecated, use --image-size" in capsys.readouterr().err
+    assert issubclass(UsageError, TlkitError) and issubclass(UsageError, ValueError)

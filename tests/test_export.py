@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,12 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from tlkit.datasets import synthetic_image  # noqa: E402
-from tlkit.errors import ExportCheckError, ExportError, MissingDependencyError  # noqa: E402
+from tlkit.errors import (  # noqa: E402
+    ArgumentTypeError,
+    ExportCheckError,
+    ExportError,
+    MissingDependencyError,
+)
 from tlkit.export import (  # noqa: E402
     FLOAT_MIN_AGREEMENT,
     ExportedModel,
@@ -19,6 +25,7 @@ from tlkit.export import (  # noqa: E402
     labels_path,
     read_labels,
 )
+from tlkit.protocols import TrainedClassifier  # noqa: E402
 
 SIZE = 32
 CLASSES = ["red", "green", "blue"]
@@ -52,13 +59,15 @@ def _net(bgr: bool = False) -> keras.Model:
     return keras.Model(inp, out)
 
 
-class _Tuner:
-    """The FineTuner protocol: .model, .class_names, .input_size."""
+@dataclass
+class _Run:
+    """A trained classifier that is not a FineTuner: what tlkit.protocols.TrainedClassifier asks."""
 
-    def __init__(self, model: keras.Model) -> None:
-        self.model = model
-        self.class_names = CLASSES
-        self.input_size = (SIZE, SIZE)
+    model: keras.Model
+    class_names: list[str] = field(default_factory=lambda: list(CLASSES))
+    history: dict | None = None
+    train_time_s: float | None = None
+    tflite_path: str | None = None
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +85,9 @@ def trained() -> tuple[keras.Model, tuple[np.ndarray, np.ndarray], tuple[np.ndar
 
 def test_litert_float_agrees_and_writes_labels(trained, tmp_path: Path) -> None:
     model, _, test = trained
-    report = export(_Tuner(model), tmp_path / "m", check_data=test, latency_runs=3)
+    run = _Run(model)
+    assert isinstance(run, TrainedClassifier)  # the protocol export reads, as ModelComparator does
+    report = export(run, tmp_path / "m", check_data=test, latency_runs=3)
     assert report.path == tmp_path / "m.tflite" and report.path.is_file()
     assert read_labels(labels_path(report.path)) == CLASSES == read_labels(report.labels_path)
     assert report.n_checked == len(test[1])
@@ -86,7 +97,9 @@ def test_litert_float_agrees_and_writes_labels(trained, tmp_path: Path) -> None:
     assert report.passed and report.min_agreement == FLOAT_MIN_AGREEMENT
     # The file runs on its own, from raw pixels, with the labels beside it.
     exported = ExportedModel(report.path)
-    assert exported.class_names == CLASSES and exported.input_size == (SIZE, SIZE)
+    assert exported.class_names == CLASSES and exported.image_size == (SIZE, SIZE)
+    with pytest.warns(DeprecationWarning, match="input_size is deprecated, use image_size"):
+        assert exported.input_size == (SIZE, SIZE)
     np.testing.assert_allclose(
         exported.predict(test[0][:5]), model.predict(test[0][:5], verbose=0), atol=1e-4
     )
@@ -124,7 +137,7 @@ def test_onnx_agrees(trained, tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
     pytest.importorskip("tf2onnx")
     model, _, test = trained
-    report = export(_Tuner(model), tmp_path / "m.onnx", format="onnx", check_data=test)
+    report = export(_Run(model), tmp_path / "m.onnx", format="onnx", check_data=test)
     assert report.format == "onnx" and report.runtime.startswith("onnxruntime")
     assert report.agreement >= FLOAT_MIN_AGREEMENT and report.max_prob_diff < 1e-4
     assert ExportedModel(report.path).class_names == CLASSES
@@ -163,8 +176,10 @@ def test_not_checked_is_said(trained, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"format": "tflite"}, "format must be one of litert, onnx, saved_model"),
-        ({"quantize": "int4"}, "quantize must be None"),
+        ({"format": "tflite"}, "format must be one of 'litert', 'onnx', 'saved_model'"),
+        ({"quantize": "int4"}, "quantize must be one of None, 'dynamic'"),
+        ({"min_agreement": 1.5}, "min_agreement must be a number"),
+        ({"batch_size": 0}, "batch_size must be an int >= 1"),
         ({"format": "onnx", "quantize": "int8"}, "works with format 'litert' only"),
         ({"quantize": "int8"}, "needs representative images"),
         ({"class_names": ["a", "b"]}, "2 class names"),
@@ -174,6 +189,24 @@ def test_bad_arguments(trained, tmp_path: Path, kwargs, match) -> None:
     model, _, _ = trained
     with pytest.raises(ExportError, match=match):
         export(model, tmp_path / "m.tflite", latency_runs=1, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"batch_size": True}, "batch_size must be an int >= 1, got True"),
+        ({"latency_runs": 2.0}, "latency_runs must be an int"),
+        ({"min_agreement": "0.9"}, "min_agreement must be a number"),
+        ({"path": 3}, "path must be a path"),
+        ({"model": "model.keras"}, "model must be a keras.Model or an object whose .model"),
+    ],
+)
+def test_wrong_argument_types_are_type_errors(trained, tmp_path: Path, kwargs, match) -> None:
+    args = {"model": trained[0], "path": tmp_path / "m.tflite", "latency_runs": 1, **kwargs}
+    with pytest.raises(ArgumentTypeError, match=match) as info:
+        export(**args)
+    assert isinstance(info.value, TypeError) and not isinstance(info.value, ExportError)
+    assert not (tmp_path / "m.tflite").exists()  # refused before anything was written
 
 
 def test_wrong_suffix_and_missing_file(trained, tmp_path: Path) -> None:
@@ -234,7 +267,7 @@ from tlkit.export import ExportedModel
 for path in sys.argv[1:]:
     try:
         m = ExportedModel(path)
-        m.predict(np.zeros((2, *m.input_size, 3)))
+        m.predict(np.zeros((2, *m.image_size, 3)))
         print(path, "loaded")
     except ExportError as exc:
         print(path, "ExportError", str(exc).splitlines()[0])

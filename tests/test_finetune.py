@@ -16,7 +16,8 @@ import tensorflow as tf
 from tlkit import DatasetSplitter, FineTuner, Split, schedules
 from tlkit.backbones import get_backbone
 from tlkit.datasets import make_synthetic_dataset
-from tlkit.errors import ScheduleError, TlkitError, TrainingDivergedError
+from tlkit.errors import ArgumentTypeError, ScheduleError, TlkitError, TrainingDivergedError
+from tlkit.protocols import TrainedClassifier
 
 SIZE = 32
 
@@ -202,7 +203,7 @@ def balanced_data(split: Split):
 
 def test_learns_generated_data(split: Split) -> None:
     cnn = FineTuner.scratch_cnn(
-        class_names=split.class_names, input_size=SIZE, epochs=6, seed=0, verbose=0,
+        class_names=split.class_names, image_size=SIZE, epochs=6, seed=0, verbose=0,
         widths=(16, 32), batch_size=8,
     )  # fmt: skip
     cnn.fit(split.train, split.val)
@@ -240,17 +241,80 @@ def test_wrong_num_classes_and_bad_arguments(split: Split) -> None:
         ({"optimizer": "adagrad"}, "optimizer must be one of"),
         ({"class_weight": "inverse"}, "class_weight must be"),
         ({"dropout": 1.5}, "dropout"),
-        ({"input_size": 8}, "input_size"),
+        ({"image_size": 8}, "image_size must be"),
+        ({"image_size": 16, "input_size": 16}, "pass 'image_size' only"),
         ({"class_names": ["a", "a"]}, "distinct"),
         ({"num_classes": 3, "class_names": ["a", "b"]}, "num_classes=3"),
         ({"cache_features": "yes"}, "cache_features"),
+        ({"seed": -1}, "seed must be an int >= 0"),
+        ({"verbose": 3}, "verbose must be one of"),
     ]:
-        with pytest.raises(TlkitError, match=match):
+        with pytest.raises(TlkitError, match=match) as info:
             FineTuner("scratch_cnn", weights=None, **kwargs)
+        assert isinstance(info.value, ValueError)
     with pytest.raises(ScheduleError, match="one-phase"):
         tuner(schedules.FreezeThenUnfreeze(1, 1)).fit(split.train, epochs=3)
-    with pytest.raises(ScheduleError, match="SplitPart"):
+    # A wrong type is an ArgumentTypeError (a TypeError), naming the argument.
+    with pytest.raises(ArgumentTypeError, match="SplitPart"):
         tuner(schedules.Frozen(1)).fit("photos/")
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"backbone": 3}, "backbone must be a registry name"),
+        ({"class_names": "abc"}, "class_names must be a list"),
+        ({"num_classes": 2.0}, "num_classes must be an int"),
+        ({"optimizer": 1}, "optimizer must be one of"),
+        ({"class_weight": 1.0}, "class_weight must be None"),
+        ({"dropout": "0.2"}, "dropout must be a number"),
+        ({"dropout": True}, "dropout must be a number"),
+        ({"image_size": "32"}, "image_size must be an int or a"),
+        ({"batch_size": 8.0}, "batch_size must be an int"),
+        ({"seed": "0"}, "seed must be an int"),
+        ({"restore_best": 1}, "restore_best must be True or False"),
+        ({"mixed_precision": "no"}, "mixed_precision must be True or False"),
+        ({"schedule": 3}, "schedule must be a Schedule"),
+    ],
+)
+def test_wrong_argument_types_are_type_errors(kwargs: dict, match: str) -> None:
+    kwargs = {"backbone": "scratch_cnn", "weights": None, **kwargs}
+    with pytest.raises(ArgumentTypeError, match=match) as info:
+        FineTuner(**kwargs)
+    assert isinstance(info.value, TypeError) and isinstance(info.value, TlkitError)
+
+
+def test_input_size_is_a_deprecated_alias_of_image_size() -> None:
+    with pytest.warns(DeprecationWarning, match="'input_size' is deprecated, use 'image_size'"):
+        t = FineTuner("scratch_cnn", weights=None, num_classes=2, input_size=48)
+    assert t.image_size == (48, 48)
+    with pytest.warns(DeprecationWarning, match="input_size is deprecated"):
+        assert t.input_size == (48, 48)
+    with pytest.warns(DeprecationWarning, match="'input_size' is deprecated"):
+        cnn = FineTuner.scratch_cnn(num_classes=2, input_size=40, epochs=1, widths=(8,))
+    assert cnn.image_size == (40, 40) and cnn.model.input_shape == (None, 40, 40, 3)
+    assert "image_size=(48, 48)" in repr(t)
+
+
+def _report_row(run: TrainedClassifier) -> tuple[list[str], float | None]:
+    """Typed to take the protocol: a type checker accepts a FineTuner here."""
+    return list(run.class_names or []), run.train_time_s
+
+
+def test_fine_tuner_is_a_trained_classifier(split: Split) -> None:
+    t = tuner(schedules.Frozen(1), class_names=split.class_names)
+    assert isinstance(t, TrainedClassifier)  # runtime_checkable: the five attributes exist
+    assert _report_row(t) == (list(split.class_names), None)
+    # Before fit: no history, no time, no export; the model is built on first use.
+    assert t.history is None and t.train_time_s is None and t.tflite_path is None
+    assert t.model.output_shape == (None, len(split.class_names))
+    t.fit(split.train, split.val)
+    assert isinstance(t, TrainedClassifier)
+    assert len(t.history) == 1 and t.train_time_s > 0
+    # The protocol's attributes are declared on the class, for readers and type checkers.
+    declared = set(FineTuner.__annotations__) | {n for n in vars(FineTuner) if n == "model"}
+    assert {"model", "class_names", "history", "train_time_s", "tflite_path"} <= declared
+    assert not isinstance(object(), TrainedClassifier)
 
 
 def test_nan_loss_names_the_phase_and_rate(split: Split) -> None:
@@ -296,3 +360,25 @@ def test_schedule_keeps_the_best_epoch_of_all_phases(split: Split) -> None:
     best, value = t.history.best("val_loss")
     assert t.history.phases[best] == "head" and t.best_epoch == best
     assert t.evaluate(split.val)["loss"] == pytest.approx(value, rel=1e-4)
+
+
+def test_unpooled_backbone_is_refused_with_a_schedule_error() -> None:
+    bb = get_backbone("scratch_cnn", weights=None, input_size=SIZE, pooling=None, widths=(8,))
+    with pytest.raises(ScheduleError, match="must give pooled features"):
+        FineTuner(bb, num_classes=2).build()
+
+
+def test_history_from_a_damaged_dict_is_a_tlkit_error() -> None:
+    from tlkit.finetune import TrainingHistory
+
+    with pytest.raises(TlkitError, match="differ in length") as info:
+        TrainingHistory.from_dict({"history": {"loss": [1.0, 0.5]}, "phases": ["head"]})
+    assert isinstance(info.value, ValueError)
+
+
+def test_image_size_must_match_a_built_backbone() -> None:
+    bb = tiny_backbone()
+    assert FineTuner(bb, num_classes=2).image_size == (SIZE, SIZE)
+    assert FineTuner(bb, num_classes=2, image_size=SIZE).image_size == (SIZE, SIZE)
+    with pytest.raises(ScheduleError, match=r"image_size=\(64, 64\) but the backbone was built"):
+        FineTuner(bb, num_classes=2, image_size=64)

@@ -47,7 +47,7 @@ def test_round_trip_predicts_identically(split: Split, saved: tuple[FineTuner, P
     )
     assert loaded.class_names == list(split.class_names)
     assert loaded.backbone_name == "scratch_cnn"
-    assert loaded.input_size == (SIZE, SIZE)
+    assert loaded.image_size == (SIZE, SIZE)
     assert loaded.schedule == tuner.schedule
     assert loaded.progress == {"phases_done": 2, "epochs_done": 2}
     assert loaded.history.phases == ["head", "finetune"]

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tlkit.errors import ScheduleError, TlkitError
+from tlkit.errors import ArgumentTypeError, ScheduleError, TlkitError
 from tlkit.finetune import schedules as S
 
 
@@ -78,22 +78,51 @@ def test_warmup_then_cosine_factor() -> None:
         (lambda: S.FreezeThenUnfreeze(-1, 2), "head_epochs"),
         (lambda: S.FreezeThenUnfreeze(1, 2, lr_factor=math.nan), "lr_factor"),
         (lambda: S.Frozen(0), "epochs"),
-        (lambda: S.Frozen(True), "epochs"),
         (lambda: S.Frozen(2, lr_decay=0.0), "lr_decay"),
         (lambda: S.Frozen(2, lr_decay=1.5), "lr_decay"),
         (lambda: S.Frozen(2, warmup=-1), "warmup"),
-        (lambda: S.Frozen(2, cosine="yes"), "cosine"),
-        (lambda: S.Frozen(2, lr_multipliers=[0.5]), "lr_multipliers"),
         (lambda: S.GradualUnfreezing({1: 2}, epochs=4), "epoch 0"),
         (lambda: S.GradualUnfreezing({0: 2, 2: 1}, epochs=4), "more groups"),
         (lambda: S.GradualUnfreezing({0: 0, 5: 1}, epochs=5), "larger than the last"),
         (lambda: S.GradualUnfreezing({}, epochs=5), "non-empty"),
+        (lambda: S.Frozen(2, lr_multipliers={"head": -1}), r"lr_multipliers\['head'\]"),
     ],
 )
 def test_bad_arguments_name_the_argument(make, match: str) -> None:
     with pytest.raises(ScheduleError, match=match) as info:
         make()
     assert isinstance(info.value, TlkitError) and isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: S.Frozen(True), "epochs must be an int >= 1, got True"),
+        (lambda: S.Frozen(2.0), "epochs must be an int"),
+        (lambda: S.Frozen(2, cosine="yes"), "cosine must be True or False"),
+        (lambda: S.Frozen(2, train_bn=1), "train_bn must be True or False"),
+        (lambda: S.Frozen(2, lr_multipliers=[0.5]), "lr_multipliers must be a mapping"),
+        (lambda: S.Frozen(2, warmup="1"), "warmup must be a number"),
+        (lambda: S.FreezeThenUnfreeze(2, 2, unfreeze=1.5), "unfreeze must be an int >= 0 or 'all'"),
+        (lambda: S.GradualUnfreezing([0, 1], epochs=5), "milestones must be a mapping"),
+        (lambda: S.get(3), "schedule must be a Schedule"),
+        (lambda: S.from_config("Frozen"), "a schedule config is a dict"),
+    ],
+)
+def test_wrong_types_are_type_errors(make, match: str) -> None:
+    # A wrong type is an ArgumentTypeError (TlkitError + TypeError), not a ScheduleError.
+    with pytest.raises(ArgumentTypeError, match=match) as info:
+        make()
+    assert isinstance(info.value, TlkitError) and isinstance(info.value, TypeError)
+    assert not isinstance(info.value, ValueError)
+
+
+def test_config_values_of_a_wrong_type_are_schedule_errors() -> None:
+    # A config comes from a file: anything wrong in it is a ScheduleError naming the schedule.
+    with pytest.raises(ScheduleError, match="bad Frozen config: epochs must be an int"):
+        S.from_config({"class_name": "Frozen", "config": {"epochs": "3"}})
+    with pytest.raises(ScheduleError, match="unknown schedule"):
+        S.from_config({"class_name": ["Frozen"], "config": {}})
 
 
 def test_get_from_strings_and_configs() -> None:

@@ -11,10 +11,22 @@ thumbnails of everything flagged.
 
 Examples
 --------
+``audit("photos.split.json")`` audits a split with backbone features; here a
+generated dataset, with thumbnails as features instead of a backbone (seconds,
+no weights):
+
+>>> import tempfile
 >>> from tlkit.audit import audit
->>> report = audit("photos.split.json")  # doctest: +SKIP
->>> print(report.summary())  # doctest: +SKIP
->>> report.save("audit/")  # doctest: +SKIP
+>>> from tlkit.data import DatasetSplitter
+>>> from tlkit.datasets import make_synthetic_dataset
+>>> root = make_synthetic_dataset(tempfile.mkdtemp(), {"a": 20, "b": 20}, seed=0)
+>>> split = DatasetSplitter(seed=0, progress=False).split(root)
+>>> thumbs = lambda x: x[:, ::8, ::8].reshape(len(x), -1).astype(float)
+>>> report = audit(split, features=thumbs, image_size=32, label_issues=False)
+>>> report.num_images
+40
+>>> sorted(p.name for p in report.save(tempfile.mkdtemp()))
+['audit.html', 'audit.json', 'audit.md']
 """
 
 from tlkit.audit._audit import DEFAULT_FEATURE_THRESHOLD, audit, load_images

@@ -11,6 +11,15 @@ from typing import Any
 
 import numpy as np
 
+from tlkit._validation import (
+    check_bool,
+    check_int,
+    check_number,
+    check_seed,
+    check_str,
+    renamed_argument,
+    type_name,
+)
 from tlkit.audit._report import AuditReport, LabelIssue, NearDuplicate, SmallImage
 from tlkit.data import DatasetSplitter, Split
 from tlkit.data._neardup import (
@@ -20,7 +29,7 @@ from tlkit.data._neardup import (
     hamming_pairs,
     perceptual_hashes,
 )
-from tlkit.errors import AuditError, DatasetError
+from tlkit.errors import ArgumentTypeError, AuditError, DatasetError, MissingDependencyError
 
 __all__ = ["DEFAULT_FEATURE_THRESHOLD", "audit", "load_images"]
 
@@ -41,7 +50,7 @@ def audit(
     backbone: str | None = "efficientnet_lite0",
     features: FeatureSource = None,
     weights: str | os.PathLike[str] | None = "imagenet",
-    input_size: int | None = None,
+    image_size: int | None = None,
     feature_duplicates: bool = False,
     hash_threshold: int = DEFAULT_HASH_THRESHOLD,
     feature_threshold: float = DEFAULT_FEATURE_THRESHOLD,
@@ -49,6 +58,7 @@ def audit(
     seed: int = 0,
     batch_size: int = 32,
     workers: int | None = None,
+    input_size: int | None = None,
 ) -> AuditReport:
     """Audit a dataset split for leaks and label errors before training on it.
 
@@ -73,15 +83,16 @@ def audit(
         ``None`` with ``features=None`` runs only the checks that need no features.
     features : callable, array or None
         Instead of a backbone: a callable mapping a ``uint8`` batch
-        ``(B, S, S, 3)`` of RGB images resized to ``input_size`` to a
+        ``(B, S, S, 3)`` of RGB images resized to ``image_size`` to a
         ``(B, D)`` array, or a precomputed ``(n, D)`` array whose rows follow
         ``split.train``, then ``split.val``, then ``split.test``.
     weights : str, path or None
         Passed to :func:`~tlkit.backbones.get_backbone`.
-    input_size : int, optional
+    image_size : int, optional
         Square size images are resized to for features, and the training size
         that "small image" is judged against (images under half of it are
         listed). Default: the backbone's default size (224 for a callable).
+        ``input_size`` is its deprecated old name.
     feature_duplicates : bool
         Also report pairs whose centred features are within ``feature_threshold``
         (``O(n^2 d)`` flops in blocks: seconds per 10,000 images). Off by
@@ -100,6 +111,8 @@ def audit(
         Images per feature batch.
     workers : int, optional
         Threads that decode images.
+    input_size : int, optional
+        Deprecated: the old name of ``image_size``.
 
     Returns
     -------
@@ -111,19 +124,32 @@ def audit(
     >>> from tlkit.datasets import make_synthetic_dataset
     >>> root = make_synthetic_dataset(tempfile.mkdtemp(), {"a": 20, "b": 20}, seed=0)
     >>> thumb = lambda x: x[:, ::8, ::8].reshape(len(x), -1).astype(float)
-    >>> report = audit(root, features=thumb, input_size=32)
+    >>> report = audit(root, features=thumb, image_size=32)
     >>> report.num_images, len(report.leaks)
     (40, 0)
     """
+    image_size = renamed_argument(
+        "audit", "input_size", "image_size", input_size, image_size, default=None
+    )
+    for name, flag in [
+        ("near_duplicates", near_duplicates),
+        ("label_issues", label_issues),
+        ("feature_duplicates", feature_duplicates),
+    ]:
+        check_bool(name, flag)
+    check_str("backbone", backbone, allow_none=True)
+    image_size = check_int("image_size", image_size, minimum=1, allow_none=True, error=AuditError)
+    hash_threshold = check_int(
+        "hash_threshold", hash_threshold, minimum=0, maximum=DEFAULT_HASH_SIZE**2, error=AuditError
+    )
+    feature_threshold = check_number(
+        "feature_threshold", feature_threshold, low=-1.0, high=1.0, error=AuditError
+    )
+    cv_folds = check_int("cv_folds", cv_folds, minimum=2, error=AuditError)
+    seed = check_seed("seed", seed)
+    batch_size = check_int("batch_size", batch_size, minimum=1, error=AuditError)
+    workers = check_int("workers", workers, minimum=1, allow_none=True, error=AuditError)
     split = _as_split(split_or_folder)
-    if hash_threshold < 0 or hash_threshold > DEFAULT_HASH_SIZE**2:
-        raise AuditError(f"hash_threshold must be in 0..256 bits, got {hash_threshold!r}")
-    if not -1.0 <= float(feature_threshold) <= 1.0:
-        raise AuditError(
-            f"feature_threshold must be a cosine in [-1, 1], got {feature_threshold!r}"
-        )
-    if isinstance(cv_folds, bool) or not isinstance(cv_folds, int) or cv_folds < 2:
-        raise AuditError(f"cv_folds must be an int >= 2, got {cv_folds!r}")
     items = [(name, s) for name, part in split.parts.items() for s in part]
     paths = [str(Path(split.root, *s.path.split("/"))) for _, s in items]
     names = split.class_names
@@ -133,13 +159,13 @@ def audit(
 
     need_features = label_issues or (near_duplicates and feature_duplicates)
     feats: np.ndarray | None = None
-    size = input_size
+    size = image_size
     if need_features and (features is not None or backbone is not None):
         feats, size, ok_rows, source = _features(
-            paths, features, backbone, weights, input_size, batch_size, workers
+            paths, features, backbone, weights, image_size, batch_size, workers
         )
         settings["features"] = source
-        settings["input_size"] = size
+        settings["input_size"] = size  # the report's JSON key keeps its name
         if ok_rows is not None and not ok_rows.all():
             notes.append(
                 f"{int((~ok_rows).sum())} image(s) could not be decoded for features; "
@@ -154,8 +180,8 @@ def audit(
     else:
         ok_rows = None
     if size is None:
-        size = input_size or 224
-        settings["input_size"] = size
+        size = image_size or 224
+        settings["input_size"] = size  # the report's JSON key keeps its name
 
     report = AuditReport(
         root=Path(split.root),
@@ -208,8 +234,8 @@ def _as_split(x: Split | str | os.PathLike[str]) -> Split:
     if isinstance(x, Split):
         return x
     if not isinstance(x, (str, os.PathLike)):
-        raise AuditError(
-            f"audit() takes a Split, a manifest path or a dataset folder, got {type(x).__name__}"
+        raise ArgumentTypeError(
+            f"audit() takes a Split, a manifest path or a dataset folder, got {type_name(x)}"
         )
     p = Path(x)
     if p.is_dir():
@@ -265,7 +291,7 @@ def _features(
     features: FeatureSource,
     backbone: str | None,
     weights: Any,
-    input_size: int | None,
+    image_size: int | None,
     batch_size: int,
     workers: int | None,
 ) -> tuple[np.ndarray, int, np.ndarray | None, str]:
@@ -280,15 +306,16 @@ def _features(
             )
         if not np.isfinite(arr).all():
             raise AuditError("features contains NaN or infinite values")
-        return arr, input_size or 224, None, f"precomputed array {arr.shape}"
+        return arr, image_size or 224, None, f"precomputed array {arr.shape}"
     if features is not None and callable(features):
         fn = features
-        size = int(input_size or 224)
+        size = int(image_size or 224)
         source = f"callable {getattr(features, '__name__', type(features).__name__)} at {size} px"
     else:
         from tlkit.backbones import get_backbone
 
-        bb = get_backbone(str(backbone), weights=weights, input_size=input_size)
+        # get_backbone's image_size= (and Backbone.image_size) once backbones has them
+        bb = get_backbone(str(backbone), weights=weights, input_size=image_size)
         size = int(bb.input_size[0])
         model = bb.model
 
@@ -388,7 +415,7 @@ def _label_issues(
     try:
         from cleanlab.filter import find_label_issues
     except ImportError:  # pragma: no cover - cleanlab is in the dev extra
-        raise ImportError(
+        raise MissingDependencyError(
             "label issues need the cleanlab package: pip install 'tlkit[audit]'"
         ) from None
     from sklearn.linear_model import LogisticRegression

@@ -13,7 +13,9 @@ stderr (traceback with ``--debug``). Results go to stdout, progress to stderr.
 
 Examples
 --------
->>> main(["--version"])  # doctest: +SKIP
+>>> main(["--version"])  # doctest: +ELLIPSIS
+tlkit ...
+0
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from tlkit.cli._common import add_command, log
+from tlkit.cli._common import add_command, add_image_size, log
 
 
 def add_parser(sub: Any) -> None:
@@ -33,7 +33,7 @@ def add_parser(sub: Any) -> None:
         default="efficientnet_lite0",
         help="registry backbone for features (default: efficientnet_lite0, offline weights)",
     )
-    p.add_argument("--input-size", type=int, default=None, help="feature input size in pixels")
+    add_image_size(p, "image size in pixels for the features (default: the backbone's)")
     p.add_argument(
         "--hash-threshold",
         type=int,
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         near_duplicates=not args.no_near_duplicates,
         label_issues=not args.no_label_issues,
         backbone=args.backbone if needs_backbone else None,
-        input_size=args.input_size,
+        image_size=args.image_size,
         feature_duplicates=args.feature_duplicates,
         hash_threshold=args.hash_threshold,
         feature_threshold=(

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tlkit.cli._common import UsageError, add_command, log
+from tlkit.cli._common import UsageError, add_command, add_image_size, log
 
 
 def add_parser(sub: Any) -> None:
@@ -29,7 +29,7 @@ def add_parser(sub: Any) -> None:
             "tlkit train photos.split.json --backbone mobilenet_v2 "
             "--schedule freeze_then_unfreeze:5,10,3 -o model.keras",
             "tlkit train photos.split.json --backbone efficientnet_lite0 --schedule frozen:20 "
-            "--input-size 160 --augment light -o lite0.keras",
+            "--image-size 160 --augment light -o lite0.keras",
             "tlkit train photos.split.json --backbone mobilenet_v2 --strategy mirrored "
             "--batch-size 128 -o model.keras",
         ],
@@ -45,7 +45,7 @@ def add_parser(sub: Any) -> None:
         "(default: FineTuner's)",
     )
     p.add_argument("-o", "--out", type=Path, required=True, help="model file to write (.keras)")
-    p.add_argument("--input-size", type=int, default=None, help="pixels (default: the backbone's)")
+    add_image_size(p, "pixels, at least 32 (default: the backbone's)")
     p.add_argument(
         "--weights",
         default="imagenet",
@@ -124,8 +124,8 @@ def _strategy(name: str | None) -> Any:
 def run(args: argparse.Namespace) -> int:
     if args.out.suffix != ".keras":
         raise UsageError(f"-o must name a .keras file, got {str(args.out)!r}")
-    if args.input_size is not None and args.input_size < 32:
-        raise UsageError(f"--input-size must be at least 32, got {args.input_size}")
+    if args.image_size is not None and args.image_size < 32:
+        raise UsageError(f"--image-size must be at least 32, got {args.image_size}")
     from tlkit.backbones import get_config
 
     get_config(args.backbone)  # unknown backbone: fail before loading anything
@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         backbone=args.backbone,
         class_names=list(split.class_names),
         weights=weights,
-        input_size=args.input_size,
+        image_size=args.image_size,
         schedule=_schedule(args.schedule),
         augment=args.augment,
         batch_size=args.batch_size,
@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     )
     val = split.val if len(split.val) else None
     log(
-        f"training {args.backbone} at {tuner.input_size[0]}x{tuner.input_size[1]} on "
+        f"training {args.backbone} at {tuner.image_size[0]}x{tuner.image_size[1]} on "
         f"{len(split.train)} images ({len(split.val)} for validation)"
     )
     with contextlib.redirect_stdout(sys.stderr):  # Keras prints progress to stdout
@@ -165,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
     summary: dict[str, Any] = {
         "model": str(args.out),
         "backbone": tuner.backbone_name,
-        "input_size": list(tuner.input_size),
+        "input_size": list(tuner.image_size),  # the JSON summary keeps its key
         "class_names": list(tuner.class_names),
         "train_images": len(split.train),
         "val_images": len(split.val),

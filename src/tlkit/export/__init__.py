@@ -17,20 +17,20 @@ Needs ``pip install 'tlkit[export]'`` for ONNX (``tf2onnx``, ``onnx``,
 
 Examples
 --------
->>> from tlkit.export import export
->>> report = export(tuner, "model.tflite", quantize="int8",
-...                 representative=split.train, check_data=split.test)  # doctest: +SKIP
->>> report.agreement, report.accuracy_change  # doctest: +SKIP
-(0.987, -0.005)
+With a trained :class:`~tlkit.finetune.FineTuner` and its split (a runnable
+example with a tiny model is in :func:`export`)::
+
+    report = export(tuner, "model.tflite", quantize="int8",
+                    representative=split.train, check_data=split.test)
+    report.agreement, report.accuracy_change   # e.g. (0.987, -0.005)
+
+>>> from tlkit.export import FORMATS, QUANTIZATIONS
+>>> FORMATS, QUANTIZATIONS
+(('litert', 'onnx', 'saved_model'), (None, 'dynamic', 'float16', 'int8'))
 """
 
-from tlkit.export._export import (
-    FLOAT_MIN_AGREEMENT,
-    FORMATS,
-    QUANTIZATIONS,
-    check_export,
-    export,
-)
+from tlkit.export._check import FLOAT_MIN_AGREEMENT, check_export
+from tlkit.export._export import FORMATS, QUANTIZATIONS, export
 from tlkit.export._report import ExportReport
 from tlkit.export._runtime import ExportedModel, format_of, labels_path, read_labels
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from tlkit._validation import check_int, check_path
 from tlkit.errors import ExportError, MissingDependencyError
 
 __all__ = ["EXPORT_EXTRA", "ExportedModel", "format_of", "labels_path", "read_labels"]
@@ -111,8 +112,8 @@ class ExportedModel:
     ----------
     format : str
         ``"litert"``, ``"onnx"`` or ``"saved_model"``.
-    input_size : (int, int)
-        ``(height, width)`` of the input.
+    image_size : (int, int)
+        ``(height, width)`` of the input (``input_size`` is its deprecated old name).
     size_bytes : int
         Size on disk.
     runtime : str
@@ -120,9 +121,26 @@ class ExportedModel:
 
     Examples
     --------
-    >>> exported = ExportedModel("model.tflite")  # doctest: +SKIP
-    >>> probs = exported.predict(images)  # (n, K) probabilities  # doctest: +SKIP
+    >>> import tempfile, keras, numpy as np
+    >>> model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Rescaling(1 / 255),
+    ...                           keras.layers.GlobalAveragePooling2D(),
+    ...                           keras.layers.Dense(2, activation="softmax")])
+    >>> images = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    >>> from tlkit.export import ExportedModel, export
+    >>> path = export(model, tempfile.mkdtemp() + "/model.tflite", class_names=["ok", "crack"],
+    ...               latency_runs=1).path
+    >>> exported = ExportedModel(path)
+    >>> exported.image_size, exported.class_names
+    ((32, 32), ['ok', 'crack'])
+    >>> exported.predict(images).shape  # (n, K) probabilities
+    (8, 2)
     """
+
+    format: str
+    image_size: tuple[int, int]
+    size_bytes: int
+    runtime: str
+    class_names: list[str] | None
 
     def __init__(
         self,
@@ -131,7 +149,8 @@ class ExportedModel:
         class_names: Sequence[str] | None = None,
         num_threads: int | None = None,
     ) -> None:
-        self.path = Path(path)
+        self.path = check_path("path", path)
+        check_int("num_threads", num_threads, minimum=1, allow_none=True, error=ExportError)
         if not self.path.exists():
             raise ExportError(f"exported model {str(self.path)!r} does not exist")
         self.format = format_of(self.path)
@@ -146,13 +165,26 @@ class ExportedModel:
     def __repr__(self) -> str:
         return (
             f"ExportedModel({str(self.path)!r}, format={self.format!r}, "
-            f"input_size={self.input_size})"
+            f"image_size={self.image_size})"
         )
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """Deprecated: the old name of ``image_size``."""
+        import warnings
+
+        warnings.warn(
+            "ExportedModel.input_size is deprecated, use image_size (it will be removed in "
+            "tlkit 0.3)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.image_size
 
     @property
     def input_shape(self) -> tuple[None, int, int, int]:
         """``(None, height, width, 3)``, like a Keras model's."""
-        return (None, *self.input_size, 3)
+        return (None, *self.image_size, 3)
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -178,7 +210,7 @@ class ExportedModel:
                 "an image classifier has one of each"
             )
         self._in, self._out = inputs[0], outputs[0]
-        self.input_size = _hw(self._in["shape"], self.path)
+        self.image_size = _hw(self._in["shape"], self.path)
 
     def _load_onnx(self, num_threads: int | None) -> None:
         require("onnxruntime", why="running an ONNX model")
@@ -198,7 +230,7 @@ class ExportedModel:
         if len(inputs) != 1 or len(self._session.get_outputs()) != 1:
             raise ExportError(f"{str(self.path)!r} must have one input and one output")
         self._input_name = inputs[0].name
-        self.input_size = _hw(inputs[0].shape, self.path)
+        self.image_size = _hw(inputs[0].shape, self.path)
 
     def _load_saved_model(self, num_threads: int | None) -> None:
         import tensorflow as tf
@@ -221,17 +253,17 @@ class ExportedModel:
             raise ExportError(f"SavedModel {str(self.path)!r} must take one input tensor")
         self._input_name, spec = next(iter(kwargs.items()))
         args = [spec]
-        self.input_size = _hw(list(args[0].shape), self.path)
+        self.image_size = _hw(list(args[0].shape), self.path)
 
     # -- prediction ------------------------------------------------------------------------
 
     def predict_on_batch(self, x: Any) -> np.ndarray:
         """The model's outputs for one batch of images ``(B, H, W, 3)``, as ``float32``."""
         x = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
-        if x.ndim != 4 or x.shape[1:3] != tuple(self.input_size) or x.shape[3] != 3:
+        if x.ndim != 4 or x.shape[1:3] != tuple(self.image_size) or x.shape[3] != 3:
             raise ExportError(
-                f"{str(self.path)!r} takes images of shape (B, {self.input_size[0]}, "
-                f"{self.input_size[1]}, 3), got {x.shape}"
+                f"{str(self.path)!r} takes images of shape (B, {self.image_size[0]}, "
+                f"{self.image_size[1]}, 3), got {x.shape}"
             )
         if self.format == "litert":
             return self._run_litert(x)

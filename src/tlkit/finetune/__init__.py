@@ -3,8 +3,8 @@
 Examples
 --------
 >>> from tlkit.finetune import FineTuner, schedules
->>> FineTuner("efficientnet_lite0", class_names=["ok", "crack", "dark"])  # doctest: +SKIP
-FineTuner('efficientnet_lite0', classes=3, input_size=(224, 224), schedule=FreezeThenUnfreeze(...))
+>>> FineTuner("efficientnet_lite0", class_names=["ok", "crack", "dark"])  # doctest: +ELLIPSIS
+FineTuner('efficientnet_lite0', classes=3, image_size=(224, 224), schedule=FreezeThenUnfreeze(...))
 """
 
 from __future__ import annotations

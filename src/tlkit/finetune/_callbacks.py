@@ -19,7 +19,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from tlkit.errors import TrainingDivergedError
+from tlkit.errors import InvalidArgumentError, TrainingDivergedError
 
 __all__ = ["NaNGuard", "ResumeCheckpoint", "TrainingHistory", "ValidationMetrics"]
 
@@ -161,7 +161,7 @@ class TrainingHistory:
         h.phases = [str(p) for p in d.get("phases", [])]
         h.epoch_seconds = [float(s) for s in d.get("epoch_seconds", [])]
         if any(len(v) != len(h.phases) for v in h.history.values()):
-            raise ValueError("history lists and phases differ in length")
+            raise InvalidArgumentError("history lists and phases differ in length")
         return h
 
     def __repr__(self) -> str:

@@ -10,10 +10,11 @@ from typing import Any
 
 import numpy as np
 
+from tlkit._validation import type_name
 from tlkit.data import Sample, SplitPart
-from tlkit.errors import ScheduleError
+from tlkit.errors import ArgumentTypeError, ScheduleError
 
-__all__ = ["Data", "as_data", "image_bytes", "paths_part"]
+__all__ = ["Data", "as_data", "fit_classes", "image_bytes", "paths_part"]
 
 
 @dataclass
@@ -74,10 +75,30 @@ def as_data(value: Any, what: str) -> Data:
         if int(value.cardinality()) == int(tf.data.INFINITE_CARDINALITY):
             raise ScheduleError(f"{what} is infinite (.repeat()?); pass a finite dataset")
         return Data(dataset=value)
-    raise ScheduleError(
+    raise ArgumentTypeError(
         f"{what} must be a SplitPart (e.g. split.train) or a tf.data.Dataset of (images, labels) "
-        f"batches, got {type(value).__name__}"
+        f"batches, got {type_name(value)}"
     )
+
+
+def fit_classes(class_names: list[str] | None, train: Data) -> list[str]:
+    """The classes ``fit`` trains on: the FineTuner's, else ``train``'s; every label must be one."""
+    if train.is_part:
+        part_names = list(train.part.class_names)
+        if class_names is not None and part_names != list(class_names):
+            raise ScheduleError(
+                f"train has classes {part_names} but the FineTuner was made for {class_names}"
+            )
+        class_names = part_names
+    labels = train.labels()
+    if class_names is None:
+        class_names = [f"class_{i}" for i in range(int(labels.max()) + 1)]
+    if labels.size and (labels.min() < 0 or labels.max() >= len(class_names)):
+        raise ScheduleError(
+            f"train holds label {int(labels.max())}, but the model has {len(class_names)} "
+            f"classes ({class_names}); num_classes/class_names must cover every label"
+        )
+    return list(class_names)
 
 
 def image_bytes(n: int, size: tuple[int, int]) -> int:

@@ -12,6 +12,7 @@ import numpy as np
 from tlkit.errors import ScheduleError
 from tlkit.finetune import _callbacks as cb
 from tlkit.finetune._data import Data
+from tlkit.finetune._devices import strategy_scope
 from tlkit.finetune._model import head_model
 from tlkit.finetune._optim import GroupOptimizer, PhaseRate, make_optimizer
 from tlkit.finetune.schedules import Phase
@@ -173,7 +174,7 @@ class _Context:
             t = self.tuner
             t.log(f"tlkit: computing backbone features of the {which} images once")
             if data.is_part:
-                ds = data.part.to_dataset(t.input_size, batch_size=t.batch_size, shuffle=False)
+                ds = data.part.to_dataset(t.image_size, batch_size=t.batch_size, shuffle=False)
             else:
                 ds = data.dataset.map(lambda *e: e[0])
             self._features[which] = np.asarray(
@@ -199,7 +200,7 @@ class _Context:
         if augment not in self._train_images:
             part = self.train.part
             ds = part.to_dataset(
-                t.input_size,
+                t.image_size,
                 batch_size=t.batch_size,
                 augment=self.aug if augment else None,
                 shuffle=True,
@@ -218,7 +219,7 @@ class _Context:
             if self.val.is_part:
                 part = self.val.part
                 self._val_images = part.to_dataset(
-                    t.input_size, batch_size=t.batch_size, cache=t.cache_images_here(len(part))
+                    t.image_size, batch_size=t.batch_size, cache=t.cache_images_here(len(part))
                 ).map(lambda x, y: x)
             else:
                 self._val_images = self.val.dataset.map(lambda *e: e[0])
@@ -291,7 +292,7 @@ def _run_phase(
     steps = int(ds.cardinality())
     if steps < 1:
         raise ScheduleError("the training data has no batches (unknown or zero cardinality)")
-    with tuner._scope():
+    with strategy_scope(tuner.strategy):
         optimizer = _group_optimizer(tuner, phase, groups, steps, done_in_phase * steps)
         loss = (
             keras.losses.CategoricalCrossentropy(label_smoothing=tuner.label_smoothing)
@@ -368,7 +369,7 @@ def _fingerprint(tuner: FineTuner, train: Data) -> dict[str, Any]:
     return {
         "backbone": tuner.backbone_name,
         "class_names": list(tuner.class_names),
-        "input_size": list(tuner.input_size),
+        "input_size": list(tuner.image_size),  # the checkpoint key keeps its name
         "schedule": tuner.schedule.get_config(),
         "train_examples": len(train),
         "seed": tuner.seed,

@@ -45,7 +45,7 @@ def save_tuner(tuner: FineTuner, path: Path) -> Path:
         "class_names": list(tuner.class_names),
         "backbone": tuner.backbone_name,
         "backbone_options": dict(getattr(tuner, "_backbone_options", {})),
-        "input_size": list(tuner.input_size),
+        "input_size": list(tuner.image_size),  # the file format keeps its key
         "schedule": tuner.schedule.get_config(),
         "progress": dict(tuner.progress),
         "head": tuner.head,
@@ -150,7 +150,7 @@ def load_tuner(cls: type[FineTuner], path: Path) -> FineTuner:
         backbone=meta["backbone"],
         class_names=meta["class_names"],
         weights=None,
-        input_size=tuple(meta["input_size"]),
+        image_size=tuple(meta["input_size"]),
         schedule=meta["schedule"],
         head=meta.get("head"),
         dropout=float(meta.get("dropout", 0.2)),

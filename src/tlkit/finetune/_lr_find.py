@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tlkit._validation import check_int, check_number
 from tlkit.errors import ScheduleError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -82,10 +83,11 @@ def lr_find(
     from tlkit.finetune._model import head_model
     from tlkit.finetune._optim import GroupOptimizer
 
-    if not (0 < min_lr < max_lr) or not all(map(math.isfinite, (min_lr, max_lr))):
+    min_lr = check_number("min_lr", min_lr, low=0.0, low_open=True, error=ScheduleError)
+    max_lr = check_number("max_lr", max_lr, low=0.0, low_open=True, error=ScheduleError)
+    if not min_lr < max_lr:
         raise ScheduleError(f"need 0 < min_lr < max_lr, got {min_lr!r}, {max_lr!r}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 5:
-        raise ScheduleError(f"steps must be an int >= 5, got {steps!r}")
+    steps = check_int("steps", steps, minimum=5, error=ScheduleError)
     data = as_data(train, "train")
     if data.is_part and tuner.class_names is None:
         tuner.class_names = list(data.part.class_names)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 
 from tlkit.backbones import Backbone
+from tlkit.errors import ScheduleError
 
 __all__ = ["build_classifier", "head_model"]
 
@@ -25,7 +26,7 @@ def build_classifier(
     passes the outer model's ``training`` flag to nested models, overriding it.
     """
     if backbone.include_top or len(backbone.model.output_shape) != 2:
-        raise ValueError(
+        raise ScheduleError(
             f"backbone {backbone.name} must give pooled features (include_top=False, "
             f"pooling='avg'); its output shape is {backbone.model.output_shape}"
         )

@@ -19,7 +19,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from tlkit.finetune.schedules import _rate_factor
+from tlkit.finetune._schedule_base import rate_factor
 
 __all__ = ["GroupOptimizer", "PhaseRate", "make_optimizer"]
 
@@ -51,7 +51,7 @@ class PhaseRate(keras.optimizers.schedules.LearningRateSchedule):
         from keras import ops
 
         local = ops.cast(step, "float32") - self.start
-        return self.peak * _rate_factor(local, self.steps, self.warmup, self.cosine)
+        return self.peak * rate_factor(local, self.steps, self.warmup, self.cosine)
 
     def get_config(self) -> dict[str, Any]:
         return {"cosine": self.cosine}

@@ -37,9 +37,9 @@ class Predictions:
 
 
 def as_pixels(
-    data: Any, input_size: tuple[int, int], batch_size: int
+    data: Any, image_size: tuple[int, int], batch_size: int
 ) -> tuple[Any, np.ndarray | None]:
-    """A batched dataset of images at ``input_size``, and their labels when known."""
+    """A batched dataset of images at ``image_size``, and their labels when known."""
     import tensorflow as tf
 
     bs = batch_size
@@ -49,9 +49,9 @@ def as_pixels(
         data = [str(q) for q in files]
     if isinstance(data, (list, tuple)) and data and isinstance(data[0], (str, os.PathLike)):
         part = paths_part(data)
-        return part.to_dataset(input_size, batch_size=bs, check_files=False), None
+        return part.to_dataset(image_size, batch_size=bs, check_files=False), None
     if isinstance(data, SplitPart):
-        return data.to_dataset(input_size, batch_size=bs, shuffle=False), data.labels
+        return data.to_dataset(image_size, batch_size=bs, shuffle=False), data.labels
     if hasattr(data, "element_spec"):
         d = as_data(data, "data")
         return d.dataset.map(lambda *e: e[0]), d.labels()
@@ -63,8 +63,8 @@ def as_pixels(
             f"images must be an array (n, height, width, 3) of raw RGB in [0, 255], got "
             f"shape {arr.shape}"
         )
-    if tuple(arr.shape[1:3]) != tuple(input_size):
-        arr = tf.image.resize(arr, input_size).numpy()
+    if tuple(arr.shape[1:3]) != tuple(image_size):
+        arr = tf.image.resize(arr, image_size).numpy()
     return tf.data.Dataset.from_tensor_slices(arr).batch(bs), None
 
 

@@ -2,44 +2,37 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from tlkit._validation import renamed_argument
 from tlkit.backbones import Backbone, get_backbone, get_config
 from tlkit.data import SplitPart, class_weights
 from tlkit.errors import ScheduleError
+from tlkit.finetune import _devices
+from tlkit.finetune import _validate as v
 from tlkit.finetune import schedules as sched
-from tlkit.finetune._callbacks import TrainingHistory, classification_metrics
-from tlkit.finetune._data import Data, as_data, image_bytes
-from tlkit.finetune._predictions import Predictions, as_pixels, batches
+from tlkit.finetune._callbacks import TrainingHistory
+from tlkit.finetune._data import Data, as_data, fit_classes, image_bytes
+from tlkit.finetune._model_use import ModelUse
+from tlkit.finetune._predictions import Predictions
+from tlkit.finetune._schedule_base import with_epochs
+from tlkit.finetune._validate import default_schedule
 
-__all__ = ["FineTuner", "Predictions"]
+if TYPE_CHECKING:  # pragma: no cover
+    import keras
+
+__all__ = ["FineTuner", "Predictions", "default_schedule"]
 
 log = logging.getLogger("tlkit.finetune")
 
-_OPTIMIZER_NAMES = ("adam", "adamw", "sgd", "rmsprop")
-_MONITORS = ("val_loss", "val_accuracy", "val_balanced_accuracy", "val_macro_f1")
-# Adam's 3e-3: what lr_find suggests for a linear head on pooled features (docs/make_finetune_figures.py).
-_DEFAULT_LR = {"adam": 3e-3, "adamw": 3e-3, "sgd": 1e-2, "rmsprop": 1e-3}
-MEMORY_BUDGET_MB = 2048
 
-
-def default_schedule() -> sched.FreezeThenUnfreeze:
-    """The recipe FineTuner uses when no schedule is given (see the "Fine-tuning" guide)."""
-    return sched.FreezeThenUnfreeze(
-        head_epochs=30, finetune_epochs=8, unfreeze="all", lr_factor=0.05, lr_decay=0.8, warmup=1.0
-    )
-
-
-class FineTuner:
+class FineTuner(ModelUse):
     """Fine-tune a pretrained backbone on your classes with a layer-freezing schedule.
 
     The model is the backbone (raw RGB pixels in [0, 255] in, its own
@@ -59,8 +52,10 @@ class FineTuner:
         The classes; either, or taken from the training ``SplitPart``.
     weights : "imagenet", None or path
         Backbone weights (see :func:`tlkit.backbones.get_backbone`).
-    input_size : int or (int, int), optional
-        Image size; default the backbone's (224 for ImageNet backbones).
+    image_size : int or (int, int), optional
+        Image size, at least 32; default the backbone's (224 for ImageNet
+        backbones). A built ``Backbone`` fixes it. ``input_size`` is its
+        deprecated old name.
     schedule : Schedule, dict or str, optional
         See :mod:`tlkit.finetune.schedules`. Default: :func:`default_schedule`,
         ``FreezeThenUnfreeze(head_epochs=30, finetune_epochs=8, unfreeze="all",
@@ -137,16 +132,72 @@ class FineTuner:
         0 silent, 1 a progress bar per epoch, 2 a line per epoch. Phase lines go
         to stderr.
 
+    Attributes
+    ----------
+    class_names : list of str or None
+        Label ``i`` is ``class_names[i]`` (None until known: from the
+        arguments or the training ``SplitPart``).
+    history : TrainingHistory or None
+        Per-epoch metrics and phases of the last :meth:`fit` (or of the run
+        that saved a loaded model).
+    train_time_s : float or None
+        Wall-clock seconds :meth:`fit` took (over resumed runs too).
+    tflite_path : str or None
+        An exported ``.tflite`` file of this model, when you set one (the
+        comparison report shows its size).
+    image_size : (int, int)
+        The ``(height, width)`` the model takes.
+
+    With :attr:`model` (the ``keras.Model``: raw RGB pixels in [0, 255] at
+    ``image_size`` in, class probabilities out; built on first use), the
+    first four make a FineTuner a :class:`~tlkit.protocols.TrainedClassifier`,
+    what :class:`~tlkit.compare.ModelComparator` reads.
+
     Examples
     --------
     >>> from tlkit import FineTuner, schedules
     >>> tuner = FineTuner("mobilenet_v3_small", class_names=["a", "b", "c"], weights=None,
-    ...                   input_size=64, schedule=schedules.FreezeThenUnfreeze(1, 1, unfreeze=2))
+    ...                   image_size=64, schedule=schedules.FreezeThenUnfreeze(1, 1, unfreeze=2))
     >>> tuner.model.output_shape
     (None, 3)
     >>> [p.name for p in tuner.phases]
     ['head', 'finetune']
     """
+
+    # What ModelComparator reads (tlkit.protocols.TrainedClassifier); `model` is a property below.
+    class_names: list[str] | None
+    history: TrainingHistory | None
+    train_time_s: float | None
+    tflite_path: str | os.PathLike[str] | None
+    # The settings, checked and in their normal form.
+    backbone_name: str
+    image_size: tuple[int, int]
+    schedule: sched.Schedule
+    weights: str | os.PathLike[str] | None
+    head: int | None
+    dropout: float
+    class_weight: str | Mapping[int, float] | None
+    label_smoothing: float
+    optimizer: Any
+    learning_rate: float
+    batch_size: int
+    augment: Any
+    cache_features: bool | str
+    cache_images: str | None
+    memory_budget_mb: int
+    monitor: str
+    restore_best: bool
+    early_stopping: int | None
+    resume_dir: Path | None
+    tensorboard_dir: Path | None
+    mixed_precision: bool
+    seed: int | None
+    strategy: Any
+    verbose: int
+    # What fit leaves behind.
+    phase_log: list[dict[str, Any]]
+    best_epoch: int | None
+    progress: dict[str, int]
 
     def __init__(
         self,
@@ -154,7 +205,7 @@ class FineTuner:
         num_classes: int | None = None,
         class_names: Sequence[str] | None = None,
         weights: str | os.PathLike[str] | None = "imagenet",
-        input_size: int | tuple[int, int] | None = None,
+        image_size: int | tuple[int, int] | None = None,
         schedule: sched.Schedule | Mapping[str, Any] | str | None = None,
         head: int | None = None,
         dropout: float = 0.2,
@@ -166,7 +217,7 @@ class FineTuner:
         augment: Any = None,
         cache_features: bool | str = "auto",
         cache_images: str | None = "auto",
-        memory_budget_mb: int = MEMORY_BUDGET_MB,
+        memory_budget_mb: int = v.MEMORY_BUDGET_MB,
         monitor: str = "val_balanced_accuracy",
         restore_best: bool = True,
         early_stopping: int | None = None,
@@ -176,55 +227,45 @@ class FineTuner:
         seed: int | None = None,
         strategy: Any = None,
         verbose: int = 1,
+        *,
+        input_size: int | tuple[int, int] | None = None,
     ) -> None:
-        from tlkit.finetune import _validate as v
-
+        image_size = renamed_argument(
+            "FineTuner", "input_size", "image_size", input_size, image_size, default=None
+        )
         self._backbone: Backbone | None = backbone if isinstance(backbone, Backbone) else None
         self.backbone_name = v.backbone_name(backbone)
         self.class_names = v.classes(num_classes, class_names)
         self.weights = weights
         cfg = self._backbone.config if self._backbone else get_config(self.backbone_name)
-        self.input_size = (
-            self._backbone.input_size
-            if self._backbone
-            else v.size(input_size, cfg.default_input_size)
-        )
+        vars(self).update(
+            v.settings(
+                default_size=cfg.default_input_size, image_size=image_size,
+                backbone_size=self._backbone.input_size if self._backbone else None,
+                head=head, dropout=dropout, class_weight=class_weight,
+                label_smoothing=label_smoothing, optimizer=optimizer,
+                learning_rate=learning_rate, batch_size=batch_size,
+                cache_features=cache_features, cache_images=cache_images,
+                memory_budget_mb=memory_budget_mb, monitor=monitor, restore_best=restore_best,
+                early_stopping=early_stopping, mixed_precision=mixed_precision, seed=seed,
+                verbose=verbose,
+            )
+        )  # fmt: skip
         self.schedule = default_schedule() if schedule is None else sched.get(schedule)
-        self.head = v.optional_int("head", head, 1)
-        self.dropout = v.number("dropout", dropout, 0.0, 0.95)
-        self.class_weight = v.class_weight_arg(class_weight)
-        self.label_smoothing = v.number("label_smoothing", label_smoothing, 0.0, 0.5)
-        self.optimizer = v.optimizer(optimizer, _OPTIMIZER_NAMES)
-        name = self.optimizer if isinstance(self.optimizer, str) else "adam"
-        self.learning_rate = (
-            _DEFAULT_LR[name]
-            if learning_rate is None
-            else v.number("learning_rate", learning_rate, 1e-12, 100.0)
-        )
-        self.batch_size = v.optional_int("batch_size", batch_size, 1)
         self.augment = augment
-        self.cache_features = v.choice("cache_features", cache_features, ("auto", True, False))
-        self.cache_images = v.choice("cache_images", cache_images, ("auto", "memory", None))
-        self.memory_budget_mb = v.optional_int("memory_budget_mb", memory_budget_mb, 0)
-        self.monitor = v.choice("monitor", monitor, _MONITORS)
-        self.restore_best = v.boolean("restore_best", restore_best)
-        self.early_stopping = v.optional_int("early_stopping", early_stopping, 1)
         self.resume_dir = None if resume_dir is None else Path(resume_dir)
         self.tensorboard_dir = None if tensorboard_dir is None else Path(tensorboard_dir)
-        self.mixed_precision = v.boolean("mixed_precision", mixed_precision)
-        self.seed = v.optional_int("seed", seed, 0)
         self.strategy = strategy
-        self.verbose = v.choice("verbose", verbose, (0, 1, 2))
-        self.history: TrainingHistory | None = None
-        self.train_time_s: float | None = None
-        self.tflite_path: str | None = None
-        self.phase_log: list[dict[str, Any]] = []
-        self.best_epoch: int | None = None
-        self.progress: dict[str, int] = {"phases_done": 0, "epochs_done": 0}
+        self.history = None
+        self.train_time_s = None
+        self.tflite_path = None
+        self.phase_log = []
+        self.best_epoch = None
+        self.progress = {"phases_done": 0, "epochs_done": 0}
         self._net: Any = None
         self._loaded = False
         self._backbone_options: dict[str, Any] = (
-            {k: list(v) if isinstance(v, tuple) else v for k, v in self._backbone.options.items()}
+            {k: list(o) if isinstance(o, tuple) else o for k, o in self._backbone.options.items()}
             if self._backbone is not None
             else {}
         )
@@ -250,14 +291,26 @@ class FineTuner:
             self._backbone = get_backbone(
                 self.backbone_name,
                 weights=self.weights,
-                input_size=self.input_size,
+                input_size=self.image_size,  # get_backbone's image_size= once backbones has it
                 **self._backbone_options,
             )
         return self._backbone
 
     @property
-    def model(self) -> Any:
-        """The ``keras.Model``: raw RGB pixels in [0, 255] at ``input_size`` -> class probabilities."""
+    def input_size(self) -> tuple[int, int]:
+        """Deprecated: the old name of :attr:`image_size`."""
+        import warnings
+
+        warnings.warn(
+            "FineTuner.input_size is deprecated, use image_size (it will be removed in tlkit 0.3)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.image_size
+
+    @property
+    def model(self) -> keras.Model:
+        """The ``keras.Model``: raw RGB pixels in [0, 255] at ``image_size`` -> class probabilities."""
         if self._net is None:
             self.build()
         return self._net
@@ -277,8 +330,8 @@ class FineTuner:
             import keras
 
             keras.utils.set_random_seed(self.seed)
-        self._check_backbone_scope()
-        with self._scope(), self._precision():
+        _devices.check_backbone_scope(self.strategy, self._backbone)
+        with _devices.strategy_scope(self.strategy), _devices.precision(self.mixed_precision):
             self._net, self._head_layers = build_classifier(
                 self.backbone,
                 num_classes=len(self.class_names),
@@ -289,42 +342,9 @@ class FineTuner:
             )
         return self._net
 
-    def _scope(self) -> Any:
-        return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
-
     def is_chief(self) -> bool:
         """Whether this process writes files: True without a strategy or on the chief worker."""
-        if self.strategy is None:
-            return True
-        return bool(getattr(self.strategy.extended, "should_checkpoint", True))
-
-    def _check_backbone_scope(self) -> None:
-        if self.strategy is None or self._backbone is None:
-            return
-        weights = self._backbone.model.weights
-        if weights and not self.strategy.extended.variable_created_in_scope(
-            getattr(weights[0], "value", weights[0])
-        ):
-            raise ScheduleError(
-                f"the backbone {self.backbone_name!r} was built outside strategy.scope(): "
-                "build it inside `with strategy.scope():` or pass its registry name to FineTuner"
-            )
-
-    @contextlib.contextmanager
-    def _precision(self) -> Any:
-        if not self.mixed_precision:
-            yield
-            return
-        import keras
-        import tensorflow as tf
-
-        before = keras.config.dtype_policy()
-        gpu = bool(tf.config.list_logical_devices("GPU"))
-        keras.config.set_dtype_policy("mixed_float16" if gpu else "mixed_bfloat16")
-        try:
-            yield
-        finally:
-            keras.config.set_dtype_policy(before)
+        return _devices.is_chief(self.strategy)
 
     # -- training -----------------------------------------------------------------------------
 
@@ -341,7 +361,7 @@ class FineTuner:
         Parameters
         ----------
         train : SplitPart or tf.data.Dataset
-            ``split.train`` (tlkit builds the pipeline at ``input_size`` with
+            ``split.train`` (tlkit builds the pipeline at ``image_size`` with
             ``augment``) or batches of ``(images, labels)``, images raw RGB
             floats in [0, 255], labels class indices or one-hot.
         val : SplitPart or tf.data.Dataset, optional
@@ -357,29 +377,15 @@ class FineTuner:
         -------
         TrainingHistory
             Per-epoch metrics and the phase of each epoch (also ``self.history``).
+            :meth:`predict` has a runnable example.
         """
         from tlkit.finetune._fit import run_schedule
 
         train_data = as_data(train, "train")
         val_data = None if val is None else as_data(val, "val")
-        if train_data.is_part and self.class_names is None:
-            self.class_names = list(train_data.part.class_names)
-        if train_data.is_part and list(train_data.part.class_names) != list(self.class_names or []):
-            raise ScheduleError(
-                f"train has classes {list(train_data.part.class_names)} but the FineTuner was "
-                f"made for {self.class_names}"
-            )
+        self.class_names = fit_classes(self.class_names, train_data)
         if epochs is not None:
-            self.schedule = _with_epochs(self.schedule, epochs)
-        if self.class_names is None:
-            k = int(train_data.labels().max()) + 1
-            self.class_names = [f"class_{i}" for i in range(k)]
-        bad = train_data.labels()
-        if bad.size and (bad.min() < 0 or bad.max() >= len(self.class_names)):
-            raise ScheduleError(
-                f"train holds label {int(bad.max())}, but the model has {len(self.class_names)} "
-                f"classes ({self.class_names}); num_classes/class_names must cover every label"
-            )
+            self.schedule = with_epochs(self.schedule, epochs)
         if self._loaded:  # a loaded model: rebuild with layer groups, keep its weights
             loaded, self._net, self._loaded = self._net, None, False
             self._backbone = None
@@ -406,7 +412,7 @@ class FineTuner:
     def cache_images_here(self, n: int) -> str | None:
         """``"memory"`` when decoded images are cached for ``n`` images, else None."""
         if self.cache_images == "auto":
-            fits = image_bytes(n, self.input_size) <= self.memory_budget_mb * 2**20
+            fits = image_bytes(n, self.image_size) <= self.memory_budget_mb * 2**20
             return "memory" if fits else None
         return self.cache_images
 
@@ -415,72 +421,12 @@ class FineTuner:
         if self.verbose:
             print(message, file=sys.stderr, flush=True)
 
-    # -- using the model ----------------------------------------------------------------------
-
-    def _pixels(self, data: Any, batch_size: int | None = None) -> tuple[Any, np.ndarray | None]:
-        return as_pixels(data, self.input_size, batch_size or self.batch_size)
-
-    def predict(self, data: Any, batch_size: int | None = None) -> Predictions:
-        """Class names and probabilities for images.
-
-        ``data``: an array ``(n, h, w, 3)`` of raw RGB in [0, 255] (resized to
-        ``input_size`` if needed), a ``SplitPart``, a ``tf.data.Dataset`` of
-        ``(images, labels)`` batches, image file paths, or a folder.
-        """
-        ds, _ = self._pixels(data, batch_size)
-        probs = [np.asarray(self.model.predict_on_batch(x)) for x in batches(ds)]
-        k = len(self.class_names or [])
-        return Predictions(np.concatenate(probs) if probs else np.zeros((0, k)), self.class_names)
-
-    def evaluate(self, data: Any, batch_size: int | None = None) -> dict[str, float]:
-        """Loss, accuracy, balanced accuracy and macro-F1 on labelled data."""
-        ds, labels = self._pixels(data, batch_size)
-        if labels is None:
-            raise ScheduleError("evaluate needs labels: pass a SplitPart or a dataset of pairs")
-        probs = np.concatenate([np.asarray(self.model.predict_on_batch(x)) for x in batches(ds)])
-        return classification_metrics(np.asarray(labels), probs, len(self.class_names))
-
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write a ``.keras`` file carrying the classes, backbone, input size and schedule.
-
-        Under a multi-worker strategy only the chief writes (:meth:`is_chief`);
-        the other workers write nothing and return the same path.
-        """
-        from tlkit.finetune._io import save_tuner
-
-        if not self.is_chief():
-            self.log(f"tlkit: not the chief worker: {path} is written by the chief")
-            return Path(path)
-        return save_tuner(self, Path(path))
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> FineTuner:
-        """Load a file written by :meth:`save` (Keras safe mode on)."""
-        from tlkit.finetune._io import load_tuner
-
-        return load_tuner(cls, Path(path))
-
-    def lr_find(
-        self,
-        train: SplitPart | Any,
-        min_lr: float = 1e-7,
-        max_lr: float = 10.0,
-        steps: int = 100,
-    ) -> Any:
-        """Learning-rate range test on the first phase; returns the curve and a suggestion.
-
-        The weights are restored afterwards. See :class:`tlkit.finetune.LRFinderResult`.
-        """
-        from tlkit.finetune._lr_find import lr_find
-
-        return lr_find(self, train, min_lr=min_lr, max_lr=max_lr, steps=steps)
-
     @classmethod
     def scratch_cnn(
         cls,
         num_classes: int | None = None,
         class_names: Sequence[str] | None = None,
-        input_size: int | tuple[int, int] = 128,
+        image_size: int | tuple[int, int] = 128,
         epochs: int = 30,
         seed: int | None = None,
         widths: Sequence[int] = (32, 64, 128, 256),
@@ -495,12 +441,16 @@ class FineTuner:
 
         Examples
         --------
-        >>> cnn = FineTuner.scratch_cnn(num_classes=3, input_size=64, epochs=2, seed=0)
+        >>> cnn = FineTuner.scratch_cnn(num_classes=3, image_size=64, epochs=2, seed=0)
         >>> cnn.schedule
         FullTraining(epochs=2, train_bn=True)
         """
+        image_size = renamed_argument(
+            "FineTuner.scratch_cnn", "input_size", "image_size",
+            kwargs.pop("input_size", None), image_size, default=128,
+        )  # fmt: skip
         backbone = get_backbone(
-            "scratch_cnn", weights=None, input_size=input_size, widths=tuple(widths)
+            "scratch_cnn", weights=None, input_size=image_size, widths=tuple(widths)
         )
         kwargs.setdefault("schedule", sched.FullTraining(epochs, train_bn=True))
         kwargs.setdefault("dropout", 0.3)
@@ -512,17 +462,6 @@ class FineTuner:
     def __repr__(self) -> str:
         k = "?" if self.class_names is None else len(self.class_names)
         return (
-            f"FineTuner({self.backbone_name!r}, classes={k}, input_size={self.input_size}, "
+            f"FineTuner({self.backbone_name!r}, classes={k}, image_size={self.image_size}, "
             f"schedule={self.schedule!r})"
         )
-
-
-def _with_epochs(schedule: sched.Schedule, epochs: int) -> sched.Schedule:
-    cfg = schedule.get_config()
-    if "epochs" not in cfg["config"] or isinstance(schedule, sched.GradualUnfreezing):
-        raise ScheduleError(
-            f"fit(epochs=...) only changes a one-phase schedule (Frozen, FullTraining); set the "
-            f"epochs of {type(schedule).__name__} on the schedule itself"
-        )
-    cfg["config"]["epochs"] = epochs
-    return sched.from_config(cfg)

@@ -1,32 +1,81 @@
-"""Argument checks for FineTuner: early, with messages that name the allowed values."""
+"""FineTuner's own argument checks and defaults, built on the shared :mod:`tlkit._validation`.
+
+Generic checks (ints, numbers, booleans, choices, image sizes) are the shared
+``check_*`` functions with ``error=ScheduleError``; what is left here is
+specific to FineTuner: the backbone, the classes, ``class_weight`` and the
+optimizer. A wrong type is an :class:`~tlkit.errors.ArgumentTypeError`, a bad
+value a :class:`~tlkit.errors.ScheduleError`.
+"""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from tlkit._validation import (
+    check_bool,
+    check_choice,
+    check_image_size,
+    check_int,
+    check_number,
+    check_seed,
+    type_name,
+)
 from tlkit.backbones import Backbone
 from tlkit.data._weights import CLASS_WEIGHT_MODES
-from tlkit.errors import ScheduleError
+from tlkit.errors import ArgumentTypeError, ScheduleError
+from tlkit.finetune import schedules as sched
 
-__all__: list[str] = []
+__all__ = [
+    "DEFAULT_LR",
+    "MEMORY_BUDGET_MB",
+    "MIN_IMAGE_SIZE",
+    "MONITORS",
+    "OPTIMIZER_NAMES",
+    "backbone_name",
+    "class_weight_arg",
+    "classes",
+    "default_schedule",
+    "optimizer_arg",
+    "settings",
+]
+
+OPTIMIZER_NAMES = ("adam", "adamw", "sgd", "rmsprop")
+MONITORS = ("val_loss", "val_accuracy", "val_balanced_accuracy", "val_macro_f1")
+# Adam's 3e-3: what lr_find suggests for a linear head on pooled features (docs/make_finetune_figures.py).
+DEFAULT_LR = {"adam": 3e-3, "adamw": 3e-3, "sgd": 1e-2, "rmsprop": 1e-3}
+MEMORY_BUDGET_MB = 2048
+#: Smallest image side FineTuner builds a model for.
+MIN_IMAGE_SIZE = 32
+
+
+def default_schedule() -> sched.FreezeThenUnfreeze:
+    """The recipe FineTuner uses when no schedule is given (see the "Fine-tuning" guide)."""
+    return sched.FreezeThenUnfreeze(
+        head_epochs=30, finetune_epochs=8, unfreeze="all", lr_factor=0.05, lr_decay=0.8, warmup=1.0
+    )
 
 
 def backbone_name(value: Any) -> str:
+    """The registry name of ``value`` (a name or a built :class:`~tlkit.backbones.Backbone`)."""
     if isinstance(value, Backbone):
         return value.name
     if not isinstance(value, str):
-        raise ScheduleError(
-            f"backbone must be a registry name (list_backbones()) or a Backbone, got {value!r}"
+        raise ArgumentTypeError(
+            "backbone must be a registry name (list_backbones()) or a Backbone, got "
+            f"{value!r} ({type_name(value)})"
         )
     return value
 
 
 def classes(num_classes: Any, class_names: Any) -> list[str] | None:
+    """The class names from ``num_classes`` and/or ``class_names`` (None: known at fit time)."""
     if class_names is not None:
         if isinstance(class_names, str) or not isinstance(class_names, Sequence):
-            raise ScheduleError(f"class_names must be a list of names, got {class_names!r}")
+            raise ArgumentTypeError(
+                f"class_names must be a list of names, got {class_names!r} "
+                f"({type_name(class_names)})"
+            )
         names = [str(n) for n in class_names]
         if len(names) < 2 or len(set(names)) != len(names):
             raise ScheduleError(f"class_names must hold at least 2 distinct names, got {names}")
@@ -35,77 +84,102 @@ def classes(num_classes: Any, class_names: Any) -> list[str] | None:
                 f"num_classes={num_classes!r} but {len(names)} class_names were given: {names}"
             )
         return names
-    if num_classes is None:
-        return None
-    optional_int("num_classes", num_classes, 2)
-    return [f"class_{i}" for i in range(num_classes)]
-
-
-def optional_int(name: str, value: Any, minimum: int) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ScheduleError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
-
-
-def number(name: str, value: Any, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ScheduleError(f"{name} must be a number in [{low}, {high}], got {value!r}")
-    if not low <= value <= high:
-        raise ScheduleError(f"{name} must be in [{low}, {high}], got {value!r}")
-    return float(value)
-
-
-def boolean(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ScheduleError(f"{name} must be True or False, got {value!r}")
-    return value
-
-
-def choice(name: str, value: Any, allowed: Sequence[Any]) -> Any:
-    for a in allowed:
-        if value is a or (type(value) is type(a) and value == a):
-            return value
-    raise ScheduleError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
-
-
-def size(value: Any, default: tuple[int, int]) -> tuple[int, int]:
-    if value is None:
-        return tuple(default)  # type: ignore[return-value]
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value, value)
-    if (
-        not isinstance(value, (tuple, list))
-        or len(value) != 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 32 for v in value)
-    ):
-        raise ScheduleError(
-            f"input_size must be an int or (height, width), each at least 32, got {value!r}"
-        )
-    return (int(value[0]), int(value[1]))
+    k = check_int("num_classes", num_classes, minimum=2, allow_none=True, error=ScheduleError)
+    return None if k is None else [f"class_{i}" for i in range(k)]
 
 
 def class_weight_arg(value: Any) -> Any:
+    """``None``, a ``{class index: weight}`` mapping, or one of the named modes."""
     if value is None or isinstance(value, Mapping):
         return value
-    if isinstance(value, str) and value in CLASS_WEIGHT_MODES:
-        return value
-    raise ScheduleError(
-        f"class_weight must be None, a dict {{class index: weight}} or one of "
-        f"{', '.join(map(repr, CLASS_WEIGHT_MODES))}, got {value!r}"
+    what = (
+        f"None, a dict {{class index: weight}} or one of {', '.join(map(repr, CLASS_WEIGHT_MODES))}"
     )
+    if not isinstance(value, str):
+        raise ArgumentTypeError(f"class_weight must be {what}, got {value!r} ({type_name(value)})")
+    return check_choice("class_weight", value, CLASS_WEIGHT_MODES, error=ScheduleError)
 
 
-def optimizer(value: Any, names: Sequence[str]) -> Any:
+def optimizer_arg(value: Any) -> Any:
+    """A lower-case optimizer name, or a ``keras.optimizers.Optimizer`` (used as a template)."""
     if isinstance(value, str):
-        if value.lower() not in names:
-            raise ScheduleError(f"optimizer must be one of {', '.join(names)}, got {value!r}")
-        return value.lower()
+        return check_choice("optimizer", value.lower(), OPTIMIZER_NAMES, error=ScheduleError)
     import keras
 
     if isinstance(value, keras.optimizers.Optimizer):
         return value
-    raise ScheduleError(
-        f"optimizer must be one of {', '.join(names)} or a keras optimizer, got {value!r}"
+    raise ArgumentTypeError(
+        f"optimizer must be one of {', '.join(OPTIMIZER_NAMES)} or a keras optimizer, got "
+        f"{value!r} ({type_name(value)})"
     )
+
+
+def settings(
+    *,
+    default_size: tuple[int, int],
+    image_size: Any,
+    backbone_size: tuple[int, int] | None,
+    head: Any,
+    dropout: Any,
+    class_weight: Any,
+    label_smoothing: Any,
+    optimizer: Any,
+    learning_rate: Any,
+    batch_size: Any,
+    cache_features: Any,
+    cache_images: Any,
+    memory_budget_mb: Any,
+    monitor: Any,
+    restore_best: Any,
+    early_stopping: Any,
+    mixed_precision: Any,
+    seed: Any,
+    verbose: Any,
+) -> dict[str, Any]:
+    """FineTuner's plain settings, checked and in their normal form (attribute name -> value).
+
+    ``backbone_size`` is the size of a built backbone, which ``image_size``
+    (when given) must match.
+    """
+    err = ScheduleError
+    opt = optimizer_arg(optimizer)
+    size = check_image_size(
+        "image_size", image_size, minimum=MIN_IMAGE_SIZE, default=backbone_size or default_size,
+        error=err,
+    )  # fmt: skip
+    if backbone_size is not None and size != tuple(backbone_size):
+        raise ScheduleError(
+            f"image_size={size} but the backbone was built for {tuple(backbone_size)}: leave "
+            "image_size out, or build the backbone at that size"
+        )
+    return {
+        "image_size": size,
+        "head": check_int("head", head, minimum=1, allow_none=True, error=err),
+        "dropout": check_number("dropout", dropout, low=0.0, high=0.95, error=err),
+        "class_weight": class_weight_arg(class_weight),
+        "label_smoothing": check_number(
+            "label_smoothing", label_smoothing, low=0.0, high=0.5, error=err
+        ),
+        "optimizer": opt,
+        "learning_rate": (
+            DEFAULT_LR[opt if isinstance(opt, str) else "adam"]
+            if learning_rate is None
+            else check_number("learning_rate", learning_rate, low=1e-12, high=100.0, error=err)
+        ),
+        "batch_size": check_int("batch_size", batch_size, minimum=1, error=err),
+        "cache_features": check_choice(
+            "cache_features", cache_features, ("auto", True, False), error=err
+        ),
+        "cache_images": check_choice(
+            "cache_images", cache_images, ("auto", "memory", None), error=err
+        ),
+        "memory_budget_mb": check_int("memory_budget_mb", memory_budget_mb, minimum=0, error=err),
+        "monitor": check_choice("monitor", monitor, MONITORS, error=err),
+        "restore_best": check_bool("restore_best", restore_best),
+        "early_stopping": check_int(
+            "early_stopping", early_stopping, minimum=1, allow_none=True, error=err
+        ),
+        "mixed_precision": check_bool("mixed_precision", mixed_precision),
+        "seed": check_seed("seed", seed, allow_none=True),
+        "verbose": check_choice("verbose", verbose, (0, 1, 2), error=err),
+    }

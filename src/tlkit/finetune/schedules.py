@@ -32,12 +32,18 @@ True
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
-from tlkit.errors import ScheduleError
+from tlkit._validation import check_int, check_number, type_name
+from tlkit.errors import ArgumentTypeError, ScheduleError
+from tlkit.finetune._schedule_base import (
+    Phase,
+    Schedule,
+    check_unfreeze,
+    from_config,
+    register,
+)
 
 __all__ = [
     "FreezeThenUnfreeze",
@@ -51,182 +57,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class Phase:
-    """One stretch of training with a fixed set of trainable layer groups.
-
-    Attributes
-    ----------
-    name
-        ``"head"``, ``"finetune"``, ``"unfreeze-2"``, ``"full"``...
-    epochs
-        Epochs in the phase.
-    unfrozen
-        Number of backbone layer groups trained, counted from the top; ``0``
-        trains the head alone (the backbone is frozen).
-    lr_scale
-        The phase's base learning rate, as a factor of the FineTuner's.
-    """
-
-    name: str
-    epochs: int
-    unfrozen: int
-    lr_scale: float = 1.0
-
-    @property
-    def frozen(self) -> bool:
-        """True when the backbone is entirely frozen in this phase."""
-        return self.unfrozen == 0
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ScheduleError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
-
-
-def _check_float(name: str, value: Any, low: float, high: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ScheduleError(f"{name} must be a finite number, got {value!r}")
-    if value < low or (high is not None and value > high):
-        bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
-        raise ScheduleError(f"{name} must be {bound}, got {value!r}")
-    return float(value)
-
-
-def _check_unfreeze(name: str, value: Any) -> int | str:
-    if value == "all" and isinstance(value, str):
-        return "all"
-    return _check_int(name, value, 0)
-
-
-class Schedule:
-    """Base class: options shared by every schedule.
-
-    Parameters
-    ----------
-    lr_decay : float, optional
-        Discriminative rates: backbone group ``k`` from the top trains at
-        ``base * lr_decay**k`` (``0 < lr_decay <= 1``). Default: one rate for all.
-    lr_multipliers : mapping of str to float, optional
-        Explicit factor per group name (``{"stage7": 0.5, "head": 1.0}``);
-        overrides ``lr_decay`` for the groups it names. The classifier is
-        ``"classifier"``.
-    warmup : float
-        Epochs of linear warm-up at the start of each phase (default 0).
-    cosine : bool
-        Cosine decay of the rate to zero over each phase (default True).
-    train_bn : bool
-        Train the BatchNormalization layers of unfrozen groups: batch
-        statistics in training, moving statistics updated, scale and offset
-        learned. Default False: they stay frozen in inference mode (Keras 3 does
-        this for a non-trainable BatchNormalization layer), the advice of the
-        Keras fine-tuning guides for small datasets, whose batches give noisy
-        statistics.
-    """
-
-    kind: ClassVar[str] = "schedule"
-
-    def __init__(
-        self,
-        *,
-        lr_decay: float | None = None,
-        lr_multipliers: Mapping[str, float] | None = None,
-        warmup: float = 0.0,
-        cosine: bool = True,
-        train_bn: bool = False,
-    ) -> None:
-        self.lr_decay = None if lr_decay is None else _check_float("lr_decay", lr_decay, 0.0, 1.0)
-        if self.lr_decay == 0.0:
-            raise ScheduleError("lr_decay must be in (0, 1]; use a smaller unfreeze instead of 0")
-        if lr_multipliers is not None and not isinstance(lr_multipliers, Mapping):
-            raise ScheduleError(
-                f"lr_multipliers must be a mapping of group name to factor, got {lr_multipliers!r}"
-            )
-        self.lr_multipliers = {
-            str(k): _check_float(f"lr_multipliers[{k!r}]", v, 0.0)
-            for k, v in (lr_multipliers or {}).items()
-        }
-        self.warmup = _check_float("warmup", warmup, 0.0)
-        if not isinstance(cosine, bool):
-            raise ScheduleError(f"cosine must be True or False, got {cosine!r}")
-        if not isinstance(train_bn, bool):
-            raise ScheduleError(f"train_bn must be True or False, got {train_bn!r}")
-        self.cosine = cosine
-        self.train_bn = train_bn
-
-    # -- expansion ----------------------------------------------------------------------------
-
-    def phases(self, num_groups: int) -> list[Phase]:
-        """The phases for a backbone with ``num_groups`` layer groups."""
-        raise NotImplementedError
-
-    @property
-    def total_epochs(self) -> int:
-        """Epochs over all phases (for any backbone)."""
-        return sum(p.epochs for p in self.phases(num_groups=10**6))
-
-    def group_rate(self, group: str, depth: int) -> float:
-        """Factor of the phase rate for a group ``depth`` levels below the classifier.
-
-        The classifier has depth 0, the top backbone group depth 1, and so on.
-        """
-        if group in self.lr_multipliers:
-            return self.lr_multipliers[group]
-        if self.lr_decay is None or depth == 0:
-            return 1.0
-        return self.lr_decay**depth
-
-    def lr_at(self, phase: Phase, step: float, steps: int) -> float:
-        """Factor of the phase's base rate after ``step`` of ``steps`` steps (for plots and tests)."""
-        return float(_rate_factor(step, steps, self.warmup_steps(steps, phase), self.cosine))
-
-    def warmup_steps(self, steps_per_phase: int, phase: Phase) -> int:
-        """Warm-up length in steps for a phase of ``steps_per_phase`` steps."""
-        if phase.epochs == 0:
-            return 0
-        return min(steps_per_phase, round(self.warmup * steps_per_phase / phase.epochs))
-
-    # -- serialisation ------------------------------------------------------------------------
-
-    def _own_config(self) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def get_config(self) -> dict[str, Any]:
-        """A JSON-compatible dict that :func:`from_config` turns back into an equal schedule."""
-        return {
-            "class_name": type(self).__name__,
-            "config": {
-                **self._own_config(),
-                "lr_decay": self.lr_decay,
-                "lr_multipliers": dict(self.lr_multipliers),
-                "warmup": self.warmup,
-                "cosine": self.cosine,
-                "train_bn": self.train_bn,
-            },
-        }
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> Schedule:
-        """Rebuild a schedule from :meth:`get_config` output (either form)."""
-        if "class_name" in config:
-            return from_config(config)
-        return cls(**dict(config))
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.get_config() == self.get_config()
-
-    def __hash__(self) -> int:
-        return hash(repr(self))
-
-    def __repr__(self) -> str:
-        cfg = self.get_config()["config"]
-        defaults = {"lr_decay": None, "lr_multipliers": {}, "warmup": 0.0, "cosine": True}
-        defaults["train_bn"] = False
-        shown = [f"{k}={v!r}" for k, v in cfg.items() if k not in defaults or defaults[k] != v]
-        return f"{type(self).__name__}({', '.join(shown)})"
-
-
+@register
 class Frozen(Schedule):
     """Train the new head only; the backbone stays frozen (a linear probe with extras).
 
@@ -245,7 +76,7 @@ class Frozen(Schedule):
 
     def __init__(self, epochs: int = 20, **options: Any) -> None:
         super().__init__(**options)
-        self.epochs = _check_int("epochs", epochs, 1)
+        self.epochs = check_int("epochs", epochs, minimum=1, error=ScheduleError)
 
     def phases(self, num_groups: int) -> list[Phase]:
         return [Phase("head", self.epochs, 0, 1.0)]
@@ -254,6 +85,7 @@ class Frozen(Schedule):
         return {"epochs": self.epochs}
 
 
+@register
 class FreezeThenUnfreeze(Schedule):
     """Train the head on a frozen backbone, then unfreeze the top groups at a lower rate.
 
@@ -293,16 +125,18 @@ class FreezeThenUnfreeze(Schedule):
         **options: Any,
     ) -> None:
         super().__init__(**options)
-        self.head_epochs = _check_int("head_epochs", head_epochs, 0)
-        self.finetune_epochs = _check_int("finetune_epochs", finetune_epochs, 0)
+        self.head_epochs = check_int("head_epochs", head_epochs, minimum=0, error=ScheduleError)
+        self.finetune_epochs = check_int(
+            "finetune_epochs", finetune_epochs, minimum=0, error=ScheduleError
+        )
         if self.head_epochs + self.finetune_epochs == 0:
             raise ScheduleError("head_epochs + finetune_epochs must be at least 1")
-        self.unfreeze = _check_unfreeze("unfreeze", unfreeze)
+        self.unfreeze = check_unfreeze("unfreeze", unfreeze)
         if self.unfreeze == 0 and self.finetune_epochs:
             raise ScheduleError(
                 "unfreeze must be >= 1 or 'all' (use Frozen to train the head only)"
             )
-        self.lr_factor = _check_float("lr_factor", lr_factor, 0.0)
+        self.lr_factor = check_number("lr_factor", lr_factor, low=0.0, error=ScheduleError)
 
     def phases(self, num_groups: int) -> list[Phase]:
         n = num_groups if self.unfreeze == "all" else min(int(self.unfreeze), num_groups)
@@ -322,6 +156,7 @@ class FreezeThenUnfreeze(Schedule):
         }
 
 
+@register
 class GradualUnfreezing(Schedule):
     """Unfreeze more groups at given epochs (ULMFiT's gradual unfreezing, Lightning's milestones).
 
@@ -354,15 +189,20 @@ class GradualUnfreezing(Schedule):
         **options: Any,
     ) -> None:
         super().__init__(**options)
-        if not isinstance(milestones, Mapping) or not milestones:
+        if not isinstance(milestones, Mapping):
+            raise ArgumentTypeError(
+                f"milestones must be a mapping {{epoch: groups}}, got {milestones!r} "
+                f"({type_name(milestones)})"
+            )
+        if not milestones:
             raise ScheduleError(
                 f"milestones must be a non-empty mapping {{epoch: groups}}, got {milestones!r}"
             )
         parsed: dict[int, int | str] = {}
         for k, v in milestones.items():
             epoch = int(k) if isinstance(k, str) and k.isdigit() else k
-            parsed[_check_int("milestone epoch", epoch, 0)] = _check_unfreeze(
-                f"milestones[{k!r}]", v
+            parsed[check_int("milestone epoch", epoch, minimum=0, error=ScheduleError)] = (
+                check_unfreeze(f"milestones[{k!r}]", v)
             )
         if 0 not in parsed:
             raise ScheduleError(f"milestones must say what trains from epoch 0, got {milestones!r}")
@@ -372,12 +212,12 @@ class GradualUnfreezing(Schedule):
             raise ScheduleError(
                 f"milestones must unfreeze more groups each time, got {milestones!r}"
             )
-        self.epochs = _check_int("epochs", epochs, 1)
+        self.epochs = check_int("epochs", epochs, minimum=1, error=ScheduleError)
         if self.epochs <= max(self.milestones):
             raise ScheduleError(
                 f"epochs ({epochs}) must be larger than the last milestone ({max(self.milestones)})"
             )
-        self.lr_factor = _check_float("lr_factor", lr_factor, 0.0)
+        self.lr_factor = check_number("lr_factor", lr_factor, low=0.0, error=ScheduleError)
 
     def phases(self, num_groups: int) -> list[Phase]:
         starts = list(self.milestones)
@@ -398,6 +238,7 @@ class GradualUnfreezing(Schedule):
         }
 
 
+@register
 class FullTraining(Schedule):
     """Train every layer from the first epoch: models from scratch, or full fine-tuning.
 
@@ -417,43 +258,13 @@ class FullTraining(Schedule):
 
     def __init__(self, epochs: int = 30, **options: Any) -> None:
         super().__init__(**options)
-        self.epochs = _check_int("epochs", epochs, 1)
+        self.epochs = check_int("epochs", epochs, minimum=1, error=ScheduleError)
 
     def phases(self, num_groups: int) -> list[Phase]:
         return [Phase("full", self.epochs, num_groups, 1.0)]
 
     def _own_config(self) -> dict[str, Any]:
         return {"epochs": self.epochs}
-
-
-_SCHEDULES: dict[str, type[Schedule]] = {
-    c.__name__: c for c in (Frozen, FreezeThenUnfreeze, GradualUnfreezing, FullTraining)
-}
-
-
-def from_config(config: Mapping[str, Any]) -> Schedule:
-    """Rebuild any schedule from ``schedule.get_config()``.
-
-    Examples
-    --------
-    >>> from_config({"class_name": "Frozen", "config": {"epochs": 3}})
-    Frozen(epochs=3)
-    """
-    if not isinstance(config, Mapping) or set(config) != {"class_name", "config"}:
-        raise ScheduleError(
-            f"a schedule config is {{'class_name': ..., 'config': {{...}}}}, got {config!r}"
-        )
-    cls = _SCHEDULES.get(config["class_name"])
-    if cls is None:
-        raise ScheduleError(
-            f"unknown schedule {config['class_name']!r}; known: {', '.join(sorted(_SCHEDULES))}"
-        )
-    if not isinstance(config["config"], Mapping):
-        raise ScheduleError(f"schedule config must be a mapping, got {config['config']!r}")
-    try:
-        return cls(**dict(config["config"]))
-    except TypeError as exc:  # unexpected keyword
-        raise ScheduleError(f"bad {cls.__name__} config: {exc}") from None
 
 
 def get(identifier: str | Schedule | Mapping[str, Any]) -> Schedule:
@@ -489,8 +300,9 @@ def get(identifier: str | Schedule | Mapping[str, Any]) -> Schedule:
             f"cannot read schedule {identifier!r}; write 'frozen:EPOCHS', "
             "'freeze_then_unfreeze:HEAD_EPOCHS,FINETUNE_EPOCHS,GROUPS' or 'full:EPOCHS'"
         )
-    raise ScheduleError(
-        f"schedule must be a Schedule, a config dict or a string, got {identifier!r}"
+    raise ArgumentTypeError(
+        f"schedule must be a Schedule, a config dict or a string, got {identifier!r} "
+        f"({type_name(identifier)})"
     )
 
 
@@ -499,17 +311,3 @@ def _parse_int(text: str, whole: str) -> int:
         return int(text)
     except ValueError:
         raise ScheduleError(f"cannot read {text!r} in schedule {whole!r} as a number") from None
-
-
-def _rate_factor(step: Any, steps: Any, warmup: Any, cosine: bool) -> Any:
-    """Warm-up then cosine (or flat) factor; works on floats and on tensors (keras.ops)."""
-    from keras import ops
-
-    step = ops.cast(step, "float32")
-    steps = ops.maximum(ops.cast(steps, "float32"), 1.0)
-    warmup = ops.cast(warmup, "float32")
-    warm = ops.where(warmup > 0, ops.minimum(1.0, (step + 1.0) / ops.maximum(warmup, 1.0)), 1.0)
-    if not cosine:
-        return warm
-    progress = ops.clip((step - warmup) / ops.maximum(steps - warmup, 1.0), 0.0, 1.0)
-    return warm * 0.5 * (1.0 + ops.cos(math.pi * progress))

@@ -1,0 +1,211 @@
+"""check_export(): run an exported file beside its Keras model and compare their predictions."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tlkit._validation import check_int, check_number, check_path
+from tlkit.errors import ExportCheckError, ExportError
+from tlkit.export._inputs import batches, check_quantize, model_image_size, unwrap
+from tlkit.export._report import ExportReport
+from tlkit.export._runtime import ExportedModel, format_of, labels_path, size_of
+
+if TYPE_CHECKING:  # pragma: no cover
+    import keras
+
+    from tlkit.protocols import TrainedClassifier
+
+__all__ = ["FLOAT_MIN_AGREEMENT", "check", "check_export"]
+
+#: Top-1 agreement a float export (no quantization, or float16) must reach on the check data.
+FLOAT_MIN_AGREEMENT = 0.98
+_FLOAT = (None, "float16")
+
+
+def check_export(
+    model: keras.Model | TrainedClassifier,
+    path: str | os.PathLike[str],
+    check_data: Any,
+    *,
+    quantize: str | None = None,
+    min_agreement: float | None = None,
+    batch_size: int = 32,
+    latency_runs: int = 20,
+) -> ExportReport:
+    """Run an exported file beside its Keras model on check data and compare predictions.
+
+    Parameters
+    ----------
+    model : keras.Model or FineTuner
+        The model the file was exported from.
+    path : str or os.PathLike
+        The exported ``.tflite``/``.onnx`` file or SavedModel folder.
+    check_data : SplitPart, tf.data.Dataset, (images, labels), array or None
+        Images to predict (labels, when present, give the accuracies). ``None``
+        measures size and latency only and notes that nothing was checked.
+    quantize : {None, "dynamic", "float16", "int8"}
+        How the file was quantized: sets the default ``min_agreement`` and the
+        report's ``quantize``.
+    min_agreement : float, optional
+        Top-1 agreement required (default: 0.98 for float formats, none for
+        ``"dynamic"`` and ``"int8"``).
+    batch_size, latency_runs : int
+        As in :func:`export`.
+
+    Returns
+    -------
+    ExportReport
+
+    Raises
+    ------
+    tlkit.errors.ExportCheckError
+        Agreement below ``min_agreement``: the message names the figures.
+
+    Examples
+    --------
+    >>> import tempfile, keras, numpy as np
+    >>> model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Rescaling(1 / 255),
+    ...                           keras.layers.GlobalAveragePooling2D(),
+    ...                           keras.layers.Dense(2, activation="softmax")])
+    >>> images = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    >>> from tlkit.export import check_export, export
+    >>> path = export(model, tempfile.mkdtemp() + "/model.tflite", latency_runs=1).path
+    >>> report = check_export(model, path, images, latency_runs=1)
+    >>> report.agreement, report.accuracy_before is None  # images without labels
+    (1.0, True)
+    """
+    return check(
+        model,
+        path,
+        check_data,
+        quantize=quantize,
+        min_agreement=min_agreement,
+        batch_size=batch_size,
+        latency_runs=latency_runs,
+        notes=(),
+    )
+
+
+def check(
+    model: keras.Model | TrainedClassifier,
+    path: str | os.PathLike[str],
+    check_data: Any,
+    *,
+    quantize: str | None,
+    min_agreement: float | None,
+    batch_size: int,
+    latency_runs: int,
+    notes: Sequence[str],
+) -> ExportReport:
+    check_int("batch_size", batch_size, minimum=1, error=ExportError)
+    check_int("latency_runs", latency_runs, minimum=1, error=ExportError)
+    keras_model, _ = unwrap(model)
+    check_quantize(quantize)
+    if min_agreement is None and quantize in _FLOAT:
+        min_agreement = FLOAT_MIN_AGREEMENT
+    min_agreement = check_number(
+        "min_agreement", min_agreement, low=0.0, high=1.0, allow_none=True, error=ExportError
+    )
+    path = check_path("path", path)
+    fmt = format_of(path)
+    exported = ExportedModel(path)
+    size = model_image_size(keras_model)
+    if exported.image_size != size:
+        raise ExportError(
+            f"{str(path)!r} takes {exported.image_size[0]}x{exported.image_size[1]} images but "
+            f"the Keras model takes {size[0]}x{size[1]}: it was exported from another model"
+        )
+    notes = list(notes)
+    keras_probs, exp_probs, labels = [], [], []
+    sample = None
+    if check_data is not None:
+        for x, y in batches(check_data, size, batch_size):
+            if sample is None:
+                sample = x[:1]
+            keras_probs.append(np.asarray(keras_model.predict_on_batch(x), np.float64))
+            exp_probs.append(np.asarray(exported.predict_on_batch(x), np.float64))
+            labels.append(y)
+        if not keras_probs:
+            raise ExportError("check_data holds no images")
+    n = 0
+    agreement = acc_before = acc_after = max_diff = None
+    if keras_probs:
+        kp, ep = np.concatenate(keras_probs), np.concatenate(exp_probs)
+        if kp.shape != ep.shape:
+            raise ExportError(
+                f"{str(path)!r} outputs shape {ep.shape[1:]} but the Keras model {kp.shape[1:]}"
+            )
+        n = len(kp)
+        k_top, e_top = np.argmax(kp, axis=1), np.argmax(ep, axis=1)
+        agreement = float(np.mean(k_top == e_top))
+        max_diff = float(np.max(np.abs(kp - ep))) if np.all(np.isfinite(ep)) else float("inf")
+        if all(y is not None for y in labels):
+            y_true = np.concatenate(labels)
+            acc_before = float(np.mean(k_top == y_true))
+            acc_after = float(np.mean(e_top == y_true))
+        else:
+            notes.append("check data without labels: accuracy not measured")
+    else:
+        notes.append("not checked: pass check_data (e.g. split.test) to compare predictions")
+        sample = np.full((1, *size, 3), 127.0, np.float32)
+    latency = _latency_ms(exported.predict_on_batch, sample, latency_runs)
+    keras_latency = _latency_ms(keras_model.predict_on_batch, sample, latency_runs)
+    labels_file = labels_path(path)
+    report = ExportReport(
+        path=path,
+        format=fmt,
+        quantize=quantize,
+        labels_path=labels_file if labels_file.is_file() else None,
+        size_bytes=size_of(path),
+        keras_size_bytes=_keras_size(keras_model),
+        n_checked=n,
+        agreement=agreement,
+        accuracy_before=acc_before,
+        accuracy_after=acc_after,
+        max_prob_diff=max_diff,
+        latency_ms=latency,
+        keras_latency_ms=keras_latency,
+        min_agreement=None if min_agreement is None else float(min_agreement),
+        runtime=exported.runtime,
+        notes=tuple(notes),
+    )
+    if not report.passed:
+        acc = (
+            f"; accuracy {acc_before:.1%} (Keras) vs {acc_after:.1%} (export)"
+            if acc_before is not None and acc_after is not None
+            else ""
+        )
+        raise ExportCheckError(
+            f"the {report.kind} export {str(path)!r} agrees with the Keras model on "
+            f"{agreement:.1%} of {n} images (top-1), below the {report.min_agreement:.0%} "
+            f"required; max probability difference {max_diff:.3g}{acc}. Do not ship it: check "
+            "that the model includes its own preprocessing (it must take raw pixels in [0, 255])",
+            report,
+        )
+    return report
+
+
+def _latency_ms(fn: Callable[[Any], Any], sample: np.ndarray, runs: int) -> float:
+    fn(sample)  # warm-up: tracing, allocation
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn(sample)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times) * 1000.0)
+
+
+def _keras_size(model: Any) -> int | None:
+    with tempfile.TemporaryDirectory(prefix="tlkit-size-") as d:
+        try:
+            model.save(Path(d) / "model.keras")
+        except Exception:  # custom layers without get_config: size unknown
+            return None
+        return (Path(d) / "model.keras").stat().st_size

@@ -1,0 +1,106 @@
+"""What export() and check_export() accept: the options, the model (or FineTuner), the data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tlkit._validation import check_choice, type_name
+from tlkit.errors import ArgumentTypeError, ExportError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import keras
+
+    from tlkit.protocols import TrainedClassifier
+
+__all__ = [
+    "FORMATS",
+    "QUANTIZATIONS",
+    "batches",
+    "check_quantize",
+    "model_image_size",
+    "unwrap",
+]
+
+FORMATS = ("litert", "onnx", "saved_model")
+QUANTIZATIONS = (None, "dynamic", "float16", "int8")
+
+
+def check_quantize(quantize: Any) -> str | None:
+    """``quantize`` if it is one of :data:`QUANTIZATIONS`."""
+    return check_choice("quantize", quantize, QUANTIZATIONS, error=ExportError)
+
+
+def unwrap(obj: keras.Model | TrainedClassifier) -> tuple[keras.Model, list[str] | None]:
+    """(keras model, class names or None) of a Keras model or a trained classifier (FineTuner)."""
+    import keras
+
+    if isinstance(obj, keras.Model):
+        return obj, None
+    inner = getattr(obj, "model", None)
+    if isinstance(inner, keras.Model):
+        names = getattr(obj, "class_names", None)
+        return inner, (None if names is None else [str(c) for c in names])
+    raise ArgumentTypeError(
+        "model must be a keras.Model or an object whose .model is one (a tlkit FineTuner, any "
+        f"tlkit.protocols.TrainedClassifier), got {type_name(obj)}"
+    )
+
+
+def model_image_size(model: Any) -> tuple[int, int]:
+    """The ``(height, width)`` a Keras model takes; it must take fixed-size RGB images."""
+    shape = getattr(model, "input_shape", None)
+    if isinstance(shape, list) or shape is None or len(shape) != 4 or None in shape[1:3]:
+        raise ExportError(
+            f"the model must take images of a fixed size (batch, height, width, 3); its input "
+            f"shape is {shape}"
+        )
+    if shape[3] != 3:
+        raise ExportError(f"the model must take RGB images (3 channels); input shape {shape}")
+    return int(shape[1]), int(shape[2])
+
+
+def batches(data: Any, size: tuple[int, int], batch_size: int) -> Iterator[tuple[Any, Any]]:
+    """(float32 images (B, H, W, 3), int labels (B,) or None) from any accepted data form."""
+    if hasattr(data, "to_dataset") and hasattr(data, "labels"):  # SplitPart
+        ds = data.to_dataset(image_size=size, batch_size=batch_size, shuffle=False)
+        yield from _from_dataset(ds, batch_size)
+        return
+    if hasattr(data, "element_spec") and hasattr(data, "as_numpy_iterator"):
+        yield from _from_dataset(data, batch_size)
+        return
+    if isinstance(data, tuple) and len(data) == 2:
+        x, y = np.asarray(data[0]), np.asarray(data[1])
+        if len(x) != len(y):
+            raise ExportError(f"(images, labels) hold {len(x)} images but {len(y)} labels")
+    else:
+        x, y = np.asarray(data), None
+    if x.ndim != 4 or x.shape[1:] != (*size, 3):
+        raise ExportError(
+            f"images must have shape (n, {size[0]}, {size[1]}, 3) like the model input; got "
+            f"{x.shape}"
+        )
+    for i in range(0, len(x), batch_size):
+        yb = None if y is None else _labels(y[i : i + batch_size])
+        yield x[i : i + batch_size].astype(np.float32), yb
+
+
+def _from_dataset(ds: Any, batch_size: int) -> Iterator[tuple[Any, Any]]:
+    spec = ds.element_spec
+    first = spec[0] if isinstance(spec, tuple) else spec
+    if first.shape.rank == 3:
+        ds = ds.batch(batch_size)
+    for el in ds.as_numpy_iterator():
+        if isinstance(el, tuple):
+            yield np.asarray(el[0], np.float32), (_labels(el[1]) if len(el) > 1 else None)
+        else:
+            yield np.asarray(el, np.float32), None
+
+
+def _labels(y: Any) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] > 1:  # one-hot
+        return np.argmax(y, axis=1)
+    return y.reshape(-1).astype(np.int64)
