@@ -31,7 +31,7 @@ from tlkit.backbones import get_backbone, get_config, list_backbones
 def measure(name: str, batch: int, seconds: float, min_batches: int) -> dict[str, object]:
     config = get_config(name)
     bb = get_backbone(name, weights=None)
-    h, w = bb.input_size
+    h, w = bb.image_size
     x = np.random.default_rng(0).uniform(0, 255, size=(batch, h, w, 3)).astype(np.float32)
     for _ in range(2):  # warm-up: traces the graph, lets oneDNN pick its kernels
         bb.model.predict_on_batch(x)

@@ -60,7 +60,7 @@ def main() -> None:
     unfreeze = args.unfreeze if args.unfreeze == "all" else int(args.unfreeze)
     common = {
         "class_names": split.class_names,
-        "input_size": args.image_size,
+        "image_size": args.image_size,
         "augment": args.augment,
         "class_weight": "sqrt",
         "seed": args.seed,
@@ -85,7 +85,7 @@ def main() -> None:
     rows[args.backbone] = (time.perf_counter() - t0, peak_rss_mb())
     t0 = time.perf_counter()
     cnn = FineTuner.scratch_cnn(
-        epochs=args.scratch_epochs, **{**common, "input_size": args.scratch_size}
+        epochs=args.scratch_epochs, **{**common, "image_size": args.scratch_size}
     )
     cnn.fit(split.train, split.val)
     rows["cnn_from_scratch"] = (time.perf_counter() - t0, peak_rss_mb())

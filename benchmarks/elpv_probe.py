@@ -38,7 +38,7 @@ def main() -> None:
     split = DatasetSplitter(val=0.15, test=0.15, seed=args.seed, progress=False).split_samples(
         pairs, class_names=names
     )
-    model = get_backbone(args.backbone, input_size=args.image_size).model
+    model = get_backbone(args.backbone, image_size=args.image_size).model
     t0 = time.perf_counter()
     feats = {}
     for part in (split.train, split.test):

@@ -107,7 +107,7 @@ def frozen_fit(split, names, size, batch, epochs, cache: bool) -> tuple[float, f
     from tlkit import FineTuner, schedules
 
     tuner = FineTuner(
-        BACKBONE, class_names=names, input_size=size, batch_size=batch,
+        BACKBONE, class_names=names, image_size=size, batch_size=batch,
         schedule=schedules.Frozen(epochs), cache_features=cache, seed=SEED, verbose=0,
     )  # fmt: skip
     return (*timed_fit(tuner, split), tuner)
@@ -121,7 +121,7 @@ def tlkit_two_phase(split, names, size, batch, head, finetune, unfreeze):
     from tlkit import FineTuner, schedules
 
     tuner = FineTuner(
-        BACKBONE, class_names=names, input_size=size, batch_size=batch, learning_rate=1e-3,
+        BACKBONE, class_names=names, image_size=size, batch_size=batch, learning_rate=1e-3,
         schedule=schedules.FreezeThenUnfreeze(
             head, finetune, unfreeze=unfreeze, lr_factor=0.1, cosine=False
         ),
@@ -143,7 +143,7 @@ def keras_guide_two_phase(split, names, size, batch, head, finetune, unfreeze, j
     from tlkit.backbones import get_backbone
 
     keras.utils.set_random_seed(SEED)
-    backbone = get_backbone(BACKBONE, weights="imagenet", input_size=size)
+    backbone = get_backbone(BACKBONE, weights="imagenet", image_size=size)
     base_model = backbone.model  # raw RGB in, its preprocessing inside, pooled features out
     base_model.trainable = False
     inputs = keras.Input((size, size, 3))
@@ -198,7 +198,7 @@ def step_rates(names, size, batch, unfreeze, seconds, rounds) -> list[tuple[str,
 
     from tlkit import FineTuner
 
-    tuner = FineTuner(BACKBONE, class_names=names, input_size=size, seed=SEED, verbose=0)
+    tuner = FineTuner(BACKBONE, class_names=names, image_size=size, seed=SEED, verbose=0)
     model, backbone = tuner.model, tuner.backbone
     rng = np.random.default_rng(SEED)
     x = rng.uniform(0, 255, (batch, size, size, 3)).astype(np.float32)

@@ -16,7 +16,7 @@ keeping the cores busy.
 Usage::
 
     python benchmarks/scaling.py                        # scratch CNN at 64 px, about 1 min on 2 cores
-    python benchmarks/scaling.py --backbone mobilenet_v2 --input-size 96 --images 256 --batch 64
+    python benchmarks/scaling.py --backbone mobilenet_v2 --image-size 96 --images 256 --batch 64
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def child(a: argparse.Namespace) -> None:
     from tlkit import FineTuner, schedules
 
     rng = np.random.default_rng(0)
-    x = rng.uniform(0, 255, (a.images, a.input_size, a.input_size, 3)).astype("float32")
+    x = rng.uniform(0, 255, (a.images, a.image_size, a.image_size, 3)).astype("float32")
     y = (np.arange(a.images) % 2).astype("int32")
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(a.batch, drop_remainder=True)
     ds = ds.cache().prefetch(2)
@@ -73,7 +73,7 @@ def child(a: argparse.Namespace) -> None:
     with strategy.scope():
         from tlkit.backbones import get_backbone
 
-        backbone = get_backbone(a.backbone, weights=None, input_size=a.input_size, **options)
+        backbone = get_backbone(a.backbone, weights=None, image_size=a.image_size, **options)
     tuner = FineTuner(
         backbone,
         class_names=["a", "b"],
@@ -97,7 +97,7 @@ def child(a: argparse.Namespace) -> None:
 
 def run_child(a: argparse.Namespace, n: int) -> dict:
     cmd = [sys.executable, __file__, "--child", str(n)]
-    for k in ("backbone", "input_size", "images", "batch", "epochs"):
+    for k in ("backbone", "image_size", "images", "batch", "epochs"):
         cmd += [f"--{k.replace('_', '-')}", str(getattr(a, k))]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode != 0:
@@ -108,7 +108,7 @@ def run_child(a: argparse.Namespace, n: int) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--backbone", default="scratch_cnn")
-    p.add_argument("--input-size", type=int, default=64)
+    p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--images", type=int, default=512)
     p.add_argument("--batch", type=int, default=64, help="global batch")
     p.add_argument("--epochs", type=int, default=2, help="timed epochs (after one warm-up)")
@@ -121,7 +121,7 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.processor() or '?'}")
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(
-        f"{a.backbone} at {a.input_size} px, FullTraining, {a.images} random images, global "
+        f"{a.backbone} at {a.image_size} px, FullTraining, {a.images} random images, global "
         f"batch {a.batch}, {a.epochs} timed epochs, best of {a.repeat}"
     )
     best: dict[int, dict] = {}

@@ -159,7 +159,7 @@ def main() -> None:
     pairs, names = elpv_samples()
     split = DatasetSplitter(seed=0).split_samples(pairs, class_names=names)
     t = time.time()
-    report = audit(split, backbone="efficientnet_lite0", input_size=SIZE, feature_duplicates=True)
+    report = audit(split, backbone="efficientnet_lite0", image_size=SIZE, feature_duplicates=True)
     took = time.time() - t
     report.save("/tmp/elpv-audit")
     out = [report.summary(), f"audit wall time: {took:.0f} s", ""]
@@ -176,7 +176,7 @@ def main() -> None:
     out.append("")
 
     # thresholds: planted copies vs distinct images
-    bb = get_backbone("efficientnet_lite0", input_size=SIZE)
+    bb = get_backbone("efficientnet_lite0", image_size=SIZE)
     rng = np.random.default_rng(0)
     pick = rng.choice(len(pairs), size=150, replace=False)
     elpv_imgs = [Image.open(pairs[k][0]).convert("RGB") for k in sorted(pick)]

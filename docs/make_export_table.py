@@ -42,7 +42,7 @@ def main() -> None:
     tuner = FineTuner(
         backbone="efficientnet_lite0",  # ImageNet weights from tlkit[lite], offline
         class_names=list(names),
-        input_size=128,
+        image_size=128,
         schedule=schedules.Frozen(epochs=30),  # head only, on features computed once
         seed=0,
         verbose=0,

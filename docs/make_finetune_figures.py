@@ -22,7 +22,7 @@ def main() -> None:
     tuner = FineTuner(
         "efficientnet_lite0",
         class_names=split.class_names,
-        input_size=160,
+        image_size=160,
         schedule=schedules.Frozen(30),
         seed=42,
         verbose=0,

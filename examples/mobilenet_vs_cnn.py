@@ -120,7 +120,7 @@ def pretrained_tuner(args: argparse.Namespace, split, profile: dict, size: int):
     )
     common = {
         "class_names": split.class_names,
-        "input_size": size,
+        "image_size": size,
         "schedule": schedule,
         "augment": AugmentationPipeline.preset(profile["aug"], seed=args.seed),
         "class_weight": "sqrt",
@@ -184,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"\n== 3/4 CNN from scratch ({epochs} epochs; the pretrained model ran {budget})")
     scratch = FineTuner.scratch_cnn(
         class_names=split.class_names,
-        input_size=size,
+        image_size=size,
         epochs=epochs,
         seed=args.seed,
         augment=tuner.augment,

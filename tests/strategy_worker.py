@@ -70,7 +70,7 @@ def main() -> int:
 
     keras.utils.set_random_seed(0)
     with strategy.scope() if strategy is not None else tf.name_scope("one_device"):
-        backbone = get_backbone("scratch_cnn", weights=None, input_size=SIZE, widths=(8, 16))
+        backbone = get_backbone("scratch_cnn", weights=None, image_size=SIZE, widths=(8, 16))
     tuner = FineTuner(
         backbone,
         class_names=classes,

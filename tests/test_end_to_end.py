@@ -40,7 +40,7 @@ def test_split_to_comparison_report(split: Split, tmp_path: Path) -> None:
     )
     val = split.val.to_dataset(image_size=size, batch_size=16)
 
-    backbone = get_backbone("efficientnet_lite0", input_size=size)  # offline ImageNet weights
+    backbone = get_backbone("efficientnet_lite0", image_size=size)  # offline ImageNet weights
     backbone.freeze()
     inputs = keras.Input((size, size, 3))
     outputs = keras.layers.Dense(split.num_classes, activation="softmax")(backbone.model(inputs))

@@ -31,7 +31,7 @@ def split(tmp_path_factory: pytest.TempPathFactory) -> Split:
 
 
 def tiny_backbone():
-    return get_backbone("scratch_cnn", weights=None, input_size=SIZE, widths=(8, 16, 16))
+    return get_backbone("scratch_cnn", weights=None, image_size=SIZE, widths=(8, 16, 16))
 
 
 def tuner(schedule, **kwargs) -> FineTuner:
@@ -363,7 +363,7 @@ def test_schedule_keeps_the_best_epoch_of_all_phases(split: Split) -> None:
 
 
 def test_unpooled_backbone_is_refused_with_a_schedule_error() -> None:
-    bb = get_backbone("scratch_cnn", weights=None, input_size=SIZE, pooling=None, widths=(8,))
+    bb = get_backbone("scratch_cnn", weights=None, image_size=SIZE, pooling=None, widths=(8,))
     with pytest.raises(ScheduleError, match="must give pooled features"):
         FineTuner(bb, num_classes=2).build()
 
@@ -382,3 +382,21 @@ def test_image_size_must_match_a_built_backbone() -> None:
     assert FineTuner(bb, num_classes=2, image_size=SIZE).image_size == (SIZE, SIZE)
     with pytest.raises(ScheduleError, match=r"image_size=\(64, 64\) but the backbone was built"):
         FineTuner(bb, num_classes=2, image_size=64)
+
+
+def test_augment_accepts_presets_pipelines_and_layer_lists(split: Split) -> None:
+    from tlkit.augment import AugmentationPipeline
+
+    assert tuner(schedules.FullTraining(1), augment="light").augment == "light"
+    pipe = AugmentationPipeline.preset("standard", seed=3)
+    assert tuner(schedules.FullTraining(1), augment=pipe).augment is pipe
+    layers = [keras.layers.RandomFlip("horizontal")]
+    t = tuner(schedules.FullTraining(1), augment=layers, seed=5)
+    assert isinstance(t.augment, AugmentationPipeline) and t.augment.seed == 5
+    assert list(t.augment.layers) == layers
+    t.fit(split.train, split.val)  # the wrapped list augments a real fit
+    assert len(t.history) == 1
+    with pytest.raises(ScheduleError, match="augment must be one of 'none', 'light'"):
+        tuner(schedules.FullTraining(1), augment="strong")
+    with pytest.raises(ArgumentTypeError, match="augment must be None, a preset name"):
+        tuner(schedules.FullTraining(1), augment=3)

@@ -33,7 +33,7 @@ def split(tmp_path_factory: pytest.TempPathFactory) -> Split:
 
 @pytest.fixture(scope="module")
 def saved(split: Split, tmp_path_factory: pytest.TempPathFactory) -> tuple[FineTuner, Path]:
-    bb = get_backbone("scratch_cnn", weights=None, input_size=SIZE, widths=(8, 16))
+    bb = get_backbone("scratch_cnn", weights=None, image_size=SIZE, widths=(8, 16))
     t = FineTuner(bb, schedule=schedules.FreezeThenUnfreeze(1, 1, unfreeze=1), seed=0, verbose=0)
     t.fit(split.train, split.val)
     return t, t.save(tmp_path_factory.mktemp("model") / "tiny.keras")
@@ -182,7 +182,7 @@ RESUME = textwrap.dedent(
             if epoch + 1 == kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)
 
-    bb = get_backbone("scratch_cnn", weights=None, input_size=32, widths=(8, 16))
+    bb = get_backbone("scratch_cnn", weights=None, image_size=32, widths=(8, 16))
     t = FineTuner(bb, schedule=schedules.FreezeThenUnfreeze(2, 3, unfreeze=1), seed=0,
                   verbose=0, resume_dir=resume)
     t.fit(split.train, split.val, callbacks=[Kill()])
@@ -220,7 +220,7 @@ def test_resume_dir_of_another_run_is_refused(split: Split, tmp_path: Path) -> N
     from tlkit.errors import ScheduleError
 
     def make(epochs: int) -> FineTuner:
-        bb = get_backbone("scratch_cnn", weights=None, input_size=SIZE, widths=(8,))
+        bb = get_backbone("scratch_cnn", weights=None, image_size=SIZE, widths=(8,))
         return FineTuner(
             bb, schedule=schedules.Frozen(epochs), seed=0, verbose=0, resume_dir=tmp_path / "c"
         )

@@ -173,12 +173,12 @@ def test_killed_worker_fails_the_other_within_bounded_time_then_resume(tmp_path:
 
 def test_backbone_built_outside_the_scope_is_refused() -> None:
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
-    outside = get_backbone("scratch_cnn", weights=None, input_size=32, widths=(8,))
+    outside = get_backbone("scratch_cnn", weights=None, image_size=32, widths=(8,))
     t = FineTuner(outside, num_classes=2, schedule=schedules.Frozen(1), strategy=strategy)
     with pytest.raises(ScheduleError, match=r"outside strategy\.scope\(\)"):
         t.build()
     with strategy.scope():
-        inside = get_backbone("scratch_cnn", weights=None, input_size=32, widths=(8,))
+        inside = get_backbone("scratch_cnn", weights=None, image_size=32, widths=(8,))
     t = FineTuner(inside, num_classes=2, schedule=schedules.Frozen(1), strategy=strategy)
     assert t.build().output_shape == (None, 2)
     assert t.is_chief()

@@ -71,11 +71,32 @@ class TrainedClassifier(Protocol):
     only ``model``; the missing attributes count as ``None``.
     """
 
-    model: keras.Model
-    class_names: Sequence[str] | None
-    history: Mapping[str, Sequence[float]] | Any | None
-    train_time_s: float | None
-    tflite_path: str | os.PathLike[str] | None
+    # Read-only members (properties), so that a plain attribute, a dataclass field or a
+    # property all satisfy the protocol, and a narrower type (list[str]) fits a wider one.
+    @property
+    def model(self) -> keras.Model:
+        """The trained ``keras.Model``."""
+        ...
+
+    @property
+    def class_names(self) -> Sequence[str] | None:
+        """Label ``i`` is ``class_names[i]``."""
+        ...
+
+    @property
+    def history(self) -> Mapping[str, Sequence[float]] | Any | None:
+        """Per-epoch metrics, or ``None``."""
+        ...
+
+    @property
+    def train_time_s(self) -> float | None:
+        """Training time in seconds, or ``None``."""
+        ...
+
+    @property
+    def tflite_path(self) -> str | os.PathLike[str] | None:
+        """An exported ``.tflite`` file, or ``None``."""
+        ...
 
 
 @runtime_checkable

@@ -315,8 +315,8 @@ def _features(
         from tlkit.backbones import get_backbone
 
         # get_backbone's image_size= (and Backbone.image_size) once backbones has them
-        bb = get_backbone(str(backbone), weights=weights, input_size=image_size)
-        size = int(bb.input_size[0])
+        bb = get_backbone(str(backbone), weights=weights, image_size=image_size)
+        size = int(bb.image_size[0])
         model = bb.model
 
         def fn(x: np.ndarray) -> np.ndarray:

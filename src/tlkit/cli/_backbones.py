@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for name in names:
         cfg = get_config(name)
-        h, w = cfg.default_input_size
+        h, w = cfg.default_image_size
         rows.append((name, f"{h}x{w}", cfg.preprocessing, weights_here(name)))
     if args.json:
         for name, size, prep, weights in rows:

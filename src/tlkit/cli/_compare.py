@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
             f"the {args.part} part of {args.split} is empty; use --part val or re-split"
         )
     comparator = ModelComparator(
-        part, n_boot=args.n_boot, random_state=args.seed, baseline_labels=split.train.labels
+        part, n_boot=args.n_boot, seed=args.seed, baseline_labels=split.train.labels
     )
     taken: set[str] = set()
     for path in args.models:

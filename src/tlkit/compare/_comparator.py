@@ -401,7 +401,7 @@ class ModelComparator:
             Row name in the report; unique.
         exported : tlkit.export.ExportedModel
             Or any object with ``predict_on_batch(images) -> outputs``,
-            ``input_size`` ``(height, width)``, and optionally ``size_bytes``,
+            ``image_size`` ``(height, width)``, and optionally ``size_bytes``,
             ``format`` and ``class_names`` (checked against the comparator's).
         measure_cost : bool
             Measure the latencies at batch 1 and 32 (default ``True``). The
@@ -424,15 +424,14 @@ class ModelComparator:
         """
         self._check_name(name)
         measure_cost = check_bool("measure_cost", measure_cost)
-        check_exported(name, exported)
+        h, w = check_exported(name, exported)
         check_class_names(name, getattr(exported, "class_names", None), self.class_names)
         if not self._test.has_images:
             raise ComparisonError(
                 f"add_exported({name!r}, ...): the comparator was built from labels only, so "
                 "there are no images to predict"
             )
-        h, w = exported.input_size
-        size = (int(h), int(w)) if self._test.kind == "part" else None
+        size = (h, w) if self._test.kind == "part" else None
         raw, sample, seconds = self._test.predict_in_order(
             f"add_exported({name!r}, ...)", exported, size
         )

@@ -90,15 +90,22 @@ def check_class_names(name: str, names: Any, class_names: Sequence[str]) -> None
         )
 
 
-def check_exported(name: str, exported: Any) -> None:
-    """Refuse an object that is not an exported model (no ``predict_on_batch`` / ``input_size``)."""
-    if not callable(getattr(exported, "predict_on_batch", None)) or not hasattr(
-        exported, "input_size"
-    ):
+def check_exported(name: str, exported: Any) -> tuple[int, int]:
+    """The input ``(height, width)`` of an exported model; refuse other objects.
+
+    An exported model has ``predict_on_batch`` and ``image_size`` (or, for
+    objects written against tlkit 0.1, ``input_size``).
+    """
+    size = getattr(exported, "image_size", None)
+    if size is None and "image_size" not in dir(exported):
+        size = getattr(exported, "input_size", None)
+    if not callable(getattr(exported, "predict_on_batch", None)) or size is None:
         raise ArgumentTypeError(
             f"add_exported({name!r}, ...): expected a tlkit.export.ExportedModel (an object "
-            f"with predict_on_batch() and input_size), got {type_name(exported)}"
+            f"with predict_on_batch() and image_size), got {type_name(exported)}"
         )
+    h, w = size
+    return int(h), int(w)
 
 
 def predictions_entry(

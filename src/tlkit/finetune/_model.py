@@ -30,7 +30,7 @@ def build_classifier(
             f"backbone {backbone.name} must give pooled features (include_top=False, "
             f"pooling='avg'); its output shape is {backbone.model.output_shape}"
         )
-    h, w = backbone.input_size
+    h, w = backbone.image_size
     inputs = keras.Input((h, w, 3), name="image")
     features = backbone.model(inputs)
     layers: list[keras.layers.Layer] = []

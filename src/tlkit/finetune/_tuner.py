@@ -84,7 +84,10 @@ class FineTuner(ModelUse):
         ``learning_rate`` and ``batch_size`` give the same updates on one
         device or N replicas; if you raise ``batch_size`` to keep more
         replicas busy, scaling ``learning_rate`` (e.g. linearly) is your call.
-    augment : AugmentationPipeline or str, optional
+    augment : AugmentationPipeline, str or list of keras layers, optional
+        A preset name (``"none"``, ``"light"``, ``"standard"``, ``"heavy"``),
+        a pipeline (any :class:`~tlkit.protocols.Augmenter`), or a list of
+        Keras preprocessing layers (wrapped in a pipeline seeded by ``seed``).
         Augmentation of training images (phases that train the backbone, and
         frozen phases unless their features are cached).
     cache_features : "auto", True or False
@@ -240,8 +243,8 @@ class FineTuner(ModelUse):
         cfg = self._backbone.config if self._backbone else get_config(self.backbone_name)
         vars(self).update(
             v.settings(
-                default_size=cfg.default_input_size, image_size=image_size,
-                backbone_size=self._backbone.input_size if self._backbone else None,
+                default_size=cfg.default_image_size, image_size=image_size,
+                backbone_size=self._backbone.image_size if self._backbone else None,
                 head=head, dropout=dropout, class_weight=class_weight,
                 label_smoothing=label_smoothing, optimizer=optimizer,
                 learning_rate=learning_rate, batch_size=batch_size,
@@ -252,7 +255,7 @@ class FineTuner(ModelUse):
             )
         )  # fmt: skip
         self.schedule = default_schedule() if schedule is None else sched.get(schedule)
-        self.augment = augment
+        self.augment = v.augment_arg(augment, self.seed)
         self.resume_dir = None if resume_dir is None else Path(resume_dir)
         self.tensorboard_dir = None if tensorboard_dir is None else Path(tensorboard_dir)
         self.strategy = strategy
@@ -291,7 +294,7 @@ class FineTuner(ModelUse):
             self._backbone = get_backbone(
                 self.backbone_name,
                 weights=self.weights,
-                input_size=self.image_size,  # get_backbone's image_size= once backbones has it
+                image_size=self.image_size,
                 **self._backbone_options,
             )
         return self._backbone
@@ -450,7 +453,7 @@ class FineTuner(ModelUse):
             kwargs.pop("input_size", None), image_size, default=128,
         )  # fmt: skip
         backbone = get_backbone(
-            "scratch_cnn", weights=None, input_size=image_size, widths=tuple(widths)
+            "scratch_cnn", weights=None, image_size=image_size, widths=tuple(widths)
         )
         kwargs.setdefault("schedule", sched.FullTraining(epochs, train_bn=True))
         kwargs.setdefault("dropout", 0.3)

@@ -100,6 +100,26 @@ def class_weight_arg(value: Any) -> Any:
     return check_choice("class_weight", value, CLASS_WEIGHT_MODES, error=ScheduleError)
 
 
+def augment_arg(value: Any, seed: int | None) -> Any:
+    """``None``, a preset name (kept as the name), an ``Augmenter``, or Keras layers (wrapped).
+
+    A list or tuple of Keras layers becomes ``AugmentationPipeline(layers, seed=seed)``.
+    """
+    from tlkit.augment import PRESETS, AugmentationPipeline
+    from tlkit.protocols import Augmenter
+
+    if value is None or isinstance(value, Augmenter):
+        return value
+    if isinstance(value, str):
+        return check_choice("augment", value, PRESETS, error=ScheduleError)
+    if isinstance(value, (list, tuple)):
+        return AugmentationPipeline(list(value), seed=seed)
+    raise ArgumentTypeError(
+        f"augment must be None, a preset name ({', '.join(map(repr, PRESETS))}), an "
+        f"AugmentationPipeline or a list of keras layers, got {type_name(value)}"
+    )
+
+
 def optimizer_arg(value: Any) -> Any:
     """A lower-case optimizer name, or a ``keras.optimizers.Optimizer`` (used as a template)."""
     if isinstance(value, str):
