@@ -49,22 +49,6 @@ __all__ = ["Augmenter", "TrainedClassifier"]
 class TrainedClassifier(Protocol):
     """A trained image classifier, as :meth:`ModelComparator.add <tlkit.compare.ModelComparator.add>` reads it.
 
-    Attributes
-    ----------
-    model : keras.Model
-        Takes a batch of ``float32`` RGB images with pixel values in [0, 255]
-        (the model does its own preprocessing) and returns class
-        probabilities, shape ``(batch, K)``.
-    class_names : sequence of str or None
-        Label ``i`` is ``class_names[i]``; checked against the comparator's.
-    history : mapping or keras.callbacks.History or None
-        Per-epoch metrics (``{"loss": [...], "val_accuracy": [...]}``), drawn as
-        learning curves.
-    train_time_s : float or None
-        Wall-clock training time in seconds (the report's cost column).
-    tflite_path : str or os.PathLike or None
-        An exported ``.tflite`` file whose size is reported.
-
     Notes
     -----
     For compatibility, ``ModelComparator.add`` also accepts an object that has
@@ -75,27 +59,32 @@ class TrainedClassifier(Protocol):
     # property all satisfy the protocol, and a narrower type (list[str]) fits a wider one.
     @property
     def model(self) -> keras.Model:
-        """The trained ``keras.Model``."""
+        """The trained ``keras.Model``.
+
+        It takes a batch of ``float32`` RGB images with pixel values in [0, 255]
+        (the model does its own preprocessing) and returns class probabilities,
+        shape ``(batch, K)``.
+        """
         ...
 
     @property
     def class_names(self) -> Sequence[str] | None:
-        """Label ``i`` is ``class_names[i]``."""
+        """Label ``i`` is ``class_names[i]``; checked against the comparator's."""
         ...
 
     @property
     def history(self) -> Mapping[str, Sequence[float]] | Any | None:
-        """Per-epoch metrics, or ``None``."""
+        """Per-epoch metrics (``{"loss": [...], "val_accuracy": [...]}`` or a Keras ``History``), drawn as learning curves; or ``None``."""
         ...
 
     @property
     def train_time_s(self) -> float | None:
-        """Training time in seconds, or ``None``."""
+        """Wall-clock training time in seconds (the report's cost column), or ``None``."""
         ...
 
     @property
     def tflite_path(self) -> str | os.PathLike[str] | None:
-        """An exported ``.tflite`` file, or ``None``."""
+        """An exported ``.tflite`` file whose size is reported, or ``None``."""
         ...
 
 
