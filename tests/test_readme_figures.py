@@ -1,0 +1,72 @@
+"""The figures the README quotes are the figures a run printed.
+
+``docs/_static/elpv_study/`` holds ``report.json`` and ``run.json`` of the study run the
+README quotes (``python examples/mobilenet_vs_cnn.py --out study/``, default profile). The
+README's text block must be an excerpt of that report's warnings and verdict (line breaks
+and ``[...]`` elisions aside), and the other numbers the README states about the run must
+match ``run.json`` / ``report.json``. Rerunning the study means replacing both files and
+the quotes together.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+RUN = ROOT / "docs" / "_static" / "elpv_study"
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+@pytest.fixture(scope="module")
+def report() -> dict:
+    return json.loads((RUN / "report.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def run() -> dict:
+    return json.loads((RUN / "run.json").read_text(encoding="utf-8"))
+
+
+def _quoted_block() -> str:
+    match = re.search(r"```text\n(Warnings:.*?)```", README, re.S)
+    assert match, "the README's first text block (the study's warnings and verdict) is missing"
+    return match.group(1)
+
+
+def test_readme_block_is_an_excerpt_of_the_report(report: dict) -> None:
+    block = _quoted_block()
+    warnings_part, verdict_part = block.split("Verdict:", 1)
+    printed_warnings = [_flat(w) for w in re.split(r"^- ", warnings_part, flags=re.M)[1:]]
+    assert printed_warnings == [_flat(w) for w in report["warnings"]]
+    verdict = _flat(report["verdict"])
+    fragments = [_flat(f) for f in verdict_part.split("[...]") if _flat(f)]
+    assert fragments, "no verdict quoted"
+    position = 0
+    for fragment in fragments:  # in order, each a verbatim piece of the verdict
+        found = verdict.find(fragment, position)
+        assert found >= 0, f"not in report.json's verdict (or out of order): {fragment!r}"
+        position = found + len(fragment)
+
+
+def test_readme_numbers_about_the_run_match_it(report: dict, run: dict) -> None:
+    minutes = re.search(r"\(([\d.]+) min wall time", README)
+    assert minutes and float(minutes.group(1)) == round(run["wall_time_s"] / 60, 1)
+    assert "examples/mobilenet_vs_cnn.py" in run["command"]
+    models = {m["name"]: m["metrics"] for m in report["models"]}
+    baseline = models["majority-class baseline"]["accuracy"]
+    assert f"against {baseline:.3f})" in _flat(README)  # "(0.405 against 0.575)"
+
+
+def test_the_check_fails_on_a_changed_figure(report: dict) -> None:
+    """A quote that drifted from the report is caught."""
+    verdict = _flat(report["verdict"])
+    assert verdict.find(_flat("0.707 [0.669, 0.748]")) >= 0
+    assert verdict.find(_flat("0.708 [0.669, 0.748]")) < 0
