@@ -30,6 +30,7 @@ def main() -> None:
     p.add_argument("--head", type=int, default=30)
     p.add_argument("--finetune", type=int, default=8)
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--monitor-window", type=int, default=5)
     p.add_argument("--out", default=None, help="write the per-epoch table as JSON here")
     args = p.parse_args()
 
@@ -60,6 +61,7 @@ def main() -> None:
         class_weight="sqrt",
         learning_rate=3e-3,
         seed=args.seed,
+        monitor_window=args.monitor_window,
         verbose=0,
     )
     tuner.build()
@@ -107,6 +109,12 @@ def main() -> None:
             f"{name:22s} {i + 1:6d} {s['accuracy']:14.3f} {s['balanced_accuracy']:9.3f} "
             f"{s['macro_f1']:9.3f}"
         )
+    kept = tuner.model.predict(test_x, batch_size=64, verbose=0).argmax(1)
+    print(
+        f"kept by FineTuner ({tuner.monitor}, mean of {tuner.monitor_window} epochs): epoch "
+        f"{tuner.best_epoch + 1}, test {accuracy_score(test_y, kept):.3f} "
+        f"{balanced_accuracy_score(test_y, kept):.3f} {f1_score(test_y, kept, average='macro'):.3f}"
+    )
     if args.out:
         with open(args.out, "w", encoding="utf-8") as f:
             json.dump({"args": vars(args), "rows": rows, "picks": picks}, f, indent=1)

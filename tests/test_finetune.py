@@ -342,7 +342,7 @@ def test_lr_find_curve_and_plot(split: Split, tmp_path: Path) -> None:
 
 
 def test_early_stopping_restores_the_best_epoch(split: Split) -> None:
-    t = tuner(schedules.Frozen(6), monitor="val_loss", learning_rate=0.5)
+    t = tuner(schedules.Frozen(6), monitor="val_loss", monitor_window=1, learning_rate=0.5)
     t.fit(split.train, split.val)
     _best, value = t.history.best("val_loss")
     assert t.evaluate(split.val)["loss"] == pytest.approx(value, rel=1e-4)
@@ -354,7 +354,7 @@ def test_early_stopping_restores_the_best_epoch(split: Split) -> None:
 def test_schedule_keeps_the_best_epoch_of_all_phases(split: Split) -> None:
     # A fine-tuning phase at an absurd rate wrecks the model; the head phase's best is kept.
     s = schedules.FreezeThenUnfreeze(4, 2, unfreeze="all", lr_factor=1000.0)
-    t = tuner(s, monitor="val_loss", learning_rate=1e-2)
+    t = tuner(s, monitor="val_loss", monitor_window=1, learning_rate=1e-2)
     t.fit(split.train, split.val)
     assert t.history.phases == ["head"] * 4 + ["finetune"] * 2
     best, value = t.history.best("val_loss")
@@ -400,3 +400,42 @@ def test_augment_accepts_presets_pipelines_and_layer_lists(split: Split) -> None
         tuner(schedules.FullTraining(1), augment="strong")
     with pytest.raises(ArgumentTypeError, match="augment must be None, a preset name"):
         tuner(schedules.FullTraining(1), augment=3)
+
+
+def test_best_epoch_is_chosen_on_the_smoothed_monitor() -> None:
+    """A one-epoch spike loses to a stretch that is better on average (monitor_window)."""
+    from tlkit.finetune._callbacks import BestEpoch, TrainingHistory
+
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    scores = [0.50, 0.72, 0.50, 0.60, 0.62, 0.64, 0.66, 0.58]  # spike at epoch 2
+    chosen = {}
+    for window, expected in ((1, 1), (3, 6)):
+        history = TrainingHistory()
+        best = BestEpoch(history, "val_balanced_accuracy", window, patience=99, restore=True)
+        best.set_model(model)
+        best.on_train_begin()
+        for epoch, score in enumerate(scores):
+            model.set_weights([np.full((1, 1), float(epoch)), np.zeros(1)])
+            history.append("head", {"val_balanced_accuracy": score}, 1.0)
+            best.on_epoch_end(epoch)
+        best.on_train_end()
+        chosen[window] = int(model.get_weights()[0][0, 0])
+        assert chosen[window] == expected
+    # patience counts epochs without a better smoothed score
+    history = TrainingHistory()
+    stop = BestEpoch(history, "val_loss", 2, patience=2, restore=False)
+    stop.set_model(model)
+    model.stop_training = False
+    for epoch, loss in enumerate([1.0, 0.8, 0.9, 0.95, 0.99]):
+        history.append("head", {"val_loss": loss}, 1.0)
+        stop.on_epoch_end(epoch)
+        if model.stop_training:
+            break
+    assert epoch == 4  # smoothed 1.0, 0.9, 0.85 (best), 0.925, 0.97: stops after 2 worse ones
+
+
+def test_monitor_window_is_checked() -> None:
+    with pytest.raises(ScheduleError, match="monitor_window must be an int >= 1"):
+        tuner(schedules.Frozen(1), monitor_window=0)
+    with pytest.raises(ArgumentTypeError, match="monitor_window"):
+        tuner(schedules.Frozen(1), monitor_window="3")

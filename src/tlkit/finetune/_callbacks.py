@@ -21,7 +21,14 @@ import numpy as np
 
 from tlkit.errors import InvalidArgumentError, TrainingDivergedError
 
-__all__ = ["NaNGuard", "ResumeCheckpoint", "TrainingHistory", "ValidationMetrics"]
+__all__ = [
+    "BestEpoch",
+    "NaNGuard",
+    "ResumeCheckpoint",
+    "TrainingHistory",
+    "ValidationMetrics",
+    "smoothed",
+]
 
 
 def classification_metrics(
@@ -166,6 +173,67 @@ class TrainingHistory:
 
     def __repr__(self) -> str:
         return f"TrainingHistory({len(self)} epochs, phases={sorted(set(self.phases))})"
+
+
+def smoothed(values: list[float], window: int) -> list[float]:
+    """The trailing mean of ``values`` over ``window`` epochs (NaNs skipped), at every epoch.
+
+    A small validation set makes one epoch's score noisy (one image of a 16-image
+    class moves balanced accuracy by 1.5 points); the mean of the last few epochs
+    says whether the model is really better.
+
+    Examples
+    --------
+    >>> smoothed([0.5, 0.7, 0.6, 0.9], 2)
+    [0.5, 0.6, 0.6499999999999999, 0.75]
+    """
+    out = []
+    for i in range(len(values)):
+        recent = [v for v in values[max(0, i - window + 1) : i + 1] if v == v]
+        out.append(sum(recent) / len(recent) if recent else math.nan)
+    return out
+
+
+class BestEpoch(keras.callbacks.Callback):
+    """Within one phase: keep the weights of the best epoch by the smoothed ``monitor``.
+
+    The score of an epoch is the mean of ``monitor`` over the last ``window``
+    epochs of the run (``TrainingHistory`` order, so the first epochs of a phase
+    are scored with the end of the previous one). With ``patience``, the phase
+    stops after that many epochs without a better score; with ``restore``, it
+    ends on the best epoch's weights.
+    """
+
+    def __init__(
+        self, history: TrainingHistory, monitor: str, window: int, patience: int, restore: bool
+    ) -> None:
+        super().__init__()
+        self.history, self.monitor, self.window = history, monitor, window
+        self.patience, self.restore = patience, restore
+        self.sign = -1.0 if monitor == "val_loss" else 1.0
+        self.best: float | None = None
+        self.best_weights: list[Any] | None = None
+        self.wait = 0
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        values = self.history.history.get(self.monitor)
+        if not values:
+            return
+        score = self.sign * smoothed(values[-self.window :], self.window)[-1]
+        if score != score:  # NaN
+            return
+        if self.best is None or score > self.best:
+            self.best, self.wait = score, 0
+            if self.restore:
+                self.best_weights = [w.copy() for w in self.model.get_weights()]
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.model.stop_training = True
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        if self.restore and self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
 
 
 class ResumeCheckpoint(keras.callbacks.Callback):

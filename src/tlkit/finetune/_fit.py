@@ -117,14 +117,15 @@ def _keep_best(
 ) -> tuple[float, int, list[Any]] | None:
     """Track the best epoch of the whole schedule; after the last phase, go back to it.
 
-    Each phase already ends on its own best epoch (EarlyStopping with restored weights).
+    Each phase already ends on its own best epoch (``BestEpoch``); epochs are compared
+    by the trailing mean of the monitor over ``monitor_window`` epochs.
     If a later phase never beats an earlier phase's best, the earlier weights win: a
     fine-tuning phase cannot silently leave the model worse than the frozen phase was.
     """
     if not tuner.restore_best or tuner.monitor not in history.history:
         return best
     sign = -1.0 if tuner.monitor == "val_loss" else 1.0
-    values = history.history[tuner.monitor]
+    values = cb.smoothed(history.history[tuner.monitor], tuner.monitor_window)
     epochs = [i for i, p in enumerate(history.phases) if p == phase.name]
     scored = [(sign * values[i], i) for i in epochs if values[i] == values[i]]  # not NaN
     if scored:
@@ -135,8 +136,10 @@ def _keep_best(
         tuner.model.set_weights(best[2])
         tuner.log(
             f"tlkit: phase {phase.name!r} did not beat epoch {best[1] + 1} "
-            f"({history.phases[best[1]]!r}, {tuner.monitor} {sign * best[0]:.4f}); "
-            f"keeping that epoch's weights"
+            f"({history.phases[best[1]]!r}, {tuner.monitor} {sign * best[0]:.4f}"
+            + (f", mean of {tuner.monitor_window} epochs" if tuner.monitor_window > 1 else "")
+            + "); "
+            "keeping that epoch's weights"
         )
     if last and best is not None:
         tuner.best_epoch = best[1]
@@ -332,12 +335,12 @@ def _run_phase(
     callbacks.append(cb.NaNGuard(phase.name, optimizer.rates))
     if ctx.val is not None and (tuner.restore_best or tuner.early_stopping):
         callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor=tuner.monitor,
-                mode="min" if tuner.monitor == "val_loss" else "max",
+            cb.BestEpoch(
+                history,
+                tuner.monitor,
+                tuner.monitor_window,
                 patience=tuner.early_stopping or phase.epochs + 1,
-                restore_best_weights=tuner.restore_best,
-                verbose=0,
+                restore=tuner.restore_best,
             )
         )
     if tuner.resume_dir:

@@ -104,6 +104,12 @@ class FineTuner(ModelUse):
         Validation metric that picks the best epoch of each phase:
         ``"val_loss"``, ``"val_accuracy"``, ``"val_balanced_accuracy"``
         (default, honest on imbalanced data) or ``"val_macro_f1"``.
+    monitor_window : int
+        Epochs are compared by the mean of ``monitor`` over the last
+        ``monitor_window`` epochs (default 5), not by one epoch's value: on a
+        small validation set one epoch's score is noise (a single image of a
+        16-image class moves balanced accuracy by 1.5 points). ``1`` compares
+        single epochs.
     restore_best : bool
         At the end of each phase, go back to its best epoch by ``monitor``;
         at the end of the schedule, keep the best epoch of all phases, so a
@@ -189,6 +195,7 @@ class FineTuner(ModelUse):
     cache_images: str | None
     memory_budget_mb: int
     monitor: str
+    monitor_window: int
     restore_best: bool
     early_stopping: int | None
     resume_dir: Path | None
@@ -222,6 +229,7 @@ class FineTuner(ModelUse):
         cache_images: str | None = "auto",
         memory_budget_mb: int = v.MEMORY_BUDGET_MB,
         monitor: str = "val_balanced_accuracy",
+        monitor_window: int = 5,
         restore_best: bool = True,
         early_stopping: int | None = None,
         resume_dir: str | os.PathLike[str] | None = None,
@@ -249,7 +257,8 @@ class FineTuner(ModelUse):
                 label_smoothing=label_smoothing, optimizer=optimizer,
                 learning_rate=learning_rate, batch_size=batch_size,
                 cache_features=cache_features, cache_images=cache_images,
-                memory_budget_mb=memory_budget_mb, monitor=monitor, restore_best=restore_best,
+                memory_budget_mb=memory_budget_mb, monitor=monitor, monitor_window=monitor_window,
+                restore_best=restore_best,
                 early_stopping=early_stopping, mixed_precision=mixed_precision, seed=seed,
                 verbose=verbose,
             )

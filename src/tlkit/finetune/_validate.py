@@ -150,6 +150,7 @@ def settings(
     cache_images: Any,
     memory_budget_mb: Any,
     monitor: Any,
+    monitor_window: Any,
     restore_best: Any,
     early_stopping: Any,
     mixed_precision: Any,
@@ -195,6 +196,7 @@ def settings(
         ),
         "memory_budget_mb": check_int("memory_budget_mb", memory_budget_mb, minimum=0, error=err),
         "monitor": check_choice("monitor", monitor, MONITORS, error=err),
+        "monitor_window": check_int("monitor_window", monitor_window, minimum=1, error=err),
         "restore_best": check_bool("restore_best", restore_best),
         "early_stopping": check_int(
             "early_stopping", early_stopping, minimum=1, allow_none=True, error=err
