@@ -51,6 +51,7 @@ from scipy.stats import binomtest
 from sklearn.metrics import classification_report
 
 from tlkit.compare import ComparisonReport, ModelComparator, mcnemar_exact
+from tlkit.compare._tables import ci_text, machine_text, pairwise_text, testset_text
 
 CLASSES = ["class 0", "class 1", "class 2"]
 SUPPORTS = [80, 20, 8]
@@ -154,15 +155,15 @@ def report_rst(report: ComparisonReport) -> str:
     out += [".. admonition:: Warnings", "   :class: warning", ""]
     out += [f"   {i}. {_esc(w)}" for i, w in enumerate(report.warnings, 1)]
     out += ["", f"   **Verdict.** {_esc(report.verdict)}", ""]
-    out += ["**Test set.** " + _esc(report._test_set_text()), ""]
+    out += ["**Test set.** " + _esc(testset_text(report)), ""]
     head, body = report.metrics_table()
     # Two tables: the metrics with intervals, then the rest (one wide table runs off the page).
-    out += ["**Metrics.** " + _esc(report._ci_text()), ""]
+    out += ["**Metrics.** " + _esc(ci_text(report)), ""]
     out += rst_table(head[:4], [r[:4] for r in body])
     out += rst_table([head[0], *head[4:]], [[r[0], *r[4:]] for r in body])
-    out += ["**Pairwise McNemar exact tests.** " + _esc(report._pairwise_text()), ""]
+    out += ["**Pairwise McNemar exact tests.** " + _esc(pairwise_text(report)), ""]
     out += rst_table(*report.pairwise_table())
-    out += ["**Cost.** " + _esc(report._machine_text()), ""]
+    out += ["**Cost.** " + _esc(machine_text(report)), ""]
     for name, r in report.models.items():
         out += [
             f"**{_esc(name)}**: classification report and confusion matrix (rows: true "

@@ -389,19 +389,6 @@ class ComparisonReport:
         """Return the header and rows of one model's confusion matrix (count and row share)."""
         return _tables.confusion_table(self, r)
 
-    # The sentences of the report (docs/make_study_figures.py lays them out its own way).
-    def _test_set_text(self) -> str:
-        return _tables.testset_text(self)
-
-    def _ci_text(self) -> str:
-        return _tables.ci_text(self)
-
-    def _machine_text(self) -> str:
-        return _tables.machine_text(self)
-
-    def _pairwise_text(self) -> str:
-        return _tables.pairwise_text(self)
-
     def to_html(self) -> str:
         """Return a self-contained HTML page: warnings first, tables, plots embedded as PNG.
 
