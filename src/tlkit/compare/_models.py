@@ -96,9 +96,7 @@ def check_exported(name: str, exported: Any) -> tuple[int, int]:
     An exported model has ``predict_on_batch`` and ``image_size`` (or, for
     objects written against tlkit 0.1, ``input_size``).
     """
-    size = getattr(exported, "image_size", None)
-    if size is None and "image_size" not in dir(exported):
-        size = getattr(exported, "input_size", None)
+    size = getattr(exported, "image_size", None) or getattr(exported, "input_size", None)
     if not callable(getattr(exported, "predict_on_batch", None)) or size is None:
         raise ArgumentTypeError(
             f"add_exported({name!r}, ...): expected a tlkit.export.ExportedModel (an object "
