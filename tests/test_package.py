@@ -24,6 +24,9 @@ def test_public_names_resolve() -> None:
     assert tlkit.ModelComparator is ModelComparator
     assert {"AugmentationPipeline", "ModelComparator", "DatasetSplitter"} <= set(dir(tlkit))
     assert set(tlkit.__all__) <= set(dir(tlkit))
+    # no helpers of the module itself (typing names, the lazy table, importlib)
+    assert not {"Any", "TYPE_CHECKING", "importlib", "_LAZY", "annotations"} & set(dir(tlkit))
+    assert set(dir(tlkit)) == set(tlkit.__all__)
 
 
 def test_unknown_name_is_an_attribute_error() -> None:

@@ -35,14 +35,15 @@ def run() -> dict:
     return json.loads((RUN / "run.json").read_text(encoding="utf-8"))
 
 
-def _quoted_block() -> str:
-    match = re.search(r"```text\n((?:Warnings:|No warnings\.).*?)```", README, re.S)
+def _quoted_block(readme: str) -> str:
+    match = re.search(r"```text\n((?:Warnings:|No warnings\.).*?)```", readme, re.S)
     assert match, "the README's first text block (the study's warnings and verdict) is missing"
     return match.group(1)
 
 
-def test_readme_block_is_an_excerpt_of_the_report(report: dict) -> None:
-    block = _quoted_block()
+def check_block(readme: str, report: dict) -> None:
+    """Assert that the README's quoted block is an excerpt of ``report``."""
+    block = _quoted_block(readme)
     warnings_part, verdict_part = block.split("Verdict:", 1)
     if warnings_part.strip() == "No warnings.":
         assert report["warnings"] == []
@@ -59,17 +60,48 @@ def test_readme_block_is_an_excerpt_of_the_report(report: dict) -> None:
         position = found + len(fragment)
 
 
-def test_readme_numbers_about_the_run_match_it(report: dict, run: dict) -> None:
-    minutes = re.search(r"\(([\d.]+) min wall\s+time", README)
+def check_numbers(readme: str, report: dict, run: dict) -> None:
+    """Assert that the numbers ``readme`` states about the run match ``run``/``report``."""
+    minutes = re.search(r"\(([\d.]+) min wall\s+time", readme)
     assert minutes and float(minutes.group(1)) == round(run["wall_time_s"] / 60, 1)
     assert "examples/mobilenet_vs_cnn.py" in run["command"]
     models = {m["name"]: m["metrics"] for m in report["models"]}
     baseline = models["majority-class baseline"]["accuracy"]
-    assert f"against {baseline:.3f})" in _flat(README)  # "(0.405 against 0.575)"
+    assert f"against {baseline:.3f})" in _flat(readme)  # "(0.405 against 0.575)"
 
 
-def test_the_check_fails_on_a_changed_figure(report: dict) -> None:
-    """A quote that drifted from the report is caught."""
-    verdict = _flat(report["verdict"])
-    assert verdict.find(_flat("0.763 [0.725, 0.802]")) >= 0
-    assert verdict.find(_flat("0.764 [0.725, 0.802]")) < 0
+def test_readme_block_is_an_excerpt_of_the_report(report: dict) -> None:
+    check_block(README, report)
+
+
+def test_readme_numbers_about_the_run_match_it(report: dict, run: dict) -> None:
+    check_numbers(README, report, run)
+
+
+def _drift(readme: str, pattern: str) -> str:
+    """``readme`` with the last digit of the first match of ``pattern`` changed."""
+    match = re.search(pattern, readme)
+    assert match, f"the README has no {pattern!r} to change"
+    i = match.end() - 1
+    return readme[:i] + str((int(readme[i]) + 1) % 10) + readme[i + 1 :]
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        r"```text\n(?s:.*?)\d\.\d{3}",  # a figure inside the quoted verdict
+        r"p = 0\.\d+",  # the McNemar p-value in the quote
+    ],
+)
+def test_the_block_check_fails_on_a_changed_figure(report: dict, pattern: str) -> None:
+    """A quote that drifted from the report is caught by the real check."""
+    with pytest.raises(AssertionError):
+        check_block(_drift(README, pattern), report)
+
+
+def test_the_numbers_check_fails_on_a_changed_figure(report: dict, run: dict) -> None:
+    """A drifted wall time or baseline figure is caught by the real check."""
+    with pytest.raises(AssertionError):
+        check_numbers(_drift(README, r"\([\d.]+(?= min wall)"), report, run)
+    with pytest.raises(AssertionError):
+        check_numbers(_drift(README, r"against 0\.\d{3}"), report, run)

@@ -23,8 +23,6 @@ from tlkit.finetune._schedule_base import rate_factor
 
 __all__ = ["GroupOptimizer", "PhaseRate", "make_optimizer"]
 
-_OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-
 
 class PhaseRate(keras.optimizers.schedules.LearningRateSchedule):
     """Warm-up plus cosine decay within one phase, re-aimed at each phase without retracing.
