@@ -231,8 +231,10 @@ def test_tf_data_input_and_predict_forms(split: Split, tmp_path: Path) -> None:
 
 
 def test_wrong_num_classes_and_bad_arguments(split: Split) -> None:
-    with pytest.raises(ScheduleError, match="made for"):
+    with pytest.raises(ScheduleError, match="num_classes=2 but train has 3 classes"):
         tuner(schedules.Frozen(1), num_classes=2).fit(split.train)
+    with pytest.raises(ScheduleError, match="made for"):
+        tuner(schedules.Frozen(1), class_names=["x", "y", "z"]).fit(split.train)
     with pytest.raises(ScheduleError, match="label 2"):
         t = tuner(schedules.Frozen(1), num_classes=2)
         t.fit(split.train.to_dataset(SIZE, batch_size=8))
@@ -439,3 +441,37 @@ def test_monitor_window_is_checked() -> None:
         tuner(schedules.Frozen(1), monitor_window=0)
     with pytest.raises(ArgumentTypeError, match="monitor_window"):
         tuner(schedules.Frozen(1), monitor_window="3")
+
+
+def test_num_classes_alone_takes_the_names_from_the_split(split: Split) -> None:
+    """FineTuner(num_classes=k) then fit(split.train): the part's class names are used."""
+    t = tuner(schedules.Frozen(1), num_classes=3)
+    assert t.class_names == ["class_0", "class_1", "class_2"]
+    t.fit(split.train)
+    assert t.class_names == list(split.class_names)
+    assert set(t.predict(split.test).labels) <= set(split.class_names)
+
+
+def _sized_dataset(split: Split, size: int) -> tf.data.Dataset:
+    return split.train.to_dataset(size, batch_size=16)
+
+
+def test_image_size_is_read_from_a_dataset_when_not_given(split: Split) -> None:
+    t = FineTuner(
+        "scratch_cnn", weights=None, num_classes=3, schedule=schedules.Frozen(1),
+        seed=0, verbose=0,
+    )  # fmt: skip
+    assert t.image_size != (40, 40)
+    t.fit(_sized_dataset(split, 40))
+    assert t.image_size == (40, 40) and tuple(t.model.input_shape[1:3]) == (40, 40)
+
+
+def test_a_dataset_of_another_size_names_both_sizes(split: Split) -> None:
+    t = tuner(schedules.Frozen(1), class_names=split.class_names)  # built for 32 px
+    with pytest.raises(ScheduleError, match=r"40x40 images .* image_size is 32x32.*image_size="):
+        t.fit(_sized_dataset(split, 40))
+    t = FineTuner("scratch_cnn", weights=None, num_classes=3, image_size=48, verbose=0)
+    with pytest.raises(ScheduleError, match=r"40x40 images .* image_size is 48x48"):
+        t.fit(_sized_dataset(split, 40))
+    with pytest.raises(ScheduleError, match=r"val.*|40x40 images"):
+        t.fit(_sized_dataset(split, 48), _sized_dataset(split, 40))

