@@ -475,3 +475,15 @@ def test_a_dataset_of_another_size_names_both_sizes(split: Split) -> None:
         t.fit(_sized_dataset(split, 40))
     with pytest.raises(ScheduleError, match=r"val.*|40x40 images"):
         t.fit(_sized_dataset(split, 48), _sized_dataset(split, 40))
+
+
+def test_phase_log_records_the_configured_rates_not_the_warmup_step(split: Split) -> None:
+    """With warm-up, the logged rate of each group is its configured peak (issue 19)."""
+    s = schedules.FreezeThenUnfreeze(1, 1, unfreeze="all", lr_factor=0.5, lr_decay=0.5, warmup=1)
+    t = tuner(s, learning_rate=3e-3, class_names=split.class_names, cache_features=False)
+    t.fit(split.train)
+    head, tune = t.phase_log
+    assert head["learning_rates"] == {"classifier": pytest.approx(3e-3)}
+    groups = ["classifier"] + [g.name for g in reversed(t.backbone.layer_groups)]
+    for depth, g in enumerate(groups):
+        assert tune["learning_rates"][g] == pytest.approx(3e-3 * 0.5 * 0.5**depth), g

@@ -314,7 +314,10 @@ def _run_phase(
             "unfrozen_groups": [g for g, _, _ in groups[1:]],
             "trainable_params": trainable,
             "cached_features": cached,
-            "learning_rates": optimizer.rates(),
+            # the configured peak of each group, not the first warm-up step's fraction of it
+            "learning_rates": {
+                g: float(np.asarray(tuner._rates[g].peak)) for g, _, _ in optimizer.groups
+            },
         }
     )
     first = len(history) - done_in_phase
