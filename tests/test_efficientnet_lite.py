@@ -422,7 +422,7 @@ def test_keras_weights_file_round_trip_and_saved_model(tmp_path: Path) -> None:
     bb.model.save_weights(path)
     again = get_backbone("efficientnet_lite0", weights=path, image_size=64)
     np.testing.assert_array_equal(np.asarray(bb.model(x)), np.asarray(again.model(x)))
-    with pytest.raises(WeightsFileError, match="does not fit efficientnet_lite0"):
+    with pytest.raises(WeightsFileError, match="does not fit backbone 'efficientnet_lite0'"):
         get_backbone("efficientnet_lite0", weights=path, image_size=64, include_top=True)
     saved = tmp_path / "model.keras"
     bb.model.save(saved)

@@ -25,8 +25,7 @@ from typing import Any
 
 import keras
 
-from tlkit.backbones._backbone import Backbone, BackboneConfig, group_layers
-from tlkit.backbones._errors import WeightsFileError
+from tlkit.backbones._backbone import Backbone, BackboneConfig, group_layers, load_weights_file
 from tlkit.backbones._layers import PREPROCESSING_MODES, ImagePreprocessing
 from tlkit.backbones._lite_arch import (
     HEAD_CHANNELS,
@@ -151,16 +150,6 @@ def _load_pth(model: keras.Model, arch: LiteArch, pth: str, cache: bool) -> None
                 os.remove(tmp)
 
 
-def _load_keras_weights(model: keras.Model, arch: LiteArch, path: str) -> None:
-    try:
-        model.load_weights(path)
-    except Exception as exc:  # Keras raises ValueError/KeyError/OSError on a mismatch
-        raise WeightsFileError(
-            f"weights file {path} does not fit {arch.name} "
-            f"({model.count_params():,} parameters, output {model.output_shape}): {exc}"
-        ) from exc
-
-
 def _build(
     arch: LiteArch,
     *,
@@ -189,7 +178,7 @@ def _build(
         model = keras.Model(full.inputs[0], features, name=arch.name)
 
     if weights not in (None, "imagenet") and not torch_file:
-        _load_keras_weights(model, arch, weights)
+        load_weights_file(model, weights, arch.name)
 
     stage_of = {f"block{b.index}": f"stage{b.stage}" for b in blocks(arch)}
 
