@@ -5,6 +5,5 @@ Importing this package imports TensorFlow and Keras.
 
 from tlkit.augment._pipeline import AugmentationPipeline
 from tlkit.augment._presets import PRESETS
-from tlkit.augment._preview import preview
 
-__all__ = ["PRESETS", "AugmentationPipeline", "preview"]
+__all__ = ["PRESETS", "AugmentationPipeline"]

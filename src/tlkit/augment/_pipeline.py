@@ -294,10 +294,19 @@ class AugmentationPipeline:
         -------
         pathlib.Path
             The PNG written.
-        """
-        from tlkit.augment._preview import preview
 
-        return preview(
+        Examples
+        --------
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3))
+        >>> aug = AugmentationPipeline.preset("light", seed=0)
+        >>> aug.preview(x, n=4, per_image=2, path=Path(tempfile.mkdtemp()) / "grid.png").suffix
+        '.png'
+        """
+        from tlkit.augment._preview import draw_preview
+
+        return draw_preview(
             self,
             source,
             n=n,

@@ -18,10 +18,10 @@ from tlkit.errors import ArgumentTypeError, DatasetError, InvalidArgumentError
 if TYPE_CHECKING:  # pragma: no cover
     from tlkit.augment._pipeline import AugmentationPipeline
 
-__all__ = ["preview"]
+__all__ = ["draw_preview"]
 
 
-def preview(
+def draw_preview(
     pipeline: AugmentationPipeline,
     source: SplitPart | Sequence[Sample] | tf.data.Dataset | np.ndarray,
     n: int = 16,
@@ -33,19 +33,7 @@ def preview(
     seed: int | None = None,
     resize: str = "stretch",
 ) -> Path:
-    """Save a grid of originals (first column) and augmented versions; see
-    :meth:`tlkit.AugmentationPipeline.preview` for the arguments.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> from tlkit.augment import AugmentationPipeline
-    >>> x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3))
-    >>> out = preview(AugmentationPipeline.preset("light", seed=0), x, n=4, per_image=2,
-    ...               path=Path(tempfile.mkdtemp()) / "grid.png")
-    >>> out.suffix
-    '.png'
-    """
+    """Draw :meth:`tlkit.AugmentationPipeline.preview`'s grid (the one implementation)."""
     n = check_int("n", n, minimum=1)
     per_image = check_int("per_image", per_image, minimum=1)
     seed = check_seed("seed", seed, allow_none=True)
