@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from tlkit._escape import md_cell
+
 __all__ = [
     "BASELINE_NAME",
     "CI_KEYS",
@@ -28,7 +30,6 @@ __all__ = [
     "fmt_ms",
     "fmt_p",
     "fmt_s",
-    "md_escape",
     "md_table",
     "unique_slugs",
 ]
@@ -105,16 +106,15 @@ def fmt_s(v: float | None) -> str:
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {seconds:02d} s"
 
 
-def md_escape(text: str) -> str:
-    """Text safe in a Markdown table cell: ``|`` escaped, on one line."""
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
 def md_table(head: Sequence[str], body: Sequence[Sequence[str]]) -> list[str]:
-    """The lines of a GitHub-flavoured Markdown table, first column left-aligned."""
-    lines = ["| " + " | ".join(md_escape(h) for h in head) + " |"]
+    """The lines of a GitHub-flavoured Markdown table, first column left-aligned.
+
+    Every cell goes through :func:`tlkit._escape.md_cell`: names stay literal text and a
+    row keeps its columns whatever they hold.
+    """
+    lines = ["| " + " | ".join(md_cell(h) for h in head) + " |"]
     lines.append("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
-    lines += ["| " + " | ".join(md_escape(c) for c in row) + " |" for row in body]
+    lines += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in body]
     return lines
 
 
