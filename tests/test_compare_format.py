@@ -7,6 +7,7 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tlkit._escape import md_cell
 from tlkit.compare import _plots, _verdict
 from tlkit.compare._format import (
     CI_KEYS,
@@ -14,7 +15,6 @@ from tlkit.compare._format import (
     fmt_bytes,
     fmt_p,
     fmt_s,
-    md_escape,
     md_table,
     unique_slugs,
 )
@@ -52,7 +52,7 @@ def test_markdown_cells_never_break_the_table(rows: list[list[str]]) -> None:
         unescaped = re.sub(r"\\\|", "", line)
         assert unescaped.count("|") == 4  # three columns, whatever the cells hold
     for cell in ("x|y", "two\nlines"):
-        assert "\n" not in md_escape(cell) and "|" not in md_escape(cell).replace("\\|", "")
+        assert "\n" not in md_cell(cell) and "|" not in md_cell(cell).replace("\\|", "")
 
 
 def test_numbers_as_the_report_prints_them() -> None:

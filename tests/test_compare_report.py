@@ -105,7 +105,7 @@ def test_markdown_layout(report) -> None:
         "## Pairwise McNemar exact tests",
         "## MobileNet",
     ]
-    assert "## CNN <b>&</b>" in sections
+    assert "## CNN &lt;b&gt;&amp;&lt;/b&gt;" in sections  # the name as text, not HTML
     # Every model's metrics row and the baseline row.
     assert "| majority-class baseline (always 'healthy') | 0.741 [0.741, 0.741] |" in md
     assert (

@@ -59,6 +59,7 @@ def audit(
     batch_size: int = 32,
     workers: int | None = None,
     input_size: int | None = None,
+    allow_small_classes: bool = False,
 ) -> AuditReport:
     """Audit a dataset split for leaks and label errors before training on it.
 
@@ -113,6 +114,11 @@ def audit(
         Threads that decode images.
     input_size : int, optional
         Deprecated: the old name of ``image_size``.
+    allow_small_classes : bool
+        When a folder is split: keep a class too small to appear in every part
+        (with a warning) instead of raising
+        :class:`~tlkit.errors.SmallClassError` (see
+        :class:`~tlkit.data.DatasetSplitter`). Ignored for a manifest, already split.
 
     Returns
     -------
@@ -135,6 +141,7 @@ def audit(
         ("near_duplicates", near_duplicates),
         ("label_issues", label_issues),
         ("feature_duplicates", feature_duplicates),
+        ("allow_small_classes", allow_small_classes),
     ]:
         check_bool(name, flag)
     check_str("backbone", backbone, allow_none=True)
@@ -149,7 +156,7 @@ def audit(
     seed = check_seed("seed", seed)
     batch_size = check_int("batch_size", batch_size, minimum=1, error=AuditError)
     workers = check_int("workers", workers, minimum=1, allow_none=True, error=AuditError)
-    split = _as_split(split_or_folder)
+    split = _as_split(split_or_folder, allow_small_classes=allow_small_classes)
     items = [(name, s) for name, part in split.parts.items() for s in part]
     paths = [str(Path(split.root, *s.path.split("/"))) for _, s in items]
     names = split.class_names
@@ -230,7 +237,7 @@ def audit(
     return report
 
 
-def _as_split(x: Split | str | os.PathLike[str]) -> Split:
+def _as_split(x: Split | str | os.PathLike[str], *, allow_small_classes: bool = False) -> Split:
     if isinstance(x, Split):
         return x
     if not isinstance(x, (str, os.PathLike)):
@@ -239,7 +246,9 @@ def _as_split(x: Split | str | os.PathLike[str]) -> Split:
         )
     p = Path(x)
     if p.is_dir():
-        return DatasetSplitter(on_conflict="keep_first").split(p)
+        return DatasetSplitter(
+            on_conflict="keep_first", allow_small_classes=allow_small_classes
+        ).split(p)
     if p.is_file():
         return Split.load(p, on_mismatch="skip")
     raise DatasetError(

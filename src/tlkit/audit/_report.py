@@ -11,6 +11,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from tlkit._escape import md_cell, md_fence
+
 __all__ = ["SCHEMA", "AuditReport", "LabelIssue", "NearDuplicate", "SmallImage"]
 
 #: Identifier and version of the JSON layout written by :meth:`AuditReport.to_json`.
@@ -248,7 +250,7 @@ class AuditReport:
 
     def to_markdown(self) -> str:
         """The report as Markdown (tables cut at 100 rows; the JSON has all)."""
-        out = ["# Data audit", "", "```", self.summary(), "```", ""]
+        out = ["# Data audit", "", *md_fence(self.summary()), ""]
         if self.near_duplicates:
             out += ["## Near-duplicate pairs", ""]
             out += _md_table(
@@ -390,13 +392,10 @@ class AuditReport:
         return out
 
 
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 def _md_table(head: list[str], rows: list[list[str]]) -> list[str]:
+    """A Markdown table; every cell literal text on one line (:func:`tlkit._escape.md_cell`)."""
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(_md_escape(c) for c in r) + " |" for r in rows]
+    lines += ["| " + " | ".join(md_cell(c) for c in r) + " |" for r in rows]
     return [*lines, ""]
 
 

@@ -49,6 +49,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--no-near-duplicates", action="store_true")
     p.add_argument("--no-label-issues", action="store_true", help="no features, no backbone")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--allow-small-classes",
+        action="store_true",
+        help="when splitting a folder, keep a class too small for every part (with a warning)",
+    )
     p.set_defaults(run=run)
 
 
@@ -68,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
             DEFAULT_FEATURE_THRESHOLD if args.feature_threshold is None else args.feature_threshold
         ),
         seed=args.seed,
+        allow_small_classes=args.allow_small_classes,
     )
     print(report.summary())
     files = report.save(args.out)

@@ -12,7 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from tlkit._escape import csv_cell
 from tlkit.cli._common import UsageError, add_command, log
+from tlkit.errors import ModelFileError
 
 
 def add_parser(sub: Any) -> None:
@@ -23,7 +25,9 @@ def add_parser(sub: Any) -> None:
         description="Predict each image file (folders are searched recursively; hidden files "
         "are left out and counted). Results go to stdout, one row per file, in the order "
         "given (folders sorted): CSV with columns path,label,probability (then label_2, "
-        "probability_2, ... with --top-k) and error, or JSON (a list of objects). A file that "
+        "probability_2, ... with --top-k) and error, or JSON (a list of objects). In the CSV a "
+        "text cell that starts with =, +, -, @, a tab or a carriage return gets a leading ' so "
+        "that a spreadsheet shows it instead of running it as a formula. A file that "
         "cannot be read is reported in its row and the others are still predicted; the exit "
         "status is then 1.",
         examples=[
@@ -74,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from tlkit.data import inspect_file
 
     tuner = load_model(args.model)
+    _check_class_names(tuner.class_names, args.model)
     k = min(args.top_k, len(tuner.class_names))
     errors: dict[int, str] = {}
     good: list[int] = []
@@ -113,6 +118,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_class_names(names: list[str], model: Path) -> None:
+    """Refuse a model with an empty class name: its rows would look like failed predictions.
+
+    tlkit train names classes after their folders, which cannot have empty names, so such a
+    model was written by other code or edited.
+    """
+    empty = [i for i, name in enumerate(names) if name == ""]
+    if empty:
+        raise ModelFileError(
+            f"{str(model)!r}: class {empty[0]} of {len(names)} has an empty name, so its "
+            "predictions could not be told from failed ones; train the model again with named "
+            "classes (tlkit train names them after the class folders)"
+        )
+
+
 def _write(rows: list[dict[str, Any]], fmt: str, k: int) -> None:
     if fmt == "json":
         json.dump(rows, sys.stdout, indent=1)
@@ -125,14 +145,14 @@ def _write(rows: list[dict[str, Any]], fmt: str, k: int) -> None:
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(head)
     for row in rows:
-        cells: list[Any] = [row["path"]]
+        cells: list[Any] = [csv_cell(row["path"])]
         ranked = row.get("top_k") or (
             [{"label": row["label"], "probability": row["probability"]}] if row["label"] else []
         )
         for r in range(k):
             if r < len(ranked):
-                cells += [ranked[r]["label"], f"{ranked[r]['probability']:.6f}"]
+                cells += [csv_cell(ranked[r]["label"]), f"{ranked[r]['probability']:.6f}"]
             else:
                 cells += ["", ""]
-        cells.append(row["error"] or "")
+        cells.append(csv_cell(row["error"] or ""))
         writer.writerow(cells)

@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.dummy import DummyClassifier
 
 from tlkit.compare._cost import machine
-from tlkit.compare._format import BASELINE_NAME, CI_KEYS
+from tlkit.compare._format import BASELINE_NAME, CI_KEYS, history_note
 from tlkit.compare._metrics import CI_METRICS, classification_metrics
 from tlkit.compare._models import Entry
 from tlkit.compare._report import ComparisonReport, ModelResult, PairwiseResult
@@ -96,8 +96,13 @@ def result(
         cost=e.cost,
         history=e.history,
         output=e.output,
-        notes=tuple(e.notes) + tuple(m["notes"]),
+        notes=tuple(e.notes) + tuple(m["notes"]) + _history_notes(e.history),
     )
+
+
+def _history_notes(history: dict[str, list[float]] | None) -> tuple[str, ...]:
+    note = history_note(history)
+    return (note,) if note else ()
 
 
 def pairwise(

@@ -17,18 +17,24 @@ from typing import Any
 
 import numpy as np
 
+from tlkit._escape import md_cell
+
 __all__ = [
     "BASELINE_NAME",
     "CI_KEYS",
+    "MAX_HISTORY_EXTRA_PANELS",
+    "MAX_HISTORY_POINTS",
     "METRIC_LABELS",
     "SCHEMA",
+    "STANDARD_HISTORY",
     "clean",
     "fmt",
     "fmt_bytes",
     "fmt_ms",
     "fmt_p",
     "fmt_s",
-    "md_escape",
+    "history_note",
+    "history_plan",
     "md_table",
     "unique_slugs",
 ]
@@ -54,6 +60,67 @@ METRIC_LABELS: dict[str, str] = {
     "log_loss": "log loss",
     "roc_auc_ovr": "ROC-AUC (OvR)",
 }
+
+
+#: Metrics whose training curves are always drawn (each with its ``val_`` pair).
+STANDARD_HISTORY = ("loss", "accuracy")
+
+#: Panels of training curves drawn per model besides :data:`STANDARD_HISTORY`, in history
+#: order; the other metrics are left out of the plot, and a note in the report names them
+#: (report.json keeps every value). Default 4. A model file can carry any number of history
+#: keys, and each panel costs drawing time: 600 keys took minutes.
+MAX_HISTORY_EXTRA_PANELS = 4
+
+#: Points drawn per training curve (default 500): a longer history is thinned evenly, its
+#: first and last epochs kept, and the report says so.
+MAX_HISTORY_POINTS = 500
+
+
+def history_plan(history: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Which metrics of a training history get a panel, and which are left out.
+
+    A panel shows a metric and its ``val_`` pair; ``learning_rate`` has none unless it is all
+    there is. :data:`STANDARD_HISTORY` always get one, then at most
+    :data:`MAX_HISTORY_EXTRA_PANELS` others, in the order of the history.
+
+    Examples
+    --------
+    >>> history_plan({"loss": [1], "val_loss": [1], "learning_rate": [1], "auc": [1]})
+    (['loss', 'auc'], [])
+    >>> shown, left = history_plan({f"m{i}": [1] for i in range(9)} | {"loss": [1]})
+    >>> shown, left
+    (['m0', 'm1', 'm2', 'm3', 'loss'], ['m4', 'm5', 'm6', 'm7', 'm8'])
+    """
+    bases: list[str] = []
+    for key in history:
+        base = key[4:] if key.startswith("val_") else key
+        if base not in bases:
+            bases.append(base)
+    bases = [b for b in bases if b != "learning_rate"] or bases
+    extra = [b for b in bases if b not in STANDARD_HISTORY]
+    keep = set(STANDARD_HISTORY) | set(extra[:MAX_HISTORY_EXTRA_PANELS])
+    return [b for b in bases if b in keep], [b for b in bases if b not in keep]
+
+
+def history_note(history: dict[str, Any] | None) -> str | None:
+    """What the training-curve plot leaves out of ``history``, as a report note (None: nothing)."""
+    if not history:
+        return None
+    parts = []
+    _, left = history_plan(history)
+    if left:
+        named = ", ".join(repr(b) for b in left[:5])
+        more = f" and {len(left) - 5} more" if len(left) > 5 else ""
+        parts.append(
+            f"{len(left)} metric(s) left out ({named}{more}): at most "
+            f"{MAX_HISTORY_EXTRA_PANELS} besides {' and '.join(STANDARD_HISTORY)}"
+        )
+    longest = max((len(v) for v in history.values()), default=0)
+    if longest > MAX_HISTORY_POINTS:
+        parts.append(f"curves thinned to {MAX_HISTORY_POINTS} of {longest} epochs")
+    if not parts:
+        return None
+    return "training-curve plot: " + "; ".join(parts) + " (report.json has every value)"
 
 
 def clean(v: Any) -> Any:
@@ -105,16 +172,15 @@ def fmt_s(v: float | None) -> str:
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {seconds:02d} s"
 
 
-def md_escape(text: str) -> str:
-    """Text safe in a Markdown table cell: ``|`` escaped, on one line."""
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
 def md_table(head: Sequence[str], body: Sequence[Sequence[str]]) -> list[str]:
-    """The lines of a GitHub-flavoured Markdown table, first column left-aligned."""
-    lines = ["| " + " | ".join(md_escape(h) for h in head) + " |"]
+    """The lines of a GitHub-flavoured Markdown table, first column left-aligned.
+
+    Every cell goes through :func:`tlkit._escape.md_cell`: names stay literal text and a
+    row keeps its columns whatever they hold.
+    """
+    lines = ["| " + " | ".join(md_cell(h) for h in head) + " |"]
     lines.append("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
-    lines += ["| " + " | ".join(md_escape(c) for c in row) + " |" for row in body]
+    lines += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in body]
     return lines
 
 

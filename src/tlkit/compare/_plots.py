@@ -11,7 +11,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from tlkit.compare._format import CI_KEYS, METRIC_LABELS
+from tlkit.compare import _format
+from tlkit.compare._format import CI_KEYS, METRIC_LABELS, history_plan
 
 if TYPE_CHECKING:  # pragma: no cover
     from tlkit.compare._report import ComparisonReport, ModelResult
@@ -155,14 +156,23 @@ def per_class_f1_png(report: ComparisonReport) -> bytes:
     return _png(fig)
 
 
+def _thin(vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Epoch numbers and values, at most ``MAX_HISTORY_POINTS`` of them (first and last kept)."""
+    epochs = np.arange(1, vals.size + 1)
+    cap = max(2, _format.MAX_HISTORY_POINTS)
+    if vals.size <= cap:
+        return epochs, vals
+    idx = np.unique(np.linspace(0, vals.size - 1, cap).round().astype(np.int64))
+    return epochs[idx], vals[idx]
+
+
 def training_png(name: str, history: dict[str, list[float]]) -> bytes:
-    """Training curves: one panel per metric, training solid and validation dashed."""
-    bases = []
-    for key in history:
-        base = key[4:] if key.startswith("val_") else key
-        if base not in bases:
-            bases.append(base)
-    bases = [b for b in bases if b != "learning_rate"] or bases
+    """Training curves: one panel per metric, training solid and validation dashed.
+
+    At most the panels :func:`~tlkit.compare._format.history_plan` chooses, and at most
+    ``MAX_HISTORY_POINTS`` points per curve (the report's notes say what was left out).
+    """
+    bases, _ = history_plan(history)
     ncols = min(3, len(bases))
     nrows = -(-len(bases) // ncols)
     fig = _new_figure(4.0 * ncols, 3.2 * nrows)
@@ -170,9 +180,9 @@ def training_png(name: str, history: dict[str, list[float]]) -> bytes:
     for ax, base in zip(axes, bases, strict=False):
         for key, style in ((base, "-"), (f"val_{base}", "--")):
             if key in history and len(history[key]):
-                vals = np.asarray(history[key], dtype=float)
+                epochs, vals = _thin(np.asarray(history[key], dtype=float))
                 ax.plot(
-                    np.arange(1, vals.size + 1),
+                    epochs,
                     vals,
                     style,
                     color=_PALETTE[0],
