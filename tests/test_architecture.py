@@ -25,7 +25,8 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "tlkit"
-MAX_LINES = 500
+# A module holds one concept whole; this is a ceiling for a reader, not a target to split to.
+MAX_LINES = 900
 
 LAYERS: dict[str, int] = {
     "tlkit.errors": 0,
