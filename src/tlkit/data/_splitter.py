@@ -201,7 +201,7 @@ class DatasetSplitter:
                 f"{str(root)!r} has {len(class_names)} class folder(s) ({found}); a classifier "
                 "needs at least 2. Put each class's images in its own sub-folder."
             )
-        return self._split(root, class_names, files, skipped)
+        return self._split(root, class_names, files, skipped, labels_from="folders")
 
     def split_samples(
         self,
@@ -267,6 +267,7 @@ class DatasetSplitter:
         class_names: list[str],
         files: list[tuple[str, str]],
         skipped: list[SkippedFile],
+        labels_from: str | None = None,
     ) -> Split:
         warn: list[str] = []
         infos = inspect_files(
@@ -296,6 +297,8 @@ class DatasetSplitter:
         self._check_small(class_names, counts, targets, warn)
 
         params = self.get_config()
+        if labels_from is not None:  # Split.load checks each label against its folder
+            params["labels_from"] = labels_from
         near = near_pairs(root, samples, self.workers, warn) if self.near_duplicates else []
         grouped = group_samples(
             samples,
