@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from tlkit.cli._common import add_command, add_image_size, log
+from tlkit.cli._common import UsageError, add_command, add_image_size, log
+from tlkit.cli._model import add_manifest_args
 
 
 def add_parser(sub: Any) -> None:
@@ -49,6 +50,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--no-near-duplicates", action="store_true")
     p.add_argument("--no-label-issues", action="store_true", help="no features, no backbone")
     p.add_argument("--seed", type=int, default=0)
+    add_manifest_args(p)
     p.set_defaults(run=run)
 
 
@@ -56,8 +58,16 @@ def run(args: argparse.Namespace) -> int:
     from tlkit.audit import DEFAULT_FEATURE_THRESHOLD, audit
 
     needs_backbone = not args.no_label_issues or args.feature_duplicates
+    source: Any = args.source
+    if source.is_dir():
+        if args.root is not None:
+            raise UsageError("--root applies to a split manifest, not to a dataset folder")
+    elif source.is_file():  # as audit() loads it (missing files reported), with --root/--on-edit
+        from tlkit.cli._model import load_split
+
+        source = load_split(source, skip_missing=True, root=args.root, on_edit=args.on_edit)
     report = audit(
-        args.source,
+        source,
         near_duplicates=not args.no_near_duplicates,
         label_issues=not args.no_label_issues,
         backbone=args.backbone if needs_backbone else None,

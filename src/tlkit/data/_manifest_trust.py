@@ -54,7 +54,8 @@ def resolve_root(path: Path, manifest: ParsedManifest, root: str | os.PathLike[s
         candidate = Path(os.path.normpath(path.parent / stored))
         real = os.path.realpath(candidate)
         if not _inside(real, home):
-            outside.append(f"{key} {stored!r} is {real!r}")
+            if not any(real in o for o in outside):
+                outside.append(f"{key} {stored!r} is {real!r}")
             continue
         if candidate.is_dir():
             return candidate
