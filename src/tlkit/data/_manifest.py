@@ -257,8 +257,8 @@ def _parse_sample(i: int, d: Any, n_classes: int, bad: Any, where: str) -> tuple
     if unknown:
         raise ManifestError(f"manifest {where}: {field} has unknown field(s) {unknown}")
     rel = d["path"]
-    if not _is_text(rel):
-        raise bad(f"{field}.path", "a relative path (a string)", rel)
+    if not isinstance(rel, str) or len(rel) > MAX_TEXT_CHARS:
+        raise bad(f"{field}.path", f"a relative path (a string of <= {MAX_TEXT_CHARS})", rel)
     check_relative(rel, where)
     field = f"{field} ({rel!r})"
     label = d["label"]
