@@ -242,7 +242,7 @@ def _as_split(x: Split | str | os.PathLike[str]) -> Split:
     p = Path(x)
     if p.is_dir():
         return DatasetSplitter(on_conflict="keep_first").split(p)
-    if p.is_file():
+    if p.exists():  # Split.load refuses what is not a regular file (a pipe would hang)
         return Split.load(p, on_mismatch="skip")
     raise DatasetError(
         f"{str(p)!r} does not exist; pass a dataset folder (one sub-folder per class) or a "

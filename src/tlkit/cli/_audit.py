@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     if source.is_dir():
         if args.root is not None:
             raise UsageError("--root applies to a split manifest, not to a dataset folder")
-    elif source.is_file():  # as audit() loads it (missing files reported), with --root/--on-edit
+    elif source.exists():  # as audit() loads it (missing files reported), with --root/--on-edit
         from tlkit.cli._model import load_split
 
         source = load_split(source, skip_missing=True, root=args.root, on_edit=args.on_edit)

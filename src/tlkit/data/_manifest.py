@@ -223,6 +223,8 @@ def parse_manifest(data: Any, path: Path) -> ParsedManifest:
     samples = data["samples"]
     if not isinstance(samples, list):
         raise bad("samples", "a list of objects", samples)
+    if not samples:
+        raise ManifestError(f"manifest {where} lists no files; re-split the folder")
     entries = [_parse_sample(i, d, len(names), bad, where) for i, d in enumerate(samples)]
 
     skipped_raw = data.get("skipped", [])

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tlkit.data._assign import assign_groups, split_targets
 from tlkit.data._manifest import ParsedManifest
 from tlkit.data._sample import Sample
 from tlkit.errors import ManifestError, TlkitError
@@ -98,9 +99,6 @@ def edit_problems(manifest: ParsedManifest) -> list[str]:
     splitter gives them: each named after its first path, identical files in one.
     Returns an empty list for an unedited manifest.
     """
-    from tlkit.data._assign import assign_groups
-    from tlkit.data._splitter import DatasetSplitter
-
     params, names = manifest.params, manifest.class_names
     if not all(k in params for k in ("seed", "val", "test")):
         return [
@@ -141,10 +139,9 @@ def edit_problems(manifest: ParsedManifest) -> list[str]:
     if problems:
         return problems
     try:
-        splitter = DatasetSplitter(val=params["val"], test=params["test"], seed=params["seed"])
         labels = [s.label for s, _ in manifest.entries]
         counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(names))
-        targets = splitter._targets(counts)
+        targets = split_targets(counts, params["val"], params["test"])
     except TlkitError as exc:
         return [f"its settings cannot have made it: {exc}"]
     ordered = [sorted(g, key=lambda s: s.path) for g in groups.values()]
