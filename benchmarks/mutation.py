@@ -22,6 +22,8 @@ Targets (module: functions; the tests that run against them):
   ``apportion``, ``_max_flow_01``, ``assign_groups``, ``_targets``,
   ``group_samples``; the splitter tests
 * ``data/_split.py``: ``Split.load`` and its checks; ``tests/test_manifest.py``
+* ``data/_manifest.py``, ``data/_manifest_trust.py``: the manifest schema, root
+  confinement and edit checks; ``tests/test_manifest_hostile.py``, ``tests/test_manifest_trust.py``
 
 Usage::
 
@@ -100,7 +102,7 @@ TARGETS = [
     Target(
         "splitter_assign",
         "data/_assign.py",
-        ("apportion", "_max_flow_01", "assign_groups"),
+        ("apportion", "_max_flow_01", "assign_groups", "split_targets"),
         (
             "tests/test_splitter_determinism.py",
             "tests/test_splitter_properties.py",
@@ -133,8 +135,20 @@ TARGETS = [
     Target(
         "split_load",
         "data/_split.py",
-        ("Split.load", "_leaks", "_check_relative", "_check_file", "_resolve_root"),
-        ("tests/test_manifest.py",),
+        ("Split.load", "_leaks", "_check_file"),
+        ("tests/test_manifest.py", "tests/test_manifest_trust.py"),
+    ),
+    Target(
+        "manifest_schema",
+        "data/_manifest.py",
+        ("read_manifest", "parse_manifest", "_parse_sample", "_check_params", "check_relative"),
+        ("tests/test_manifest_hostile.py", "tests/test_manifest.py"),
+    ),
+    Target(
+        "manifest_trust",
+        "data/_manifest_trust.py",
+        ("resolve_root", "check_inside", "edit_problems"),
+        ("tests/test_manifest_trust.py",),
     ),
 ]
 

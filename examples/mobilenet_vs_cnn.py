@@ -170,7 +170,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"== 1/4 split (seed {args.seed})")
     split = load_split(args, work)
     print(split.summary())
-    split = Split.load(split.save(work / "split.json"))
+    # root=: the data (--data, ELPV) may lie outside work/, where a manifest reaches only if told
+    split = Split.load(split.save(work / "split.json"), root=split.root)
 
     print(f"\n== 2/4 pretrained backbone, fine-tuned ({args.profile} profile, {size} px)")
     tuner = pretrained_tuner(args, split, profile, size)

@@ -69,7 +69,9 @@ def audit(
         A folder is split first with ``DatasetSplitter(on_conflict="keep_first")``
         (default fractions and seed), so pairs are reported against the split
         tlkit would make. A manifest is loaded with its files re-hashed; files
-        missing or changed since the split are reported as skipped.
+        missing or changed since the split are reported as skipped. A manifest
+        kept outside its dataset folder's parent needs its root named: pass
+        ``Split.load(path, root=...)`` here instead of the path.
     near_duplicates : bool
         Look for near-duplicate pairs: identical bytes (SHA-256), perceptual
         hashes (pHash, 256 bits; re-encoded, resized and grey copies), and,
@@ -249,7 +251,7 @@ def _as_split(x: Split | str | os.PathLike[str], *, allow_small_classes: bool = 
         return DatasetSplitter(
             on_conflict="keep_first", allow_small_classes=allow_small_classes
         ).split(p)
-    if p.is_file():
+    if p.exists():  # Split.load refuses what is not a regular file (a pipe would hang)
         return Split.load(p, on_mismatch="skip")
     raise DatasetError(
         f"{str(p)!r} does not exist; pass a dataset folder (one sub-folder per class) or a "

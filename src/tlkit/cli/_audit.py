@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from tlkit.cli._common import add_command, add_image_size, log
+from tlkit.cli._common import UsageError, add_command, add_image_size, log
+from tlkit.cli._model import add_manifest_args
 
 
 def add_parser(sub: Any) -> None:
@@ -54,6 +55,7 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="when splitting a folder, keep a class too small for every part (with a warning)",
     )
+    add_manifest_args(p)
     p.set_defaults(run=run)
 
 
@@ -61,8 +63,16 @@ def run(args: argparse.Namespace) -> int:
     from tlkit.audit import DEFAULT_FEATURE_THRESHOLD, audit
 
     needs_backbone = not args.no_label_issues or args.feature_duplicates
+    source: Any = args.source
+    if source.is_dir():
+        if args.root is not None:
+            raise UsageError("--root applies to a split manifest, not to a dataset folder")
+    elif source.exists():  # as audit() loads it (missing files reported), with --root/--on-edit
+        from tlkit.cli._model import load_split
+
+        source = load_split(source, skip_missing=True, root=args.root, on_edit=args.on_edit)
     report = audit(
-        args.source,
+        source,
         near_duplicates=not args.no_near_duplicates,
         label_issues=not args.no_label_issues,
         backbone=args.backbone if needs_backbone else None,

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tlkit.cli._common import UsageError, add_command, log
+from tlkit.cli._model import add_manifest_args
 
 
 def add_parser(sub: Any) -> None:
@@ -48,6 +49,7 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="leave out manifest files that are missing or changed instead of failing",
     )
+    add_manifest_args(p)
     p.set_defaults(run=run)
 
 
@@ -68,11 +70,11 @@ def run(args: argparse.Namespace) -> int:
     for f in [*args.models, *args.exported]:
         if not f.exists():
             raise FileNotFoundError(f"{str(f)!r} does not exist")
-    from tlkit.cli._model import load_model, load_split
+    from tlkit.cli._model import load_model, load_split, manifest_options
     from tlkit.compare import ModelComparator
     from tlkit.export import ExportedModel
 
-    split = load_split(args.split, skip_missing=args.skip_missing)
+    split = load_split(args.split, **manifest_options(args))
     part = getattr(split, args.part)
     if len(part) == 0:
         raise UsageError(

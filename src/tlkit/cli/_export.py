@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tlkit.cli._common import UsageError, add_command, log
+from tlkit.cli._model import add_manifest_args
 
 FLAG_PHRASES = {
     "quantize='int8' needs representative images to calibrate the int8 ranges: pass "
@@ -77,6 +78,7 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="leave out manifest files that are missing or changed instead of failing",
     )
+    add_manifest_args(p)
     p.set_defaults(run=run)
 
 
@@ -93,19 +95,17 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.min_agreement is not None and not 0 <= args.min_agreement <= 1:
         raise UsageError(f"--min-agreement must be in 0..1, got {args.min_agreement}")
-    from tlkit.cli._model import load_model, load_split
+    from tlkit.cli._model import load_model, load_split, manifest_options
     from tlkit.export import export
 
     check_path = args.check or args.representative
     rep_split = (
-        load_split(args.representative, skip_missing=args.skip_missing)
-        if args.representative
-        else None
+        load_split(args.representative, **manifest_options(args)) if args.representative else None
     )
     check_split = (
         rep_split
         if check_path is not None and check_path == args.representative
-        else (load_split(check_path, skip_missing=args.skip_missing) if check_path else None)
+        else (load_split(check_path, **manifest_options(args)) if check_path else None)
     )
     tuner = load_model(args.model)
     out = args.out

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
 from tlkit.cli._common import log
 
-__all__ = ["load_model", "load_split"]
+__all__ = ["add_manifest_args", "load_model", "load_split", "manifest_options"]
 
 
 def load_model(path: Path) -> Any:
@@ -18,11 +19,43 @@ def load_model(path: Path) -> Any:
     return FineTuner.load(path)
 
 
-def load_split(path: Path, *, skip_missing: bool = False) -> Any:
+def add_manifest_args(p: argparse.ArgumentParser) -> None:
+    """``--root DIR`` and ``--on-edit``, for the commands that read a split manifest."""
+    p.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="dataset folder of the manifest; needed when the manifest is not in that folder "
+        "or above it (a manifest only reaches images below its own folder unless you say so)",
+    )
+    p.add_argument(
+        "--on-edit",
+        default="error",
+        choices=["error", "warn"],
+        help="a manifest edited by hand (files moved between parts, relabelled): fail "
+        "(default) or warn and use it as written",
+    )
+
+
+def manifest_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The :func:`load_split` keywords from the flags of :func:`add_manifest_args`."""
+    return {
+        "skip_missing": bool(getattr(args, "skip_missing", False)),
+        "root": getattr(args, "root", None),
+        "on_edit": getattr(args, "on_edit", "error"),
+    }
+
+
+def load_split(
+    path: Path, *, skip_missing: bool = False, root: Path | None = None, on_edit: str = "error"
+) -> Any:
     """A :class:`~tlkit.data.Split` from its manifest, every file checked against its hash."""
     from tlkit.data import Split
 
-    split = Split.load(path, on_mismatch="skip" if skip_missing else "error")
+    split = Split.load(
+        path, root=root, on_mismatch="skip" if skip_missing else "error", on_edit=on_edit
+    )
     if split.skipped and skip_missing:
         log(f"{path}: {len(split.skipped)} file(s) left out (missing, changed or skipped)")
     return split

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -81,4 +82,11 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or args.root.with_name(args.root.name.rstrip("/") + ".split.json")
     split.save(out)
     log(f"manifest written to {out}")
+    home, data = os.path.realpath(out.parent), os.path.realpath(args.root)
+    if os.path.commonpath([home, data]) != home:
+        log(
+            f"note: {str(args.root)!r} is not in the manifest's folder or below it, so commands "
+            f"that read {str(out)!r} need --root {str(args.root)!r} (a manifest only reaches "
+            "images below its own folder unless told)"
+        )
     return 0

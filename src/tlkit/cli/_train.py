@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tlkit.cli._common import UsageError, add_command, add_image_size, log
+from tlkit.cli._model import add_manifest_args
 
 
 def add_parser(sub: Any) -> None:
@@ -66,6 +67,7 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="leave out manifest files that are missing or changed instead of failing",
     )
+    add_manifest_args(p)
     p.add_argument(
         "--strategy",
         choices=["mirrored", "multiworker"],
@@ -129,11 +131,11 @@ def run(args: argparse.Namespace) -> int:
     from tlkit.backbones import get_config
 
     get_config(args.backbone)  # unknown backbone: fail before loading anything
-    from tlkit.cli._model import load_split
+    from tlkit.cli._model import load_split, manifest_options
     from tlkit.finetune import FineTuner
 
     strategy = _strategy(args.strategy)  # before anything else starts TensorFlow's runtime
-    split = load_split(args.split, skip_missing=args.skip_missing)
+    split = load_split(args.split, **manifest_options(args))
     if len(split.train) == 0:
         raise UsageError(f"the train part of {args.split} is empty")
     weights = None if args.weights.lower() == "none" else args.weights

@@ -11,10 +11,11 @@ import hashlib
 
 import numpy as np
 
+from tlkit.data._manifest import SPLIT_NAMES
 from tlkit.data._sample import Sample
-from tlkit.data._split import SPLIT_NAMES
+from tlkit.errors import DatasetError
 
-__all__ = ["apportion", "assign_groups"]
+__all__ = ["apportion", "assign_groups", "split_targets"]
 
 
 def apportion(counts: np.ndarray, fractions: np.ndarray) -> np.ndarray:
@@ -54,6 +55,30 @@ def apportion(counts: np.ndarray, fractions: np.ndarray) -> np.ndarray:
     col_need = col_total - base.sum(axis=0)
     allowed = (exact - base) > 1e-9
     return base + _max_flow_01(allowed, row_need, col_need)
+
+
+def split_targets(counts: np.ndarray, val: float | int, test: float | int) -> np.ndarray:
+    """Per-class, per-split target counts (classes x 3) for ``val``/``test`` shares or counts.
+
+    Each cell is within 1 of its exact share (:func:`apportion`); an ``int``
+    share is a number of images out of all of them.
+    """
+    n = int(counts.sum())
+    shares = []
+    for name, v in (("val", val), ("test", test)):
+        if isinstance(v, int):
+            if v >= n:
+                raise DatasetError(
+                    f"{name}={v} images, but only {n} valid images were found; "
+                    f"choose {name} < {n} or a fraction"
+                )
+            shares.append(v / n)
+        else:
+            shares.append(v)
+    if sum(shares) >= 1:
+        raise DatasetError(f"val={val!r} and test={test!r} leave no training data for {n} images")
+    fractions = np.array([1.0 - sum(shares), *shares])
+    return apportion(counts, fractions)
 
 
 def _max_flow_01(allowed: np.ndarray, row_need: np.ndarray, col_need: np.ndarray) -> np.ndarray:

@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import warnings as _warnings
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
-from tlkit._validation import check_choice
+from tlkit._validation import check_choice, check_int
+from tlkit.data import _manifest, _manifest_trust
+from tlkit.data._manifest import MANIFEST_FORMAT, MANIFEST_VERSION, SPLIT_NAMES
 from tlkit.data._part import SplitPart
 from tlkit.data._sample import Sample
-from tlkit.data._scan import SkippedFile
-from tlkit.errors import ManifestError, ManifestMismatchError
+from tlkit.data._scan import SkippedFile, inspect_file
+from tlkit.errors import DatasetError, ManifestError, ManifestMismatchError
 
 __all__ = ["SPLIT_NAMES", "Split"]
-
-SPLIT_NAMES = ("train", "val", "test")
-MANIFEST_FORMAT = "tlkit.split"
-MANIFEST_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -214,8 +211,13 @@ class Split:
         verify: str | None = "hash",
         on_mismatch: str = "error",
         on_leak: str = "error",
+        on_edit: str = "error",
+        max_bytes: int | None = None,
     ) -> Split:
-        """Read a manifest written by :meth:`save`.
+        """Read a manifest written by :meth:`save`, trusting none of it.
+
+        Every field is checked for its exact type and range; a malformed file
+        raises :class:`~tlkit.errors.ManifestError`, never another exception.
 
         Parameters
         ----------
@@ -223,10 +225,19 @@ class Split:
             The manifest file.
         root : str or os.PathLike, optional
             Dataset folder. Default: the manifest's stored root, tried first
-            relative to the manifest's folder, then as the stored absolute path.
+            relative to the manifest's folder, then as the stored absolute path,
+            and used only if it is the manifest's folder or below it (after
+            resolving ``..`` and symlinks), as when ``tlkit split photos/``
+            writes ``photos.split.json`` beside ``photos/``. A manifest kept
+            elsewhere (``out/split.json`` for ``photos/``) needs ``root=``: a
+            manifest must not make tlkit read files outside its folder unless
+            you say so. Either way every entry must stay inside the root: no
+            absolute paths, no ``..``, no symlink leading out.
         verify : {"hash", "exists", None}
-            ``"hash"`` re-hashes each file and reports changed ones; ``"exists"``
-            only reports missing ones; ``None`` checks nothing.
+            ``"hash"`` re-hashes each file and reports changed ones (also a
+            recorded EXIF orientation or size that differs from the file's);
+            ``"exists"`` only reports missing ones; ``None`` checks nothing.
+            Every entry must carry its SHA-256 whatever ``verify`` says.
         on_mismatch : {"error", "skip"}
             ``"error"`` raises :class:`~tlkit.errors.ManifestMismatchError`
             listing the missing or changed files; ``"skip"`` moves them to
@@ -238,10 +249,34 @@ class Split:
             ``"error"`` raises :class:`~tlkit.errors.ManifestError` naming the
             files; ``"warn"`` loads it as written and reports the leaks in a
             warning and in ``warnings``.
+        on_edit : {"error", "warn"}
+            The assignment is re-derived from the stored seed, ``val``/``test``,
+            labels and groups (the splitter's own algorithm). A manifest whose
+            parts differ (a test file moved to train, a file relabelled, a group
+            renamed), or that does not record the settings, was edited by
+            hand: ``"error"`` raises :class:`~tlkit.errors.ManifestMismatchError`
+            naming the first files that differ; ``"warn"`` loads it as written
+            and reports them in a warning and in ``warnings``.
+        max_bytes : int, optional
+            Largest manifest read (default ``MAX_MANIFEST_BYTES`` of
+            ``tlkit.data._manifest``: 64 MiB, about 250,000 files). JSON nested
+            deeper than 16 levels, ``NaN``/``Infinity`` and repeated keys are
+            refused too.
 
         Returns
         -------
         Split
+
+        Raises
+        ------
+        ManifestError
+            The file is missing, too large, not UTF-8 JSON, not a version-1
+            manifest, has a field of the wrong type or range, an entry outside
+            the root, an empty or missing hash, duplicate or fewer than two
+            class names, or leaks between parts (``on_leak="error"``).
+        ManifestMismatchError
+            Files missing or changed (``on_mismatch="error"``), or the manifest
+            edited (``on_edit="error"``).
 
         Examples
         --------
@@ -254,51 +289,39 @@ class Split:
         check_choice("verify", verify, ("hash", "exists", None))
         check_choice("on_mismatch", on_mismatch, ("error", "skip"))
         check_choice("on_leak", on_leak, ("error", "warn"))
+        check_choice("on_edit", on_edit, ("error", "warn"))
+        limit = _manifest.MAX_MANIFEST_BYTES if max_bytes is None else max_bytes
+        check_int("max_bytes", limit, minimum=1)
         path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ManifestError(f"manifest {str(path)!r} does not exist") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ManifestError(f"manifest {str(path)!r} is not valid JSON: {exc}") from None
-        if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
-            raise ManifestError(
-                f'{str(path)!r} is not a tlkit split manifest (no "format": "{MANIFEST_FORMAT}")'
-            )
-        if data.get("version") != MANIFEST_VERSION:
-            raise ManifestError(
-                f"manifest {str(path)!r} has version {data.get('version')!r}; this tlkit reads "
-                f"version {MANIFEST_VERSION}"
-            )
-        root_path = _resolve_root(path, data, root)
-        class_names = tuple(str(c) for c in data["class_names"])
-        by_split: dict[str, list[Sample]] = {n: [] for n in SPLIT_NAMES}
-        skipped = [SkippedFile(s["path"], s["reason"]) for s in data.get("skipped", [])]
-        problems: list[str] = []
-        leaks = _leaks(data["samples"])
+        where = repr(str(path))
+        manifest = _manifest.parse_manifest(_manifest.read_manifest(path, limit), path)
+        rows = [{**s.to_dict(), "split": part} for s, part in manifest.entries]
+        leaks = _leaks(rows)
         if leaks and on_leak == "error":
             raise ManifestError(
-                f"manifest {str(path)!r} leaks between its parts ({len(leaks)} problem(s)):\n  "
+                f"manifest {where} leaks between its parts ({len(leaks)} problem(s)):\n  "
                 + "\n  ".join(leaks[:20])
                 + (f"\n  ... and {len(leaks) - 20} more" if len(leaks) > 20 else "")
                 + "\nRe-split the folder, or load with on_leak='warn' to inspect it."
             )
-        for d in data["samples"]:
-            rel = str(d["path"])
-            _check_relative(rel, path)
-            sample = Sample.from_dict(d)
-            if not 0 <= sample.label < len(class_names):
-                raise ManifestError(
-                    f"manifest {str(path)!r}: {rel!r} has label {sample.label}, outside "
-                    f"0..{len(class_names) - 1}"
-                )
-            name = d.get("split")
-            if name not in by_split:
-                raise ManifestError(
-                    f"manifest {str(path)!r}: {rel!r} has split {name!r}; expected one of "
-                    f"{', '.join(SPLIT_NAMES)}"
-                )
-            problem = _check_file(root_path / rel, sample.sha256, verify)
+        edits = _manifest_trust.edit_problems(manifest)
+        if edits and on_edit == "error":
+            raise ManifestMismatchError(
+                f"manifest {where} was edited since tlkit wrote it ({len(edits)} problem(s)):\n  "
+                + "\n  ".join(edits[:5])
+                + (f"\n  ... and {len(edits) - 5} more" if len(edits) > 5 else "")
+                + "\nRe-split the folder, or load with on_edit='warn' to use it as written."
+            )
+        root_path = _manifest_trust.resolve_root(path, manifest, root)
+        real_root = os.path.realpath(root_path)
+        class_names = manifest.class_names
+        by_split: dict[str, list[Sample]] = {n: [] for n in SPLIT_NAMES}
+        skipped = list(manifest.skipped)
+        problems: list[str] = []
+        for sample, name in manifest.entries:
+            rel = sample.path
+            _manifest_trust.check_inside(root_path, real_root, rel, where)
+            problem = _check_file(root_path / rel, sample, verify)
             if problem:
                 problems.append(f"{rel}: {problem}")
                 skipped.append(SkippedFile(rel, f"{problem} since the split was made"))
@@ -308,17 +331,23 @@ class Split:
             shown = "\n  ".join(problems[:20])
             more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
             raise ManifestMismatchError(
-                f"{len(problems)} file(s) listed in {str(path)!r} are missing or changed under "
+                f"{len(problems)} file(s) listed in {where} are missing or changed under "
                 f"{str(root_path)!r}:\n  {shown}{more}\nRestore them, re-split, or load with "
                 f"on_mismatch='skip' to leave them out."
             )
-        warnings = list(data.get("warnings", []))
+        warnings = list(manifest.warnings)
+        if edits:
+            message = f"the manifest was edited since tlkit wrote it: {'; '.join(edits[:5])}" + (
+                f"; ... and {len(edits) - 5} more" if len(edits) > 5 else ""
+            )
+            warnings.append(message)
+            _warnings.warn(f"{where}: {message}", UserWarning, stacklevel=2)
         if leaks:
             message = f"the manifest leaks between its parts: {'; '.join(leaks[:5])}" + (
                 f"; ... and {len(leaks) - 5} more" if len(leaks) > 5 else ""
             )
             warnings.append(message)
-            _warnings.warn(f"{str(path)!r}: {message}", UserWarning, stacklevel=2)
+            _warnings.warn(f"{where}: {message}", UserWarning, stacklevel=2)
         if problems:
             warnings.append(f"{len(problems)} file(s) missing or changed since the split was made")
         parts = {
@@ -333,7 +362,7 @@ class Split:
             test=parts["test"],
             skipped=tuple(skipped),
             warnings=tuple(warnings),
-            params=dict(data.get("params", {})),
+            params=manifest.params,
         )
 
 
@@ -381,53 +410,27 @@ def _reason_kind(reason: str) -> str:
     return reason.split(":")[0].split(" (")[0]
 
 
-def _resolve_root(path: Path, data: dict[str, Any], root: str | os.PathLike[str] | None) -> Path:
-    if root is not None:
-        r = Path(root)
-        if not r.is_dir():
-            raise ManifestError(f"root {str(r)!r} given for manifest {str(path)!r} is not a folder")
-        return r
-    candidates = []
-    if data.get("root") is not None:
-        candidates.append(Path(os.path.normpath(path.parent / data["root"])))
-    if data.get("root_absolute"):
-        candidates.append(Path(data["root_absolute"]))
-    for c in candidates:
-        if c.is_dir():
-            return c
-    raise ManifestError(
-        f"cannot find the dataset folder of manifest {str(path)!r} (tried "
-        f"{', '.join(repr(str(c)) for c in candidates) or 'nothing'}); pass root=..."
-    )
-
-
-def _check_relative(rel: str, manifest: Path) -> None:
-    p = PurePosixPath(rel)
-    if (
-        not rel
-        or p.is_absolute()
-        or ".." in p.parts
-        or "\\" in rel
-        or (len(rel) > 1 and rel[1] == ":")
-    ):
-        raise ManifestError(
-            f"manifest {str(manifest)!r} lists {rel!r}, which points outside its dataset root; "
-            "entries must be relative paths without '..'. Refusing to load it."
-        )
-
-
-def _check_file(full: Path, sha256: str, verify: str | None) -> str | None:
+def _check_file(full: Path, sample: Sample, verify: str | None) -> str | None:
+    """Why the file on disk is not the one the manifest records (``None``: it is)."""
     if verify is None:
         return None
     if not full.is_file():
         return "missing"
-    if verify == "hash" and sha256:
-        h = hashlib.sha256()
-        with open(full, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        if h.hexdigest() != sha256:
+    if verify == "hash":
+        try:
+            info = inspect_file(full, verify=False)
+        except DatasetError as exc:
+            return f"changed (now unreadable: {exc})"
+        if info.sha256 != sample.sha256:
             return "changed (content hash differs)"
+        stored = (sample.orientation, sample.width, sample.height)
+        if (info.orientation, info.width, info.height) != stored:
+            return (
+                "changed (the manifest records orientation {}, size {}x{}; the file has "
+                "orientation {}, size {}x{})".format(
+                    *stored, info.orientation, info.width, info.height
+                )
+            )
     return None
 
 

@@ -20,7 +20,7 @@ from tlkit._validation import (
     check_str_list,
     type_name,
 )
-from tlkit.data._assign import apportion, assign_groups
+from tlkit.data._assign import apportion, assign_groups, split_targets
 from tlkit.data._grouping import group_function, group_samples, near_pairs, resolve_conflicts
 from tlkit.data._sample import Sample
 from tlkit.data._scan import EXECUTORS, SkippedFile, inspect_files, list_class_tree
@@ -201,7 +201,7 @@ class DatasetSplitter:
                 f"{str(root)!r} has {len(class_names)} class folder(s) ({found}); a classifier "
                 "needs at least 2. Put each class's images in its own sub-folder."
             )
-        return self._split(root, class_names, files, skipped)
+        return self._split(root, class_names, files, skipped, labels_from="folders")
 
     def split_samples(
         self,
@@ -267,6 +267,7 @@ class DatasetSplitter:
         class_names: list[str],
         files: list[tuple[str, str]],
         skipped: list[SkippedFile],
+        labels_from: str | None = None,
     ) -> Split:
         warn: list[str] = []
         infos = inspect_files(
@@ -296,6 +297,8 @@ class DatasetSplitter:
         self._check_small(class_names, counts, targets, warn)
 
         params = self.get_config()
+        if labels_from is not None:  # Split.load checks each label against its folder
+            params["labels_from"] = labels_from
         near = near_pairs(root, samples, self.workers, warn) if self.near_duplicates else []
         grouped = group_samples(
             samples,
@@ -330,24 +333,7 @@ class DatasetSplitter:
 
     def _targets(self, counts: np.ndarray) -> np.ndarray:
         """Per-class, per-split target counts (classes x 3), each within 1 of its exact share."""
-        n = int(counts.sum())
-        shares = []
-        for name, v in (("val", self.val), ("test", self.test)):
-            if isinstance(v, int):
-                if v >= n:
-                    raise DatasetError(
-                        f"{name}={v} images, but only {n} valid images were found; "
-                        f"choose {name} < {n} or a fraction"
-                    )
-                shares.append(v / n)
-            else:
-                shares.append(v)
-        if sum(shares) >= 1:
-            raise DatasetError(
-                f"val={self.val!r} and test={self.test!r} leave no training data for {n} images"
-            )
-        fractions = np.array([1.0 - sum(shares), *shares])
-        return apportion(counts, fractions)
+        return split_targets(counts, self.val, self.test)
 
     def _check_small(
         self, class_names: list[str], counts: np.ndarray, targets: np.ndarray, warn: list[str]
