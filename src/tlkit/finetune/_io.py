@@ -94,7 +94,7 @@ def _read(p: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 def _check_meta(meta: Any, c: _schema.Checker, where: str) -> dict[str, Any]:
     from tlkit.backbones import get_config
 
-    c.dict("(top level)", meta)
+    c.mapping("(top level)", meta)
     if meta.get("format") != FORMAT:
         raise c.fail("format", f"must be {FORMAT!r}, got {meta.get('format')!r}")
     version = meta.get("version")
@@ -103,15 +103,15 @@ def _check_meta(meta: Any, c: _schema.Checker, where: str) -> dict[str, Any]:
             f"{where} was written by another tlkit version (format {version!r}, "
             f"this tlkit reads {VERSION})"
         )
-    names = c.list("class_names", meta.get("class_names"), 2, _schema.MAX_CLASSES)
+    names = c.items("class_names", meta.get("class_names"), 2, _schema.MAX_CLASSES)
     for i, n in enumerate(names):
-        c.str(f"class_names[{i}]", n)
+        c.text(f"class_names[{i}]", n)
     if len(set(names)) != len(names):
         raise c.fail("class_names", "holds a name twice")
-    size = c.list("input_size", meta.get("input_size"), 2, 2)
+    size = c.items("input_size", meta.get("input_size"), 2, 2)
     for i, v in enumerate(size):
-        c.int(f"input_size[{i}]", v, 1, _schema.MAX_IMAGE_SIDE)
-    backbone = c.str("backbone", meta.get("backbone"))
+        c.integer(f"input_size[{i}]", v, 1, _schema.MAX_IMAGE_SIDE)
+    backbone = c.text("backbone", meta.get("backbone"))
     try:
         options = get_config(backbone).options
     except TlkitError as exc:
@@ -123,17 +123,17 @@ def _check_meta(meta: Any, c: _schema.Checker, where: str) -> dict[str, Any]:
         meta["schedule"] = sched.from_config(meta.get("schedule"))
     except (TlkitError, ValueError, TypeError, AttributeError, OverflowError) as exc:
         raise c.fail("schedule", f"is not a valid schedule ({exc})") from None
-    progress = c.dict("progress", meta.get("progress", {}), 2)
+    progress = c.mapping("progress", meta.get("progress", {}), 2)
     for key, value in progress.items():
         if key not in ("phases_done", "epochs_done"):
             raise c.fail(f"progress.{key}", "is not a progress counter")
-        c.int(f"progress.{key}", value, 0, _schema.MAX_EPOCHS)
+        c.integer(f"progress.{key}", value, 0, _schema.MAX_EPOCHS)
     meta["progress"] = {k: progress.get(k, 0) for k in ("phases_done", "epochs_done")}
     if meta.get("head") is not None:
-        c.int("head", meta["head"], 1, _schema.MAX_OPTION_INT)
+        c.integer("head", meta["head"], 1, _schema.MAX_OPTION_INT)
     meta["dropout"] = c.number("dropout", meta.get("dropout", 0.2), 0.0, 0.99)
     if meta.get("seed") is not None:
-        c.int("seed", meta["seed"], 0, 2**32 - 1)
+        c.integer("seed", meta["seed"], 0, 2**32 - 1)
     if meta.get("train_time_s") is not None:
         c.number("train_time_s", meta["train_time_s"], 0.0, math.inf)
     if meta.get("history") is not None:

@@ -53,7 +53,7 @@ class Checker:
     def fail(self, field: str, why: str) -> TlkitError:
         return self.error(f"{self.where}: field {field!r} {why}")
 
-    def int(self, field: str, v: Any, low: int, high: int) -> int:
+    def integer(self, field: str, v: Any, low: int, high: int) -> int:
         if type(v) is not int:
             raise self.fail(field, f"must be an int, got {_show(v)}")
         if not low <= v <= high:
@@ -69,26 +69,26 @@ class Checker:
             raise self.fail(field, f"must be a finite number in [{low}, {high}], got {_show(v)}")
         return float(v)
 
-    def bool(self, field: str, v: Any) -> bool:
+    def boolean(self, field: str, v: Any) -> bool:
         if type(v) is not bool:
             raise self.fail(field, f"must be true or false, got {_show(v)}")
         return v
 
-    def str(self, field: str, v: Any, *, empty: bool = False) -> str:
+    def text(self, field: str, v: Any, *, empty: bool = False) -> str:
         if type(v) is not str:
             raise self.fail(field, f"must be a string, got {_show(v)}")
         if not (empty or v) or len(v) > MAX_NAME_CHARS:
             raise self.fail(field, f"must be a string of 1 to {MAX_NAME_CHARS} characters")
         return v
 
-    def list(self, field: str, v: Any, low: int, high: int) -> list[Any]:
+    def items(self, field: str, v: Any, low: int, high: int) -> list[Any]:
         if type(v) is not list:
             raise self.fail(field, f"must be a list, got {_show(v)}")
         if not low <= len(v) <= high:
             raise self.fail(field, f"must hold {low} to {high} items, got {len(v)}")
         return v
 
-    def dict(self, field: str, v: Any, high: int = 1_000) -> dict[str, Any]:
+    def mapping(self, field: str, v: Any, high: int = 1_000) -> dict[str, Any]:
         if type(v) is not dict:
             raise self.fail(field, f"must be an object, got {_show(v)}")
         if len(v) > high:
@@ -132,20 +132,20 @@ def parse_json(data: bytes, check: Checker, what: str) -> Any:
 
 def check_history(value: Any, check: Checker, field: str = "history") -> TrainingHistory:
     """A :class:`TrainingHistory` from its ``to_dict()`` form, every field checked."""
-    d = check.dict(field, value)
+    d = check.mapping(field, value)
     if set(d) != {"history", "phases", "epoch_seconds"}:
         raise check.fail(field, "must have exactly the keys history, phases, epoch_seconds")
-    phases = check.list(f"{field}.phases", d["phases"], 0, MAX_EPOCHS)
+    phases = check.items(f"{field}.phases", d["phases"], 0, MAX_EPOCHS)
     n = len(phases)
     for i, p in enumerate(phases):
-        check.str(f"{field}.phases[{i}]", p)
-    seconds = check.list(f"{field}.epoch_seconds", d["epoch_seconds"], n, n)
+        check.text(f"{field}.phases[{i}]", p)
+    seconds = check.items(f"{field}.epoch_seconds", d["epoch_seconds"], n, n)
     for i, s in enumerate(seconds):
         check.number(f"{field}.epoch_seconds[{i}]", s, 0.0, math.inf)
-    series = check.dict(f"{field}.history", d["history"], MAX_HISTORY_KEYS)
+    series = check.mapping(f"{field}.history", d["history"], MAX_HISTORY_KEYS)
     for key, values in series.items():
-        check.str(f"{field}.history key", key)
-        check.list(f"{field}.history[{key!r}]", values, n, n)
+        check.text(f"{field}.history key", key)
+        check.items(f"{field}.history[{key!r}]", values, n, n)
         for i, x in enumerate(values):
             if type(x) not in (int, float):  # NaN and inf are values a metric can take
                 raise check.fail(
@@ -164,28 +164,28 @@ def check_schedule_numbers(value: Any, check: Checker, field: str = "schedule") 
         elif isinstance(v, list):
             stack.extend((f"{name}[{i}]", x) for i, x in enumerate(v))
         elif type(v) is int:
-            check.int(name, v, -MAX_EPOCHS, MAX_EPOCHS)
+            check.integer(name, v, -MAX_EPOCHS, MAX_EPOCHS)
         elif type(v) is float:
             check.number(name, v, -math.inf, math.inf)
 
 
 def check_options(value: Any, allowed: set[str], check: Checker) -> dict[str, Any]:
     """Backbone options: known names, JSON scalars or short lists, small ints, finite floats."""
-    options = check.dict("backbone_options", value, MAX_OPTION_ITEMS)
+    options = check.mapping("backbone_options", value, MAX_OPTION_ITEMS)
     for key, v in options.items():
         field = f"backbone_options.{key}"
         if key not in allowed:
             raise check.fail(
                 field, f"is not an option of this backbone (allowed: {sorted(allowed)})"
             )
-        items = check.list(field, v, 0, MAX_OPTION_ITEMS) if isinstance(v, list) else [v]
+        items = check.items(field, v, 0, MAX_OPTION_ITEMS) if isinstance(v, list) else [v]
         for x in items:
             if type(x) is int:
-                check.int(field, x, -MAX_OPTION_INT, MAX_OPTION_INT)
+                check.integer(field, x, -MAX_OPTION_INT, MAX_OPTION_INT)
             elif type(x) is float:
                 check.number(field, x, -MAX_OPTION_INT, MAX_OPTION_INT)
             elif type(x) is str:
-                check.str(field, x, empty=True)
+                check.text(field, x, empty=True)
             elif x is not None and type(x) is not bool:
                 raise check.fail(field, f"must hold numbers, strings or booleans, got {_show(x)}")
     return options
@@ -223,15 +223,15 @@ def read_state_file(folder: Path, name: str) -> dict[str, Any] | None:
     if len(data) > MAX_STATE_BYTES:
         raise ScheduleError(f"{where} is larger than {MAX_STATE_BYTES} bytes; {_AFRESH}")
     c = Checker(ScheduleError, f"{where} (not a tlkit checkpoint; {_AFRESH})")
-    state = c.dict("(top level)", parse_json(data, c, name))
+    state = c.mapping("(top level)", parse_json(data, c, name))
     if type(state.get("version")) is not int or state["version"] != 1:
         raise c.fail("version", f"must be 1, got {_show(state.get('version'))}")
-    c.dict("fingerprint", state.get("fingerprint"))
-    c.int("phase_index", state.get("phase_index"), 0, MAX_EPOCHS)
-    c.int("epochs_in_phase", state.get("epochs_in_phase"), 0, MAX_EPOCHS)
-    c.bool("phase_done", state.get("phase_done"))
+    c.mapping("fingerprint", state.get("fingerprint"))
+    c.integer("phase_index", state.get("phase_index"), 0, MAX_EPOCHS)
+    c.integer("epochs_in_phase", state.get("epochs_in_phase"), 0, MAX_EPOCHS)
+    c.boolean("phase_done", state.get("phase_done"))
     for key, pattern in STATE_FILE_NAMES.items():
-        file = c.str(key, state.get(key))
+        file = c.text(key, state.get(key))
         if not pattern.fullmatch(file):
             raise c.fail(key, f"is not a checkpoint file name, got {_show(file)}")
         try:
