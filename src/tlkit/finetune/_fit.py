@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +9,7 @@ import numpy as np
 
 from tlkit.errors import ScheduleError
 from tlkit.finetune import _callbacks as cb
+from tlkit.finetune import _schema
 from tlkit.finetune._data import Data
 from tlkit.finetune._devices import strategy_scope
 from tlkit.finetune._model import head_model
@@ -418,24 +417,10 @@ def _save_state(
 
 def _load_state(tuner: FineTuner, train: Data) -> dict[str, Any] | None:
     d = Path(tuner.resume_dir)
-    path = d / STATE_FILE
-    if not path.is_file():
+    state = _schema.read_state_file(d, STATE_FILE)  # every field checked, or ScheduleError
+    if state is None:
         return None
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-        if state.get("version") != STATE_VERSION:
-            raise ValueError(f"version {state.get('version')!r}")
-        history = cb.TrainingHistory.from_dict(state["history"])
-        for key in ("weights", "optimizers"):
-            name = state[key]
-            if not isinstance(name, str) or os.sep in name or name.startswith("."):
-                raise ValueError(f"bad file name {name!r}")
-        index, epochs = int(state["phase_index"]), int(state["epochs_in_phase"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ScheduleError(
-            f"resume_dir {str(d)!r}: {STATE_FILE} is not a tlkit checkpoint ({exc}); "
-            "delete the folder to start afresh"
-        ) from None
+    history, index, epochs = state["history"], state["phase_index"], state["epochs_in_phase"]
     expected = _fingerprint(tuner, train)
     diff = [k for k in expected if state["fingerprint"].get(k) != expected[k]]
     if diff:
@@ -443,22 +428,48 @@ def _load_state(tuner: FineTuner, train: Data) -> dict[str, Any] | None:
             f"resume_dir {str(d)!r} holds a run with another {', '.join(diff)}; use a new folder "
             "or the same settings and data"
         )
-    if not 0 <= index < len(tuner.phases) or not 0 <= epochs <= tuner.phases[index].epochs:
-        raise ScheduleError(f"resume_dir {str(d)!r}: progress out of range")
-    tuner.model.load_weights(d / state["weights"])
+    phases = tuner.phases
+    if (
+        not 0 <= index < len(phases)
+        or not 0 <= epochs <= phases[index].epochs
+        or len(history) > sum(p.epochs for p in phases[: index + 1])
+    ):
+        raise ScheduleError(
+            f"resume_dir {str(d)!r}: progress out of range (phase {index}, epoch {epochs}, "
+            f"{len(history)} epochs of history); delete the folder to start afresh"
+        )
+    try:
+        tuner.model.load_weights(d / state["weights"])
+    except Exception as exc:  # Keras and h5py raise many types for a damaged file
+        raise ScheduleError(
+            f"resume_dir {str(d)!r}: cannot load {state['weights']} ({type(exc).__name__}: "
+            f"{str(exc)[:200]}); delete the folder to start afresh"
+        ) from None
     tuner.log(
         f"tlkit: resuming from {d}: {len(history)} epochs done, phase "
-        f"{tuner.phases[index].name!r}" + (" finished" if state["phase_done"] else "")
+        f"{phases[index].name!r}" + (" finished" if state["phase_done"] else "")
     )
-    state["history"] = history
     state["optimizer_file"] = d / state["optimizers"]
     return state
 
 
 def _restore_optimizers(tuner: FineTuner, state: dict[str, Any]) -> None:
-    with np.load(state["optimizer_file"], allow_pickle=False) as saved:
-        for name, opt in tuner._optimizers.items():
-            for i, v in enumerate(opt.variables):
-                key = f"{name}/{i}"
-                if key in saved.files and tuple(saved[key].shape) == tuple(v.shape):
-                    v.assign(saved[key])
+    path = state["optimizer_file"]
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            for name, opt in tuner._optimizers.items():
+                for i, v in enumerate(opt.variables):
+                    key = f"{name}/{i}"
+                    if key not in saved.files:
+                        continue
+                    nbytes = int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize
+                    if saved.zip.getinfo(f"{key}.npy").file_size > nbytes + 4096:
+                        raise ValueError(f"{key} is larger than the variable it restores")
+                    value = saved[key]
+                    if tuple(value.shape) == tuple(v.shape):
+                        v.assign(value)
+    except Exception as exc:  # numpy and zipfile raise many types for a damaged file
+        raise ScheduleError(
+            f"resume_dir {str(path.parent)!r}: cannot restore the optimizers from {path.name} "
+            f"({type(exc).__name__}: {str(exc)[:200]}); delete the folder to start afresh"
+        ) from None

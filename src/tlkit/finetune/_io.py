@@ -13,14 +13,15 @@ before anything uses it.
 from __future__ import annotations
 
 import json
+import math
 import os
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tlkit.errors import ModelFileError, TlkitError
+from tlkit.finetune import _modelzip, _schema
 from tlkit.finetune import schedules as sched
-from tlkit.finetune._callbacks import TrainingHistory
 
 if TYPE_CHECKING:  # pragma: no cover
     from tlkit.finetune._tuner import FineTuner
@@ -30,7 +31,6 @@ __all__ = ["load_tuner", "read_metadata", "save_tuner"]
 META = "tlkit.json"
 FORMAT = "tlkit.finetuner"
 VERSION = 1
-MAX_META_BYTES = 8 << 20
 
 
 def save_tuner(tuner: FineTuner, path: Path) -> Path:
@@ -61,106 +61,136 @@ def save_tuner(tuner: FineTuner, path: Path) -> Path:
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The checked ``tlkit.json`` of a model file; :class:`ModelFileError` if absent or bad."""
-    p = Path(path)
+    """The checked ``tlkit.json`` of a model file; :class:`ModelFileError` if absent or bad.
+
+    The archive itself is checked first (:func:`~tlkit.finetune._modelzip.check_archive`:
+    member names, declared sizes, compression ratio), then every metadata field
+    for its exact type and range.
+    """
+    return _read(Path(path))[0]
+
+
+def _read(p: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(checked metadata, archive members) of the model file ``p``."""
+    where = repr(str(p))
     if not p.is_file():
-        raise ModelFileError(f"model file not found: {str(p)!r}")
+        raise ModelFileError(f"model file not found: {where}")
     if not zipfile.is_zipfile(p):
         raise ModelFileError(
-            f"{str(p)!r} is not a .keras model file (not a zip archive: truncated, corrupt, or "
+            f"{where} is not a .keras model file (not a zip archive: truncated, corrupt, or "
             "another format); save models with FineTuner.save"
         )
-    try:
-        with zipfile.ZipFile(p) as z:
-            try:
-                info = z.getinfo(META)
-            except KeyError:
-                raise ModelFileError(
-                    f"{str(p)!r} is a Keras model without tlkit metadata; load it with "
-                    "keras.saving.load_model, or save it with FineTuner.save"
-                ) from None
-            if info.file_size > MAX_META_BYTES:
-                raise ModelFileError(f"{str(p)!r}: {META} is too large ({info.file_size} bytes)")
-            meta = json.loads(z.read(info).decode("utf-8"))
-    except (zipfile.BadZipFile, UnicodeDecodeError, json.JSONDecodeError, OSError) as exc:
-        raise ModelFileError(f"{str(p)!r}: cannot read {META} ({exc})") from None
-    return _check_meta(meta, p)
-
-
-def _check_meta(meta: Any, p: Path) -> dict[str, Any]:
-    def bad(what: str) -> ModelFileError:
-        return ModelFileError(f"{str(p)!r}: {META} has a bad {what}")
-
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise bad("format")
-    if meta.get("version") != VERSION:
+    members = _modelzip.check_archive(p, where)
+    if META not in members:
         raise ModelFileError(
-            f"{str(p)!r} was written by another tlkit version (format {meta.get('version')!r}, "
+            f"{where} is a Keras model without tlkit metadata; load it with "
+            "keras.saving.load_model, or save it with FineTuner.save"
+        )
+    check = _schema.Checker(ModelFileError, f"{where} ({META})")
+    meta = _schema.parse_json(members[META], check, META)
+    return _check_meta(meta, check, where), members
+
+
+def _check_meta(meta: Any, c: _schema.Checker, where: str) -> dict[str, Any]:
+    from tlkit.backbones import get_config
+
+    c.mapping("(top level)", meta)
+    if meta.get("format") != FORMAT:
+        raise c.fail("format", f"must be {FORMAT!r}, got {meta.get('format')!r}")
+    version = meta.get("version")
+    if type(version) is not int or version != VERSION:
+        raise ModelFileError(
+            f"{where} was written by another tlkit version (format {version!r}, "
             f"this tlkit reads {VERSION})"
         )
-    names = meta.get("class_names")
-    if not isinstance(names, list) or len(names) < 2 or not all(isinstance(n, str) for n in names):
-        raise bad("class_names")
-    size = meta.get("input_size")
-    if not (
-        isinstance(size, list)
-        and len(size) == 2
-        and all(isinstance(v, int) and not isinstance(v, bool) and 0 < v < 10_000 for v in size)
-    ):
-        raise bad("input_size")
-    if not isinstance(meta.get("backbone"), str) or not isinstance(
-        meta.get("backbone_options", {}), dict
-    ):
-        raise bad("backbone")
+    names = c.items("class_names", meta.get("class_names"), 2, _schema.MAX_CLASSES)
+    for i, n in enumerate(names):
+        c.text(f"class_names[{i}]", n)
+    if len(set(names)) != len(names):
+        raise c.fail("class_names", "holds a name twice")
+    size = c.items("input_size", meta.get("input_size"), 2, 2)
+    for i, v in enumerate(size):
+        c.integer(f"input_size[{i}]", v, 1, _schema.MAX_IMAGE_SIDE)
+    backbone = c.text("backbone", meta.get("backbone"))
+    try:
+        options = get_config(backbone).options
+    except TlkitError as exc:
+        raise c.fail("backbone", f"names no known backbone ({exc})") from None
+    allowed = set(options) | {"pooling"}
+    meta["backbone_options"] = _schema.check_options(meta.get("backbone_options", {}), allowed, c)
+    _schema.check_schedule_numbers(meta.get("schedule"), c)
     try:
         meta["schedule"] = sched.from_config(meta.get("schedule"))
-        if meta.get("history") is not None:
-            meta["history"] = TrainingHistory.from_dict(meta["history"])
-    except (TlkitError, ValueError, TypeError, AttributeError) as exc:
-        raise ModelFileError(f"{str(p)!r}: {META} has a bad schedule or history ({exc})") from None
-    if meta.get("train_time_s") is not None and not isinstance(meta["train_time_s"], (int, float)):
-        raise bad("train_time_s")
+    except (TlkitError, ValueError, TypeError, AttributeError, OverflowError) as exc:
+        raise c.fail("schedule", f"is not a valid schedule ({exc})") from None
+    progress = c.mapping("progress", meta.get("progress", {}), 2)
+    for key, value in progress.items():
+        if key not in ("phases_done", "epochs_done"):
+            raise c.fail(f"progress.{key}", "is not a progress counter")
+        c.integer(f"progress.{key}", value, 0, _schema.MAX_EPOCHS)
+    meta["progress"] = {k: progress.get(k, 0) for k in ("phases_done", "epochs_done")}
+    if meta.get("head") is not None:
+        c.integer("head", meta["head"], 1, _schema.MAX_OPTION_INT)
+    meta["dropout"] = c.number("dropout", meta.get("dropout", 0.2), 0.0, 0.99)
+    if meta.get("seed") is not None:
+        c.integer("seed", meta["seed"], 0, 2**32 - 1)
+    if meta.get("train_time_s") is not None:
+        c.number("train_time_s", meta["train_time_s"], 0.0, math.inf)
+    if meta.get("history") is not None:
+        meta["history"] = _schema.check_history(meta["history"], c)
     return meta
 
 
 def load_tuner(cls: type[FineTuner], path: Path) -> FineTuner:
     import keras
 
-    meta = read_metadata(path)
+    where = repr(str(path))
+    meta, members = _read(path)
+    weights = members[_modelzip.WEIGHTS]
+    config = _schema.parse_json(
+        members[_modelzip.CONFIG], _schema.Checker(ModelFileError, where), _modelzip.CONFIG
+    )
+    _modelzip.check_weights_file(path, weights, where)
+    _modelzip.check_declared_weights(config, weights.file_size, where)
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many types for a damaged archive
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
         raise ModelFileError(
-            f"{str(path)!r}: Keras cannot load the model ({type(exc).__name__}: {first})"
+            f"{where}: Keras cannot load the model ({type(exc).__name__}: {first})"
         ) from None
-    shape = model.input_shape
-    if isinstance(shape, list) or list(shape[1:3]) != meta["input_size"]:
+    try:
+        shape, out = model.input_shape, model.output_shape
+    except (AttributeError, ValueError) as exc:
+        raise ModelFileError(f"{where}: the model has no single input and output ({exc})") from None
+    if not isinstance(shape, tuple) or len(shape) != 4 or list(shape[1:3]) != meta["input_size"]:
         raise ModelFileError(
-            f"{str(path)!r}: the model takes input {shape} but its metadata says "
-            f"{meta['input_size']}"
+            f"{where}: the model takes input {shape} but its metadata says {meta['input_size']}"
         )
-    if model.output_shape[-1] != len(meta["class_names"]):
+    if not isinstance(out, tuple) or out[-1] != len(meta["class_names"]):
         raise ModelFileError(
-            f"{str(path)!r}: the model has {model.output_shape[-1]} outputs for "
-            f"{len(meta['class_names'])} class names"
+            f"{where}: the model has outputs {out} for {len(meta['class_names'])} class names"
         )
     tuner = cls.__new__(cls)
-    tuner.__init__(  # type: ignore[misc]
-        backbone=meta["backbone"],
-        class_names=meta["class_names"],
-        weights=None,
-        image_size=tuple(meta["input_size"]),
-        schedule=meta["schedule"],
-        head=meta.get("head"),
-        dropout=float(meta.get("dropout", 0.2)),
-        seed=meta.get("seed"),
-    )
+    try:
+        tuner.__init__(  # type: ignore[misc]
+            backbone=meta["backbone"],
+            class_names=meta["class_names"],
+            weights=None,
+            image_size=tuple(meta["input_size"]),
+            schedule=meta["schedule"],
+            head=meta.get("head"),
+            dropout=meta["dropout"],
+            seed=meta.get("seed"),
+        )
+    except TlkitError as exc:
+        raise ModelFileError(
+            f"{where}: {META} does not describe a valid FineTuner ({exc})"
+        ) from None
     tuner._backbone_options = meta["backbone_options"]
     tuner._net = model
     tuner._loaded = True
     tuner.history = meta.get("history")
     tuner.train_time_s = meta.get("train_time_s")
-    progress = meta.get("progress") or {}
-    tuner.progress = {k: int(progress.get(k, 0)) for k in ("phases_done", "epochs_done")}
+    tuner.progress = dict(meta["progress"])
     return tuner
