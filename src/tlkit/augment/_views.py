@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from tlkit._validation import check_choice
+from tlkit.augment._keras_seeding import seed_tensor
 from tlkit.errors import ArgumentTypeError, InvalidArgumentError
 
 __all__ = ["CROP_FRACTION", "VIEW_SETS", "VIEWS", "Views"]
@@ -175,8 +176,7 @@ class Views:
         if seed is None:
             pick = tf.random.uniform((b,), 0, len(self), tf.int32, seed=self.seed)
         else:
-            seed = tf.cast(tf.reshape(tf.convert_to_tensor(seed), (2,)), tf.int32)
-            pick = tf.random.stateless_uniform((b,), seed, 0, len(self), tf.int32)
+            pick = tf.random.stateless_uniform((b,), seed_tensor(seed), 0, len(self), tf.int32)
         out = tf.gather_nd(stacked, tf.stack([pick, tf.range(b)], axis=1))
         return out, labels
 
