@@ -50,7 +50,10 @@ def fit_top_two(split: Split, **kwargs) -> FineTuner:
 
 
 def max_diff(a: FineTuner, b: FineTuner) -> float:
-    return max(float(np.abs(x - y).max()) for x, y in zip(a.model.get_weights(), b.model.get_weights()))
+    return max(
+        float(np.abs(x - y).max())
+        for x, y in zip(a.model.get_weights(), b.model.get_weights(), strict=True)
+    )
 
 
 def test_cut_is_the_one_tensor_below_the_trainable_groups() -> None:
@@ -63,7 +66,9 @@ def test_cut_is_the_one_tensor_below_the_trainable_groups() -> None:
         assert not isinstance(cut, str), cut
         assert cut.where == f"output of {where}"
         whole = bb.model.predict_on_batch(x)
-        np.testing.assert_array_equal(cut.top.predict_on_batch(cut.bottom.predict_on_batch(x)), whole)
+        np.testing.assert_array_equal(
+            cut.top.predict_on_batch(cut.bottom.predict_on_batch(x)), whole
+        )
         # the sub-models share the backbone's layer objects: trained in place
         assert {id(w) for w in cut.top.weights} <= {id(w) for w in bb.model.weights}
     assert "no frozen part" in _boundary.find_cut(tiny, 3)
@@ -94,7 +99,10 @@ def test_one_epoch_on_the_cache_equals_one_epoch_on_images(
     # Adam's first step is about lr * sign(gradient): float16 rounding may flip the sign of a
     # near-zero gradient (a 2 * lr difference), but almost every weight agrees closely
     diffs = np.concatenate(
-        [np.abs(x - y).ravel() for x, y in zip(images.model.get_weights(), half.model.get_weights())]
+        [
+            np.abs(x - y).ravel()
+            for x, y in zip(images.model.get_weights(), half.model.get_weights(), strict=True)
+        ]
     )
     assert diffs.max() <= 2.01 * images.learning_rate
     assert np.mean(diffs < 1e-4) > 0.97
@@ -112,7 +120,7 @@ def test_a_spilled_cache_gives_the_batches_of_one_in_memory(split: Split) -> Non
     try:
         assert {s.where for s in memory.stores} == {"in memory"}
         assert all(isinstance(s.array, np.memmap) for s in disk.stores)
-        for (xa, ya), (xb, yb) in zip(memory.train_dataset(3), disk.train_dataset(3)):
+        for (xa, ya), (xb, yb) in zip(memory.train_dataset(3), disk.train_dataset(3), strict=True):
             np.testing.assert_array_equal(xa, xb)
             np.testing.assert_array_equal(ya, yb)
         model = memory.model(t._head_layers, "m")
@@ -150,11 +158,15 @@ def test_no_single_crossing_tensor_falls_back_to_images_and_says_why(
     phase = t.phases[0]
     _trainable_groups(t, phase)
     with caplog.at_level(logging.INFO, logger="tlkit.finetune"):
-        assert _boundary.plan_boundary(t, 0, phase, as_data(split.train, "train"), None, None) is None
+        assert (
+            _boundary.plan_boundary(t, 0, phase, as_data(split.train, "train"), None, None) is None
+        )
     assert "trains on images: no single tensor separates the frozen layers" in caplog.text
 
 
-def test_random_augmentation_stays_on_images(split: Split, caplog: pytest.LogCaptureFixture) -> None:
+def test_random_augmentation_stays_on_images(
+    split: Split, caplog: pytest.LogCaptureFixture
+) -> None:
     t = FineTuner(tiny_backbone(), class_names=split.class_names, verbose=0, augment="light",
                   schedule=schedules.GradualUnfreezing({0: 1}, epochs=1))  # fmt: skip
     t.build()
@@ -192,6 +204,10 @@ def test_features_cached_per_view_equal_the_bottom_on_that_view(
     # each epoch draws one view per image: every image once, from one of its views
     cache = _boundary.BoundaryPhase(t, cut, train, None, views)
     rows = {tuple(np.round(r.ravel()[:8], 4)): i % n for i, r in enumerate(cache.train.array)}
-    seen = [rows[tuple(np.round(r.ravel()[:8], 4))] for xb, _ in cache.train_dataset(0) for r in xb.numpy()]
+    seen = [
+        rows[tuple(np.round(r.ravel()[:8], 4))]
+        for xb, _ in cache.train_dataset(0)
+        for r in xb.numpy()
+    ]
     cache.close()
     assert sorted(seen) == list(range(n))

@@ -30,7 +30,7 @@ def test_views_are_exact() -> None:
         "transpose": x.transpose(0, 2, 1, 3),
         "transverse": np.rot90(x, 2, (1, 2)).transpose(0, 2, 1, 3),
     }  # fmt: skip
-    for name, image in zip(dihedral.names, got):
+    for name, image in zip(dihedral.names, got, strict=True):
         np.testing.assert_array_equal(image, expected[name])
     assert len({im.tobytes() for im in got}) == 8  # the 8 symmetries of the square, distinct
     crops = Views("crops", crop_fraction=0.5)
@@ -70,14 +70,17 @@ def tuner() -> FineTuner:
 def test_tta_averages_probabilities_over_the_views(tuner: FineTuner) -> None:
     x = asymmetric(3, 32)
     plain = tuner.predict(x).probabilities
-    np.testing.assert_allclose(tuner.predict(x, tta=Views("identity")).probabilities, plain, atol=1e-6)
+    np.testing.assert_allclose(
+        tuner.predict(x, tta=Views("identity")).probabilities, plain, atol=1e-6
+    )
     mirrored = tuner.predict(x[:, :, ::-1]).probabilities
     np.testing.assert_allclose(tuner.predict(x, tta="flip").probabilities, (plain + mirrored) / 2,
                                atol=1e-6)  # fmt: skip
     assert not np.allclose(plain, mirrored, atol=1e-6)  # the check above is not vacuous
     symmetric = (x + x[:, :, ::-1]) / 2
     np.testing.assert_allclose(
-        tuner.predict(symmetric, tta="flip").probabilities, tuner.predict(symmetric).probabilities,
+        tuner.predict(symmetric, tta="flip").probabilities,
+        tuner.predict(symmetric).probabilities,
         atol=1e-6,
     )
     labels = np.array([0, 1, 2])

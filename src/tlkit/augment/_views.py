@@ -19,7 +19,7 @@ from tlkit._validation import check_choice
 from tlkit.augment._keras_seeding import seed_tensor
 from tlkit.errors import ArgumentTypeError, InvalidArgumentError
 
-__all__ = ["CROP_FRACTION", "VIEW_SETS", "VIEWS", "Views"]
+__all__ = ["CROP_FRACTION", "VIEWS", "VIEW_SETS", "Views"]
 
 #: Side of a fixed crop as a fraction of the image side (``crops`` view set).
 CROP_FRACTION = 0.8

@@ -36,6 +36,7 @@ def tta_views(tta: Any) -> Any:
         f"tta must be None, a tlkit.augment.Views or a view-set name, got {type_name(tta)}"
     )
 
+
 _T = TypeVar("_T", bound="ModelUse")
 
 
