@@ -112,6 +112,16 @@ class AugmentationPipeline:
         seed = check_seed("seed", seed, allow_none=True)
         return cls(preset_layers(name, seed, interpolation), seed=seed)
 
+    @staticmethod
+    def views(views: str | Sequence[str] = "flip", **options: Any) -> Any:
+        """A finite set of exact views, :class:`~tlkit.augment.Views` (cacheable, usable for TTA).
+
+        ``AugmentationPipeline.views("dihedral")`` is ``Views("dihedral")``.
+        """
+        from tlkit.augment._views import Views
+
+        return Views(views, **options)
+
     def clone(self) -> AugmentationPipeline:
         """A copy with fresh layers (same configuration, independent random state)."""
         return type(self).from_config(self.get_config())

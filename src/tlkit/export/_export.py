@@ -58,6 +58,10 @@ def export(
     labels file (one class name per line) is written beside it
     (``model.tflite`` -> ``model.labels.txt``).
 
+    The plain model is exported: test-time augmentation
+    (``FineTuner.predict(..., tta=...)``) is not part of the file; an app that
+    wants it averages the file's outputs over the views itself.
+
     Then the exported file is loaded in its own runtime (the ``ai-edge-litert``
     interpreter, ONNX Runtime, TensorFlow) and run on ``check_data`` beside the
     Keras model: :func:`check_export`.

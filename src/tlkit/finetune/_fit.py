@@ -10,6 +10,7 @@ import numpy as np
 from tlkit.errors import ScheduleError
 from tlkit.finetune import _callbacks as cb
 from tlkit.finetune import _schema
+from tlkit.finetune._boundary import plan_boundary
 from tlkit.finetune._data import Data
 from tlkit.finetune._devices import strategy_scope
 from tlkit.finetune._model import head_model
@@ -285,9 +286,15 @@ def _run_phase(
     tuner = ctx.tuner
     net = tuner.model
     groups = _trainable_groups(tuner, phase)
+    boundary = None
+    if not cached and not phase.frozen:  # the top groups train: cache below them if possible
+        boundary = plan_boundary(tuner, index, phase, ctx.train, ctx.val, ctx.aug)
     if cached:
         model = head_model(tuner.backbone.feature_dim, tuner._head_layers)
         ds = ctx.train_features()
+    elif boundary is not None:
+        model = boundary.model(tuner._head_layers, f"{net.name}_above_cut")
+        ds = ctx.labels_for_loss(boundary.train_dataset(tuner.seed))
     else:
         model = keras.Model(net.inputs, net.outputs, name=f"{net.name}_training")
         ds = ctx.train_images(augment=ctx.aug is not None)
@@ -313,6 +320,7 @@ def _run_phase(
             "unfrozen_groups": [g for g, _, _ in groups[1:]],
             "trainable_params": trainable,
             "cached_features": cached,
+            "cached_boundary": boundary is not None,
             # the configured peak of each group, not the first warm-up step's fraction of it
             "learning_rates": {
                 g: float(np.asarray(tuner._rates[g].peak)) for g, _, _ in optimizer.groups
@@ -324,15 +332,16 @@ def _run_phase(
         f"tlkit: phase {index + 1}/{len(tuner.phases)} {phase.name!r}: epochs {first + 1}-"
         f"{first + phase.epochs}, {phase.unfrozen} of {len(tuner.backbone.layer_groups)} "
         f"backbone groups trainable ({trainable:,} weights), "
-        + ("cached features" if cached else "images")
+        + ("cached features" if cached else "cached boundary" if boundary else "images")
         + f", lr {tuner.learning_rate * phase.lr_scale:.2g}"
         + (f" (resuming after epoch {len(history)})" if done_in_phase else "")
     )
     callbacks: list[Any] = []
     if ctx.val is not None:
-        callbacks.append(
-            cb.ValidationMetrics(ctx.val_probabilities(cached, model), ctx.val.labels(), ctx.k)
+        probabilities = (
+            boundary.val_probabilities(model) if boundary else ctx.val_probabilities(cached, model)
         )
+        callbacks.append(cb.ValidationMetrics(probabilities, ctx.val.labels(), ctx.k))
     callbacks.append(cb.EpochRecorder(history, phase.name, lambda: optimizer.rates()[CLASSIFIER]))
     callbacks.append(cb.NaNGuard(phase.name, optimizer.rates))
     if ctx.val is not None and (tuner.restore_best or tuner.early_stopping):
@@ -356,15 +365,19 @@ def _run_phase(
     if tuner.tensorboard_dir:
         callbacks.append(keras.callbacks.TensorBoard(str(tuner.tensorboard_dir / phase.name)))
     callbacks.extend(user_callbacks)
-    model.fit(
-        ds,
-        epochs=first + phase.epochs,
-        initial_epoch=len(history),
-        class_weight=class_weight,
-        callbacks=callbacks,
-        shuffle=False,  # the dataset shuffles itself, seeded
-        verbose=tuner.verbose,
-    )
+    try:
+        model.fit(
+            ds,
+            epochs=first + phase.epochs,
+            initial_epoch=len(history),
+            class_weight=class_weight,
+            callbacks=callbacks,
+            shuffle=False,  # the dataset shuffles itself, seeded
+            verbose=tuner.verbose,
+        )
+    finally:
+        if boundary is not None:
+            boundary.close()
 
 
 # -- resume ------------------------------------------------------------------------------------

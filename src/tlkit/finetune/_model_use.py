@@ -16,7 +16,26 @@ from tlkit.finetune._predictions import Predictions, as_pixels, batches
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
-__all__ = ["ModelUse"]
+__all__ = ["ModelUse", "tta_views"]
+
+
+def tta_views(tta: Any) -> Any:
+    """``tta`` as a :class:`~tlkit.augment.Views` (a set name is accepted), or None."""
+    if tta is None:
+        return None
+    from tlkit.augment import Views
+
+    if isinstance(tta, Views):
+        return tta
+    if isinstance(tta, (str, list, tuple)):
+        return Views(tta)
+    from tlkit._validation import type_name
+    from tlkit.errors import ArgumentTypeError
+
+    raise ArgumentTypeError(
+        f"tta must be None, a tlkit.augment.Views or a view-set name, got {type_name(tta)}"
+    )
+
 
 _T = TypeVar("_T", bound="ModelUse")
 
@@ -44,12 +63,29 @@ class ModelUse:
     def _pixels(self, data: Any, batch_size: int | None = None) -> tuple[Any, np.ndarray | None]:
         return as_pixels(data, self.image_size, batch_size or self.batch_size)
 
-    def predict(self, data: Any, batch_size: int | None = None) -> Predictions:
+    def _probabilities(self, ds: Any, tta: Any) -> np.ndarray:
+        views = tta_views(tta)
+        if views is None:
+            probs = [np.asarray(self.model.predict_on_batch(x)) for x in batches(ds)]
+        else:
+            from tlkit.augment._views import average_over_views
+
+            predict = self.model.predict_on_batch
+            probs = [average_over_views(predict, x, views) for x in batches(ds)]
+        k = len(self.class_names or [])
+        return np.concatenate(probs) if probs else np.zeros((0, k))
+
+    def predict(self, data: Any, batch_size: int | None = None, *, tta: Any = None) -> Predictions:
         """Class names and probabilities for images.
 
         ``data``: an array ``(n, h, w, 3)`` of raw RGB in [0, 255] (resized to
         ``image_size`` if needed), a ``SplitPart``, a ``tf.data.Dataset`` of
         ``(images, labels)`` batches, image file paths, or a folder.
+
+        ``tta``: test-time augmentation, a :class:`~tlkit.augment.Views` or a
+        view-set name (``"flip"``, ``"dihedral"``, ``"crops"``): the
+        probabilities are the mean over the views of each image (one forward
+        pass per view). None (default): the plain model.
 
         Examples
         --------
@@ -68,16 +104,19 @@ class ModelUse:
         True
         """
         ds, _ = self._pixels(data, batch_size)
-        probs = [np.asarray(self.model.predict_on_batch(x)) for x in batches(ds)]
-        k = len(self.class_names or [])
-        return Predictions(np.concatenate(probs) if probs else np.zeros((0, k)), self.class_names)
+        return Predictions(self._probabilities(ds, tta), self.class_names)
 
-    def evaluate(self, data: Any, batch_size: int | None = None) -> dict[str, float]:
-        """Loss, accuracy, balanced accuracy and macro-F1 on labelled data."""
+    def evaluate(
+        self, data: Any, batch_size: int | None = None, *, tta: Any = None
+    ) -> dict[str, float]:
+        """Loss, accuracy, balanced accuracy and macro-F1 on labelled data.
+
+        ``tta`` as in :meth:`predict`: the metrics of the view-averaged probabilities.
+        """
         ds, labels = self._pixels(data, batch_size)
         if labels is None:
             raise ScheduleError("evaluate needs labels: pass a SplitPart or a dataset of pairs")
-        probs = np.concatenate([np.asarray(self.model.predict_on_batch(x)) for x in batches(ds)])
+        probs = self._probabilities(ds, tta)
         return classification_metrics(np.asarray(labels), probs, len(self.class_names))
 
     def save(self, path: str | os.PathLike[str]) -> Path:

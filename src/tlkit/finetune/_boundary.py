@@ -1,0 +1,318 @@
+"""The boundary cache: train the top layer groups on cached outputs of the frozen part below.
+
+A phase that trains the top ``k`` layer groups leaves everything below them
+frozen: BatchNormalization there runs in inference mode and nothing changes, so
+the output of the frozen part (the *boundary* tensor) is the same every epoch.
+It is computed once per image (and per view of a finite
+:class:`~tlkit.augment.Views` set), stored as float16 in memory within the
+FineTuner's ``memory_budget_mb`` (a numpy memory-mapped file in a temporary
+folder beyond it, removed when the phase ends), and the phase trains a
+sub-model, the top groups + pooling + head, built from the *same* layer
+objects as ``FineTuner.model``, so the weights train in place.
+
+The cut is a single tensor of the backbone's functional graph: the last point
+at or below the lowest trainable group where exactly one tensor crosses from
+the frozen layers to the rest (a block output in residual networks). When
+there is none, or the graph cannot be read, the phase runs on images and the
+reason is logged.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+import weakref
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    import keras
+
+    from tlkit.backbones import Backbone
+    from tlkit.finetune._data import Data
+    from tlkit.finetune._tuner import FineTuner
+    from tlkit.finetune.schedules import Phase
+
+__all__ = ["CACHE_DTYPE", "BoundaryPhase", "Cut", "find_cut", "plan_boundary"]
+
+#: Storage type of cached boundary features. float16 halves the memory of float32
+#: (EfficientNet-Lite's ReLU6 outputs lie in [0, 6]); a batch that overflows it
+#: sends the phase back to images (logged). Tests set float32 to compare tightly.
+CACHE_DTYPE: Any = np.float16
+
+# Layers that act differently in training: below the cut they would run in inference
+# mode, which the image path does not, so a cut above one of them is refused.
+_RANDOM_LAYERS = (
+    "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
+    "GaussianNoise", "GaussianDropout", "AlphaDropout",
+)  # fmt: skip
+
+
+@dataclass
+class Cut:
+    """Where a backbone is cut: ``bottom`` (images -> boundary) and ``top`` (boundary -> features)."""
+
+    tensor: Any
+    bottom: keras.Model
+    top: keras.Model
+    where: str
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.tensor.shape[1:])
+
+
+def _flat(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _flat(v)]
+    return [] if value is None else [value]
+
+
+def find_cut(backbone: Backbone, k: int) -> Cut | str:
+    """The cut below the top ``k`` layer groups of ``backbone``, or why there is none."""
+    import keras
+
+    model, groups = backbone.model, backbone.layer_groups
+    if not 0 < k < len(groups):
+        return f"{k} of {len(groups)} groups train: there is no frozen part below them to cache"
+    trainable = {id(layer) for g in groups[len(groups) - k :] for layer in g}
+    try:
+        ops = [op for op in model.operations if not isinstance(op, keras.layers.InputLayer)]
+        ins = [[id(t) for t in _flat(op.input)] for op in ops]
+        outs = [[id(t) for t in _flat(op.output)] for op in ops]
+        model_in = {id(t) for t in _flat(model.inputs)}
+        model_out = {id(t) for t in _flat(model.outputs)}
+    except Exception as exc:  # a layer called more than once, a subclassed model...
+        return f"the backbone is not a plain functional graph ({type(exc).__name__}: {exc})"
+    producer = {t: i for i, o in enumerate(outs) for t in o}
+    if any(t not in producer and t not in model_in for i in ins for t in i):
+        return "the backbone's graph has inputs this reader does not know"
+    if any(producer.get(t, -1) >= i for i, tensors in enumerate(ins) for t in tensors):
+        return "the backbone's operations are not in topological order"
+    last_use = {t: len(ops) if t in model_out else -1 for t in producer}
+    for t in model_in:
+        last_use[t] = -1
+    for i, tensors in enumerate(ins):
+        for t in tensors:
+            last_use[t] = max(last_use[t], i)
+    first = min((i for i, op in enumerate(ops) if id(op) in trainable), default=None)
+    if first is None:
+        return "the trainable groups' layers are not in the backbone's graph"
+    tensors = {id(t): t for o in ops for t in _flat(o.output)}
+    for p in range(first, 0, -1):  # cut between ops[p - 1] and ops[p]
+        crossing = [t for t, i in producer.items() if i < p and last_use[t] >= p]
+        crossing += [t for t in model_in if last_use[t] >= p]
+        if len(crossing) == 1 and crossing[0] not in model_in:
+            break
+    else:
+        return (
+            f"no single tensor separates the frozen layers from group {groups[-k].name!r} "
+            "(more than one crosses the boundary)"
+        )
+    below = ops[:p]
+    if not any(op.weights for op in below):
+        return f"nothing with weights lies below group {groups[-k].name!r}: nothing to save"
+    random = [
+        op.name for op in below
+        if type(op).__name__ in _RANDOM_LAYERS and getattr(op, "rate", 0) > 0
+    ]  # fmt: skip
+    if random:
+        return f"random layers below the cut ({', '.join(random)}) act differently in training"
+    tensor = tensors[crossing[0]]
+    if any(d is None for d in tensor.shape[1:]):
+        return f"the boundary tensor has an unknown shape {tuple(tensor.shape)}"
+    try:
+        bottom = keras.Model(model.inputs, tensor, name=f"{model.name}_below_cut")
+        top = keras.Model(tensor, model.outputs[0], name=f"{model.name}_above_cut")
+    except Exception as exc:
+        return f"Keras could not split the backbone there ({type(exc).__name__}: {exc})"
+    return Cut(tensor, bottom, top, f"output of {ops[p - 1].name!r}")
+
+
+class FeatureStore:
+    """``rows`` cached feature maps: a numpy array in memory, or a memory-mapped temp file."""
+
+    def __init__(self, rows: int, shape: tuple[int, ...], budget_bytes: int, what: str) -> None:
+        dtype = np.dtype(CACHE_DTYPE)
+        self.nbytes = rows * math.prod(shape) * dtype.itemsize
+        self.folder: str | None = None
+        if self.nbytes <= budget_bytes:
+            self.array: Any = np.empty((rows, *shape), dtype)
+        else:
+            self.folder = tempfile.mkdtemp(prefix="tlkit-boundary-")
+            # removed even if the phase never reaches close() (an error before training)
+            weakref.finalize(self, shutil.rmtree, self.folder, True)
+            path = f"{self.folder}/{what}.f{dtype.itemsize * 8}"
+            self.array = np.memmap(path, dtype=dtype, mode="w+", shape=(rows, *shape))
+
+    @property
+    def where(self) -> str:
+        return "in memory" if self.folder is None else f"memory-mapped in {self.folder}"
+
+    def close(self) -> None:
+        self.array = None
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
+
+
+class _Overflow(Exception):
+    pass
+
+
+def _images(tuner: FineTuner, data: Data) -> Any:
+    if data.is_part:
+        return data.part.to_dataset(tuner.image_size, batch_size=tuner.batch_size, shuffle=False)
+    return data.dataset
+
+
+def _fill(store: FeatureStore, bottom: Any, tuner: FineTuner, data: Data, views: Any) -> None:
+    """Row ``v * n + i`` holds the boundary output of image ``i`` under view ``v``."""
+    n = len(data)
+    count = len(views) if views is not None else 1
+    start = 0
+    for batch in _images(tuner, data).as_numpy_iterator():
+        x = batch[0] if isinstance(batch, tuple) else batch
+        for v in range(count):
+            xv = x if views is None else np.asarray(views.view(x, v))
+            out = np.asarray(bottom.predict_on_batch(xv)).astype(store.array.dtype)
+            if not np.isfinite(out).all():
+                raise _Overflow
+            store.array[v * n + start : v * n + start + len(x)] = out
+        start += len(x)
+    if start != n:
+        raise _Overflow  # pragma: no cover - a dataset that changed length between passes
+
+
+class BoundaryPhase:
+    """The cached boundary features of one phase, and the sub-model that trains on them."""
+
+    def __init__(self, tuner: FineTuner, cut: Cut, train: Data, val: Data | None, views: Any):
+        self.tuner, self.cut, self.views = tuner, cut, views
+        self.n_views = len(views) if views is not None else 1
+        self.labels = train.labels().astype(np.int32)
+        budget = tuner.memory_budget_mb * 2**20
+        self.stores: list[FeatureStore] = []
+        try:
+            self.train = self._store(train, self.n_views, budget, "train")
+            budget = max(0, budget - self.train.nbytes)
+            self.val = None if val is None else self._store(val, 1, budget, "val")
+        except BaseException:
+            self.close()
+            raise
+
+    def _store(self, data: Data, count: int, budget: int, what: str) -> FeatureStore:
+        store = FeatureStore(len(data) * count, self.cut.shape, budget, what)
+        self.stores.append(store)
+        _fill(store, self.cut.bottom, self.tuner, data, self.views if count > 1 else None)
+        return store
+
+    @property
+    def nbytes(self) -> int:
+        return sum(s.nbytes for s in self.stores)
+
+    def model(self, head_layers: list[Any], name: str) -> Any:
+        """Boundary -> probabilities, sharing the backbone's top layers and the head."""
+        import keras
+
+        inputs = keras.Input(self.cut.shape, dtype=self.cut.tensor.dtype, name="boundary")
+        x = self.cut.top(inputs)
+        for layer in head_layers:
+            x = layer(x)
+        return keras.Model(inputs, x, name=name)
+
+    def train_dataset(self, seed: int | None) -> Any:
+        """Shuffled batches; each epoch takes one view per image, drawn at random (seeded)."""
+        import tensorflow as tf
+
+        n, bs, views, labels = len(self.labels), self.tuner.batch_size, self.n_views, self.labels
+        steps = -(-n // bs)
+        rng = np.random.default_rng(seed)
+        array = self.train.array
+
+        def epoch() -> Any:
+            order = rng.permutation(n)
+            view = rng.integers(views, size=n) if views > 1 else np.zeros(n, np.int64)
+            for s in range(steps):
+                idx = order[s * bs : (s + 1) * bs]
+                yield array[view[idx] * n + idx].astype(np.float32), labels[idx]
+
+        spec = (
+            tf.TensorSpec((None, *self.cut.shape), tf.float32),
+            tf.TensorSpec((None,), tf.int32),
+        )
+        ds = tf.data.Dataset.from_generator(epoch, output_signature=spec)
+        return ds.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(1)
+
+    def val_probabilities(self, model: Any) -> Any:
+        array, bs = self.val.array, self.tuner.batch_size
+
+        def probabilities() -> np.ndarray:
+            return np.concatenate(
+                [
+                    np.asarray(model.predict_on_batch(array[i : i + bs].astype(np.float32)))
+                    for i in range(0, len(array), bs)
+                ]
+            )
+
+        return probabilities
+
+    def close(self) -> None:
+        """Free the memory and remove any memory-mapped file."""
+        for store in self.stores:
+            store.close()
+
+
+def _why_not(tuner: FineTuner, train: Data, aug: Any) -> str | None:
+    from tlkit.augment import Views
+
+    if tuner.cache_features is False:
+        return "cache_features=False"
+    if tuner.strategy is not None and tuner.cache_features == "auto":
+        return "a distribution strategy is set (pass cache_features=True to cache anyway)"
+    if not train.is_part and tuner.cache_features is not True:
+        return (
+            "train is a tf.data.Dataset, which may augment or shuffle on its own "
+            "(pass cache_features=True to cache one pass over it)"
+        )
+    if aug is not None and not isinstance(aug, Views):
+        return "random augmentation runs on images (a finite tlkit.augment.Views set can be cached)"
+    return None
+
+
+def plan_boundary(
+    tuner: FineTuner, index: int, phase: Phase, train: Data, val: Data | None, aug: Any
+) -> BoundaryPhase | None:
+    """The boundary cache for a phase that trains some (not all) groups, or None (logged)."""
+    from tlkit.augment import Views
+
+    number = f"phase {index + 1} ({phase.name!r})"
+    why = _why_not(tuner, train, aug)
+    cut = find_cut(tuner.backbone, phase.unfrozen) if why is None else why
+    if isinstance(cut, str):
+        if 0 < phase.unfrozen < len(tuner.backbone.layer_groups) or why is not None:
+            tuner.log(f"tlkit: {number} trains on images: {cut}")
+        return None
+    views = aug if isinstance(aug, Views) and len(aug) > 1 else None
+    try:
+        boundary = BoundaryPhase(tuner, cut, train, val, views)
+    except _Overflow:
+        tuner.log(
+            f"tlkit: {number} trains on images: boundary features overflow "
+            f"{np.dtype(CACHE_DTYPE).name}"
+        )
+        return None
+    groups = tuner.backbone.layer_groups[len(tuner.backbone.layer_groups) - phase.unfrozen :]
+    where = {s.where for s in boundary.stores}
+    tuner.log(
+        f"tlkit: {number} trains groups {', '.join(g.name for g in groups)} on cached boundary "
+        f"features ({cut.where}, shape {cut.shape}"
+        + (f", {boundary.n_views} views" if views is not None else "")
+        + f"; {boundary.nbytes / 2**20:.1f} MB, {' and '.join(sorted(where))})"
+    )
+    return boundary

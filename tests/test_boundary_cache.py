@@ -1,0 +1,213 @@
+"""The boundary cache: phases that train the top groups run on cached outputs of the frozen part.
+
+One epoch on the cache must give the weights one epoch on images gives (one batch
+holding every image, dropout 0, same seed), in memory or spilled to a memory-mapped
+file; where no single tensor separates the frozen layers from the trainable ones,
+the phase runs on images and says why.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from tlkit import DatasetSplitter, FineTuner, Split, schedules
+from tlkit.augment import Views
+from tlkit.backbones import Backbone, BackboneConfig, LayerGroup, get_backbone
+from tlkit.datasets import make_synthetic_dataset
+from tlkit.finetune import _boundary
+from tlkit.finetune._data import as_data
+from tlkit.finetune._fit import _trainable_groups
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory: pytest.TempPathFactory) -> Split:
+    root = make_synthetic_dataset(
+        tmp_path_factory.mktemp("bc") / "photos", {"a": 10, "b": 8, "c": 6}, image_size=SIZE
+    )
+    return DatasetSplitter(val=0.2, test=0.2, seed=0, progress=False).split(root)
+
+
+def tiny_backbone() -> Backbone:
+    keras.utils.set_random_seed(0)  # the backbone is built before the FineTuner seeds
+    return get_backbone("scratch_cnn", weights=None, image_size=SIZE, widths=(4, 8, 8))
+
+
+def fit_top_two(split: Split, **kwargs) -> FineTuner:
+    """One epoch of the top 2 of 3 groups, BatchNorm training, one batch of every image."""
+    t = FineTuner(
+        tiny_backbone(), schedule=schedules.GradualUnfreezing({0: 2}, epochs=1, train_bn=True),
+        seed=0, verbose=0, batch_size=64, dropout=0.0, restore_best=False, **kwargs,
+    )  # fmt: skip
+    t.fit(split.train)
+    return t
+
+
+def max_diff(a: FineTuner, b: FineTuner) -> float:
+    return max(
+        float(np.abs(x - y).max())
+        for x, y in zip(a.model.get_weights(), b.model.get_weights(), strict=True)
+    )
+
+
+def test_cut_is_the_one_tensor_below_the_trainable_groups() -> None:
+    x = np.random.default_rng(0).uniform(0, 255, (2, SIZE, SIZE, 3)).astype("float32")
+    tiny = tiny_backbone()
+    lite = get_backbone("efficientnet_lite0", weights=None, image_size=SIZE)
+    for bb, k, where in ((tiny, 2, "'block1_pool'"), (tiny, 1, "'block2_pool'"),
+                         (lite, 3, "'block10_add'")):  # fmt: skip
+        cut = _boundary.find_cut(bb, k)
+        assert not isinstance(cut, str), cut
+        assert cut.where == f"output of {where}"
+        whole = bb.model.predict_on_batch(x)
+        np.testing.assert_array_equal(
+            cut.top.predict_on_batch(cut.bottom.predict_on_batch(x)), whole
+        )
+        # the sub-models share the backbone's layer objects: trained in place
+        assert {id(w) for w in cut.top.weights} <= {id(w) for w in bb.model.weights}
+    assert "no frozen part" in _boundary.find_cut(tiny, 3)
+
+
+def test_one_epoch_on_the_cache_equals_one_epoch_on_images(
+    split: Split, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    images = fit_top_two(split, cache_features=False)
+    assert images.phase_log[0]["cached_boundary"] is False
+    monkeypatch.setattr(_boundary, "CACHE_DTYPE", np.float32)
+    exact = fit_top_two(split)
+    assert exact.phase_log[0]["cached_boundary"] is True
+    assert max_diff(images, exact) < 1e-5  # float32 cache: summation order only
+    assert np.allclose(images.history.history["loss"], exact.history.history["loss"], atol=1e-5)
+    # float16, and over the memory budget: spilled to a memory-mapped file, removed after fit
+    monkeypatch.setattr(_boundary, "CACHE_DTYPE", np.float16)
+    folders: list[str] = []
+
+    def mkdtemp(prefix: str = "") -> str:
+        folders.append(str(tmp_path / f"{prefix}{len(folders)}"))
+        Path(folders[-1]).mkdir()
+        return folders[-1]
+
+    monkeypatch.setattr(_boundary.tempfile, "mkdtemp", mkdtemp)
+    half = fit_top_two(split, memory_budget_mb=0)
+    assert folders and not any(Path(f).exists() for f in folders)
+    # Adam's first step is about lr * sign(gradient): float16 rounding may flip the sign of a
+    # near-zero gradient (a 2 * lr difference), but almost every weight agrees closely
+    diffs = np.concatenate(
+        [
+            np.abs(x - y).ravel()
+            for x, y in zip(images.model.get_weights(), half.model.get_weights(), strict=True)
+        ]
+    )
+    assert diffs.max() <= 2.01 * images.learning_rate
+    assert np.mean(diffs < 1e-4) > 0.97
+
+
+def test_a_spilled_cache_gives_the_batches_of_one_in_memory(split: Split) -> None:
+    t = FineTuner(tiny_backbone(), class_names=split.class_names, verbose=0, batch_size=8,
+                  schedule=schedules.GradualUnfreezing({0: 2}, epochs=1))  # fmt: skip
+    t.build()
+    cut = _boundary.find_cut(t.backbone, 2)
+    train, val = as_data(split.train, "train"), as_data(split.val, "val")
+    memory = _boundary.BoundaryPhase(t, cut, train, val, Views("flip"))
+    t.memory_budget_mb = 0
+    disk = _boundary.BoundaryPhase(t, cut, train, val, Views("flip"))
+    try:
+        assert {s.where for s in memory.stores} == {"in memory"}
+        assert all(isinstance(s.array, np.memmap) for s in disk.stores)
+        for (xa, ya), (xb, yb) in zip(memory.train_dataset(3), disk.train_dataset(3), strict=True):
+            np.testing.assert_array_equal(xa, xb)
+            np.testing.assert_array_equal(ya, yb)
+        model = memory.model(t._head_layers, "m")
+        np.testing.assert_array_equal(
+            memory.val_probabilities(model)(), disk.val_probabilities(model)()
+        )
+        folder = disk.stores[0].folder
+    finally:
+        memory.close()
+        disk.close()
+    assert not Path(folder).exists()
+
+
+def _twin_backbone() -> Backbone:
+    """Two frozen branches feed two trainable layers: no single tensor separates them."""
+    inputs = keras.Input((SIZE, SIZE, 3))
+    a = keras.layers.Conv2D(2, 3, name="low_a")(inputs)
+    b = keras.layers.Conv2D(2, 3, name="low_b")(inputs)
+    c = keras.layers.Conv2D(2, 1, name="high_c")(a)
+    d = keras.layers.Conv2D(2, 1, name="high_d")(b)
+    out = keras.layers.GlobalAveragePooling2D()(keras.layers.Add()([c, d]))
+    model = keras.Model(inputs, out)
+    groups = [LayerGroup("low", (model.get_layer("low_a"), model.get_layer("low_b"))),
+              LayerGroup("high", (model.get_layer("high_c"), model.get_layer("high_d")))]  # fmt: skip
+    cfg = BackboneConfig("twin", "Twin", (SIZE, SIZE), "none", "none", "none", "n/a")
+    return Backbone(model, cfg, image_size=(SIZE, SIZE), feature_dim=2, layer_groups=groups)
+
+
+def test_no_single_crossing_tensor_falls_back_to_images_and_says_why(
+    split: Split, caplog: pytest.LogCaptureFixture
+) -> None:
+    t = FineTuner(_twin_backbone(), class_names=split.class_names, verbose=0,
+                  schedule=schedules.GradualUnfreezing({0: 1}, epochs=1))  # fmt: skip
+    t.build()
+    phase = t.phases[0]
+    _trainable_groups(t, phase)
+    with caplog.at_level(logging.INFO, logger="tlkit.finetune"):
+        assert (
+            _boundary.plan_boundary(t, 0, phase, as_data(split.train, "train"), None, None) is None
+        )
+    assert "trains on images: no single tensor separates the frozen layers" in caplog.text
+
+
+def test_random_augmentation_stays_on_images(
+    split: Split, caplog: pytest.LogCaptureFixture
+) -> None:
+    t = FineTuner(tiny_backbone(), class_names=split.class_names, verbose=0, augment="light",
+                  schedule=schedules.GradualUnfreezing({0: 1}, epochs=1))  # fmt: skip
+    t.build()
+    phase = t.phases[0]
+    with caplog.at_level(logging.INFO, logger="tlkit.finetune"):
+        aug = Views("identity")  # a finite set is cached; a preset pipeline is not
+        assert _boundary.plan_boundary(t, 0, phase, as_data(split.train, "t"), None, aug)
+        from tlkit.augment import AugmentationPipeline
+
+        light = AugmentationPipeline.preset("light", seed=0)
+        assert _boundary.plan_boundary(t, 0, phase, as_data(split.train, "t"), None, light) is None
+    assert "random augmentation runs on images" in caplog.text
+
+
+def test_features_cached_per_view_equal_the_bottom_on_that_view(
+    split: Split, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_boundary, "CACHE_DTYPE", np.float32)
+    t = FineTuner(tiny_backbone(), class_names=split.class_names, verbose=0, batch_size=8,
+                  schedule=schedules.GradualUnfreezing({0: 2}, epochs=1))  # fmt: skip
+    t.build()
+    views = Views("dihedral")
+    cut = _boundary.find_cut(t.backbone, 2)
+    train = as_data(split.train, "train")
+    cache = _boundary.BoundaryPhase(t, cut, train, None, views)
+    try:
+        n = len(train)
+        x = np.concatenate([b[0] for b in split.train.to_dataset((SIZE, SIZE), batch_size=8,
+                                                                  shuffle=False)])  # fmt: skip
+        for v in range(len(views)):
+            expected = cut.bottom.predict_on_batch(np.asarray(views.view(x, v)))
+            np.testing.assert_allclose(cache.train.array[v * n : (v + 1) * n], expected, atol=1e-5)
+    finally:
+        cache.close()
+    # each epoch draws one view per image: every image once, from one of its views
+    cache = _boundary.BoundaryPhase(t, cut, train, None, views)
+    rows = {tuple(np.round(r.ravel()[:8], 4)): i % n for i, r in enumerate(cache.train.array)}
+    seen = [
+        rows[tuple(np.round(r.ravel()[:8], 4))]
+        for xb, _ in cache.train_dataset(0)
+        for r in xb.numpy()
+    ]
+    cache.close()
+    assert sorted(seen) == list(range(n))
