@@ -1,7 +1,10 @@
 """Find the image files of a folder-per-class tree and check that each decodes.
 
 Nothing is dropped silently: every file that does not become a sample is
-returned as a :class:`SkippedFile` with the reason.
+returned as a :class:`SkippedFile` with the reason. Files are read through
+:mod:`tlkit._files`: a named pipe, socket or device (or a symlink to one) is
+skipped with that reason without being opened, and files and images over the
+documented limits are skipped naming the limit.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from tlkit._files import image_problem, read_file
 from tlkit._validation import check_choice
-from tlkit.errors import DatasetError, InvalidArgumentError
+from tlkit.errors import DatasetError, FileLimitError, InvalidArgumentError
 
 __all__ = [
     "SUPPORTED_FORMATS",
@@ -214,8 +218,9 @@ def inspect_file(path: str | os.PathLike[str], verify: bool = True) -> FileInfo:
 
 def _inspect(path: str, verify: bool) -> FileInfo:
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_file(path)
+    except FileLimitError as exc:
+        raise _Skip(exc.reason) from None
     except OSError as exc:
         raise _Skip(f"cannot read file: {exc.strerror or exc}") from None
     if not data:
@@ -232,6 +237,9 @@ def _inspect(path: str, verify: bool) -> FileInfo:
             if fmt == "BMP":
                 _check_bmp(data)
             width, height = im.size
+            problem = image_problem(width, height, fmt)
+            if problem is not None:
+                raise _Skip(problem)
             orientation = 1
             if fmt == "JPEG":
                 tag = im.getexif().get(_EXIF_ORIENTATION, 1)
