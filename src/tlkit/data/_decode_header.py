@@ -118,7 +118,8 @@ def png_decode(data: tf.Tensor) -> tf.Tensor:
 
     def rgb(dtype: tf.DType, scale: float):
         def fn() -> tf.Tensor:
-            return tf.cast(tf.io.decode_png(data, channels=3, dtype=dtype), tf.float32) * scale
+            x = tf.cast(tf.io.decode_png(data, channels=3, dtype=dtype), tf.float32)
+            return x if scale == 1.0 else x * scale
 
         return fn
 
