@@ -32,6 +32,7 @@ LAYERS: dict[str, int] = {
     "tlkit._validation": 0,
     "tlkit.protocols": 0,
     "tlkit._version": 0,
+    "tlkit._files": 0,
     "tlkit.data": 1,
     "tlkit.datasets": 1,
     "tlkit.augment": 2,

@@ -11,6 +11,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from tlkit._files import open_image
+
 __all__ = ["SCHEMA", "AuditReport", "LabelIssue", "NearDuplicate", "SmallImage"]
 
 #: Identifier and version of the JSON layout written by :meth:`AuditReport.to_json`.
@@ -413,10 +415,10 @@ def _html_more(n: int) -> str:
 
 
 def _thumbnail_data_uri(path: Path, size: int) -> str:
-    from PIL import Image, ImageOps
+    from PIL import ImageOps
 
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             im.draft("RGB", (size * 2, size * 2))
             im = ImageOps.exif_transpose(im).convert("RGB")
             im.thumbnail((size, size))
