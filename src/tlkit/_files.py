@@ -133,8 +133,8 @@ def file_problem(path: str | os.PathLike[str], max_bytes: int | None = None) -> 
         st = os.stat(p)
     except OSError as exc:
         if link:
-            return f"broken symlink or symlink loop ({exc.strerror or exc})"
-        return f"cannot read file ({exc.strerror or exc})"
+            return f"cannot read file: broken symlink or symlink loop ({exc.strerror or exc})"
+        return f"cannot read file: {exc.strerror or exc}"
     if not stat.S_ISREG(st.st_mode):
         what = _kind(st.st_mode)
         return f"not a regular file: {'a symlink to ' if link else ''}{what}"

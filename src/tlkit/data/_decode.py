@@ -330,6 +330,7 @@ def decode_checked(
     Pillow's pixels, alpha composited over white.
     """
     _check_policy(policy)
+    most = int(_files.limit("MAX_IMAGE_PIXELS"))
     target = tf.constant(size, tf.int32)
     o = tf.cast(orientation, tf.int32)
     stored_target = tf.where(_swaps_axes(o), tf.reverse(target, [0]), target)
@@ -348,7 +349,7 @@ def decode_checked(
         [
             lambda: _jpeg(data, stored_target, policy),
             then_resize(png_decode),
-            then_resize(gif_first_frame),
+            then_resize(lambda d: gif_first_frame(d, most)),
             then_resize(_bmp),
             then_resize(_fail),
         ],

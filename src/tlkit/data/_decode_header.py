@@ -140,21 +140,27 @@ def png_decode(data: tf.Tensor) -> tf.Tensor:
     return tf.switch_case(index, branches)
 
 
-def _first_frame(data: bytes | np.ndarray) -> np.ndarray:
+def _first_frame(data: bytes | np.ndarray, max_pixels: int) -> np.ndarray:
     from PIL import Image
 
     raw = data.item() if isinstance(data, np.ndarray) else data
     with Image.open(io.BytesIO(raw)) as im:
+        # Pillow grows the size when the first frame reaches past the logical screen.
+        if im.size[0] * im.size[1] > max_pixels:
+            raise ValueError(f"GIF frame of {im.size[0]}x{im.size[1]} is over {max_pixels} pixels")
         return np.asarray(im.convert("RGB"), dtype=np.uint8)
 
 
-def gif_first_frame(data: tf.Tensor) -> tf.Tensor:
+def gif_first_frame(data: tf.Tensor, max_pixels: int) -> tf.Tensor:
     """The first frame of a (possibly animated) GIF as ``uint8 (H, W, 3)``, as Pillow gives it.
 
     Decoded with Pillow: ``tf.io.decode_gif`` decodes every frame (a 200-frame
     1000x1000 GIF of 369 KB would take 600 MB). The caller checks the logical
-    screen size against the pixel limit first.
+    screen size against the pixel limit first; a first frame that reaches past
+    the screen is checked here against ``max_pixels``.
     """
-    image = tf.numpy_function(_first_frame, [data], tf.uint8, stateful=False)
+    image = tf.numpy_function(
+        lambda raw: _first_frame(raw, max_pixels), [data], tf.uint8, stateful=False
+    )
     image.set_shape([None, None, 3])
     return image
