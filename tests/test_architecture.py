@@ -34,6 +34,7 @@ LAYERS: dict[str, int] = {
     "tlkit.protocols": 0,
     "tlkit._version": 0,
     "tlkit._escape": 0,
+    "tlkit._files": 0,
     "tlkit.data": 1,
     "tlkit.datasets": 1,
     "tlkit.augment": 2,

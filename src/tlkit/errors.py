@@ -30,6 +30,7 @@ __all__ = [
     "DatasetError",
     "ExportCheckError",
     "ExportError",
+    "FileLimitError",
     "ImageDecodeError",
     "InvalidArgumentError",
     "LabelConflictError",
@@ -150,3 +151,15 @@ class ComparisonError(TlkitError, ValueError):
     (:func:`~tlkit.compare.bootstrap_ci`, ...); the message names the argument
     and what to do.
     """
+
+
+class FileLimitError(TlkitError, ValueError):
+    """A file was refused before it was read or decoded: it is not a regular file, or
+    it is over a documented limit (bytes, pixels, aspect ratio). The message names
+    the file, the limit and how to change it; ``.path`` is the file and ``.reason`` the short reason.
+    """
+
+    def __init__(self, message: str, path: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.path = path
+        self.reason = reason or message

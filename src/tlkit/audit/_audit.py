@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from tlkit._files import open_image
 from tlkit._validation import (
     check_bool,
     check_int,
@@ -282,7 +283,7 @@ def load_images(
         from PIL import Image, ImageOps
 
         try:
-            with Image.open(path) as im:
+            with open_image(path) as im:
                 im.draft("RGB", (size * 2, size * 2))
                 im = ImageOps.exif_transpose(im).convert("RGB")
                 return np.asarray(im.resize((size, size), Image.BILINEAR), dtype=np.uint8)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tlkit._escape import md_cell, md_fence
+from tlkit._files import open_image
 
 __all__ = ["SCHEMA", "AuditReport", "LabelIssue", "NearDuplicate", "SmallImage"]
 
@@ -412,10 +413,10 @@ def _html_more(n: int) -> str:
 
 
 def _thumbnail_data_uri(path: Path, size: int) -> str:
-    from PIL import Image, ImageOps
+    from PIL import ImageOps
 
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             im.draft("RGB", (size * 2, size * 2))
             im = ImageOps.exif_transpose(im).convert("RGB")
             im.thumbnail((size, size))

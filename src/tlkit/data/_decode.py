@@ -1,9 +1,11 @@
-"""In-graph image decoding for the input pipeline: TensorFlow ops only, no Python per image.
+"""In-graph image decoding for the input pipeline: TensorFlow ops (GIFs: Pillow, first frame).
 
 One function, :func:`load_image`, turns a file path and its stored EXIF
 orientation into an upright ``uint8`` image of the requested size:
 
 1. read the file and pick the decoder from the first bytes (JPEG, PNG, GIF, BMP);
+   check the size in the header against the limits of :mod:`tlkit._files`
+   (pixels, aspect ratio for ``"crop"``) before anything is decoded;
 2. JPEG: choose the largest DCT scale (1/2, 1/4, 1/8) that still gives at least
    the size needed, and let libjpeg decode at that scale (a 4000x3000 photo is
    decoded as 500x375 when the target is 224);
@@ -19,12 +21,23 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from tlkit import _files
 from tlkit._validation import check_choice
+from tlkit.data._decode_header import (
+    format_index,
+    gif_first_frame,
+    png_decode,
+    stored_size,
+    u32,
+)
 
 __all__ = [
     "RESIZE_POLICIES",
+    "decode_checked",
     "decode_error_message",
     "jpeg_ratio",
+    "limit_message",
+    "limit_problem",
     "load_image",
     "orient",
     "resize_with_policy",
@@ -189,28 +202,6 @@ def _check_policy(policy: str) -> None:
 # -- decoders ------------------------------------------------------------------------------
 
 
-def _u32(data: tf.Tensor, offset: int) -> tf.Tensor:
-    raw = tf.io.decode_raw(tf.strings.substr(data, offset, 4), tf.uint8)
-    raw = tf.cast(tf.pad(raw, [[0, 4 - tf.shape(raw)[0]]]), tf.int64)
-    return tf.cast(raw[0] + raw[1] * 256 + raw[2] * 65536 + raw[3] * 16777216, tf.int32)
-
-
-def _u16(data: tf.Tensor, offset: int) -> tf.Tensor:
-    raw = tf.io.decode_raw(tf.strings.substr(data, offset, 2), tf.uint8)
-    raw = tf.cast(tf.pad(raw, [[0, 2 - tf.shape(raw)[0]]]), tf.int32)
-    return raw[0] + raw[1] * 256
-
-
-def _format_index(data: tf.Tensor) -> tf.Tensor:
-    """0 JPEG, 1 PNG, 2 GIF, 3 BMP, 4 anything else."""
-    head = tf.strings.substr(data, 0, 4)
-    is_jpeg = tf.strings.substr(head, 0, 3) == b"\xff\xd8\xff"
-    is_png = head == b"\x89PNG"
-    is_gif = head == b"GIF8"
-    is_bmp = tf.strings.substr(head, 0, 2) == b"BM"
-    return tf.where(is_jpeg, 0, tf.where(is_png, 1, tf.where(is_gif, 2, tf.where(is_bmp, 3, 4))))
-
-
 def jpeg_ratio(
     height: tf.Tensor | int, width: tf.Tensor | int, target: tf.Tensor, policy: str
 ) -> tf.Tensor:
@@ -251,26 +242,13 @@ def _jpeg(data: tf.Tensor, target: tf.Tensor, policy: str) -> tf.Tensor:
     return tf.switch_case(index, [branch(r) for r in _JPEG_RATIOS])
 
 
-def _png(data: tf.Tensor) -> tf.Tensor:
-    """8- or 16-bit PNG, any colour type, to float RGB in [0, 255]; alpha over white."""
-    rgba = tf.cast(tf.io.decode_png(data, channels=4, dtype=tf.uint16), tf.float32)
-    rgb = rgba[..., :3] * (1.0 / 257.0)
-    alpha = rgba[..., 3:] * (1.0 / 65535.0)
-    return rgb * alpha + 255.0 * (1.0 - alpha)
-
-
-def _gif(data: tf.Tensor) -> tf.Tensor:
-    """First frame of a (possibly animated) GIF."""
-    return tf.io.decode_gif(data)[0]
-
-
 def _bmp(data: tf.Tensor) -> tf.Tensor:
     """24/32-bit BMP (the fourth byte is ignored, as Pillow does) or 8-bit with a palette."""
     image = tf.io.decode_bmp(data, channels=0)
 
     def palette() -> tf.Tensor:
-        start = 14 + _u32(data, 14)
-        length = tf.maximum(_u32(data, 10) - start, 0)
+        start = 14 + u32(data, 14)
+        length = tf.maximum(u32(data, 10) - start, 0)
         table = tf.io.decode_raw(tf.strings.substr(data, start, length), tf.uint8)
         n = tf.shape(table)[0] // 4
         table = tf.reverse(tf.reshape(table[: n * 4], (n, 4))[:, :3], [1])  # BGRx -> RGB
@@ -290,16 +268,69 @@ def _fail(data: tf.Tensor) -> tf.Tensor:
         return tf.zeros((1, 1, 3), tf.uint8)
 
 
-def load_image(
-    path: tf.Tensor, orientation: tf.Tensor, size: tuple[int, int], policy: str
+def limit_problem(
+    data: tf.Tensor, orientation: tf.Tensor, size: tuple[int, int], policy: str
 ) -> tf.Tensor:
-    """Read, decode, resize and turn upright one image file: ``uint8 (H, W, 3)``.
+    """0 when the image in ``data`` is within tlkit's limits, else 1 (too many pixels)
+    or 2 (aspect ratio over the crop limit); from the header, nothing decoded.
 
-    Raises a TensorFlow error (without the path) when the file cannot be read or
-    decoded; :func:`tlkit.data.to_dataset` turns that into an error naming the file.
+    The limits are :data:`tlkit._files.MAX_IMAGE_PIXELS` (JPEGs count at the DCT
+    scale they are decoded at) and, for ``policy="crop"``,
+    :data:`tlkit._files.MAX_CROP_ASPECT_RATIO`, read when the graph is built.
+    """
+    most = int(_files.limit("MAX_IMAGE_PIXELS"))
+    ratio_cap = float(_files.limit("MAX_CROP_ASPECT_RATIO"))
+    fmt = format_index(data)
+    h, w = stored_size(data, fmt)
+    target = tf.constant(size, tf.int32)
+    o = tf.cast(orientation, tf.int32)
+    stored_target = tf.where(_swaps_axes(o), tf.reverse(target, [0]), target)
+
+    def jpeg_pixels() -> tf.Tensor:
+        hi = tf.cast(tf.minimum(h, 1 << 20), tf.int32)
+        wi = tf.cast(tf.minimum(w, 1 << 20), tf.int32)
+        r = tf.cast(jpeg_ratio(hi, wi, stored_target, policy), tf.int64)
+        return ((h + r - 1) // r) * ((w + r - 1) // r)
+
+    pixels = tf.cond(tf.equal(fmt, 0), jpeg_pixels, lambda: h * w)
+    code = tf.where(pixels > most, 1, 0)
+    if policy == "crop":
+        long, short = tf.maximum(h, w), tf.minimum(h, w)
+        steep = tf.cast(long, tf.float64) > ratio_cap * tf.cast(tf.maximum(short, 1), tf.float64)
+        code = tf.where(tf.equal(code, 0) & steep & (short > 0), 2, code)
+    return code
+
+
+def limit_message(code: int, path: tf.Tensor | str) -> tf.Tensor:
+    """The pipeline's error text for :func:`limit_problem` code 1 or 2, naming ``path``."""
+    if code == 1:
+        most = int(_files.limit("MAX_IMAGE_PIXELS"))
+        after = (
+            f"': the file is over the limit of {most:,} pixels per image decoded "
+            "(MAX_IMAGE_PIXELS; raise it with the environment variable TLKIT_MAX_IMAGE_PIXELS, "
+            "or make the image smaller)"
+        )
+    else:
+        most_ratio = _files.limit("MAX_CROP_ASPECT_RATIO")
+        after = (
+            f"': the file has an aspect ratio over the limit of {most_ratio:g}:1 for "
+            "resize='crop' (MAX_CROP_ASPECT_RATIO, environment variable "
+            "TLKIT_MAX_CROP_ASPECT_RATIO): use resize='pad' or 'stretch', or crop the file"
+        )
+    return tf.strings.join([_DECODE_ERROR + "cannot decode image file '", path, after])
+
+
+def decode_checked(
+    data: tf.Tensor, orientation: tf.Tensor, size: tuple[int, int], policy: str
+) -> tf.Tensor:
+    """Decode, resize and turn upright the file bytes ``data``: ``uint8 (H, W, 3)``.
+
+    The caller has checked :func:`limit_problem`. Animated GIFs give their first
+    frame only (decoded by Pillow); PNGs of every bit depth and colour type give
+    Pillow's pixels, alpha composited over white.
     """
     _check_policy(policy)
-    data = tf.io.read_file(path)
+    most = int(_files.limit("MAX_IMAGE_PIXELS"))
     target = tf.constant(size, tf.int32)
     o = tf.cast(orientation, tf.int32)
     stored_target = tf.where(_swaps_axes(o), tf.reverse(target, [0]), target)
@@ -314,11 +345,11 @@ def load_image(
         return fn
 
     image = tf.switch_case(
-        _format_index(data),
+        format_index(data),
         [
             lambda: _jpeg(data, stored_target, policy),
-            then_resize(_png),
-            then_resize(_gif),
+            then_resize(png_decode),
+            then_resize(lambda d: gif_first_frame(d, most)),
             then_resize(_bmp),
             then_resize(_fail),
         ],
@@ -329,3 +360,22 @@ def load_image(
     image = tf.cast(image + 0.5, tf.uint8)
     image.set_shape([size[0], size[1], 3])
     return image
+
+
+def load_image(
+    path: tf.Tensor, orientation: tf.Tensor, size: tuple[int, int], policy: str
+) -> tf.Tensor:
+    """Read, decode, resize and turn upright one image file: ``uint8 (H, W, 3)``.
+
+    Raises a TensorFlow error (without the path) when the file cannot be read or
+    decoded, or is over a limit of :mod:`tlkit._files` (checked from the header
+    before decoding); :func:`tlkit.data.to_dataset` turns that into an error
+    naming the file. The caller checks that ``path`` is a regular file.
+    """
+    _check_policy(policy)
+    data = tf.io.read_file(path)
+    code = limit_problem(data, orientation, size, policy)
+    check = tf.debugging.Assert(tf.equal(code, 0), ["image over a tlkit limit:", code])
+    with tf.control_dependencies([check]):
+        data = tf.identity(data)
+    return decode_checked(data, orientation, size, policy)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-import os
 import re
 from collections.abc import Iterator
 
+from tlkit._files import file_problem
 from tlkit.errors import ImageDecodeError
 
 __all__ = ["as_decode_error", "check_exists", "decode_errors"]
@@ -25,8 +25,15 @@ _ERROR_RE = re.compile(
 )
 
 
-def check_exists(paths: list[str]) -> None:
-    """Raise :class:`~tlkit.errors.ImageDecodeError` naming the files of ``paths`` that are missing.
+def check_exists(paths: list[str], missing_ok: bool = False) -> None:
+    """Raise :class:`~tlkit.errors.ImageDecodeError` naming the files of ``paths`` that
+    are missing, or that the pipeline must not read.
+
+    Each path is checked with ``os.stat`` only (:func:`tlkit._files.file_problem`),
+    never opened: a named pipe, socket or device (or a symlink to one), a folder,
+    or a file over :data:`tlkit._files.MAX_FILE_BYTES` is refused with its reason,
+    whatever ``missing_ok`` says (reading one would hang or exhaust memory).
+    Missing files are refused unless ``missing_ok``.
 
     Examples
     --------
@@ -35,9 +42,25 @@ def check_exists(paths: list[str]) -> None:
     Traceback (most recent call last):
     ...
     tlkit.errors.ImageDecodeError: 1 image file(s) of the split are missing: '/no/such/file.png'. Restore them, or make a new split.
+    >>> check_exists(["/dev/zero"], missing_ok=True)
+    Traceback (most recent call last):
+    ...
+    tlkit.errors.ImageDecodeError: refused to read image file '/dev/zero': not a regular file: a character device. Remove it from the split, or replace it with the image file.
     """
-    missing = [p for p in paths if not os.path.isfile(p)]
-    if missing:
+    missing = []
+    for p in paths:
+        reason = file_problem(p)
+        if reason is None:
+            continue
+        if not reason.startswith("missing"):
+            err = ImageDecodeError(
+                f"refused to read image file {p!r}: {reason}. Remove it from the split, or "
+                "replace it with the image file."
+            )
+            err.path = p  # type: ignore[attr-defined]
+            raise err
+        missing.append(p)
+    if missing and not missing_ok:
         shown = ", ".join(repr(p) for p in missing[:5])
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         err = ImageDecodeError(

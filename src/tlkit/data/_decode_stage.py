@@ -26,14 +26,22 @@ def decode_stage(
     element carries its position and the path of the element before it, and
     an end marker closes the stream. When a position is skipped, the file
     before the first element that did arrive failed: the scan raises an error
-    naming it, saying whether it is missing or undecodable. The successful
-    path costs one counter per image.
+    naming it, saying whether it is missing or undecodable. An image over a
+    limit of :mod:`tlkit._files` (pixels, crop aspect ratio) is not decoded:
+    the header is checked first and the scan raises an error naming the file
+    and the limit. The successful path costs one counter per image.
     """
     import tensorflow as tf
 
-    from tlkit.data._decode import decode_error_message, load_image
+    from tlkit.data._decode import (
+        decode_checked,
+        decode_error_message,
+        limit_message,
+        limit_problem,
+    )
 
     end = tf.data.Dataset.from_tensors((tf.constant(""), tf.constant(1), tf.constant(-1)))
+    blank = tf.zeros((size[0], size[1], 3), tf.uint8)
 
     def number(state: tuple[tf.Tensor, tf.Tensor], element: tuple[tf.Tensor, ...]):
         position, previous = state
@@ -41,15 +49,21 @@ def decode_stage(
         return (position + 1, path), (position, previous, path, orientation, label)
 
     def decode(position, previous, path, orientation, label):
-        image = tf.cond(
-            label >= 0,
-            lambda: load_image(path, orientation, size, policy),
-            lambda: tf.zeros((size[0], size[1], 3), tf.uint8),
-        )
-        return position, previous, image, label
+        def read() -> tuple[tf.Tensor, tf.Tensor]:
+            data = tf.io.read_file(path)
+            code = limit_problem(data, orientation, size, policy)
+            image = tf.cond(
+                tf.equal(code, 0),
+                lambda: decode_checked(data, orientation, size, policy),
+                lambda: blank,
+            )
+            return image, code
+
+        image, code = tf.cond(label >= 0, read, lambda: (blank, tf.constant(0)))
+        return position, previous, path, image, label, code
 
     def check(expected: tf.Tensor, element: tuple[tf.Tensor, ...]):
-        position, previous, image, label = element
+        position, previous, path, image, label, code = element
 
         def fail() -> tf.Tensor:
             readable = (
@@ -66,7 +80,17 @@ def decode_stage(
             with tf.control_dependencies([tf.debugging.Assert(False, [message], summarize=1)]):
                 return tf.identity(image)
 
+        def over(kind: int):
+            def fn() -> tf.Tensor:
+                message = limit_message(kind, path)
+                assertion = tf.debugging.Assert(False, [message], summarize=1)
+                with tf.control_dependencies([assertion]):
+                    return tf.identity(image)
+
+            return fn
+
         image = tf.cond(tf.equal(position, expected), lambda: image, fail)
+        image = tf.switch_case(code, [lambda: image, over(1), over(2)])
         return position + 1, (image, label)
 
     ds = ds.concatenate(end).scan((tf.constant(0, tf.int64), tf.constant("")), number)

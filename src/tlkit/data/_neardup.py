@@ -24,6 +24,7 @@ from itertools import combinations
 
 import numpy as np
 
+from tlkit._files import open_image
 from tlkit._validation import check_int, check_number
 from tlkit.errors import InvalidArgumentError, MissingDependencyError
 
@@ -84,10 +85,10 @@ def perceptual_hash(image: object, hash_size: int = DEFAULT_HASH_SIZE) -> np.nda
 
 
 def _load_for_hash(path: str, hash_size: int) -> np.ndarray | str:
-    from PIL import Image, ImageOps
+    from PIL import ImageOps
 
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             side = hash_size * 16  # imagehash resizes to hash_size * 4; decode at 4x that
             im.draft("L", (side, side))  # JPEG: decode at a reduced DCT scale
             im = ImageOps.exif_transpose(im)

@@ -133,7 +133,12 @@ def to_dataset(
         with a file cache.
     check_files : bool
         Check that every file exists before building the dataset, and raise
-        :class:`~tlkit.errors.ImageDecodeError` naming the missing ones.
+        :class:`~tlkit.errors.ImageDecodeError` naming the missing ones. Either
+        way, every path is checked with ``os.stat`` (never opened) and a named
+        pipe, socket, device, folder or file over ``MAX_FILE_BYTES`` raises
+        ``ImageDecodeError`` with the reason; images over the pixel or crop
+        aspect-ratio limits raise ``ImageDecodeError`` naming the file and the
+        limit when they are reached (see "Security and limits" in the docs).
 
     Returns
     -------
@@ -200,8 +205,7 @@ def to_dataset(
             stacklevel=3,
         )
     paths = sample_paths(source.root, source.samples)
-    if check_files:
-        check_exists(paths)
+    check_exists(paths, missing_ok=not check_files)
     n = len(paths)
     parallel = tf.data.AUTOTUNE if num_parallel_calls is None else num_parallel_calls
     labels = sample_labels(source.samples)

@@ -1,7 +1,10 @@
 """Find the image files of a folder-per-class tree and check that each decodes.
 
 Nothing is dropped silently: every file that does not become a sample is
-returned as a :class:`SkippedFile` with the reason.
+returned as a :class:`SkippedFile` with the reason. Files are read through
+:mod:`tlkit._files`: a named pipe, socket or device (or a symlink to one) is
+skipped with that reason without being opened, and files and images over the
+documented limits are skipped naming the limit.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from tlkit._files import image_problem, read_file
 from tlkit._validation import check_choice
-from tlkit.errors import DatasetError, InvalidArgumentError
+from tlkit.errors import DatasetError, FileLimitError, InvalidArgumentError
 
 __all__ = [
     "SUPPORTED_FORMATS",
@@ -97,8 +101,20 @@ def list_class_tree(
     files : list of (relative path, class name)
         Candidate files, sorted by relative path (forward slashes).
     skipped : list of SkippedFile
-        Hidden files and folders, files outside any class folder, symlink loops
-        and unreadable folders.
+        Hidden files and folders, files outside any class folder, broken
+        symlinks, symlink loops and unreadable folders.
+
+    Raises
+    ------
+    DatasetError
+        A symlinked class folder leads to another class folder of the tree.
+
+    Notes
+    -----
+    Symlinks are followed: a symlinked class folder or sub-folder is scanned
+    (loops are skipped), a symlinked file is read when its target is a regular
+    file (:mod:`tlkit._files`); a symlink to a pipe, socket or device is skipped
+    with that reason, never opened.
 
     Examples
     --------
@@ -121,13 +137,39 @@ def list_class_tree(
             skipped.append(SkippedFile(entry.name, what))
         elif entry.is_dir():
             classes.append(entry.name)
+        elif entry.is_symlink() and not os.path.exists(entry.path):
+            skipped.append(SkippedFile(entry.name, "broken symlink (its target does not exist)"))
         else:
             skipped.append(SkippedFile(entry.name, "not inside a class folder (move it into one)"))
+    _check_linked_classes(root, classes)
     for cls in classes:
         _walk_class(root, cls, files, skipped)
     files.sort()
     skipped.sort(key=lambda s: s.path)
     return classes, files, skipped
+
+
+def _check_linked_classes(root: Path, classes: list[str]) -> None:
+    """Refuse a symlinked class folder that leads into (or around) another class folder.
+
+    Symlinked class folders are followed (``cat -> /data/cats``). But a link to
+    another class folder of the same tree would give every image two labels,
+    and the splitter would drop them all as conflicts ("0 images"): say so.
+    """
+    real = {c: os.path.realpath(os.path.join(root, c)) for c in classes}
+    for cls in classes:
+        if not os.path.islink(os.path.join(root, cls)):
+            continue
+        for other in classes:
+            a, b = real[cls], real[other]
+            if other == cls or not (a == b or a.startswith(b + os.sep) or b.startswith(a + os.sep)):
+                continue
+            raise DatasetError(
+                f"class folder {cls!r} in {str(root)!r} is a symlink to {a!r}, which "
+                f"{'is' if a == b else 'overlaps'} class folder {other!r} ({b!r}): the same "
+                "images would carry two labels. Remove the symlink, or point it at a folder "
+                "outside the other classes."
+            )
 
 
 def _count_files(path: str) -> int:
@@ -214,8 +256,9 @@ def inspect_file(path: str | os.PathLike[str], verify: bool = True) -> FileInfo:
 
 def _inspect(path: str, verify: bool) -> FileInfo:
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_file(path)
+    except FileLimitError as exc:
+        raise _Skip(exc.reason) from None
     except OSError as exc:
         raise _Skip(f"cannot read file: {exc.strerror or exc}") from None
     if not data:
@@ -232,6 +275,9 @@ def _inspect(path: str, verify: bool) -> FileInfo:
             if fmt == "BMP":
                 _check_bmp(data)
             width, height = im.size
+            problem = image_problem(width, height, fmt)
+            if problem is not None:
+                raise _Skip(problem)
             orientation = 1
             if fmt == "JPEG":
                 tag = im.getexif().get(_EXIF_ORIENTATION, 1)

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from tlkit._files import check_file
 from tlkit._validation import type_name
 from tlkit.data import Sample, SplitPart
 from tlkit.errors import ArgumentTypeError, ScheduleError
@@ -158,8 +159,9 @@ def paths_part(paths: Sequence[str | os.PathLike[str]]) -> SplitPart:
     samples = []
     for p in paths:
         path = Path(p).resolve()
-        if not path.is_file():
+        if not os.path.lexists(path):
             raise FileNotFoundError(f"image file not found: {p}")
+        check_file(path)  # a pipe or device is refused here, never opened
         orientation = 1
         try:
             with Image.open(path) as im:
