@@ -81,4 +81,5 @@ def test_a_model_with_an_empty_class_name_is_refused(hostile, capsys) -> None:
     assert captured.out == ""  # no blank row
     err = captured.err.strip().splitlines()[-1]
     assert err.startswith("tlkit predict: error:")
-    assert "blank.keras" in err and "empty name" in err
+    # refused when the model file is read (its class_names field), naming the file
+    assert "blank.keras" in err and "class_names[0]" in err
