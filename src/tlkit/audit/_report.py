@@ -11,6 +11,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from tlkit._atomic import atomic_write_text
+
 __all__ = ["SCHEMA", "AuditReport", "LabelIssue", "NearDuplicate", "SmallImage"]
 
 #: Identifier and version of the JSON layout written by :meth:`AuditReport.to_json`.
@@ -384,9 +386,7 @@ class AuditReport:
             ("audit.md", self.to_markdown() + "\n"),
             ("audit.json", self.to_json() + "\n"),
         ):
-            p = d / name
-            p.write_text(text, encoding="utf-8")
-            out.append(p)
+            out.append(atomic_write_text(d / name, text))
         return out
 
 
