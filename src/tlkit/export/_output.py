@@ -98,6 +98,7 @@ def _check_targets(
     if format == "saved_model":
         _refuse_cwd(path)
     found: list[str] = []  # what is there and would be replaced
+    model_found = False  # a model file, or a non-empty SavedModel folder
     model_st = _lstat(path)
     if model_st is not None:
         if stat.S_ISLNK(model_st.st_mode):
@@ -106,10 +107,12 @@ def _check_targets(
             if not stat.S_ISDIR(model_st.st_mode):
                 raise ExportError(_never(path, "a file (a SavedModel is a folder)"))
             if any(os.scandir(path)):
+                model_found = True
                 found.append(f"{str(path)!r} (a folder that is not empty)")
         elif not stat.S_ISREG(model_st.st_mode):
             raise ExportError(_never(path, "a folder or special file"))
         else:
+            model_found = True
             found.append(repr(str(path)))
     labels_st = _lstat(labels)
     labels_differ = False
@@ -136,13 +139,13 @@ def _check_targets(
             "(tlkit export --overwrite) to replace a previous tlkit export there, or choose "
             "another path. tlkit never replaces files it did not write"
         )
-    why = _not_ours(path, format, labels, labels_differ, model_st is not None)
+    why = _not_ours(path, format, labels, labels_differ, model_found)
     if why:
         raise ExportError(
             f"{str(path)!r} is not a previous tlkit export ({why}); even with overwrite=True "
             "tlkit replaces only its own exports: move it away or choose another path"
         )
-    return model_st is not None
+    return model_found
 
 
 def _not_ours(

@@ -176,6 +176,7 @@ class ExportedModel:
         self._batch = -1
         loader = {"litert": self._load_litert, "onnx": self._load_onnx}
         loader.get(self.format, self._load_saved_model)(num_threads)
+        self._onnx_bytes = None  # the session holds the model now
 
     def __repr__(self) -> str:
         return (
