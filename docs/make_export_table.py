@@ -72,6 +72,7 @@ def main() -> None:
             representative=split.train,
             check_data=split.test,
             min_agreement=0.0,  # report every figure, do not refuse
+            overwrite=True,  # a rerun replaces this script's own earlier exports
         )
         print(report.summary(), file=sys.stderr)
         reports.append(report)

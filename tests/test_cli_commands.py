@@ -193,3 +193,60 @@ def test_train_strategy_mirrored_and_multiworker_argument(trained, monkeypatch) 
     assert "TF_CONFIG is not a cluster description" in line
     proc = tlkit("train", *args[:-2], "--strategy", "ring", "-o", str(out))
     assert proc.returncode == 2 and "invalid choice: 'ring'" in proc.stderr
+
+
+# -- issue 18: every format from a model on disk; nothing replaced; untrusted models refused ----
+
+
+@pytest.mark.parametrize("fmt", ["litert", "onnx", "saved_model"])
+def test_export_every_format_from_the_saved_model(trained, fmt, tmp_path: Path, capsys) -> None:
+    """``tlkit export`` loads the .keras file (a model never called) and exports every format."""
+    from tlkit.export import FORMATS
+
+    assert fmt in FORMATS and len(FORMATS) == 3  # a new format needs a case here
+    if fmt == "onnx":
+        pytest.importorskip("tf2onnx")
+    out = tmp_path / {"litert": "m.tflite", "onnx": "m.onnx", "saved_model": "m_saved_model"}[fmt]
+    argv = ["export", str(trained["model"]), "--format", fmt, "--check", str(trained["manifest"])]
+    assert main([*argv, "-o", str(out)]) == 0, capsys.readouterr().err[-2000:]
+    report = json.loads(capsys.readouterr().out)
+    assert report["format"] == fmt and report["agreement"] >= 0.98 and report["n_checked"] == 12
+    labels = out.with_name(out.stem + ".labels.txt")
+    assert labels.read_text().split() == ["blue", "green", "red"]
+    # again: refused without --overwrite (naming it), replaced with it
+    before = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    assert main([*argv, "-o", str(out)]) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == before
+    assert main([*argv, "-o", str(out), "--overwrite"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(before)
+
+
+def test_export_dash_o_dot_leaves_the_working_folder(trained, tmp_path: Path, monkeypatch, capsys):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "thesis.tex").write_text("three years of work")
+    monkeypatch.chdir(work)
+    for extra in ([], ["--overwrite"]):
+        argv = ["export", str(trained["model"]), "--format", "saved_model", "-o", ".", *extra]
+        assert main(argv) == 1
+        assert "working folder" in capsys.readouterr().err
+    assert [p.name for p in work.iterdir()] == ["thesis.tex"]
+    assert (work / "thesis.tex").read_text() == "three years of work"
+
+
+def test_compare_and_predict_refuse_an_untrusted_saved_model(trained, tmp_path: Path, capsys):
+    from test_export_safety import evil_saved_model
+
+    written = tmp_path / "written.txt"
+    evil = evil_saved_model(tmp_path / "evil_sm", written, size=32, classes=3)
+    image = sorted((trained["root"] / "red").iterdir())[0]
+    compare = ["compare", str(trained["manifest"]), "--exported", str(evil), "--n-boot", "0"]
+    assert main([*compare, "-o", str(tmp_path / "report")]) == 1
+    err = capsys.readouterr().err
+    assert "--trust-model" in err and "SavedModel" in err
+    assert main(["predict", str(evil), str(image)]) == 1  # predict takes .keras files only
+    capsys.readouterr()
+    assert not written.exists() and not (tmp_path / "report").exists()
+    assert main([*compare, "--trust-model", "-o", str(tmp_path / "report")]) == 0
+    assert written.is_file()  # it ran: what --trust-model allows

@@ -38,11 +38,13 @@ __all__ = [
     "ManifestMismatchError",
     "MissingDependencyError",
     "ModelFileError",
+    "OutputPathError",
     "ScheduleError",
     "SmallClassError",
     "TlkitError",
     "TrainingDivergedError",
     "UnsafeCheckpointError",
+    "UntrustedModelError",
     "WeightsFileError",
     "WeightsUnavailableError",
 ]
@@ -163,3 +165,21 @@ class FileLimitError(TlkitError, ValueError):
         super().__init__(message)
         self.path = path
         self.reason = reason or message
+
+
+class OutputPathError(TlkitError, FileExistsError):
+    """An output path holds something tlkit will not replace (a folder, link or another tool's file).
+
+    tlkit writes every file atomically and only over its own earlier output;
+    the message names the path and what is there.
+    """
+
+
+class UntrustedModelError(ExportError):
+    """An exported model can run code or read files when loaded, and ``trust=True`` was not given.
+
+    A SavedModel's graph may call any TensorFlow op (``tf.io.write_file`` ...),
+    a LiteRT file may hold custom or select-TensorFlow ops, an ONNX file may
+    read external data files. Pass ``trust=True`` (``--trust-model``) only for a
+    model from a source you trust.
+    """

@@ -11,6 +11,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from tlkit._atomic import atomic_write_text
 from tlkit._escape import md_cell, md_fence
 from tlkit._files import open_image
 
@@ -387,9 +388,7 @@ class AuditReport:
             ("audit.md", self.to_markdown() + "\n"),
             ("audit.json", self.to_json() + "\n"),
         ):
-            p = d / name
-            p.write_text(text, encoding="utf-8")
-            out.append(p)
+            out.append(atomic_write_text(d / name, text))
         return out
 
 

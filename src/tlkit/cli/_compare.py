@@ -35,6 +35,13 @@ def add_parser(sub: Any) -> None:
         metavar="FILE",
         help="exported .tflite/.onnx files (or SavedModel folders) as rows of their own",
     )
+    p.add_argument(
+        "--trust-model",
+        action="store_true",
+        help="load --exported files that can run code or read files: SavedModel folders "
+        "(their graph runs any TensorFlow op), LiteRT files with custom or select-TF ops, "
+        "ONNX files with external data. Only for models from a source you trust",
+    )
     p.add_argument("-o", "--out", type=Path, required=True, help="report folder (created)")
     p.add_argument(
         "--part",
@@ -83,16 +90,18 @@ def run(args: argparse.Namespace) -> int:
     comparator = ModelComparator(
         part, n_boot=args.n_boot, seed=args.seed, baseline_labels=split.train.labels
     )
+    # Exported files are opened first, so one refused (e.g. untrusted) fails before predicting.
+    exported = [ExportedModel(path, trust=args.trust_model) for path in args.exported]
     taken: set[str] = set()
     for path in args.models:
         tuner = load_model(path)
         name = _row_name(path, taken)
         log(f"predicting {len(part)} {args.part} images with {name}")
         comparator.add(name, tuner)
-    for path in args.exported:
+    for path, model in zip(args.exported, exported, strict=True):
         name = _row_name(path, taken, exported=True)
         log(f"predicting {len(part)} {args.part} images with {name} (exported)")
-        comparator.add_exported(name, ExportedModel(path))
+        comparator.add_exported(name, model)
     report = comparator.run()
     written = report.save(args.out)
     for w in report.warnings:

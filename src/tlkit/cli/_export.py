@@ -74,6 +74,12 @@ def add_parser(sub: Any) -> None:
         "-o", "--out", type=Path, default=None, help="output path (default: beside MODEL)"
     )
     p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a previous tlkit export at the output path (anything else there is "
+        "refused, and nothing is replaced without this flag)",
+    )
+    p.add_argument(
         "--skip-missing",
         action="store_true",
         help="leave out manifest files that are missing or changed instead of failing",
@@ -126,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
         representative=None if rep_split is None else rep_split.train,
         check_data=None if check_split is None else check_split.test,
         min_agreement=args.min_agreement,
+        overwrite=args.overwrite,
     )
     log(report.summary())
     print(json.dumps(report.to_dict(), indent=2))

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tlkit._atomic import atomic_write_bytes, atomic_write_text
 from tlkit.compare._format import unique_slugs
 from tlkit.compare._html import render_html
 from tlkit.compare._markdown import render_markdown
@@ -44,8 +45,7 @@ def save(report: ComparisonReport, directory: str | os.PathLike[str]) -> list[Pa
     figs = figures(report)
     written = []
     for fname, png in figs.values():
-        path = out / fname
-        path.write_bytes(png)
+        path = atomic_write_bytes(out / fname, png)
         written.append(path)
     images = {key: fname for key, (fname, _) in figs.items()}
     for fname, text in (
@@ -53,7 +53,6 @@ def save(report: ComparisonReport, directory: str | os.PathLike[str]) -> list[Pa
         ("report.json", report.to_json() + "\n"),
         ("report.html", render_html(report, figs)),
     ):
-        path = out / fname
-        path.write_text(text, encoding="utf-8")
+        path = atomic_write_text(out / fname, text)
         written.append(path)
     return written

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tlkit._atomic import atomic_write_text
 from tlkit._validation import check_choice, check_int
 from tlkit.data import _manifest, _manifest_trust
 from tlkit.data._manifest import MANIFEST_FORMAT, MANIFEST_VERSION, SPLIT_NAMES
@@ -198,9 +199,7 @@ class Split:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         data = self.to_dict(manifest_dir=path.parent)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
         return path
 
     @classmethod

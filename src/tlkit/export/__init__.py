@@ -9,7 +9,14 @@ difference, size and latency. A float export that agrees on fewer than 98%
 of the images raises :class:`~tlkit.errors.ExportCheckError` instead.
 
 :class:`ExportedModel` runs an exported file like a Keras model, e.g. as a row
-of a :class:`~tlkit.compare.ModelComparator` (``add_exported``).
+of a :class:`~tlkit.compare.ModelComparator` (``add_exported``). A file that can
+run code or read files when loaded (a SavedModel; a LiteRT file with custom or
+select-TensorFlow ops; an ONNX file with external data) is loaded only with
+``trust=True``.
+
+:func:`export` writes atomically and never over what it did not write: an
+existing export is replaced only with ``overwrite=True``, and only when it is
+tlkit's own (recognised by the marker tlkit writes with it).
 
 Needs ``pip install 'tlkit[export]'`` for ONNX (``tf2onnx``, ``onnx``,
 ``onnxruntime``) and for the ``ai-edge-litert`` interpreter (TensorFlow's

@@ -38,6 +38,7 @@ def check_export(
     min_agreement: float | None = None,
     batch_size: int = 32,
     latency_runs: int = 20,
+    trust: bool = False,
 ) -> ExportReport:
     """Run an exported file beside its Keras model on check data and compare predictions.
 
@@ -58,6 +59,11 @@ def check_export(
         ``"dynamic"`` and ``"int8"``).
     batch_size, latency_runs : int
         As in :func:`export`.
+    trust : bool
+        Load a file that can run code or read files when loaded (a SavedModel,
+        a LiteRT file with custom ops, an ONNX file with external data): see
+        :class:`ExportedModel`. Default ``False``: such a file is refused with
+        :class:`~tlkit.errors.UntrustedModelError`.
 
     Returns
     -------
@@ -90,6 +96,7 @@ def check_export(
         batch_size=batch_size,
         latency_runs=latency_runs,
         notes=(),
+        trust=trust,
     )
 
 
@@ -103,6 +110,7 @@ def check(
     batch_size: int,
     latency_runs: int,
     notes: Sequence[str],
+    trust: bool = False,
 ) -> ExportReport:
     check_int("batch_size", batch_size, minimum=1, error=ExportError)
     check_int("latency_runs", latency_runs, minimum=1, error=ExportError)
@@ -115,7 +123,7 @@ def check(
     )
     path = check_path("path", path)
     fmt = format_of(path)
-    exported = ExportedModel(path)
+    exported = ExportedModel(path, trust=trust)
     size = model_image_size(keras_model)
     if exported.image_size != size:
         raise ExportError(

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tlkit._validation import check_choice, check_int, check_number, check_path
+from tlkit._validation import check_bool, check_choice, check_int, check_number, check_path
 from tlkit.errors import ExportError
 from tlkit.export._check import check
 from tlkit.export._inputs import (
@@ -22,8 +21,9 @@ from tlkit.export._inputs import (
     model_image_size,
     unwrap,
 )
+from tlkit.export._output import write_export
 from tlkit.export._report import ExportReport
-from tlkit.export._runtime import labels_path, require, write_labels
+from tlkit.export._runtime import labels_text, require
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -48,6 +48,7 @@ def export(
     max_representative: int = 200,
     batch_size: int = 32,
     latency_runs: int = 20,
+    overwrite: bool = False,
 ) -> ExportReport:
     """Export a Keras model (or FineTuner) with Keras's own exporter, then check the file.
 
@@ -61,6 +62,11 @@ def export(
     The plain model is exported: test-time augmentation
     (``FineTuner.predict(..., tta=...)``) is not part of the file; an app that
     wants it averages the file's outputs over the views itself.
+
+    Everything is written atomically: the model, labels file and marker go to
+    temporary siblings first and are renamed into place only once all of them
+    are written, so a failed export (a converter error, a class name that
+    cannot go in the labels file) leaves a previous export exactly as it was.
 
     Then the exported file is loaded in its own runtime (the ``ai-edge-litert``
     interpreter, ONNX Runtime, TensorFlow) and run on ``check_data`` beside the
@@ -101,6 +107,17 @@ def export(
         Batch size when reading data and checking.
     latency_runs : int
         Timed batch-1 runs for the latency figures (median reported).
+    overwrite : bool
+        Replace a previous tlkit export at ``path`` (default ``False``: an
+        existing file, a non-empty folder or a labels file with other class
+        names there is refused). Even then only a previous tlkit export is
+        replaced, recognised by the marker tlkit writes with it
+        (``tlkit-export.json`` inside a SavedModel folder,
+        ``model.tflite.tlkit-export.json`` beside a file) and the SHA-256 of
+        the files it lists; a folder holding other files, a file changed
+        since, or anything without a marker is refused. A folder, link or
+        special file where a file goes (or the working folder as a
+        SavedModel) is never replaced.
 
     Returns
     -------
@@ -112,7 +129,8 @@ def export(
         The export agrees with the Keras model on fewer images than required;
         the message gives the figures and the file is left for inspection.
     tlkit.errors.ExportError
-        An invalid argument, or the converter failed.
+        An invalid argument, the converter failed, or something tlkit will not
+        replace is at ``path`` (the message names it).
     tlkit.errors.MissingDependencyError
         ``tf2onnx``, ``onnx`` or ``onnxruntime`` is missing for ONNX: install
         ``tlkit[export]``.
@@ -156,6 +174,7 @@ def export(
     check_number(
         "min_agreement", min_agreement, low=0.0, high=1.0, allow_none=True, error=ExportError
     )
+    overwrite = check_bool("overwrite", overwrite)
     size = model_image_size(keras_model)
     path = _output_path(check_path("path", path), format)
     if names is None:
@@ -165,29 +184,8 @@ def export(
     if format == "onnx":
         require("tf2onnx", "onnx", "onnxruntime", why="ONNX export")
 
-    kwargs: dict[str, Any] = {}
-    if format == "litert":
-        kwargs = _converter_options(quantize, representative, size, max_representative, batch_size)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    keras_format = "tf_saved_model" if format == "saved_model" else format
-    if format == "saved_model" and path.exists():
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
-    try:
-        with _quiet_converters():
-            keras_model.export(str(path), format=keras_format, verbose=False, **kwargs)
-    except (ImportError, ModuleNotFoundError) as exc:
-        raise ExportError(f"{format} export needs a missing package: {exc}") from exc
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        hint = (
-            "; some layers have no int8 kernel: try quantize='dynamic'"
-            if quantize == "int8"
-            else ""
-        )
-        raise ExportError(f"{format} export of the model failed: {first}{hint}") from exc
-
-    notes: list[str] = []
     num_classes = int(keras_model.output_shape[-1])
+    notes: list[str] = []
     if names is None:
         names = [f"class_{i}" for i in range(num_classes)]
         notes.append("no class names were given: the labels file says class_0, class_1, ...")
@@ -196,8 +194,36 @@ def export(
         raise ExportError(
             f"{len(names)} class names {names} but the model has {num_classes} outputs"
         )
-    labels = labels_path(path)
-    write_labels(labels, names)
+    text = labels_text(names)  # a name that cannot go in the file is refused before writing
+
+    kwargs: dict[str, Any] = {}
+    if format == "litert":
+        kwargs = _converter_options(quantize, representative, size, max_representative, batch_size)
+    keras_format = "tf_saved_model" if format == "saved_model" else format
+    # A model loaded from a .keras file has never been called; the ONNX exporter refuses
+    # such a model, so call it once on a dummy batch of the input shape.
+    keras_model(np.zeros((1, *size, 3), np.float32), training=False)
+
+    def write_model(tmp: Path) -> None:
+        try:
+            with _quiet_converters():
+                keras_model.export(str(tmp), format=keras_format, verbose=False, **kwargs)
+        except (ImportError, ModuleNotFoundError) as exc:
+            raise ExportError(f"{format} export needs a missing package: {exc}") from exc
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            hint = (
+                "; some layers have no int8 kernel: try quantize='dynamic'"
+                if quantize == "int8"
+                else ""
+            )
+            raise ExportError(f"{format} export of the model failed: {first}{hint}") from exc
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"cannot create the folder of {str(path)!r}: {exc}") from None
+    write_export(path, format, text, write_model, overwrite=overwrite)
     return check(
         keras_model,
         path,
@@ -207,6 +233,7 @@ def export(
         batch_size=batch_size,
         latency_runs=latency_runs,
         notes=notes,
+        trust=True,  # the file tlkit has just written
     )
 
 
@@ -216,6 +243,10 @@ def export(
 def _output_path(path: str | os.PathLike[str], format: str) -> Path:
     p = Path(path)
     want = _SUFFIX[format]
+    if p.name in ("", ".", ".."):
+        if format != "saved_model":
+            raise ExportError(f"path {str(p)!r} names a folder; give a file name, e.g. model{want}")
+        p = Path(os.path.abspath(p))  # refused below when it is the working folder
     if format == "saved_model":
         if p.suffix.lower() in (".tflite", ".onnx", ".keras"):
             raise ExportError(f"a SavedModel is a folder; {str(p)!r} looks like a file name")

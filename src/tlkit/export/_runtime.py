@@ -10,8 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from tlkit._validation import check_int, check_path
+from tlkit._validation import check_bool, check_int, check_path
 from tlkit.errors import ExportError, MissingDependencyError
+from tlkit.export._trust import check_trusted
 
 __all__ = ["EXPORT_EXTRA", "ExportedModel", "format_of", "labels_path", "read_labels"]
 
@@ -70,11 +71,12 @@ def read_labels(path: str | os.PathLike[str]) -> list[str]:
     return names
 
 
-def write_labels(path: Path, class_names: Sequence[str]) -> None:
+def labels_text(class_names: Sequence[str]) -> str:
+    """The text of a labels file: one class name per line; a name with a line break is refused."""
     for c in class_names:
         if "\n" in c or "\r" in c:
             raise ExportError(f"class name {c!r} holds a line break; it cannot go in a labels file")
-    path.write_text("".join(f"{c}\n" for c in class_names), encoding="utf-8")
+    return "".join(f"{c}\n" for c in class_names)
 
 
 def size_of(path: Path) -> int:
@@ -107,6 +109,15 @@ class ExportedModel:
     num_threads : int, optional
         Threads of the LiteRT interpreter or ONNX Runtime (default: the
         runtime's own choice).
+    trust : bool
+        Load a file that can run code or read files when loaded (default
+        ``False``: such a file is refused with
+        :class:`~tlkit.errors.UntrustedModelError`). A SavedModel always needs
+        it: its graph may call any TensorFlow op, ``tf.io.write_file``
+        included. A LiteRT file needs it only if it holds custom or
+        select-TensorFlow ops, an ONNX file only if it keeps tensors in
+        external data files; tlkit's own LiteRT and ONNX exports need neither.
+        Pass ``True`` only for a model from a source you trust.
 
     Attributes
     ----------
@@ -148,12 +159,16 @@ class ExportedModel:
         *,
         class_names: Sequence[str] | None = None,
         num_threads: int | None = None,
+        trust: bool = False,
     ) -> None:
         self.path = check_path("path", path)
         check_int("num_threads", num_threads, minimum=1, allow_none=True, error=ExportError)
+        trust = check_bool("trust", trust)
         if not self.path.exists():
             raise ExportError(f"exported model {str(self.path)!r} does not exist")
         self.format = format_of(self.path)
+        # Checked before any runtime opens the file; None when trusted or not ONNX.
+        self._onnx_bytes = None if trust else check_trusted(self.path, self.format)
         if class_names is None and labels_path(self.path).is_file():
             class_names = read_labels(labels_path(self.path))
         self.class_names = None if class_names is None else [str(c) for c in class_names]
@@ -161,6 +176,7 @@ class ExportedModel:
         self._batch = -1
         loader = {"litert": self._load_litert, "onnx": self._load_onnx}
         loader.get(self.format, self._load_saved_model)(num_threads)
+        self._onnx_bytes = None  # the session holds the model now
 
     def __repr__(self) -> str:
         return (
@@ -222,7 +238,10 @@ class ExportedModel:
             opts.intra_op_num_threads = int(num_threads)
         try:
             self._session = ort.InferenceSession(
-                str(self.path), sess_options=opts, providers=["CPUExecutionProvider"]
+                # untrusted: the bytes checked for external data, so nothing else is read
+                str(self.path) if self._onnx_bytes is None else self._onnx_bytes,
+                sess_options=opts,
+                providers=["CPUExecutionProvider"],
             )
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ExportError(f"cannot load ONNX file {str(self.path)!r}: {exc}") from None
