@@ -28,6 +28,7 @@ __all__ = [
     "BackboneError",
     "ComparisonError",
     "DatasetError",
+    "EvaluationError",
     "ExportCheckError",
     "ExportError",
     "ImageDecodeError",
@@ -149,4 +150,14 @@ class ComparisonError(TlkitError, ValueError):
     Raised by :class:`~tlkit.compare.ModelComparator` and the statistics
     (:func:`~tlkit.compare.bootstrap_ci`, ...); the message names the argument
     and what to do.
+    """
+
+
+class EvaluationError(TlkitError, ValueError):
+    """A model or option given to :mod:`tlkit.evaluate` cannot be used.
+
+    Raised by :func:`~tlkit.evaluate.cross_validate` and
+    :func:`~tlkit.evaluate.learning_curve`: ``make_model`` returned a model
+    already trained, ``predict`` returned no probabilities, ...; the message
+    says what to do.
     """
