@@ -8,8 +8,9 @@ Layers, bottom up (docs/architecture.rst explains the rule):
 2. ``tlkit.augment``, ``tlkit.backbones``
 3. ``tlkit.finetune``
 4. ``tlkit.compare``, ``tlkit.export``, ``tlkit.audit``
-5. ``tlkit.cli``
-6. ``tlkit`` itself, the facade that re-exports the public names, and ``tlkit.__main__``
+5. ``tlkit.evaluate`` (cross-validation and learning curves, reported with ``tlkit.compare``)
+6. ``tlkit.cli``
+7. ``tlkit`` itself, the facade that re-exports the public names, and ``tlkit.__main__``
 
 A module may import modules of a lower layer and of its own subpackage, never a higher layer
 nor a sibling subpackage of its own layer (the layer-0 modules count as one unit). Imports under ``if TYPE_CHECKING:`` count for the
@@ -45,9 +46,10 @@ LAYERS: dict[str, int] = {
     "tlkit.compare": 4,
     "tlkit.export": 4,
     "tlkit.audit": 4,
-    "tlkit.cli": 5,
-    "tlkit.__main__": 6,
-    "tlkit": 6,
+    "tlkit.evaluate": 5,
+    "tlkit.cli": 6,
+    "tlkit.__main__": 7,
+    "tlkit": 7,
 }
 
 # Keras internals (``keras.src``) may be used in these modules only, each pinned by a test.

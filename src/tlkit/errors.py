@@ -28,6 +28,7 @@ __all__ = [
     "BackboneError",
     "ComparisonError",
     "DatasetError",
+    "EvaluationError",
     "ExportCheckError",
     "ExportError",
     "FileLimitError",
@@ -182,4 +183,14 @@ class UntrustedModelError(ExportError):
     a LiteRT file may hold custom or select-TensorFlow ops, an ONNX file may
     read external data files. Pass ``trust=True`` (``--trust-model``) only for a
     model from a source you trust.
+    """
+
+
+class EvaluationError(TlkitError, ValueError):
+    """A model or option given to :mod:`tlkit.evaluate` cannot be used.
+
+    Raised by :func:`~tlkit.evaluate.cross_validate` and
+    :func:`~tlkit.evaluate.learning_curve`: ``make_model`` returned a model
+    already trained, ``predict`` returned no probabilities, ...; the message
+    says what to do.
     """

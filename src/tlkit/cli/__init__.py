@@ -4,7 +4,8 @@ Each subcommand lives in its own module ``tlkit.cli._<name>`` with
 ``add_parser(subparsers)``, which builds the parser (with
 :func:`tlkit.cli._common.add_command`, so ``--help`` has an example and
 ``--debug`` exists) and sets ``run(args) -> int`` as its default. Register a
-command by adding its name to ``_COMMANDS``, one line per command. A module
+command by adding its name to ``_COMMANDS``, one line per command (a ``-`` in
+the name is a ``_`` in the module name). A module
 may define ``FLAG_PHRASES`` (exact phrases of library messages -> the same in
 flag terms) for :func:`tlkit.cli._common.as_flags`.
 
@@ -37,11 +38,13 @@ _COMMANDS = (
     "predict",
     "compare",
     "export",
+    "cv",
+    "learning-curve",
 )
 
 
 def _modules() -> list[ModuleType]:
-    return [importlib.import_module(f"tlkit.cli._{name}") for name in _COMMANDS]
+    return [importlib.import_module(f"tlkit.cli._{name.replace('-', '_')}") for name in _COMMANDS]
 
 
 def build_parser() -> argparse.ArgumentParser:

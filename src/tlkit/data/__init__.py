@@ -2,9 +2,10 @@
 
 The public names are re-exported here from private modules:
 :class:`DatasetSplitter`, :class:`Split`, :class:`SplitPart`, :class:`Sample`
-and :class:`SkippedFile`.
+and :class:`SkippedFile`; cross-validation folds come from :func:`make_folds`.
 """
 
+from tlkit.data._folds import Folds, make_folds
 from tlkit.data._part import SplitPart
 from tlkit.data._pipeline import decode_errors, to_dataset
 from tlkit.data._sample import Sample
@@ -16,6 +17,7 @@ from tlkit.data._weights import class_weights
 __all__ = [
     "SUPPORTED_FORMATS",
     "DatasetSplitter",
+    "Folds",
     "Sample",
     "SkippedFile",
     "Split",
@@ -24,5 +26,6 @@ __all__ = [
     "class_weights",
     "decode_errors",
     "inspect_file",
+    "make_folds",
     "to_dataset",
 ]

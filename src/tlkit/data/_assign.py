@@ -8,6 +8,7 @@ samples (see ``_grouping``) in one split, filling those targets.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -119,9 +120,15 @@ def _max_flow_01(allowed: np.ndarray, row_need: np.ndarray, col_need: np.ndarray
 
 
 def assign_groups(
-    groups: list[list[Sample]], targets: np.ndarray, seed: int
+    groups: list[list[Sample]],
+    targets: np.ndarray,
+    seed: int,
+    names: Sequence[str] = SPLIT_NAMES,
 ) -> dict[str, list[Sample]]:
     """Place whole groups into splits, filling each class's per-split targets.
+
+    ``names`` names the columns of ``targets`` (the three split names by
+    default; cross-validation passes one name per fold).
 
     Groups are visited largest first, ties in a seeded pseudo-random order that
     depends only on the group's paths (never on listing order). A group goes to
@@ -136,7 +143,7 @@ def assign_groups(
     def order_key(g: list[Sample]) -> tuple[int, bytes]:
         return (-len(g), hashlib.blake2b(f"{seed}\x00{g[0].path}".encode(), digest_size=8).digest())
 
-    out: dict[str, list[Sample]] = {n: [] for n in SPLIT_NAMES}
+    out: dict[str, list[Sample]] = {n: [] for n in names}
     for g in sorted(groups, key=order_key):
         need: dict[int, int] = {}
         for s in g:
@@ -155,5 +162,5 @@ def assign_groups(
         chosen = best[2]
         for c, k in need.items():
             current[c][chosen] += k
-        out[SPLIT_NAMES[chosen]].extend(g)
+        out[names[chosen]].extend(g)
     return out
