@@ -171,21 +171,28 @@ def measure(
         start = clk()
         run_schedule(tuner, train_probe, val_probe, [timer])
         stop = clk()
-        cached = [bool(entry.get("cached_features")) for entry in tuner.phase_log[logged:]]
-    # Cached features are computed once per fit (per unfreeze boundary): the probe computed
-    # them for its few images; the fit computes them for the rest too.
-    left_out = len(train) - len(train_probe)
-    if val is not None:
-        left_out += len(val) - len(val_probe)
-    per_image = 0.0
+        entries = tuner.phase_log[logged:]
+    # Cached features are computed once per fit, a boundary cache once per phase and view
+    # (tlkit.finetune._boundary): the probe computed them for its few images, the fit
+    # computes them for the rest too, at about the cost of running the backbone on them.
+    left_train = len(train) - len(train_probe)
+    left_val = 0 if val is None else len(val) - len(val_probe)
+    views = tuner.augment if callable(getattr(tuner.augment, "view", None)) else None
+    n_views = max(len(views), 1) if views is not None else 1
+    per_image = None
     feature_s = [0.0] * len(phases)
-    seen: set[int] = set()
-    for i, phase in enumerate(phases):
-        if left_out and i < len(cached) and cached[i] and phase.unfrozen not in seen:
-            seen.add(phase.unfrozen)
-            if not per_image:
+    features_done = False
+    for i, entry in enumerate(entries[: len(phases)]):
+        if entry.get("cached_boundary"):
+            images = left_train * n_views + left_val
+        elif entry.get("cached_features") and not features_done:
+            features_done, images = True, left_train + left_val
+        else:
+            continue
+        if images > 0:
+            if per_image is None:
                 per_image = _seconds_per_image(tuner, train, clk)
-            feature_s[i] = per_image * left_out
+            feature_s[i] = per_image * images
     val_scale = 1.0 if val is None else len(val) / max(len(val_probe), 1)
     refill = tuple(  # the few images were cached, all of them will not be
         d is not None and d.is_part and tuner.cache_images_here(len(d)) is None
