@@ -310,7 +310,7 @@ def test_cli_time_budget(split: Split, tmp_path: Path, monkeypatch, capsys) -> N
     from tlkit.cli import main
     from tlkit.finetune import FineTuner as Tuner
 
-    manifest = split.save(tmp_path / "s.split.json")
+    manifest = split.save(Path(split.train.root).parent / "s.split.json")  # beside the images
     args = ["train", str(manifest), "--backbone", "scratch_cnn", "--weights", "none", "-o"]
     assert main([*args, str(tmp_path / "m.keras"), "--time-budget", "soon"]) == 2
     err = capsys.readouterr().err
