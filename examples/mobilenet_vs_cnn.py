@@ -29,16 +29,28 @@ from importlib import metadata
 from pathlib import Path
 
 PROFILES = {
-    # image size, pretrained schedule (head epochs, finetune epochs, groups), scratch epochs, augmentation
-    "smoke": {"size": 64, "head": 1, "finetune": 1, "unfreeze": 1, "scratch": 2, "aug": "light"},
-    "default": {"size": 160, "head": 30, "finetune": 8, "unfreeze": "all", "scratch": 20, "aug": "light"},
-    "full": {"size": 224, "head": 40, "finetune": 20, "unfreeze": "all", "scratch": 60, "aug": "light"},
+    # image size, pretrained schedule (head epochs, finetune epochs, groups), scratch epochs, augmentation,
+    # time budget of each model's fit (None: the schedule's epochs as given; "10min": scaled to fit)
+    "smoke": {"size": 64, "head": 1, "finetune": 1, "unfreeze": 1, "scratch": 2, "aug": "light", "time_budget": None},
+    "default": {"size": 160, "head": 30, "finetune": 8, "unfreeze": "all", "scratch": 20, "aug": "light", "time_budget": None},
+    "full": {"size": 224, "head": 40, "finetune": 20, "unfreeze": "all", "scratch": 60, "aug": "light", "time_budget": None},
 }  # fmt: skip
 FALLBACK = "efficientnet_lite0"
 
 
 class Failure(Exception):
     """A one-line reason to stop (printed without a traceback)."""
+
+
+def time_budget(text: str) -> str:
+    """``--time-budget``: "90s", "10min", "1h" or seconds (checked by tlkit, passed on as written)."""
+    from tlkit._validation import check_duration
+
+    try:
+        check_duration("a time budget", text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -69,6 +81,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "ELPV); full: 224 px and longer fine-tuning; smoke: tiny generated data, for tests",
     )
     p.add_argument("--image-size", type=int, help="override the profile's image size")
+    p.add_argument(
+        "--time-budget",
+        type=time_budget,
+        metavar="DURATION",
+        help="time for each model's fit, e.g. 5min (default: the profile's, none: the "
+        "schedule's epochs as given); each phase is measured on a few batches, then its epochs "
+        "are scaled to fit, so both models train for the same time",
+    )
     p.add_argument("--out", type=Path, help="output folder (default: a new temporary folder)")
     p.add_argument("--seed", type=int, default=42, help="seed of the split and of training")
     return p.parse_args(argv)
@@ -163,6 +183,7 @@ def run(args: argparse.Namespace) -> int:
 
     profile = PROFILES[args.profile]
     size = args.image_size or profile["size"]
+    time_limit = args.time_budget or profile["time_budget"]
     work = args.out or Path(tempfile.mkdtemp(prefix="tlkit-study-"))
     work.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(args.seed)
@@ -173,16 +194,18 @@ def run(args: argparse.Namespace) -> int:
     # root=: the data (--data, ELPV) may lie outside work/, where a manifest reaches only if told
     split = Split.load(split.save(work / "split.json"), root=split.root)
 
-    print(f"\n== 2/4 pretrained backbone, fine-tuned ({args.profile} profile, {size} px)")
+    within = f", {time_limit} each" if time_limit else ""
+    print(f"\n== 2/4 pretrained backbone, fine-tuned ({args.profile} profile, {size} px{within})")
     tuner = pretrained_tuner(args, split, profile, size)
     name = tuner.backbone_name
     print(f"{name}: {tuner.schedule}")
-    tuner.fit(split.train, split.val)
+    tuner.fit(split.train, split.val, time_budget=time_limit)
     tuner.save(work / f"{name}.keras")
 
     budget = len(tuner.history)
     epochs = profile["scratch"] if args.profile != "smoke" else 2
-    print(f"\n== 3/4 CNN from scratch ({epochs} epochs; the pretrained model ran {budget})")
+    plan = f"{epochs} epochs" + (f" scaled to {time_limit}" if time_limit else "")
+    print(f"\n== 3/4 CNN from scratch ({plan}; the pretrained model ran {budget})")
     scratch = FineTuner.scratch_cnn(
         class_names=split.class_names,
         image_size=size,
@@ -192,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
         class_weight="sqrt",
         verbose=2 if args.profile != "smoke" else 0,
     )
-    scratch.fit(split.train, split.val)
+    scratch.fit(split.train, split.val, time_budget=time_limit)
     scratch.save(work / "cnn_from_scratch.keras")
 
     print("\n== 4/4 the honest comparison on the test set")
@@ -220,6 +243,7 @@ def run(args: argparse.Namespace) -> int:
                 "command": shlex.join([sys.executable, *sys.argv]),
                 "versions": versions(),
                 "wall_time_s": round(wall, 1),
+                "time_budget": time_limit,
                 "train_time_s": {
                     name: tuner.train_time_s,
                     "cnn_from_scratch": scratch.train_time_s,

@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,6 +41,7 @@ from tlkit.errors import ArgumentTypeError, InvalidArgumentError
 __all__ = [
     "check_bool",
     "check_choice",
+    "check_duration",
     "check_image_size",
     "check_int",
     "check_number",
@@ -300,3 +302,64 @@ def renamed_argument(
         stacklevel=3,
     )
     return old_value
+
+
+#: Seconds per unit of a duration string (``check_duration``).
+_DURATION_UNITS = {
+    **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), 1.0),
+    **dict.fromkeys(("m", "min", "mins", "minute", "minutes"), 60.0),
+    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), 3600.0),
+}
+_NUMBER = r"(\d+(?:\.\d*)?|\.\d+)"
+# each part ends in letters, so a string splits into parts one way only (no backtracking blow-up)
+_DURATION_PART = re.compile(rf"{_NUMBER}\s*([a-z]+)\s*")
+_DURATION_TEXT = re.compile(rf"(?:{_DURATION_PART.pattern})+")
+_SECONDS_TEXT = re.compile(_NUMBER)
+
+
+def check_duration(name: str, value: Any, *, allow_none: bool = False) -> Any:
+    """A duration in seconds (a ``float > 0``) from seconds or a string like ``"10min"``.
+
+    Strings are one or more ``NUMBER UNIT`` parts, the unit ``s``/``sec``,
+    ``min``/``m`` or ``h``/``hr`` (or spelled out), case and spaces ignored:
+    ``"90s"``, ``"10min"``, ``"1.5h"``, ``"1h30min"``; a bare number alone is seconds.
+
+    Examples
+    --------
+    >>> check_duration("time_budget", "10min"), check_duration("time_budget", "1h30m")
+    (600.0, 5400.0)
+    >>> check_duration("time_budget", 90)
+    90.0
+    >>> check_duration("time_budget", "ten minutes")
+    Traceback (most recent call last):
+    ...
+    tlkit.errors.InvalidArgumentError: time_budget must be seconds > 0 (a number) or a string \
+like '90s', '10min', '1.5h' or '1h30min' (units s, min, h), got 'ten minutes'
+    """
+    if value is None and allow_none:
+        return None
+    what = (
+        "seconds > 0 (a number) or a string like '90s', '10min', '1.5h' or '1h30min' "
+        "(units s, min, h)" + (" or None" if allow_none else "")
+    )
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if len(text) <= 100 and _SECONDS_TEXT.fullmatch(text):
+            seconds = float(text)
+        elif len(text) <= 100 and _DURATION_TEXT.fullmatch(text):
+            parts = _DURATION_PART.findall(text)
+            if not all(u in _DURATION_UNITS for _, u in parts):
+                seconds = math.nan
+            else:
+                seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+        else:
+            seconds = math.nan
+        if not 0 < seconds < math.inf:
+            raise InvalidArgumentError(f"{name} must be {what}, got {_got(value)[:-6]}")
+        return seconds
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise ArgumentTypeError(f"{name} must be {what}, got {_got(value)}")
+    v = float(value)
+    if not 0 < v < math.inf:
+        raise InvalidArgumentError(f"{name} must be {what}, got {value!r}")
+    return v

@@ -33,6 +33,7 @@ def add_parser(sub: Any) -> None:
             "--image-size 160 --augment light -o lite0.keras",
             "tlkit train photos.split.json --backbone mobilenet_v2 --strategy mirrored "
             "--batch-size 128 -o model.keras",
+            "tlkit train photos.split.json --time-budget 10min -o model.keras",
         ],
     )
     p.add_argument("split", type=Path, metavar="SPLIT.json", help="split manifest (tlkit split)")
@@ -63,6 +64,14 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of everything (default 0)")
     p.add_argument(
+        "--time-budget",
+        type=_duration,
+        default=None,
+        metavar="DURATION",
+        help="finish training within this time, e.g. 90s, 10min, 1h: each phase is measured on "
+        "a few batches, then the schedule's epochs are scaled to fit (at least one per phase)",
+    )
+    p.add_argument(
         "--skip-missing",
         action="store_true",
         help="leave out manifest files that are missing or changed instead of failing",
@@ -78,6 +87,17 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--quiet", action="store_true", help="no per-epoch progress")
     p.set_defaults(run=run)
+
+
+def _duration(text: str) -> str:
+    """``--time-budget``: checked here (a usage error), passed on as written."""
+    from tlkit._validation import check_duration
+
+    try:
+        check_duration("a time budget", text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _schedule(text: str | None) -> Any:
@@ -159,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
         f"{len(split.train)} images ({len(split.val)} for validation)"
     )
     with contextlib.redirect_stdout(sys.stderr):  # Keras prints progress to stdout
-        history = tuner.fit(split.train, val)
+        history = tuner.fit(split.train, val, time_budget=args.time_budget)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tuner.save(args.out)
     if tuner.is_chief():
@@ -176,6 +196,12 @@ def run(args: argparse.Namespace) -> int:
         "replicas": 1 if strategy is None else int(strategy.num_replicas_in_sync),
         "train_time_s": None if tuner.train_time_s is None else round(tuner.train_time_s, 2),
     }
+    if tuner.budget_plan is not None:
+        summary["time_budget"] = {
+            "budget_s": tuner.budget_plan["budget_s"],
+            "planned_s": round(tuner.budget_plan["planned_s"], 2),
+            "epochs": {p["phase"]: p["epochs"] for p in tuner.budget_plan["phases"]},
+        }
     values = getattr(history, "history", {}) or {}
     if values.get("val_balanced_accuracy"):
         epoch, _ = history.best("val_balanced_accuracy")

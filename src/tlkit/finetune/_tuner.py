@@ -374,6 +374,7 @@ class FineTuner(ModelUse):
         *,
         epochs: int | None = None,
         callbacks: Sequence[Any] = (),
+        time_budget: float | str | None = None,
     ) -> TrainingHistory:
         """Run the whole schedule on ``train``, choosing the best epochs on ``val``.
 
@@ -391,6 +392,10 @@ class FineTuner(ModelUse):
             ``FullTraining``).
         callbacks : sequence of keras.callbacks.Callback
             Run in every phase after tlkit's own (they see the ``val_*`` metrics).
+        time_budget : float or str, optional
+            Seconds (or ``"90s"``, ``"10min"``, ``"1h"``) the whole fit may take: each phase is
+            measured on a few batches, then the schedule's epochs are scaled to fit (at least
+            one per phase); the plan is logged and kept in ``budget_plan`` (see the guide).
 
         Returns
         -------
@@ -398,8 +403,10 @@ class FineTuner(ModelUse):
             Per-epoch metrics and the phase of each epoch (also ``self.history``).
             :meth:`predict` has a runnable example.
         """
+        from tlkit.finetune._budget import TimeBudget
         from tlkit.finetune._fit import run_schedule
 
+        budget = TimeBudget.start(self, time_budget)  # checked now; the clock starts now
         train_data = as_data(train, "train")
         val_data = None if val is None else as_data(val, "val")
         self.class_names = fit_classes(
@@ -431,11 +438,13 @@ class FineTuner(ModelUse):
             self._net.set_weights(loaded.get_weights())
         self.build()
         t0 = time.perf_counter()
-        self.history = run_schedule(self, train_data, val_data, list(callbacks))
+        with budget.applied(train_data, val_data):
+            self.history = run_schedule(self, train_data, val_data, list(callbacks))
         self.train_time_s = (self.train_time_s or 0.0) if self._resumed else 0.0
         self.train_time_s += time.perf_counter() - t0
         return self.history
 
+    budget_plan: dict[str, Any] | None = None  # the plan of the last fit with a time_budget
     _resumed = False
     _placeholder_names = False
     _size_given = True

@@ -1,0 +1,324 @@
+"""A time budget for :meth:`FineTuner.fit`: measure each phase on a few batches, then plan epochs.
+
+``fit(train, val, time_budget="10min")`` runs in three steps:
+
+1. **Measure.** Every phase of the schedule runs for ``PROBE_EPOCHS`` short
+   epochs of ``PROBE_BATCHES`` batches of the training data (taken evenly over
+   it) and as many validation images, through the same code as the real fit
+   (the same caching, tracing and validation pass) on the real model; the
+   weights, the optimizers' state and the fit's records are put back
+   afterwards. A :class:`PhaseTimer` notes when each phase starts, each batch
+   ends and each validation pass ends; :func:`phase_costs` turns those times
+   into the seconds of one epoch and the fixed seconds of each phase on the
+   whole data.
+2. **Plan.** :func:`plan_epochs` scales the schedule's epochs by one factor so
+   that the phases fit in what is left of the budget (``BUDGET_MARGIN`` kept
+   spare), at least one epoch per phase, at most ``MAX_EPOCH_SCALE`` times the
+   schedule's epochs.
+3. **Train** the schedule with the planned epochs, keeping the best epoch as
+   always; the plan is logged and kept in ``tuner.budget_plan``.
+
+The clock is :data:`clock` (``time.perf_counter``); tests replace it with a
+fake one, so no test depends on how fast the machine is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import math
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import keras
+
+from tlkit._validation import check_duration
+from tlkit.errors import InvalidArgumentError, ScheduleError
+from tlkit.finetune._budget_plan import (
+    MAX_EPOCH_SCALE,
+    EpochPlan,
+    PhaseCost,
+    PhaseTimer,
+    phase_costs,
+    plan_epochs,
+)
+from tlkit.finetune._data import Data
+
+if TYPE_CHECKING:  # pragma: no cover
+    from tlkit.finetune._tuner import FineTuner
+
+__all__ = [
+    "BUDGET_MARGIN",
+    "MAX_EPOCH_SCALE",
+    "PROBE_BATCHES",
+    "PROBE_EPOCHS",
+    "EpochPlan",
+    "PhaseCost",
+    "PhaseTimer",
+    "TimeBudget",
+    "measure",
+    "phase_costs",
+    "plan_epochs",
+]
+
+#: Training batches per epoch while a phase is measured (the first one traces the step).
+PROBE_BATCHES = 4
+#: Epochs each phase runs while it is measured: the first has the one-off costs, the last is steady.
+PROBE_EPOCHS = 2
+#: Share of the budget kept spare for what measuring cannot foresee (0.05: plan for 95%).
+BUDGET_MARGIN = 0.05
+#: The clock the measuring code reads (seconds); tests put a fake one here.
+clock: Callable[[], float] = time.perf_counter
+
+
+def with_phase_epochs(schedule: Any, epochs: Sequence[int]) -> Any:
+    """A copy of ``schedule`` whose phases run ``epochs`` (same rates, warm-up, groups)."""
+    planned = copy.copy(schedule)
+    phases_of = schedule.phases
+    epochs = tuple(epochs)
+
+    def phases(num_groups: int) -> list[Any]:
+        return [
+            dataclasses.replace(p, epochs=e)
+            for p, e in zip(phases_of(num_groups), epochs, strict=True)
+        ]
+
+    planned.phases = phases
+    return planned
+
+
+def _first_phase(schedule: Any) -> Any:
+    """A copy of ``schedule`` that runs one epoch of its first phase."""
+    short = copy.copy(schedule)
+    phases_of = schedule.phases
+    short.phases = lambda num_groups: [dataclasses.replace(phases_of(num_groups)[0], epochs=1)]
+    return short
+
+
+def _probe_data(data: Data, batch_size: int, what: str, batches: int = PROBE_BATCHES) -> Data:
+    """``batches`` batches of ``data``, taken evenly over it (every class of a sorted part)."""
+    if data.is_part:
+        part = data.part
+        n = min(len(part), batches * batch_size)
+        return Data(part=part[:: max(1, len(part) // n)][:n])
+    if what == "train" and int(data.dataset.cardinality()) < 0:  # .filter() and friends
+        raise ScheduleError(
+            f"time_budget needs the number of batches of {what}, and the dataset's is unknown; "
+            f"tell tf.data with {what}.apply(tf.data.experimental.assert_cardinality(n))"
+        )
+    return Data(dataset=data.dataset.take(batches))
+
+
+def _steps(data: Data, batch_size: int) -> int:
+    if data.is_part:
+        return math.ceil(len(data.part) / batch_size)
+    return int(data.dataset.cardinality())
+
+
+@contextlib.contextmanager
+def _put_back(tuner: FineTuner) -> Iterator[None]:
+    """Undo what a measuring run does to the tuner: weights, optimizers, records, settings."""
+    variables = list(tuner.model.variables)  # weights, BatchNorm statistics, dropout seeds
+    values = [v.numpy().copy() for v in variables]
+    optimizers, rates = dict(tuner._optimizers), dict(tuner._rates)
+    opt_values = {k: [v.numpy().copy() for v in o.variables] for k, o in optimizers.items()}
+    names = ("schedule", "verbose", "tensorboard_dir", "class_weight", "phase_log", "progress")
+    saved = {a: getattr(tuner, a) for a in (*names, "best_epoch", "_resumed")}
+    tuner.phase_log = list(tuner.phase_log)
+    try:
+        yield
+    finally:
+        for v, x in zip(variables, values, strict=True):
+            v.assign(x)
+        for k, o in optimizers.items():
+            for v, x in zip(o.variables, opt_values[k], strict=True):
+                v.assign(x)
+        tuner._optimizers, tuner._rates = optimizers, rates
+        for a, x in saved.items():
+            setattr(tuner, a, x)
+
+
+def measure(
+    tuner: FineTuner, train: Data, val: Data | None, clk: Callable[[], float]
+) -> list[PhaseCost]:
+    """Run each phase for a few short epochs and return the cost of each on all the data."""
+    from tlkit.finetune._fit import run_schedule
+
+    phases = tuner.phases
+    bs = tuner.batch_size
+    train_probe = _probe_data(train, bs, "train")
+    val_probe = None if val is None else _probe_data(val, bs, "val")
+    timer = PhaseTimer(clk)
+    with _put_back(tuner):
+        schedule = tuner.schedule
+        tuner.verbose, tuner.tensorboard_dir = 0, None
+        if tuner.class_weight is not None:  # the weights of the whole train data, not the probe's
+            tuner.class_weight = tuner.class_weight_dict(train)
+        # Untimed: one batch of the first phase pays what only the first fit in a process pays
+        # (lazy imports, TensorFlow's start-up), which the fit itself will not pay again.
+        tuner.schedule = _first_phase(schedule)
+        run_schedule(
+            tuner,
+            _probe_data(train, bs, "train", batches=1),
+            None if val is None else _probe_data(val, bs, "val", batches=1),
+            [],
+        )
+        tuner.schedule = with_phase_epochs(schedule, [PROBE_EPOCHS] * len(phases))
+        logged = len(tuner.phase_log)
+        start = clk()
+        run_schedule(tuner, train_probe, val_probe, [timer])
+        stop = clk()
+        entries = tuner.phase_log[logged:]
+    # Cached features are computed once per fit, a boundary cache once per phase and view
+    # (tlkit.finetune._boundary): the probe computed them for its few images, the fit
+    # computes them for the rest too, at about the cost of running the backbone on them.
+    left_train = len(train) - len(train_probe)
+    left_val = 0 if val is None else len(val) - len(val_probe)
+    views = tuner.augment if callable(getattr(tuner.augment, "view", None)) else None
+    n_views = max(len(views), 1) if views is not None else 1
+    per_image = None
+    feature_s = [0.0] * len(phases)
+    features_done = False
+    for i, entry in enumerate(entries[: len(phases)]):
+        if entry.get("cached_boundary"):
+            images = left_train * n_views + left_val
+        elif entry.get("cached_features") and not features_done:
+            features_done, images = True, left_train + left_val
+        else:
+            continue
+        if images > 0:
+            if per_image is None:
+                per_image = _seconds_per_image(tuner, train, clk)
+            feature_s[i] = per_image * images
+    val_scale = 1.0 if val is None else len(val) / max(len(val_probe), 1)
+    refill = tuple(  # the few images were cached, all of them will not be
+        d is not None and d.is_part and tuner.cache_images_here(len(d)) is None
+        for d in (train, val)
+    )
+    return phase_costs(
+        phases, timer.records, start, stop, _steps(train, bs), val_scale, feature_s,
+        refill=refill,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+class _BatchEnds(keras.callbacks.Callback):
+    def __init__(self, clock: Callable[[], float]) -> None:
+        super().__init__()
+        self.clock, self.ends = clock, []
+
+    def on_predict_batch_end(self, batch: int, logs: Any = None) -> None:
+        self.ends.append(self.clock())
+
+
+def _seconds_per_image(tuner: FineTuner, train: Data, clk: Callable[[], float]) -> float:
+    """Seconds per image to decode images and run the backbone on them (traced already).
+
+    Timed over ``PROBE_BATCHES`` batches from the end of the first: what more
+    images cost, without the fixed cost of a pass (starting its pipeline).
+    """
+    data = _probe_data(train, tuner.batch_size, "train")
+    if data.is_part:
+        ds = data.part.to_dataset(tuner.image_size, batch_size=tuner.batch_size, shuffle=False)
+    else:
+        ds = data.dataset.map(lambda *e: e[0])
+    timer = _BatchEnds(clk)
+    start = clk()
+    tuner.backbone.model.predict(ds, verbose=0, callbacks=[timer])
+    n, first = len(data), min(len(data), tuner.batch_size)
+    if len(timer.ends) > 1 and n > first:
+        return max(timer.ends[-1] - timer.ends[0], 0.0) / (n - first)
+    return ((timer.ends[-1] if timer.ends else clk()) - start) / max(n, 1)  # one batch: all of it
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 100:
+        return f"{seconds:.2g} s" if seconds < 10 else f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+class TimeBudget:
+    """The time budget of one :meth:`FineTuner.fit` (none when ``seconds`` is None).
+
+    Made when ``fit`` starts (the budget counts from then: model building,
+    measuring and training); :meth:`applied` wraps the run of the schedule.
+    """
+
+    def __init__(self, tuner: FineTuner, seconds: float | None, text: Any = None) -> None:
+        self.tuner, self.seconds, self.text = tuner, seconds, text
+        self.started = clock() if seconds is not None else 0.0
+
+    @classmethod
+    def start(cls, tuner: FineTuner, time_budget: Any) -> TimeBudget:
+        """Check ``time_budget`` (seconds or ``"10min"``) and start its clock."""
+        seconds = check_duration("time_budget", time_budget, allow_none=True)
+        if seconds is not None and tuner.resume_dir is not None:
+            raise InvalidArgumentError(
+                "time_budget and resume_dir cannot be combined: the plan rests on timings "
+                "measured when a run starts, which a resumed run would not share; leave one out"
+            )
+        return cls(tuner, seconds, time_budget)
+
+    @contextlib.contextmanager
+    def applied(self, train: Data, val: Data | None) -> Iterator[None]:
+        """Measure, plan, and run the schedule inside with the planned epochs."""
+        if self.seconds is None:
+            self.tuner.budget_plan = None
+            yield
+            return
+        tuner = self.tuner
+        what = self.text if isinstance(self.text, str) else _duration(self.seconds)
+        tuner.log(f"tlkit: time budget {what}: measuring each phase on {PROBE_BATCHES} batches")
+        costs = measure(tuner, train, val, clock)
+        spent = clock() - self.started
+        plan = plan_epochs(costs, self.seconds * (1.0 - BUDGET_MARGIN) - spent)
+        self.record(costs, plan, spent)
+        parts = ", ".join(
+            f"{c.name} {e} epoch{'s' if e != 1 else ''} (~{_duration(c.epoch_s)} each)"
+            for c, e in zip(costs, plan.epochs, strict=True)
+        )
+        tuner.log(
+            f"tlkit: time budget {what}: {parts}, planned {_duration(spent + plan.planned_s)} "
+            f"(measuring took {_duration(spent)})"
+            + (f"; {plan.scale:g}x the schedule's epochs at most" if plan.capped else "")
+        )
+        if not plan.fits:
+            message = (
+                f"time_budget {what} is too small: measuring took {_duration(spent)} and one "
+                f"epoch of each phase takes about {_duration(plan.planned_s)} more; training "
+                "that minimum (give a larger budget, a smaller image_size or fewer phases)"
+            )
+            tuner.log(f"tlkit: {message}")
+            warnings.warn(message, UserWarning, stacklevel=4)
+        original = tuner.schedule
+        tuner.schedule = with_phase_epochs(original, plan.epochs)
+        try:
+            yield
+        finally:
+            tuner.schedule = original
+            tuner.budget_plan["fit_s"] = clock() - self.started
+
+    def record(self, costs: Sequence[PhaseCost], plan: EpochPlan, spent: float) -> None:
+        self.tuner.budget_plan = {
+            "budget_s": self.seconds,
+            "measure_s": spent,
+            "available_s": plan.available_s,
+            "planned_s": spent + plan.planned_s,
+            "fits": plan.fits,
+            "capped": plan.capped,
+            "scale": plan.scale,
+            "phases": [
+                {
+                    "phase": c.name,
+                    "schedule_epochs": c.epochs,
+                    "epochs": e,
+                    "epoch_s": c.epoch_s,
+                    "fixed_s": c.fixed_s,
+                }
+                for c, e in zip(costs, plan.epochs, strict=True)
+            ],
+        }
