@@ -70,6 +70,12 @@ def _transform(x: tf.Tensor, name: str, fraction: float) -> tf.Tensor:
 class Views:
     """A finite set of exact views of an image, cacheable and usable for test-time augmentation.
 
+    Used as ``FineTuner(augment=Views("dihedral"))``, each epoch trains on one
+    view per image drawn at random: phases that train only the top layer
+    groups train on boundary features cached once per image and view; other
+    phases apply the drawn view to the images. Used as
+    ``predict(..., tta=Views("flip"))``, it averages the probabilities of every view.
+
     Parameters
     ----------
     views : str or sequence of str
@@ -85,12 +91,6 @@ class Views:
         :data:`CROP_FRACTION`, 0.8), in (0, 1].
     seed : int, optional
         Seeds the random choice of a view when used as augmentation.
-
-    Used as ``FineTuner(augment=Views("dihedral"))``, each epoch trains on one
-    view per image drawn at random: phases that train only the top layer
-    groups train on boundary features cached once per image and view; other
-    phases apply the drawn view to the images. Used as
-    ``predict(..., tta=Views("flip"))``, it averages the probabilities of every view.
 
     Examples
     --------
