@@ -64,10 +64,11 @@ def test_cli_cv_and_learning_curve(root: Path, tmp_path: Path, capsys, monkeypat
     assert len((tmp_path / "cv" / "oof_predictions.csv").read_text().splitlines()) == 19
 
     manifest = DatasetSplitter(val=0.2, test=0.3, seed=0, progress=False).split(root)
-    manifest.save(tmp_path / "photos.split.json")
-    assert main(["cv", str(tmp_path / "photos.split.json"), *recipe, "-o", str(tmp_path)]) == 0
+    saved = root.parent / "photos.split.json"  # beside its images: the manifest root rule
+    manifest.save(saved)
+    assert main(["cv", str(saved), *recipe, "-o", str(tmp_path)]) == 0
     assert json.loads(capsys.readouterr().out)["n"] == 18  # a manifest's parts are pooled
-    args = ["learning-curve", str(tmp_path / "photos.split.json"), "--fractions", "0.5,1"]
+    args = ["learning-curve", str(saved), "--fractions", "0.5,1"]
     assert main([*args, *recipe, "-o", str(tmp_path / "lc")]) == 0
     captured = capsys.readouterr()
     curve = json.loads(captured.out)

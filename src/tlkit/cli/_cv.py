@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tlkit.cli._common import UsageError, add_command, log
+from tlkit.cli._model import add_manifest_args
 from tlkit.cli._recipe import add_recipe_args, check_recipe, fit_kwargs, model_factory
 
 #: Library phrases -> the same advice in flags.
@@ -63,6 +64,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--name", default="cv", help="row name in the report (default cv)")
     p.add_argument("-o", "--out", type=Path, required=True, help="output folder (created)")
     add_recipe_args(p)
+    add_manifest_args(p)
     p.set_defaults(run=run)
 
 
@@ -80,9 +82,9 @@ def run(args: argparse.Namespace) -> int:
         "on_conflict": args.on_conflict,
     }
     if args.data.is_file():
-        from tlkit.cli._model import load_split
+        from tlkit.cli._model import load_split, manifest_options
 
-        data = load_split(args.data)
+        data = load_split(args.data, **manifest_options(args))
         if args.groups is not None or args.on_conflict != "error":
             raise UsageError(
                 "--groups and --on-conflict apply to a dataset folder; a split manifest already "

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tlkit.cli._common import UsageError, add_command, log
+from tlkit.cli._model import add_manifest_args
 from tlkit.cli._recipe import add_recipe_args, check_recipe, fit_kwargs, model_factory
 
 
@@ -64,6 +65,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("-o", "--out", type=Path, required=True, help="output folder (created)")
     add_recipe_args(p)
+    add_manifest_args(p)
     p.set_defaults(run=run)
 
 
@@ -71,10 +73,10 @@ def run(args: argparse.Namespace) -> int:
     if args.n_boot < 0:
         raise UsageError(f"--n-boot must be >= 0, got {args.n_boot}")
     check_recipe(args)
-    from tlkit.cli._model import load_split
+    from tlkit.cli._model import load_split, manifest_options
     from tlkit.evaluate import learning_curve
 
-    split = load_split(args.split, skip_missing=args.skip_missing)
+    split = load_split(args.split, **manifest_options(args))
     make_model = model_factory(args)
     with contextlib.redirect_stdout(sys.stderr):  # Keras prints progress to stdout
         curve = learning_curve(
