@@ -416,6 +416,8 @@ def run_tests(tree: Path, src: Path, target: Target | Named, timeout: float) -> 
         "pytest",
         "-x",
         "-q",
+        "-n",
+        "0",  # one process per mutant: the runner already runs mutants side by side
         "-p",
         "no:cacheprovider",
         *(["-p", "_mutation_stub"] if target.stub_backbones else []),
