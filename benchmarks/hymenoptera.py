@@ -42,6 +42,7 @@ def main() -> None:
         default=None,
         help="all-layer epochs after the head (default: the default schedule's; 0: head only)",
     )
+    p.add_argument("--augment", default=None, help="a preset name (default: FineTuner's, none)")
     p.add_argument("--time-budget", default=None, help="e.g. 5min: plan the epochs to fit")
     p.add_argument("--scratch-epochs", type=int, default=0, help="also train the scratch CNN")
     p.add_argument("--seed", type=int, default=0)
@@ -76,6 +77,8 @@ def main() -> None:
         config = {**schedule.get_config()["config"], "finetune_epochs": args.finetune_epochs}
         schedule = schedules.FreezeThenUnfreeze(**config)
     kwargs = {} if args.image_size is None else {"image_size": args.image_size}
+    if args.augment is not None:
+        kwargs["augment"] = args.augment
     tuner = FineTuner(args.backbone, schedule=schedule, seed=args.seed, verbose=2, **kwargs)
     t0 = time.perf_counter()
     tuner.fit(split.train, split.val, time_budget=args.time_budget)
@@ -83,7 +86,8 @@ def main() -> None:
     comparator = ModelComparator(test, baseline_labels=split.train.labels, seed=args.seed)
     comparator.add(args.backbone, tuner)
     if args.scratch_epochs:
-        cnn = FineTuner.scratch_cnn(epochs=args.scratch_epochs, seed=args.seed, verbose=2)
+        extra = {} if args.augment is None else {"augment": args.augment}
+        cnn = FineTuner.scratch_cnn(epochs=args.scratch_epochs, seed=args.seed, verbose=2, **extra)
         t0 = time.perf_counter()
         cnn.fit(split.train, split.val)
         seconds["cnn_from_scratch"] = time.perf_counter() - t0

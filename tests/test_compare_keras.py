@@ -237,3 +237,54 @@ def test_dataset_checks(images) -> None:
         ModelComparator(dataset(x, y), CLASSES).add("wrong", wrong, measure_cost=False)
     with pytest.raises(ValueError, match="no images to predict"):
         ModelComparator(y, CLASSES).add("m", mean_colour_model())
+
+
+def position_model() -> keras.Model:
+    """A model that looks at where the colour is (left half vs right half): not flip-invariant."""
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Rescaling(1 / 255),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
+    w = np.random.default_rng(1).normal(0, 0.3, (8 * 8 * 3, 3)).astype("float32")
+    model.layers[-1].set_weights([w, np.zeros(3, "float32")])
+    return model
+
+
+def test_tta_scores_the_mean_over_views_and_the_report_says_so(images) -> None:
+    x, y = images
+    model = position_model()
+    plain = model.predict_on_batch(x)
+    flipped = model.predict_on_batch(x[:, :, ::-1])
+    assert not np.allclose(plain, flipped, atol=1e-3)  # the views differ for this model
+    report = (
+        ModelComparator(dataset(x, y), CLASSES, n_boot=0)
+        .add("plain", model, measure_cost=False)
+        .add("tta", model, measure_cost=False, tta="flip")
+        .run()
+    )
+    np.testing.assert_allclose(report["plain"].y_prob, plain, atol=1e-5)
+    np.testing.assert_allclose(report["tta"].y_prob, (plain + flipped) / 2, atol=1e-5)
+    assert not any("test-time augmentation" in n for n in report["plain"].notes)
+    (note,) = [n for n in report["tta"].notes if "test-time augmentation" in n]
+    assert "2 views (identity, hflip)" in note
+    assert "test-time augmentation" in report.to_markdown()
+    assert "test-time augmentation" in report.to_html()
+
+
+def test_tta_argument_is_checked_before_predicting(images) -> None:
+    from tlkit.augment import Views
+    from tlkit.errors import ArgumentTypeError, InvalidArgumentError
+
+    x, y = images
+    c = ModelComparator(dataset(x, y), CLASSES, n_boot=0)
+    with pytest.raises(ArgumentTypeError, match=r"tta must be None, a tlkit\.augment\.Views"):
+        c.add("m", position_model(), tta=3)
+    with pytest.raises(InvalidArgumentError, match="sideways"):
+        c.add("m", position_model(), tta=["sideways"])
+    assert c.model_names == []
+    c.add("m", position_model(), measure_cost=False, tta=Views(["identity", "vflip"]))
+    assert "identity, vflip" in c.run()["m"].notes[0]

@@ -20,6 +20,7 @@ from tlkit._validation import (
     check_image_size,
     check_int,
     renamed_argument,
+    type_name,
 )
 from tlkit.compare import _analysis, _cost
 from tlkit.compare._format import BASELINE_NAME
@@ -45,11 +46,13 @@ from tlkit.compare._models import (
 from tlkit.compare._predict import as_probabilities
 from tlkit.compare._report import ComparisonReport
 from tlkit.compare._testset import TestSet
-from tlkit.errors import ComparisonError
+from tlkit.errors import ArgumentTypeError, ComparisonError
 from tlkit.protocols import TrainedClassifier
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
+
+    from tlkit.augment import Views
 
 __all__ = ["ModelComparator"]
 
@@ -245,6 +248,7 @@ class ModelComparator:
         image_size: int | tuple[int, int] | None = None,
         tflite_path: str | os.PathLike[str] | None = None,
         measure_cost: bool = True,
+        tta: Views | str | Sequence[str] | None = None,
     ) -> ModelComparator:
         """Predict the test set with a model, timing it, and keep the predictions.
 
@@ -265,6 +269,13 @@ class ModelComparator:
             An exported ``.tflite`` file of this model; its size is reported.
         measure_cost : bool
             Measure the ``.keras`` size and the latencies (default ``True``).
+        tta : Views, view-set name or list of view names, optional
+            Test-time augmentation: score the mean of the model's outputs over
+            these views of each test image (e.g. ``"flip"``, ``"dihedral"``; see
+            :class:`tlkit.augment.Views`). The report says so in the row's
+            notes, and ``predict_time_s`` covers every view; the latency
+            columns time one plain forward pass (what an exported model does).
+            Compare a model with and without TTA by adding it twice.
 
         Returns
         -------
@@ -289,6 +300,7 @@ class ModelComparator:
         self._check_name(name)
         measure_cost = check_bool("measure_cost", measure_cost)
         image_size = check_image_size("image_size", image_size, allow_none=True)
+        views = _tta_views(tta)
         keras_model, extras = unwrap_model(model)
         check_class_names(name, extras.get("class_names"), self.class_names)
         if not self._test.has_images:
@@ -304,7 +316,8 @@ class ModelComparator:
         tfl = tflite_path if tflite_path is not None else extras.get("tflite_path")
         tflite_bytes = _cost.tflite_size(name, tfl)
 
-        raw, sample, seconds = self._test.predict_in_order(f"add({name!r}, ...)", keras_model, size)
+        predictor = keras_model if views is None else _MeanOverViews(keras_model, views)
+        raw, sample, seconds = self._test.predict_in_order(f"add({name!r}, ...)", predictor, size)
         y_prob, output = as_probabilities(name, raw, self.num_classes)
         cost, notes = _cost.keras_cost(
             keras_model,
@@ -315,6 +328,13 @@ class ModelComparator:
             measure=measure_cost,
             runs=self.latency_runs,
         )
+        if views is not None:
+            notes = [
+                f"scored with test-time augmentation: the mean output over {len(views)} views "
+                f"({', '.join(views.names)}) of each test image; predict_time_s covers every "
+                "view, the latencies one plain pass",
+                *notes,
+            ]
         y_pred = np.argmax(y_prob, axis=1).astype(np.int64)
         self._entries[name] = Entry(name, "keras", y_pred, y_prob, cost, history, output, notes)
         return self
@@ -481,3 +501,31 @@ class ModelComparator:
 
     def _check_labels(self, labels: Any, what: str) -> np.ndarray:
         return check_labels(labels, what, self.class_names)
+
+
+def _tta_views(tta: Any) -> Views | None:
+    """``tta`` as :class:`~tlkit.augment.Views` (a set name or view names), or None."""
+    from tlkit.augment import Views  # TensorFlow: imported when TTA is asked for
+
+    if tta is None or isinstance(tta, Views):
+        return tta
+    if isinstance(tta, (str, list, tuple)):
+        return Views(tta)
+    raise ArgumentTypeError(
+        f"tta must be None, a tlkit.augment.Views, a view-set name or a list of view names, "
+        f"got {tta!r} ({type_name(tta)})"
+    )
+
+
+class _MeanOverViews:
+    """A model whose ``predict_on_batch`` is the mean of the model's outputs over views."""
+
+    def __init__(self, model: Any, views: Views) -> None:
+        self.model, self.views = model, views
+        self.input_shape = getattr(model, "input_shape", None)
+
+    def predict_on_batch(self, x: Any) -> np.ndarray:
+        outs = [
+            np.asarray(self.model.predict_on_batch(v), np.float64) for v in self.views.all_views(x)
+        ]
+        return np.mean(outs, axis=0)
