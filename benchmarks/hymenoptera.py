@@ -42,7 +42,13 @@ def main() -> None:
         default=None,
         help="all-layer epochs after the head (default: the default schedule's; 0: head only)",
     )
-    p.add_argument("--augment", default=None, help="a preset name (default: FineTuner's, none)")
+    p.add_argument(
+        "--augment",
+        default=None,
+        help="a preset name, or views:SET for finite views (default: FineTuner's, none)",
+    )
+    p.add_argument("--unfreeze", default=None, help="groups to unfreeze, or 'all' (default's)")
+    p.add_argument("--tta", default=None, help="also score with test-time augmentation (views)")
     p.add_argument("--time-budget", default=None, help="e.g. 5min: plan the epochs to fit")
     p.add_argument("--scratch-epochs", type=int, default=0, help="also train the scratch CNN")
     p.add_argument("--seed", type=int, default=0)
@@ -73,11 +79,19 @@ def main() -> None:
     schedule = default_schedule()
     if args.finetune_epochs == 0:
         schedule = schedules.Frozen(schedule.head_epochs)
-    elif args.finetune_epochs is not None:
-        config = {**schedule.get_config()["config"], "finetune_epochs": args.finetune_epochs}
+    elif args.finetune_epochs is not None or args.unfreeze is not None:
+        config = dict(schedule.get_config()["config"])
+        if args.finetune_epochs is not None:
+            config["finetune_epochs"] = args.finetune_epochs
+        if args.unfreeze is not None:
+            config["unfreeze"] = args.unfreeze if args.unfreeze == "all" else int(args.unfreeze)
         schedule = schedules.FreezeThenUnfreeze(**config)
     kwargs = {} if args.image_size is None else {"image_size": args.image_size}
-    if args.augment is not None:
+    if args.augment is not None and args.augment.startswith("views:"):
+        from tlkit.augment import Views
+
+        kwargs["augment"] = Views(args.augment.removeprefix("views:"), seed=args.seed)
+    elif args.augment is not None:
         kwargs["augment"] = args.augment
     tuner = FineTuner(args.backbone, schedule=schedule, seed=args.seed, verbose=2, **kwargs)
     t0 = time.perf_counter()
@@ -85,8 +99,10 @@ def main() -> None:
     seconds = {args.backbone: time.perf_counter() - t0}
     comparator = ModelComparator(test, baseline_labels=split.train.labels, seed=args.seed)
     comparator.add(args.backbone, tuner)
+    if args.tta:
+        comparator.add(f"{args.backbone} + {args.tta} TTA", tuner, tta=args.tta)
     if args.scratch_epochs:
-        extra = {} if args.augment is None else {"augment": args.augment}
+        extra = {"augment": kwargs["augment"]} if "augment" in kwargs else {}
         cnn = FineTuner.scratch_cnn(epochs=args.scratch_epochs, seed=args.seed, verbose=2, **extra)
         t0 = time.perf_counter()
         cnn.fit(split.train, split.val)
