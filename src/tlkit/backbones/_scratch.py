@@ -14,7 +14,7 @@ of their initial values, so a model that trains well predicts one class when
 evaluated. Measured with 20 epochs at 128 px, light augmentation: on a 300-image
 ELPV sample, 0.99 predicted only the majority class (accuracy 0.613, balanced
 accuracy 0.250) and 0.9 reached 0.733 / 0.406; on the ants-and-bees photos 0.556
-against 0.660 (see the "Benchmarks" guide).
+against 0.660 (``benchmarks/scratch_bn_momentum.py``; the "Fine-tuning" guide).
 """
 
 from __future__ import annotations
