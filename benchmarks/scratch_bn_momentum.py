@@ -55,6 +55,7 @@ def main() -> None:
             pairs, class_names=names
         )
         test = split.test
+    keras.utils.set_random_seed(0)  # the backbone's weights are drawn when it is built
     backbone = get_backbone("scratch_cnn", weights=None, image_size=128)
     for layer in backbone.model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):

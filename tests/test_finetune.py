@@ -172,6 +172,18 @@ def test_same_seed_gives_identical_weights(split: Split) -> None:
     assert all(np.array_equal(a, b) for a, b in zip(*runs, strict=False))
 
 
+def test_scratch_cnn_same_seed_gives_identical_initial_weights_whatever_ran_before() -> None:
+    """Its backbone is built in the constructor: the seed must act before its weights are drawn."""
+    import keras
+
+    first = FineTuner.scratch_cnn(num_classes=3, image_size=32, widths=(4, 8), seed=0, verbose=0)
+    keras.utils.set_random_seed(123)  # another seed, and draws, as other code might
+    keras.random.normal((3,))
+    second = FineTuner.scratch_cnn(num_classes=3, image_size=32, widths=(4, 8), seed=0, verbose=0)
+    for a, b in zip(first.build().get_weights(), second.build().get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_class_weights_scale_the_loss_as_documented(split: Split) -> None:
     # fit(class_weight) multiplies each example's cross-entropy by its class's weight and
     # averages over the batch: loss = mean_i w[y_i] * -log p_i[y_i].

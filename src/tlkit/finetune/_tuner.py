@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tlkit._validation import renamed_argument
+from tlkit._validation import check_seed, renamed_argument
 from tlkit.backbones import Backbone, get_backbone, get_config
 from tlkit.data import SplitPart, class_weights
 from tlkit.errors import ScheduleError
@@ -497,6 +497,10 @@ class FineTuner(ModelUse):
             "FineTuner.scratch_cnn", "input_size", "image_size",
             kwargs.pop("input_size", None), image_size, default=128,
         )  # fmt: skip
+        if seed is not None:  # the backbone's random weights are drawn here, not in build()
+            import keras
+
+            keras.utils.set_random_seed(check_seed("seed", seed))
         backbone = get_backbone(
             "scratch_cnn", weights=None, image_size=image_size, widths=tuple(widths)
         )
