@@ -11,11 +11,11 @@ Batch normalisation keeps its moving statistics with momentum 0.9 (PyTorch's
 default), not Keras's 0.99: a few hundred photos give 6-10 steps an epoch, and
 after 140 steps at 0.99 the statistics used at inference still hold a quarter
 of their initial values, so a model that trains well can predict one class, or
-miss the rare ones, when evaluated. Measured with 20 epochs at 128 px, light augmentation, seed 0: on a
-300-image ELPV sample, 0.99 never predicted the two middle classes (accuracy
-0.667, balanced accuracy 0.298) and 0.9 reached 0.707 / 0.359; on the
-ants-and-bees photos 0.464 / 0.506 (the majority baseline's level) against
-0.686 / 0.697 (``benchmarks/scratch_bn_momentum.py``; the "Fine-tuning" guide).
+miss the rare ones, when evaluated. Measured with 20 epochs at 128 px, light
+augmentation, seed 0: on a 300-image ELPV sample, 0.99 never predicted the two
+middle classes (accuracy 0.667, balanced accuracy 0.298) and 0.9 reached
+0.707 / 0.359; on the ants-and-bees photos 0.464 / 0.506 (the majority
+baseline's level) against 0.686 / 0.697 (``benchmarks/scratch_bn_momentum.py``; the "Fine-tuning" guide).
 """
 
 from __future__ import annotations

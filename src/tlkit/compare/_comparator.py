@@ -505,9 +505,11 @@ class ModelComparator:
 
 def _tta_views(tta: Any) -> Views | None:
     """``tta`` as :class:`~tlkit.augment.Views` (a set name or view names), or None."""
+    if tta is None:
+        return None
     from tlkit.augment import Views  # TensorFlow: imported when TTA is asked for
 
-    if tta is None or isinstance(tta, Views):
+    if isinstance(tta, Views):
         return tta
     if isinstance(tta, (str, list, tuple)):
         return Views(tta)
