@@ -89,9 +89,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "schedule's epochs as given); each phase is measured on a few batches, then its epochs "
         "are scaled to fit, so both models train for the same time",
     )
+    p.add_argument(
+        "--cv",
+        type=int,
+        default=0,
+        metavar="K",
+        help="after the test-set comparison, cross-validate both recipes over all the images "
+        "with K leak-free folds (every image predicted once, paired tests on all of them); "
+        "K+1 times the training time (default: 0, off)",
+    )
     p.add_argument("--out", type=Path, help="output folder (default: a new temporary folder)")
     p.add_argument("--seed", type=int, default=42, help="seed of the split and of training")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.cv == 1 or args.cv < 0:
+        p.error(f"--cv {args.cv}: give at least 2 folds, or 0 for no cross-validation")
+    return args
 
 
 def load_split(args: argparse.Namespace, work: Path):
@@ -126,9 +138,9 @@ def load_split(args: argparse.Namespace, work: Path):
     return splitter.split_samples(pairs, class_names=names)
 
 
-def pretrained_tuner(args: argparse.Namespace, split, profile: dict, size: int):
-    from tlkit import AugmentationPipeline, FineTuner, schedules
-    from tlkit.errors import WeightsUnavailableError
+def pretrained_settings(args: argparse.Namespace, split, profile: dict, size: int) -> dict:
+    """FineTuner arguments of the pretrained recipe (fresh augmentation layers each call)."""
+    from tlkit import AugmentationPipeline, schedules
 
     schedule = schedules.FreezeThenUnfreeze(
         head_epochs=profile["head"],
@@ -138,7 +150,7 @@ def pretrained_tuner(args: argparse.Namespace, split, profile: dict, size: int):
         lr_decay=0.8,
         warmup=1.0,
     )
-    common = {
+    return {
         "class_names": split.class_names,
         "image_size": size,
         "schedule": schedule,
@@ -148,6 +160,13 @@ def pretrained_tuner(args: argparse.Namespace, split, profile: dict, size: int):
         "seed": args.seed,
         "verbose": 2 if args.profile != "smoke" else 0,
     }
+
+
+def pretrained_tuner(args: argparse.Namespace, split, profile: dict, size: int):
+    from tlkit import FineTuner
+    from tlkit.errors import WeightsUnavailableError
+
+    common = pretrained_settings(args, split, profile, size)
     tuner = FineTuner(args.backbone, **common)
     try:
         tuner.build()
@@ -206,15 +225,19 @@ def run(args: argparse.Namespace) -> int:
     epochs = profile["scratch"] if args.profile != "smoke" else 2
     plan = f"{epochs} epochs" + (f" scaled to {time_limit}" if time_limit else "")
     print(f"\n== 3/4 CNN from scratch ({plan}; the pretrained model ran {budget})")
-    scratch = FineTuner.scratch_cnn(
-        class_names=split.class_names,
-        image_size=size,
-        epochs=epochs,
-        seed=args.seed,
-        augment=tuner.augment,
-        class_weight="sqrt",
-        verbose=2 if args.profile != "smoke" else 0,
-    )
+
+    def make_scratch() -> FineTuner:
+        return FineTuner.scratch_cnn(
+            class_names=split.class_names,
+            image_size=size,
+            epochs=epochs,
+            seed=args.seed,
+            augment=pretrained_settings(args, split, profile, size)["augment"],
+            class_weight="sqrt",
+            verbose=2 if args.profile != "smoke" else 0,
+        )
+
+    scratch = make_scratch()
     scratch.fit(split.train, split.val, time_budget=time_limit)
     scratch.save(work / "cnn_from_scratch.keras")
 
@@ -236,6 +259,12 @@ def run(args: argparse.Namespace) -> int:
     if verdict:
         print(f"\nVerdict: {verdict}")
     report.save(work / "report")
+    if args.cv:
+        makers = {
+            name: lambda: FineTuner(name, **pretrained_settings(args, split, profile, size)),
+            "cnn_from_scratch": make_scratch,
+        }
+        cross_validate_both(args, split, work, time_limit, makers)
     wall = time.perf_counter() - t_start
     (work / "run.json").write_text(
         json.dumps(
@@ -244,6 +273,7 @@ def run(args: argparse.Namespace) -> int:
                 "versions": versions(),
                 "wall_time_s": round(wall, 1),
                 "time_budget": time_limit,
+                "cv_folds": args.cv,
                 "train_time_s": {
                     name: tuner.train_time_s,
                     "cnn_from_scratch": scratch.train_time_s,
@@ -256,6 +286,30 @@ def run(args: argparse.Namespace) -> int:
     print(f"models, split manifest and run.json (command, versions): {work}")
     print(f"wall time: {wall / 60:.1f} min")
     return 0
+
+
+def cross_validate_both(args, split, work: Path, time_limit, makers: dict) -> None:
+    """K-fold cross-validation of both recipes on all the images, compared on the pooled predictions."""
+    from tlkit.evaluate import compare_cv, cross_validate
+
+    print(
+        f"\n== cross-validation: {args.cv} leak-free folds over all {len(split)} images "
+        "(every image predicted once, by a model that never saw it)"
+    )
+    fit_kwargs = {"time_budget": time_limit} if time_limit else None
+    verbose = args.profile != "smoke"
+    results = {}
+    for name, make in makers.items():
+        results[name] = cross_validate(
+            make, split, folds=args.cv, seed=args.seed, fit_kwargs=fit_kwargs, verbose=verbose
+        )
+    report = compare_cv(results, seed=args.seed)
+    print("Warnings:" if report.warnings else "No warnings.")
+    for w in report.warnings:
+        print(f"- {w}")
+    print(f"\nVerdict (cross-validation): {report.verdict}")
+    report.save(work / "cv_report")
+    print(f"cross-validation report: {work / 'cv_report' / 'report.html'}")
 
 
 def main(argv: list[str] | None = None) -> int:

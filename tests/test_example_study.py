@@ -22,7 +22,9 @@ def run(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_smoke_profile_writes_the_whole_study(tmp_path: Path) -> None:
     out = tmp_path / "study"
-    proc = run("--profile", "smoke", "--out", str(out), "--backbone", "efficientnet_lite0")
+    proc = run(
+        "--profile", "smoke", "--out", str(out), "--backbone", "efficientnet_lite0", "--cv", "2"
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = proc.stdout
     assert "data: a generated" in text
@@ -38,6 +40,22 @@ def test_smoke_profile_writes_the_whole_study(tmp_path: Path) -> None:
     assert report["verdict"]  # the one-paragraph verdict after the warnings
     run_info = json.loads((out / "run.json").read_text())
     assert "mobilenet_vs_cnn.py" in run_info["command"] and run_info["versions"]["keras"]
+    # --cv 2: both recipes cross-validated, compared on every image's out-of-fold prediction
+    assert "== cross-validation: 2 leak-free folds over all 72 images" in text
+    assert "Verdict (cross-validation): " in text and run_info["cv_folds"] == 2
+    cv = json.loads((out / "cv_report" / "report.json").read_text())
+    assert [m["name"] for m in cv["models"]] == names
+    assert len(cv["y_true"]) == 72 and sorted(cv["y_true"]) == sorted(report_labels(out))
+
+
+def report_labels(out: Path) -> list[int]:
+    """Labels of every image of the smoke study's split (all three parts)."""
+    return [s["label"] for s in json.loads((out / "split.json").read_text())["samples"]]
+
+
+def test_cv_needs_two_folds() -> None:
+    proc = run("--cv", "1", timeout=120)
+    assert proc.returncode == 2 and "--cv 1: give at least 2 folds" in proc.stderr
 
 
 @pytest.mark.parametrize(
