@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from tlkit._validation import check_choice
+from tlkit._validation import check_choice, type_name
 from tlkit.augment._keras_seeding import seed_tensor
 from tlkit.errors import ArgumentTypeError, InvalidArgumentError
 
@@ -135,6 +135,31 @@ class Views:
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names)
+
+    @classmethod
+    def coerce(cls, value: Any, name: str = "tta") -> Views | None:
+        """``value`` as views: None stays None, a set name or list of view names is built.
+
+        How ``predict(..., tta=)``, ``evaluate(..., tta=)`` and
+        ``ModelComparator.add(..., tta=)`` read their argument.
+
+        Examples
+        --------
+        >>> Views.coerce("flip").names, Views.coerce(None)
+        (('identity', 'hflip'), None)
+        >>> Views.coerce(3)
+        Traceback (most recent call last):
+        ...
+        tlkit.errors.ArgumentTypeError: tta must be None, a tlkit.augment.Views, a view-set name or a list of view names, got 3 (int)
+        """
+        if value is None or isinstance(value, cls):
+            return value
+        if isinstance(value, (str, list, tuple)):
+            return cls(value)
+        raise ArgumentTypeError(
+            f"{name} must be None, a tlkit.augment.Views, a view-set name or a list of view "
+            f"names, got {value!r} ({type_name(value)})"
+        )
 
     def view(self, images: Any, index: int) -> tf.Tensor:
         """View ``index`` of a batch ``(B, H, W, 3)`` of images, as float32."""

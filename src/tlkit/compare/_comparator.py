@@ -20,7 +20,6 @@ from tlkit._validation import (
     check_image_size,
     check_int,
     renamed_argument,
-    type_name,
 )
 from tlkit.compare import _analysis, _cost
 from tlkit.compare._format import BASELINE_NAME
@@ -46,7 +45,7 @@ from tlkit.compare._models import (
 from tlkit.compare._predict import as_probabilities
 from tlkit.compare._report import ComparisonReport
 from tlkit.compare._testset import TestSet
-from tlkit.errors import ArgumentTypeError, ComparisonError
+from tlkit.errors import ComparisonError
 from tlkit.protocols import TrainedClassifier
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -300,7 +299,11 @@ class ModelComparator:
         self._check_name(name)
         measure_cost = check_bool("measure_cost", measure_cost)
         image_size = check_image_size("image_size", image_size, allow_none=True)
-        views = _tta_views(tta)
+        views = None
+        if tta is not None:
+            from tlkit.augment import Views  # TensorFlow: imported when TTA is asked for
+
+            views = Views.coerce(tta)
         keras_model, extras = unwrap_model(model)
         check_class_names(name, extras.get("class_names"), self.class_names)
         if not self._test.has_images:
@@ -501,22 +504,6 @@ class ModelComparator:
 
     def _check_labels(self, labels: Any, what: str) -> np.ndarray:
         return check_labels(labels, what, self.class_names)
-
-
-def _tta_views(tta: Any) -> Views | None:
-    """``tta`` as :class:`~tlkit.augment.Views` (a set name or view names), or None."""
-    if tta is None:
-        return None
-    from tlkit.augment import Views  # TensorFlow: imported when TTA is asked for
-
-    if isinstance(tta, Views):
-        return tta
-    if isinstance(tta, (str, list, tuple)):
-        return Views(tta)
-    raise ArgumentTypeError(
-        f"tta must be None, a tlkit.augment.Views, a view-set name or a list of view names, "
-        f"got {tta!r} ({type_name(tta)})"
-    )
 
 
 class _MeanOverViews:

@@ -20,21 +20,12 @@ __all__ = ["ModelUse", "tta_views"]
 
 
 def tta_views(tta: Any) -> Any:
-    """``tta`` as a :class:`~tlkit.augment.Views` (a set name is accepted), or None."""
+    """``tta`` as a :class:`~tlkit.augment.Views` (see :meth:`~tlkit.augment.Views.coerce`)."""
     if tta is None:
         return None
     from tlkit.augment import Views
 
-    if isinstance(tta, Views):
-        return tta
-    if isinstance(tta, (str, list, tuple)):
-        return Views(tta)
-    from tlkit._validation import type_name
-    from tlkit.errors import ArgumentTypeError
-
-    raise ArgumentTypeError(
-        f"tta must be None, a tlkit.augment.Views or a view-set name, got {type_name(tta)}"
-    )
+    return Views.coerce(tta)
 
 
 _T = TypeVar("_T", bound="ModelUse")
