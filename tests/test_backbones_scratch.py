@@ -28,7 +28,7 @@ def test_default_architecture_and_groups() -> None:
         ({"include_top": True}, BackboneError, "include_top=False"),
         ({"widths": ()}, BackboneError, "at least one"),
         ({"widths": 32}, ArgumentTypeError, "tuple or list"),
-        ({"widths": (8,) * 6, "image_size": 32}, BackboneError, "too small for 6 pooling"),
+        ({"widths": (8,) * 6, "image_size": 32}, BackboneError, "6 pooling blocks"),
     ],
 )
 def test_bad_arguments_name_what_to_change(kwargs: dict, error: type, match: str) -> None:
@@ -53,3 +53,28 @@ def test_batchnorm_statistics_track_the_data_within_a_few_small_epochs() -> None
     now = np.asarray(bn.moving_mean)
     remaining = np.abs(now - target).sum() / np.abs(start - target).sum()
     assert remaining < 0.25, f"{remaining:.0%} of the initial moving mean remains after 20 steps"
+
+
+def test_the_stem_is_strided_by_default_and_can_be_plain() -> None:
+    """Stride 2 in the first convolution quarters every block's pixels (the CPU cost)."""
+    strided = get_backbone("scratch_cnn", weights=None, image_size=64, widths=(8, 16))
+    plain = get_backbone("scratch_cnn", weights=None, image_size=64, widths=(8, 16), stem_stride=1)
+    assert strided.options.get("stem_stride", 2) == 2 and plain.options["stem_stride"] == 1
+    for bb, side in ((strided, 16), (plain, 32)):
+        pooled = bb.model.get_layer("block1_pool").output
+        assert tuple(pooled.shape[1:3]) == (side, side)
+    assert strided.model.count_params() == plain.model.count_params()  # same weights, fewer pixels
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"stem_stride": 0}, "stem_stride"),
+        ({"stem_stride": 5}, "stem_stride"),
+        ({"image_size": 32, "widths": (8,) * 5}, "at least 64 px"),
+    ],
+)
+def test_bad_stem_arguments_name_what_to_change(kwargs: dict, match: str) -> None:
+    kwargs = {"weights": None, "image_size": 64, **kwargs}
+    with pytest.raises(BackboneError, match=match):
+        get_backbone("scratch_cnn", **kwargs)

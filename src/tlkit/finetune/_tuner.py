@@ -478,14 +478,17 @@ class FineTuner(ModelUse):
         epochs: int = 30,
         seed: int | None = None,
         widths: Sequence[int] = (32, 64, 128, 256),
+        stem_stride: int = 2,
         **kwargs: Any,
     ) -> FineTuner:
         """The study's "CNN from scratch" baseline, trained through the same API.
 
         A small conv net (the ``scratch_cnn`` backbone: per block a 3x3
-        convolution, batch norm, ReLU, 2x2 max pool; widths 32-64-128-256;
-        global average pooling; dropout; softmax), random initialisation, every
-        layer trained with ``FullTraining(epochs, train_bn=True)``.
+        convolution, batch norm, ReLU, 2x2 max pool; widths 32-64-128-256; the
+        first convolution with stride ``stem_stride``, 2 by default, which makes
+        an epoch about 5x cheaper on a CPU than stride 1; global average
+        pooling; dropout; softmax), random initialisation, every layer trained
+        with ``FullTraining(epochs, train_bn=True)``.
 
         Examples
         --------
@@ -502,7 +505,11 @@ class FineTuner(ModelUse):
 
             keras.utils.set_random_seed(check_seed("seed", seed))
         backbone = get_backbone(
-            "scratch_cnn", weights=None, image_size=image_size, widths=tuple(widths)
+            "scratch_cnn",
+            weights=None,
+            image_size=image_size,
+            widths=tuple(widths),
+            stem_stride=stem_stride,
         )
         kwargs.setdefault("schedule", sched.FullTraining(epochs, train_bn=True))
         kwargs.setdefault("dropout", 0.3)
