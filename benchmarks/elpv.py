@@ -40,8 +40,11 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--lr-factor", type=float, default=0.05)
     p.add_argument("--lr-decay", type=float, default=0.8)
-    p.add_argument("--augment", default="light")
-    p.add_argument("--scratch-epochs", type=int, default=20)
+    p.add_argument(
+        "--augment", default="light", help="a preset name, none, or views:SET (e.g. views:dihedral)"
+    )
+    p.add_argument("--time-budget", default=None, help="e.g. 40min: plan the pretrained epochs")
+    p.add_argument("--scratch-epochs", type=int, default=20, help="0: no scratch CNN")
     p.add_argument("--scratch-size", type=int, default=128, help="image size of the scratch CNN")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("benchmark-elpv"))
@@ -58,10 +61,15 @@ def main() -> None:
     split.save(args.out / "split.json")
     print(split.summary())
     unfreeze = args.unfreeze if args.unfreeze == "all" else int(args.unfreeze)
+    augment = None if args.augment == "none" else args.augment
+    if args.augment.startswith("views:"):
+        from tlkit.augment import Views
+
+        augment = Views(args.augment.removeprefix("views:"), seed=args.seed)
     common = {
         "class_names": split.class_names,
         "image_size": args.image_size,
-        "augment": args.augment,
+        "augment": augment,
         "class_weight": "sqrt",
         "seed": args.seed,
         "verbose": 2,
@@ -81,22 +89,21 @@ def main() -> None:
         learning_rate=args.lr,
         **common,
     )
-    tuner.fit(split.train, split.val)
+    tuner.fit(split.train, split.val, time_budget=args.time_budget)
     rows[args.backbone] = (time.perf_counter() - t0, peak_rss_mb())
-    t0 = time.perf_counter()
-    cnn = FineTuner.scratch_cnn(
-        epochs=args.scratch_epochs, **{**common, "image_size": args.scratch_size}
-    )
-    cnn.fit(split.train, split.val)
-    rows["cnn_from_scratch"] = (time.perf_counter() - t0, peak_rss_mb())
-
-    report = (
-        ModelComparator(split.test, baseline_labels=split.train.labels, seed=args.seed)
-        .add(args.backbone, tuner)
-        .add("cnn_from_scratch", cnn)
-        .run()
-    )
+    comparator = ModelComparator(split.test, baseline_labels=split.train.labels, seed=args.seed)
+    comparator.add(args.backbone, tuner)
+    if args.scratch_epochs:
+        t0 = time.perf_counter()
+        cnn = FineTuner.scratch_cnn(
+            epochs=args.scratch_epochs, **{**common, "image_size": args.scratch_size}
+        )
+        cnn.fit(split.train, split.val)
+        rows["cnn_from_scratch"] = (time.perf_counter() - t0, peak_rss_mb())
+        comparator.add("cnn_from_scratch", cnn)
+    report = comparator.run()
     report.save(args.out / "report")
+    print(f"\nschedule {tuner.schedule!r}, augment {args.augment}")
     print(
         f"\nELPV, 75/25 stratified (seed {args.seed}), {len(split.test)} test images, "
         f"{os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}"
