@@ -333,9 +333,11 @@ def test_study_profiles_take_a_time_budget_as_an_option() -> None:
     spec = importlib.util.spec_from_file_location("study_example", EXAMPLE)
     study = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(study)
-    assert all(p["time_budget"] is None for p in study.PROFILES.values())  # default unchanged
-    assert study.parse_args([]).time_budget is None
+    assert study.PROFILES["default"]["time_budget"] == "4min"  # equal CPU time for both models
+    assert study.PROFILES["smoke"]["time_budget"] is None  # seconds of tiny data: epochs as given
+    assert study.parse_args([]).time_budget is None  # None: the profile's budget applies
     assert study.parse_args(["--time-budget", "5min"]).time_budget == "5min"
+    assert study.parse_args(["--time-budget", "none"]).time_budget == "none"
     with warnings.catch_warnings(), pytest.raises(SystemExit) as exc:
         study.parse_args(["--time-budget", "later"])
     assert exc.value.code == 2
