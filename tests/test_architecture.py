@@ -4,7 +4,7 @@ Layers, bottom up (docs/architecture.rst explains the rule):
 
 0. ``tlkit.errors``, ``tlkit._validation``, ``tlkit.protocols``, ``tlkit._version``, ``tlkit._escape``,
    ``tlkit._files``, ``tlkit._atomic``
-1. ``tlkit.data``, ``tlkit.datasets``
+1. ``tlkit.data``, ``tlkit.datasets``, ``tlkit.metrics`` (the headline metrics FineTuner and the reports share)
 2. ``tlkit.augment``, ``tlkit.backbones``
 3. ``tlkit.finetune``
 4. ``tlkit.compare``, ``tlkit.export``, ``tlkit.audit``
@@ -40,6 +40,7 @@ LAYERS: dict[str, int] = {
     "tlkit._atomic": 0,
     "tlkit.data": 1,
     "tlkit.datasets": 1,
+    "tlkit.metrics": 1,
     "tlkit.augment": 2,
     "tlkit.backbones": 2,
     "tlkit.finetune": 3,
