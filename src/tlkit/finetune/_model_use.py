@@ -103,7 +103,7 @@ class ModelUse:
         """Loss, accuracy, balanced accuracy and macro-F1 on labelled data.
 
         ``tta`` as in :meth:`predict`: the metrics of the view-averaged probabilities.
-        Each is defined in :func:`tlkit.metrics.classification_metrics` (a split
+        Each is defined in ``tlkit.metrics.classification_metrics`` (a split
         holding a single class included).
         """
         ds, labels = self._pixels(data, batch_size)
