@@ -18,8 +18,8 @@ from tlkit.compare import (
     holm,
     mcnemar_exact,
 )
-from tlkit.compare._metrics import CI_METRICS
 from tlkit.compare._stats import bootstrap_values
+from tlkit.metrics import CI_METRICS
 
 # -- McNemar -----------------------------------------------------------------------------------
 

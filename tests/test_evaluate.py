@@ -22,7 +22,7 @@ from conftest import make_tree
 
 from tlkit import DatasetSplitter
 from tlkit.compare import ComparisonReport
-from tlkit.compare._metrics import classification_metrics
+from tlkit.compare._metrics import metrics_report
 from tlkit.data._subsets import leak_free_groups
 from tlkit.errors import ArgumentTypeError, ComparisonError, EvaluationError, InvalidArgumentError
 from tlkit.evaluate import (
@@ -118,9 +118,7 @@ def test_cross_validate_predicts_every_image_once_without_leaks(tree: Path, spy)
     expect = np.array([0 if _u(p) < 0.8 else 1 for p in cv.paths])
     wrong = cv.oof_predictions != cv.y_true
     assert np.array_equal(wrong.astype(int), expect)
-    pooled = classification_metrics(
-        cv.y_true, cv.oof_predictions, cv.oof_probabilities, cv.class_names
-    )
+    pooled = metrics_report(cv.y_true, cv.oof_predictions, cv.oof_probabilities, cv.class_names)
     assert cv.pooled_metrics == pooled["metrics"]
     for name, ci in cv.intervals.items():
         assert ci.low <= cv.pooled_metrics[name] <= ci.high and ci.n_boot == 200

@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 from tlkit.errors import ArgumentTypeError, InvalidArgumentError
 
 __all__ = [
+    "MIN_IMAGE_SIZE",
     "check_bool",
     "check_choice",
     "check_duration",
@@ -55,6 +56,9 @@ __all__ = [
 
 T = TypeVar("T")
 _UNSET: Any = object()
+
+#: Smallest image side a model is built for: the backbone registry's and FineTuner's minimum.
+MIN_IMAGE_SIZE = 32
 
 
 def type_name(value: Any) -> str:

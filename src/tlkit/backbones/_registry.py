@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from tlkit._validation import (
+    MIN_IMAGE_SIZE,
     check_bool,
     check_choice,
     check_image_size,
@@ -31,8 +32,6 @@ from tlkit.backbones._errors import BackboneError, WeightsFileError
 from tlkit.errors import ArgumentTypeError
 
 __all__ = ["get_backbone", "get_config", "list_backbones", "register_backbone"]
-
-MIN_IMAGE_SIZE = 32
 
 Builder = Callable[..., Backbone]
 F = TypeVar("F", bound=Builder)

@@ -14,7 +14,7 @@ from sklearn.dummy import DummyClassifier
 
 from tlkit.compare._cost import machine
 from tlkit.compare._format import BASELINE_NAME, CI_KEYS, history_note
-from tlkit.compare._metrics import CI_METRICS, classification_metrics
+from tlkit.compare._metrics import metrics_report
 from tlkit.compare._models import Entry
 from tlkit.compare._report import ComparisonReport, ModelResult, PairwiseResult
 from tlkit.compare._stats import (
@@ -26,6 +26,7 @@ from tlkit.compare._stats import (
 )
 from tlkit.compare._verdict import verdict
 from tlkit.compare._warnings import comparison_warnings
+from tlkit.metrics import CI_METRICS
 
 __all__ = ["analyse", "baseline_entry", "pairwise", "result"]
 
@@ -69,7 +70,7 @@ def result(
     seed: int | None,
 ) -> ModelResult:
     """Every metric of one row, with stratified bootstrap intervals (paired: same seed for all)."""
-    m = classification_metrics(y_true, e.y_pred, e.y_prob, class_names, top_k=top_k)
+    m = metrics_report(y_true, e.y_pred, e.y_prob, class_names, top_k=top_k)
     labels = np.arange(len(class_names))
     ci: dict[str, BootstrapCI] = {}
     if n_boot:

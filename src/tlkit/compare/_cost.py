@@ -6,13 +6,11 @@ import dataclasses
 import os
 import platform
 import sys
-import tempfile
-import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from tlkit._keras_model import keras_file_size, latency_ms, size_on_disk
 from tlkit._validation import check_path
 from tlkit.compare._inputs import optional_int
 from tlkit.compare._report import Cost
@@ -22,7 +20,6 @@ __all__ = [
     "count_params",
     "exported_cost",
     "keras_cost",
-    "keras_size",
     "latencies",
     "machine",
     "tflite_size",
@@ -36,7 +33,7 @@ def tflite_size(name: str, path: str | os.PathLike[str] | None) -> int | None:
         return None
     if not p.is_file():
         raise ComparisonError(f"tflite_path {str(p)!r} of model {name!r} is not a file")
-    return p.stat().st_size
+    return size_on_disk(p)
 
 
 def keras_cost(
@@ -58,7 +55,7 @@ def keras_cost(
         predict_time_s=predict_time_s,
     )
     if measure:
-        size_bytes, why = keras_size(model)
+        size_bytes, why = keras_file_size(model)
         if why:
             notes.append(f".keras size not measured: {why}")
         lat1, lat32 = latencies(model, sample, runs)
@@ -99,30 +96,12 @@ def count_params(model: Any) -> int | None:
         return None
 
 
-def keras_size(model: Any) -> tuple[int | None, str | None]:
-    """Bytes of the model saved as ``.keras``, or ``(None, why not)``."""
-    with tempfile.TemporaryDirectory(prefix="tlkit-size-") as d:
-        path = Path(d) / "model.keras"
-        try:
-            model.save(path)
-        except Exception as exc:  # custom layers without get_config, lambdas, ...
-            return None, f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
-        return path.stat().st_size, None
-
-
 def latencies(model: Any, sample: np.ndarray, runs: int) -> tuple[float, float]:
-    """Mean ms per image at batch 1 and 32: median of timed runs after a warm-up."""
-    out = []
-    for bs in (1, 32):
-        x = sample[np.arange(bs) % len(sample)]
-        model.predict_on_batch(x)  # warm-up: tracing and allocation
-        times = []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            model.predict_on_batch(x)
-            times.append(time.perf_counter() - t0)
-        out.append(float(np.median(times)) / bs * 1000.0)
-    return out[0], out[1]
+    """Milliseconds per image at batch 1 and 32 (see :func:`tlkit._keras_model.latency_ms`)."""
+    b1, b32 = (sample[np.arange(bs) % len(sample)] for bs in (1, 32))
+    return latency_ms(model.predict_on_batch, b1, runs), latency_ms(
+        model.predict_on_batch, b32, runs
+    )
 
 
 def machine() -> dict[str, Any]:

@@ -1,17 +1,16 @@
-"""Classification metrics: thin wrappers of scikit-learn with every label passed explicitly."""
+"""Every metric of one model's report, with scikit-learn and every label passed explicitly.
+
+The headline metrics (accuracy, balanced accuracy, macro-F1) come from
+:mod:`tlkit.metrics`, the one definition FineTuner uses too.
+"""
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import (
-    accuracy_score,
-    balanced_accuracy_score,
     classification_report,
     cohen_kappa_score,
     confusion_matrix,
@@ -24,40 +23,9 @@ from sklearn.metrics import (
 )
 
 from tlkit.compare._format import METRIC_LABELS
+from tlkit.metrics import CI_METRICS, quiet_sklearn
 
-__all__ = ["CI_METRICS", "METRIC_LABELS", "classification_metrics", "quiet_sklearn"]
-
-
-@contextmanager
-def quiet_sklearn() -> Iterator[None]:
-    """Silence scikit-learn's warnings about undefined values; the report states them itself."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UndefinedMetricWarning)
-        warnings.filterwarnings("ignore", message=".*y_pred contains classes not in y_true.*")
-        warnings.filterwarnings("ignore", message=".*A single label was found.*")
-        warnings.filterwarnings("ignore", category=RuntimeWarning)
-        yield
-
-
-def _accuracy(y_true: np.ndarray, y_pred: np.ndarray, labels: np.ndarray) -> float:
-    return float(accuracy_score(y_true, y_pred))
-
-
-def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray, labels: np.ndarray) -> float:
-    with quiet_sklearn():
-        return float(balanced_accuracy_score(y_true, y_pred))
-
-
-def _macro_f1(y_true: np.ndarray, y_pred: np.ndarray, labels: np.ndarray) -> float:
-    return float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0))
-
-
-#: The metrics that get bootstrap intervals: ``name -> f(y_true, y_pred, labels)``.
-CI_METRICS: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], float]] = {
-    "accuracy": _accuracy,
-    "balanced_accuracy": _balanced_accuracy,
-    "macro_f1": _macro_f1,
-}
+__all__ = ["METRIC_LABELS", "metrics_report"]
 
 
 def _try(fn: Callable[[], float], notes: list[str], what: str) -> float | None:
@@ -68,7 +36,7 @@ def _try(fn: Callable[[], float], notes: list[str], what: str) -> float | None:
         return None
 
 
-def classification_metrics(
+def metrics_report(
     y_true: np.ndarray,
     y_pred: np.ndarray,
     y_prob: np.ndarray | None,
@@ -108,9 +76,7 @@ def classification_metrics(
         top_k = min(5, k_classes - 1)
     with quiet_sklearn():
         metrics: dict[str, float | None] = {
-            "accuracy": _accuracy(y_true, y_pred, labels),
-            "balanced_accuracy": _balanced_accuracy(y_true, y_pred, labels),
-            "macro_f1": _macro_f1(y_true, y_pred, labels),
+            **{name: fn(y_true, y_pred, labels) for name, fn in CI_METRICS.items()},
             "weighted_f1": float(
                 f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)
             ),

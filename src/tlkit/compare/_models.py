@@ -6,13 +6,13 @@ cost, history and notes, before any statistics.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from tlkit._keras_model import unwrap
 from tlkit._validation import type_name
 from tlkit.compare._inputs import (
     as_history,
@@ -27,7 +27,6 @@ from tlkit.errors import ArgumentTypeError, ComparisonError
 __all__ = [
     "TRAINED_ATTRIBUTES",
     "Entry",
-    "as_keras_model",
     "check_class_names",
     "check_exported",
     "predictions_entry",
@@ -52,30 +51,14 @@ class Entry:
     notes: list[str] = field(default_factory=list)
 
 
-def as_keras_model(obj: Any) -> Any:
-    """``obj`` if it is a ``keras.Model``, else ``None`` (Keras is not imported for this)."""
-    keras = sys.modules.get("keras")  # a keras model exists only if keras was imported
-    if obj is not None and keras is not None and isinstance(obj, keras.Model):
-        return obj
-    return None
-
-
 def unwrap_model(obj: Any) -> tuple[Any, dict[str, Any]]:
     """Return (keras model, TrainedClassifier extras) or raise ArgumentTypeError."""
-    model = as_keras_model(obj)
-    if model is not None:
-        return model, {}
-    inner = getattr(obj, "model", None)
-    model = as_keras_model(inner)
-    if model is not None:
-        extras = {k: getattr(obj, k, None) for k in TRAINED_ATTRIBUTES}
-        return model, extras
-    raise ArgumentTypeError(
-        "model must be a keras.Model or an object whose .model is one (a "
-        f"tlkit.protocols.TrainedClassifier such as a FineTuner), got {type_name(obj)}"
-        + (f" whose .model is {type_name(inner)}" if inner is not None else "")
-        + "; for predictions from anything else use add_predictions(name, y_pred, y_prob)"
+    model, holder = unwrap(
+        obj, hint="; for predictions from anything else use add_predictions(name, y_pred, y_prob)"
     )
+    if holder is None:
+        return model, {}
+    return model, {k: getattr(holder, k, None) for k in TRAINED_ATTRIBUTES}
 
 
 def check_class_names(name: str, names: Any, class_names: Sequence[str]) -> None:

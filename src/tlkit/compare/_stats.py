@@ -345,7 +345,7 @@ def bootstrap_ci(
     >>> round(ci.estimate, 3), ci.low <= ci.estimate <= ci.high
     (0.833, True)
     """
-    from tlkit.compare._metrics import CI_METRICS
+    from tlkit.metrics import CI_METRICS
 
     seed = checked_seed(
         renamed_argument(

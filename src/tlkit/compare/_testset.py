@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from tlkit._keras_model import input_image_size
 from tlkit.compare._inputs import check_labels
 from tlkit.compare._predict import predict
 from tlkit.errors import ArgumentTypeError, ComparisonError
@@ -128,13 +129,12 @@ class TestSet:
                 return int(image_size), int(image_size)
             h, w = image_size
             return int(h), int(w)
-        shape = getattr(model, "input_shape", None)
-        if isinstance(shape, list) or shape is None or len(shape) != 4 or None in shape[1:3]:
-            raise ComparisonError(
-                f"model {name!r} has no fixed image input size (input_shape {shape}); pass "
-                "image_size=(height, width) to add()"
-            )
-        return int(shape[1]), int(shape[2])
+        return input_image_size(
+            model,
+            ComparisonError,
+            what=f"model {name!r}",
+            hint=": pass image_size=(height, width) to add()",
+        )
 
     def dataset(self, size: tuple[int, int] | None) -> Any:
         """The ``tf.data.Dataset`` of batches (a SplitPart's is made once per size)."""

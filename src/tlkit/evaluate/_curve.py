@@ -14,7 +14,7 @@ import numpy as np
 from tlkit._validation import check_bool, check_choice, check_int, check_number, check_seed
 from tlkit.compare import BootstrapCI, bootstrap_ci
 from tlkit.compare._format import METRIC_LABELS
-from tlkit.compare._metrics import CI_METRICS, classification_metrics
+from tlkit.compare._metrics import metrics_report
 from tlkit.data import Split, SplitPart
 from tlkit.data._subsets import nested_subsets
 from tlkit.errors import ArgumentTypeError, InvalidArgumentError
@@ -27,6 +27,7 @@ from tlkit.evaluate._model import (
     say,
 )
 from tlkit.evaluate._powerlaw import MIN_GAIN, PowerLawFit, fit_power_law
+from tlkit.metrics import CI_METRICS
 
 __all__ = ["DEFAULT_FRACTIONS", "LearningCurve", "learning_curve"]
 
@@ -369,7 +370,7 @@ def learning_curve(
         p, seconds = fit_and_predict(model, part, val, held, k, kwargs, what)
         del model
         pred = np.argmax(p, axis=1)
-        m = classification_metrics(y, pred, p, names)["metrics"]
+        m = metrics_report(y, pred, p, names)["metrics"]
         cis = {
             name: bootstrap_ci(
                 y, pred, name, n_boot=n_boot, confidence=confidence, seed=seed,

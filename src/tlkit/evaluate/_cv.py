@@ -16,7 +16,7 @@ import numpy as np
 
 from tlkit._validation import check_bool, check_int, check_number, check_seed, type_name
 from tlkit.compare import BootstrapCI, ModelComparator, bootstrap_ci
-from tlkit.compare._metrics import CI_METRICS, classification_metrics
+from tlkit.compare._metrics import metrics_report
 from tlkit.data import Split, make_folds
 from tlkit.data._folds import DEFAULT_INNER_VAL, check_inner_val
 from tlkit.data._scan import SkippedFile
@@ -29,6 +29,7 @@ from tlkit.evaluate._model import (
     metric_labels,
     say,
 )
+from tlkit.metrics import CI_METRICS
 
 if TYPE_CHECKING:  # pragma: no cover
     from tlkit.compare import ComparisonReport
@@ -111,7 +112,7 @@ class CVResult:
 
     @cached_property
     def _pooled(self) -> dict[str, Any]:
-        return classification_metrics(
+        return metrics_report(
             self.y_true, self.oof_predictions, self.oof_probabilities, self.class_names
         )
 
@@ -432,7 +433,7 @@ def cross_validate(
         probs[r, rows] = p
         fold_of[r, rows] = f
         y = split.test.labels.astype(np.int64)
-        m = classification_metrics(y, np.argmax(p, axis=1), p, fs.class_names)["metrics"]
+        m = metrics_report(y, np.argmax(p, axis=1), p, fs.class_names)["metrics"]
         results.append(
             {
                 "repeat": r,

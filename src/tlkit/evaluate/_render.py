@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tlkit.compare._format import METRIC_LABELS
-from tlkit.compare._metrics import CI_METRICS
+from tlkit.metrics import CI_METRICS
 
 if TYPE_CHECKING:  # pragma: no cover
     from tlkit.evaluate._curve import LearningCurve

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import os
-import tempfile
-import time
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tlkit._keras_model import input_image_size, keras_file_size, latency_ms, size_on_disk, unwrap
 from tlkit._validation import check_int, check_number, check_path
 from tlkit.errors import ExportCheckError, ExportError
-from tlkit.export._inputs import batches, check_quantize, model_image_size, unwrap
+from tlkit.export._inputs import batches, check_quantize
 from tlkit.export._report import ExportReport
-from tlkit.export._runtime import ExportedModel, format_of, labels_path, size_of
+from tlkit.export._runtime import ExportedModel, format_of, labels_path
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -124,7 +122,7 @@ def check(
     path = check_path("path", path)
     fmt = format_of(path)
     exported = ExportedModel(path, trust=trust)
-    size = model_image_size(keras_model)
+    size = input_image_size(keras_model, ExportError, rgb=True)
     if exported.image_size != size:
         raise ExportError(
             f"{str(path)!r} takes {exported.image_size[0]}x{exported.image_size[1]} images but "
@@ -163,16 +161,16 @@ def check(
     else:
         notes.append("not checked: pass check_data (e.g. split.test) to compare predictions")
         sample = np.full((1, *size, 3), 127.0, np.float32)
-    latency = _latency_ms(exported.predict_on_batch, sample, latency_runs)
-    keras_latency = _latency_ms(keras_model.predict_on_batch, sample, latency_runs)
+    latency = latency_ms(exported.predict_on_batch, sample, latency_runs)
+    keras_latency = latency_ms(keras_model.predict_on_batch, sample, latency_runs)
     labels_file = labels_path(path)
     report = ExportReport(
         path=path,
         format=fmt,
         quantize=quantize,
         labels_path=labels_file if labels_file.is_file() else None,
-        size_bytes=size_of(path),
-        keras_size_bytes=_keras_size(keras_model),
+        size_bytes=size_on_disk(path),
+        keras_size_bytes=keras_file_size(keras_model)[0],
         n_checked=n,
         agreement=agreement,
         accuracy_before=acc_before,
@@ -198,22 +196,3 @@ def check(
             report,
         )
     return report
-
-
-def _latency_ms(fn: Callable[[Any], Any], sample: np.ndarray, runs: int) -> float:
-    fn(sample)  # warm-up: tracing, allocation
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn(sample)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times) * 1000.0)
-
-
-def _keras_size(model: Any) -> int | None:
-    with tempfile.TemporaryDirectory(prefix="tlkit-size-") as d:
-        try:
-            model.save(Path(d) / "model.keras")
-        except Exception:  # custom layers without get_config: size unknown
-            return None
-        return (Path(d) / "model.keras").stat().st_size

@@ -10,17 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tlkit._keras_model import input_image_size, unwrap
 from tlkit._validation import check_bool, check_choice, check_int, check_number, check_path
 from tlkit.errors import ExportError
 from tlkit.export._check import check
-from tlkit.export._inputs import (
-    FORMATS,
-    QUANTIZATIONS,
-    batches,
-    check_quantize,
-    model_image_size,
-    unwrap,
-)
+from tlkit.export._inputs import FORMATS, QUANTIZATIONS, batches, check_quantize
 from tlkit.export._output import write_export
 from tlkit.export._report import ExportReport
 from tlkit.export._runtime import labels_text, require
@@ -153,7 +147,8 @@ def export(
     >>> report.passed, report.n_checked, report.agreement
     (True, 8, 1.0)
     """
-    keras_model, names = unwrap(model)
+    keras_model, holder = unwrap(model)
+    names = getattr(holder, "class_names", None)
     check_choice("format", format, FORMATS, error=ExportError)
     check_quantize(quantize)
     if quantize is not None and format != "litert":
@@ -175,7 +170,7 @@ def export(
         "min_agreement", min_agreement, low=0.0, high=1.0, allow_none=True, error=ExportError
     )
     overwrite = check_bool("overwrite", overwrite)
-    size = model_image_size(keras_model)
+    size = input_image_size(keras_model, ExportError, rgb=True)
     path = _output_path(check_path("path", path), format)
     if names is None:
         names = class_names

@@ -3,25 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from tlkit._validation import check_choice, type_name
-from tlkit.errors import ArgumentTypeError, ExportError
-
-if TYPE_CHECKING:  # pragma: no cover
-    import keras
-
-    from tlkit.protocols import TrainedClassifier
+from tlkit._validation import check_choice
+from tlkit.errors import ExportError
 
 __all__ = [
     "FORMATS",
     "QUANTIZATIONS",
     "batches",
     "check_quantize",
-    "model_image_size",
-    "unwrap",
 ]
 
 FORMATS = ("litert", "onnx", "saved_model")
@@ -31,35 +24,6 @@ QUANTIZATIONS = (None, "dynamic", "float16", "int8")
 def check_quantize(quantize: Any) -> str | None:
     """``quantize`` if it is one of :data:`QUANTIZATIONS`."""
     return check_choice("quantize", quantize, QUANTIZATIONS, error=ExportError)
-
-
-def unwrap(obj: keras.Model | TrainedClassifier) -> tuple[keras.Model, list[str] | None]:
-    """(keras model, class names or None) of a Keras model or a trained classifier (FineTuner)."""
-    import keras
-
-    if isinstance(obj, keras.Model):
-        return obj, None
-    inner = getattr(obj, "model", None)
-    if isinstance(inner, keras.Model):
-        names = getattr(obj, "class_names", None)
-        return inner, (None if names is None else [str(c) for c in names])
-    raise ArgumentTypeError(
-        "model must be a keras.Model or an object whose .model is one (a tlkit FineTuner, any "
-        f"tlkit.protocols.TrainedClassifier), got {type_name(obj)}"
-    )
-
-
-def model_image_size(model: Any) -> tuple[int, int]:
-    """The ``(height, width)`` a Keras model takes; it must take fixed-size RGB images."""
-    shape = getattr(model, "input_shape", None)
-    if isinstance(shape, list) or shape is None or len(shape) != 4 or None in shape[1:3]:
-        raise ExportError(
-            f"the model must take images of a fixed size (batch, height, width, 3); its input "
-            f"shape is {shape}"
-        )
-    if shape[3] != 3:
-        raise ExportError(f"the model must take RGB images (3 channels); input shape {shape}")
-    return int(shape[1]), int(shape[2])
 
 
 def batches(data: Any, size: tuple[int, int], batch_size: int) -> Iterator[tuple[Any, Any]]:

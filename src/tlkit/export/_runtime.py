@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from tlkit._keras_model import size_on_disk
 from tlkit._validation import check_bool, check_int, check_path
 from tlkit.errors import ExportError, MissingDependencyError
 from tlkit.export._trust import check_trusted
@@ -77,13 +78,6 @@ def labels_text(class_names: Sequence[str]) -> str:
         if "\n" in c or "\r" in c:
             raise ExportError(f"class name {c!r} holds a line break; it cannot go in a labels file")
     return "".join(f"{c}\n" for c in class_names)
-
-
-def size_of(path: Path) -> int:
-    """Bytes of a file, or of every file under a folder."""
-    if path.is_dir():
-        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-    return path.stat().st_size
 
 
 class ExportedModel:
@@ -172,7 +166,7 @@ class ExportedModel:
         if class_names is None and labels_path(self.path).is_file():
             class_names = read_labels(labels_path(self.path))
         self.class_names = None if class_names is None else [str(c) for c in class_names]
-        self.size_bytes = size_of(self.path)
+        self.size_bytes = size_on_disk(self.path)
         self._batch = -1
         loader = {"litert": self._load_litert, "onnx": self._load_onnx}
         loader.get(self.format, self._load_saved_model)(num_threads)

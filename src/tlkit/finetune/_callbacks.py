@@ -20,6 +20,7 @@ import keras
 import numpy as np
 
 from tlkit.errors import InvalidArgumentError, TrainingDivergedError
+from tlkit.metrics import classification_metrics
 
 __all__ = [
     "BestEpoch",
@@ -29,30 +30,6 @@ __all__ = [
     "ValidationMetrics",
     "smoothed",
 ]
-
-
-def classification_metrics(
-    y_true: np.ndarray, y_prob: np.ndarray, num_classes: int
-) -> dict[str, float]:
-    """Loss, accuracy, balanced accuracy and macro-F1 of probabilities against labels."""
-    from sklearn.metrics import balanced_accuracy_score, f1_score
-
-    y_true = np.asarray(y_true, dtype=np.int64)
-    y_pred = np.argmax(y_prob, axis=1)
-    p = np.clip(y_prob[np.arange(len(y_true)), y_true], 1e-7, 1.0)
-    labels = list(range(num_classes))
-    present = np.unique(y_true)
-    return {
-        "loss": float(-np.mean(np.log(p))),
-        "accuracy": float(np.mean(y_pred == y_true)),
-        # balanced accuracy over the classes present in y_true (scikit-learn's definition)
-        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred))
-        if len(present) > 1
-        else float(np.mean(y_pred == y_true)),
-        "macro_f1": float(
-            f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)
-        ),
-    }
 
 
 class ValidationMetrics(keras.callbacks.Callback):

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from tlkit._files import check_file
-from tlkit._validation import type_name
+from tlkit._validation import MIN_IMAGE_SIZE, type_name
 from tlkit.data import Sample, SplitPart
 from tlkit.errors import ArgumentTypeError, ScheduleError
 
@@ -132,8 +132,6 @@ def fit_image_size(image_size: tuple[int, int], train: Data, *, adoptable: bool)
         return image_size
     found = (int(h), int(w))
     if adoptable:
-        from tlkit.finetune._validate import MIN_IMAGE_SIZE
-
         if min(found) < MIN_IMAGE_SIZE:
             raise ScheduleError(
                 f"train yields {found[0]}x{found[1]} images, under the smallest size tlkit trains "

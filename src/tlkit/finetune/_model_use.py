@@ -10,8 +10,8 @@ import numpy as np
 
 from tlkit.data import SplitPart
 from tlkit.errors import ScheduleError
-from tlkit.finetune._callbacks import classification_metrics
 from tlkit.finetune._predictions import Predictions, as_pixels, batches
+from tlkit.metrics import classification_metrics
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -103,6 +103,8 @@ class ModelUse:
         """Loss, accuracy, balanced accuracy and macro-F1 on labelled data.
 
         ``tta`` as in :meth:`predict`: the metrics of the view-averaged probabilities.
+        Each is defined in ``tlkit.metrics.classification_metrics`` (a split
+        holding a single class included).
         """
         ds, labels = self._pixels(data, batch_size)
         if labels is None:

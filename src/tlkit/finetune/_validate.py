@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tlkit._validation import (
+    MIN_IMAGE_SIZE,
     check_bool,
     check_choice,
     check_image_size,
@@ -29,7 +30,6 @@ from tlkit.finetune import schedules as sched
 __all__ = [
     "DEFAULT_LR",
     "MEMORY_BUDGET_MB",
-    "MIN_IMAGE_SIZE",
     "MONITORS",
     "OPTIMIZER_NAMES",
     "backbone_name",
@@ -45,8 +45,6 @@ MONITORS = ("val_loss", "val_accuracy", "val_balanced_accuracy", "val_macro_f1")
 # Adam's 3e-3: what lr_find suggests for a linear head on pooled features (docs/make_finetune_figures.py).
 DEFAULT_LR = {"adam": 3e-3, "adamw": 3e-3, "sgd": 1e-2, "rmsprop": 1e-3}
 MEMORY_BUDGET_MB = 2048
-#: Smallest image side FineTuner builds a model for.
-MIN_IMAGE_SIZE = 32
 
 
 def default_schedule() -> sched.FreezeThenUnfreeze:
