@@ -48,6 +48,8 @@ def main() -> None:
         help="a preset name, or views:SET for finite views (default: FineTuner's, none)",
     )
     p.add_argument("--unfreeze", default=None, help="groups to unfreeze, or 'all' (default's)")
+    p.add_argument("--lr-factor", type=float, default=None, help="fine-tuning rate / head rate")
+    p.add_argument("--lr-decay", type=float, default=None, help="rate factor per group downwards")
     p.add_argument("--tta", default=None, help="also score with test-time augmentation (views)")
     p.add_argument("--time-budget", default=None, help="e.g. 5min: plan the epochs to fit")
     p.add_argument("--scratch-epochs", type=int, default=0, help="also train the scratch CNN")
@@ -79,8 +81,13 @@ def main() -> None:
     schedule = default_schedule()
     if args.finetune_epochs == 0:
         schedule = schedules.Frozen(schedule.head_epochs)
-    elif args.finetune_epochs is not None or args.unfreeze is not None:
+    elif any(
+        v is not None for v in (args.finetune_epochs, args.unfreeze, args.lr_factor, args.lr_decay)
+    ):
         config = dict(schedule.get_config()["config"])
+        for key in ("lr_factor", "lr_decay"):
+            if getattr(args, key) is not None:
+                config[key] = getattr(args, key)
         if args.finetune_epochs is not None:
             config["finetune_epochs"] = args.finetune_epochs
         if args.unfreeze is not None:
