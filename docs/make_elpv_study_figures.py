@@ -21,18 +21,23 @@ from pathlib import Path
 import numpy as np
 
 from tlkit import ModelComparator
+from tlkit.compare import SCHEMA
 
 STATIC = Path(__file__).parent / "_static"
 
 
 def main(out: Path) -> None:
-    data = json.loads((out / "report" / "report.json").read_text())
+    path = out / "report" / "report.json"
+    data = json.loads(path.read_text())
+    if data.get("schema") != SCHEMA:
+        found = data.get("schema")
+        sys.exit(f"{path} has schema {found!r}, this tlkit reads {SCHEMA!r}: run the study again")
     names = data["classes"]
     names = [c["name"] if isinstance(c, dict) else c for c in names]
     comparator = ModelComparator(
         np.asarray(data["y_true"]),
         names,
-        seed=data["settings"]["random_state"],
+        seed=data["settings"]["seed"],
         n_boot=data["settings"]["n_boot"],
     )
     for model in data["models"][1:]:  # the first row is the majority-class baseline

@@ -109,7 +109,6 @@ def test_precomputed_features_and_bad_shapes(planted) -> None:
         ({"image_size": 0}, AuditError, "image_size must be an int >= 1"),
         ({"near_duplicates": "yes"}, ArgumentTypeError, "near_duplicates must be True or False"),
         ({"backbone": 3}, ArgumentTypeError, "backbone must be a string"),
-        ({"image_size": 32, "input_size": 32}, ValueError, "pass 'image_size' only"),
     ],
 )
 def test_bad_arguments_are_refused_before_any_work(tmp_path: Path, kwargs, error, match) -> None:
@@ -124,12 +123,18 @@ def test_not_a_split_or_path_is_a_type_error() -> None:
         audit(42)
 
 
-def test_input_size_is_a_deprecated_alias_of_image_size(planted) -> None:
+def test_input_size_the_old_name_of_image_size_is_refused(planted) -> None:
     split, _ = planted
-    with pytest.warns(DeprecationWarning, match="'input_size' is deprecated, use 'image_size'"):
-        old = audit(split, features=thumb_features, input_size=64, label_issues=False)
-    new = audit(split, features=thumb_features, image_size=64, label_issues=False)
-    assert old.settings == new.settings and old.settings["small_side"] == 32
+    with pytest.raises(TypeError, match="input_size"):
+        audit(split, features=thumb_features, input_size=64, label_issues=False)
+    report = audit(
+        split, features=thumb_features, image_size=64, label_issues=False, feature_duplicates=True
+    )
+    assert report.settings["image_size"] == 64 and report.settings["small_side"] == 32
+    # Schema 2 stores the size under "image_size" ("input_size" in schema 1).
+    data = json.loads(report.to_json())
+    assert data["schema"] == "tlkit.audit/2" and "input_size" not in data["settings"]
+    assert "half the 64 px training size" in report.summary()
 
 
 def test_label_flips_rank_near_the_top(tmp_path: Path) -> None:
@@ -181,7 +186,7 @@ def test_small_images_conflicts_unreadable_and_outputs(tmp_path: Path) -> None:
     assert "data:image/png;base64," in html and "tiny.png" in html
     assert "http" not in html.split("<body>")[1]  # self-contained: nothing fetched
     data = json.loads(files[2].read_text())
-    assert data["schema"] == "tlkit.audit/1" and data["small_images"][0]["width"] == 8
+    assert data["schema"] == "tlkit.audit/2" and data["small_images"][0]["width"] == 8
     assert "# Data audit" in files[1].read_text()
 
 

@@ -209,47 +209,36 @@ def test_register_checks_its_arguments(scratch_registry: None) -> None:
 # --------------------------------------------------------------------------- renamed names
 
 
-def test_input_size_is_a_deprecated_alias_of_image_size() -> None:
-    with pytest.warns(DeprecationWarning, match="get_backbone: 'input_size' is deprecated"):
-        old = get_backbone("scratch_cnn", weights=None, input_size=48, widths=(4,))
-    assert old.image_size == (48, 48)
-    with pytest.warns(DeprecationWarning, match=r"Backbone\.input_size is deprecated"):
-        assert old.input_size == (48, 48)
-    with pytest.raises(AttributeError):
-        old.input_size = (1, 1)  # type: ignore[misc]
-    with pytest.raises(InvalidArgumentError, match="pass 'image_size' only"):
-        get_backbone("scratch_cnn", weights=None, image_size=48, input_size=48)
+def test_input_size_the_old_name_of_image_size_is_refused() -> None:
+    with pytest.raises(BackboneError, match=r"does not take option.*input_size"):
+        get_backbone("scratch_cnn", weights=None, input_size=48, widths=(4,))
+    bb = get_backbone("scratch_cnn", weights=None, image_size=48, widths=(4,))
+    assert bb.image_size == (48, 48) and not hasattr(bb, "input_size")
+    with pytest.raises(TypeError, match="input_size"):
+        Backbone(bb.model, bb.config, input_size=(48, 48), feature_dim=4)  # type: ignore[call-arg]
     keras.backend.clear_session()
 
 
-def test_default_input_size_is_a_deprecated_alias_of_default_image_size() -> None:
+def test_default_input_size_the_old_name_of_default_image_size_is_refused() -> None:
     fields = dict(
         name="n", family="F", preprocessing="none", preprocessing_detail="d",
         weights_source="none", weights_license="n/a",
     )  # fmt: skip
     new = BackboneConfig(default_image_size=(40, 48), **fields)
-    with pytest.warns(DeprecationWarning, match="'default_input_size' is deprecated"):
-        old = BackboneConfig(default_input_size=(40, 48), **fields)  # type: ignore[call-arg]
-    assert old == new and new.default_image_size == (40, 48)
-    with pytest.warns(
-        DeprecationWarning, match=r"BackboneConfig\.default_input_size is deprecated"
-    ):
-        assert new.default_input_size == (40, 48)
+    assert new.default_image_size == (40, 48) and not hasattr(new, "default_input_size")
+    with pytest.raises(TypeError, match="default_input_size"):
+        BackboneConfig(default_input_size=(40, 48), **fields)  # type: ignore[call-arg]
     assert dataclasses.replace(new, family="G").default_image_size == (40, 48)
     with pytest.raises(TypeError, match=r"missing required argument.*: default_image_size"):
         BackboneConfig(**fields)
     with pytest.raises(TypeError, match=r"missing.*weights_source, weights_license"):
         BackboneConfig("n", "F", (40, 48), "none", "d")
-    with pytest.raises(InvalidArgumentError, match="pass 'default_image_size' only"):
-        BackboneConfig(default_image_size=(40, 48), default_input_size=(1, 1), **fields)  # type: ignore[call-arg]
 
 
-def test_a_builder_written_for_input_size_still_works_with_a_warning(
-    scratch_registry: None,
-) -> None:
+def test_builders_are_called_with_image_size_only(scratch_registry: None) -> None:
     seen: dict[str, Any] = {}
 
-    def old_style(weights: Any, input_size: tuple[int, int], include_top: bool, **_: Any) -> Any:
+    def old_style(weights: Any, input_size: tuple[int, int], include_top: bool) -> Any:
         seen["old"] = input_size
         return get_backbone("scratch_cnn", weights=None, image_size=input_size, widths=(4,))
 
@@ -266,17 +255,12 @@ def test_a_builder_written_for_input_size_still_works_with_a_warning(
     register_backbone("tiny_old")(old_style)
     register_backbone("tiny_new")(new_style)
     register_backbone("tiny_any")(any_style)
-    with pytest.warns(
-        DeprecationWarning, match=r"old_style registered for backbone 'tiny_old' takes 'input_size'"
-    ):
+    # A builder whose parameter is still named input_size is not looked into: Python refuses.
+    with pytest.raises(TypeError, match="image_size"):
         get_backbone("tiny_old", weights=None, image_size=40)
-    assert seen["old"] == (40, 40)
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", DeprecationWarning)
-        get_backbone("tiny_new", weights=None, image_size=40)
-        get_backbone("tiny_any", weights=None, image_size=40)
+    assert "old" not in seen
+    get_backbone("tiny_new", weights=None, image_size=40)
+    get_backbone("tiny_any", weights=None, image_size=40)
     assert seen["new"] == (40, 40)
     assert seen["any"] == ["image_size", "include_top", "weights"]
     keras.backend.clear_session()

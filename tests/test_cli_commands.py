@@ -167,6 +167,8 @@ def test_command_usage_errors(trained, capsys) -> None:
     assert main(["train", manifest, "-o", "model.h5"]) == 2
     assert main(["train", manifest, "--image-size", "8", "-o", "m.keras"]) == 2
     assert "--image-size must be at least 32, got 8" in capsys.readouterr().err
+    assert main(["train", manifest, "--input-size", "32", "-o", "m.keras"]) == 2  # old name
+    assert "unrecognized arguments: --input-size" in capsys.readouterr().err
     assert main(["export", model, "--format", "coreml"]) == 2  # argparse choices
 
 
@@ -174,14 +176,12 @@ def test_train_strategy_mirrored_and_multiworker_argument(trained, monkeypatch) 
     out = trained["tmp"] / "mirrored.keras"
     proc = tlkit(
         "train", str(trained["manifest"]), "--backbone", "scratch_cnn", "--weights", "none",
-        "--input-size", "32", "--schedule", "freeze_then_unfreeze:1,1,all", "--batch-size", "8",
+        "--image-size", "32", "--schedule", "freeze_then_unfreeze:1,1,all", "--batch-size", "8",
         "--strategy", "mirrored", "--quiet", "-o", str(out),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    # --input-size is the deprecated old name of --image-size: it works, and says so.
-    assert "--input-size is deprecated, use --image-size" in proc.stderr
     summary = json.loads(proc.stdout)
-    assert summary["input_size"] == [32, 32]
+    assert summary["image_size"] == [32, 32] and "input_size" not in summary
     assert summary["strategy"] == "mirrored" and summary["replicas"] >= 1
     assert summary["epochs"] == 2 and out.is_file()
     monkeypatch.delenv("TF_CONFIG", raising=False)

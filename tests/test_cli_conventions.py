@@ -118,7 +118,7 @@ def test_predict_missing_folder_and_file(tmp_path: Path) -> None:
     assert "gone" in line and "does not exist" in line
 
 
-def test_old_flag_names_work_hidden_and_messages_name_the_new_flag(capsys) -> None:
+def test_old_flag_names_are_refused_and_messages_name_the_new_flag(capsys) -> None:
     import argparse
 
     from tlkit.cli._common import UsageError, add_image_size, as_flags
@@ -130,6 +130,8 @@ def test_old_flag_names_work_hidden_and_messages_name_the_new_flag(capsys) -> No
     assert "--image-size" in p.format_help() and "--input-size" not in p.format_help()
     assert p.parse_args(["--image-size", "40"]).image_size == 40
     assert "deprecated" not in capsys.readouterr().err
-    assert p.parse_args(["--input-size", "48"]).image_size == 48
-    assert "--input-size is deprecated, use --image-size" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # --input-size, the old name, is gone
+        p.parse_args(["--input-size", "48"])
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments: --input-size" in capsys.readouterr().err
     assert issubclass(UsageError, TlkitError) and issubclass(UsageError, ValueError)

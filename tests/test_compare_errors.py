@@ -128,43 +128,31 @@ def test_a_missing_tflite_file_is_named() -> None:
         c.add("m", model, measure_cost="no")
 
 
-# -- seed, and random_state its deprecated name ------------------------------------------------
+# -- seed (random_state, its old name, is gone) -----------------------------------------------
 
 
-def test_seed_is_the_name_and_the_report_keeps_its_key() -> None:
+def test_seed_is_the_name_and_the_report_stores_it() -> None:
     c = comparator(n_boot=30, seed=7)
-    assert c.seed == 7 and c.random_state == 7
+    assert c.seed == 7 and not hasattr(c, "random_state")
     d = json.loads(c.add_predictions("m", P).run().to_json())
-    assert d["settings"]["random_state"] == 7 and "seed" not in d["settings"]
+    # Schema 2 stores the seed under "seed" ("random_state" in schema 1).
+    assert d["schema"] == "tlkit.comparison/2"
+    assert d["settings"]["seed"] == 7 and "random_state" not in d["settings"]
 
 
-def test_random_state_still_works_with_a_deprecation_warning() -> None:
-    new = comparator(n_boot=40, seed=3).add_predictions("m", P).run()
-    with pytest.warns(DeprecationWarning, match="'random_state' is deprecated, use 'seed'") as rec:
-        old = comparator(n_boot=40, random_state=3).add_predictions("m", P).run()
-    assert rec[0].filename == __file__  # the warning points at the caller's line
-    assert old.to_json() == new.to_json()
-    with pytest.warns(DeprecationWarning):
-        a = bootstrap_ci(Y, P, "accuracy", n_boot=50, random_state=4)
-    assert a == bootstrap_ci(Y, P, "accuracy", n_boot=50, seed=4)
-    with pytest.warns(DeprecationWarning):
-        idx = list(bootstrap_indices(Y, 3, random_state=4))
-    for i, j in zip(idx, bootstrap_indices(Y, 3, seed=4), strict=True):
-        np.testing.assert_array_equal(i, j)
+def test_random_state_the_old_name_of_seed_is_refused() -> None:
+    with pytest.raises(TypeError, match="random_state"):
+        comparator(n_boot=40, random_state=3)
+    with pytest.raises(TypeError, match="random_state"):
+        bootstrap_ci(Y, P, "accuracy", n_boot=50, random_state=4)
+    with pytest.raises(TypeError, match="random_state"):
+        list(bootstrap_indices(Y, 3, random_state=4))
+    with pytest.raises(TypeError, match="random_state"):
+        comparator(random_state=None)
 
 
-def test_random_state_none_still_means_unseeded() -> None:
-    with pytest.warns(DeprecationWarning):
-        c = comparator(random_state=None)
-    assert c.seed is None
+def test_seed_none_means_unseeded() -> None:
     assert comparator(seed=None).seed is None
-
-
-def test_seed_and_random_state_together_are_refused() -> None:
-    with pytest.raises(ValueError, match="pass 'seed' only"):
-        comparator(seed=1, random_state=2)
-    with pytest.raises(ValueError, match="pass 'seed' only"):
-        bootstrap_ci(Y, P, "accuracy", seed=1, random_state=2)
 
 
 def test_the_new_name_gives_no_warning() -> None:

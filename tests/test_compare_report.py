@@ -121,7 +121,7 @@ def test_markdown_layout(report) -> None:
 def test_json_schema(report) -> None:
     text = report.to_json()
     d = json.loads(text)  # strict JSON: allow_nan=False would have raised on NaN
-    assert d["schema"] == SCHEMA == "tlkit.comparison/1"
+    assert d["schema"] == SCHEMA == "tlkit.comparison/2"
     assert list(d) == [
         "schema",
         "tlkit_version",
@@ -142,7 +142,7 @@ def test_json_schema(report) -> None:
         {"index": 1, "name": "rust", "support": 20},
         {"index": 2, "name": "scab", "support": 8},
     ]
-    assert d["settings"]["n_boot"] == 100 and d["settings"]["random_state"] == 0
+    assert d["settings"]["n_boot"] == 100 and d["settings"]["seed"] == 0
     assert d["baseline"]["class_name"] == "healthy"
     assert d["warnings"] == list(report.warnings)
     assert [m["name"] for m in d["models"]] == [

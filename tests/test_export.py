@@ -98,8 +98,7 @@ def test_litert_float_agrees_and_writes_labels(trained, tmp_path: Path) -> None:
     # The file runs on its own, from raw pixels, with the labels beside it.
     exported = ExportedModel(report.path)
     assert exported.class_names == CLASSES and exported.image_size == (SIZE, SIZE)
-    with pytest.warns(DeprecationWarning, match="input_size is deprecated, use image_size"):
-        assert exported.input_size == (SIZE, SIZE)
+    assert not hasattr(exported, "input_size")  # the old name of image_size is gone
     np.testing.assert_allclose(
         exported.predict(test[0][:5]), model.predict(test[0][:5], verbose=0), atol=1e-4
     )

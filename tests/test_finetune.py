@@ -256,7 +256,6 @@ def test_wrong_num_classes_and_bad_arguments(split: Split) -> None:
         ({"class_weight": "inverse"}, "class_weight must be"),
         ({"dropout": 1.5}, "dropout"),
         ({"image_size": 8}, "image_size must be"),
-        ({"image_size": 16, "input_size": 16}, "pass 'image_size' only"),
         ({"class_names": ["a", "a"]}, "distinct"),
         ({"num_classes": 3, "class_names": ["a", "b"]}, "num_classes=3"),
         ({"cache_features": "yes"}, "cache_features"),
@@ -298,16 +297,16 @@ def test_wrong_argument_types_are_type_errors(kwargs: dict, match: str) -> None:
     assert isinstance(info.value, TypeError) and isinstance(info.value, TlkitError)
 
 
-def test_input_size_is_a_deprecated_alias_of_image_size() -> None:
-    with pytest.warns(DeprecationWarning, match="'input_size' is deprecated, use 'image_size'"):
-        t = FineTuner("scratch_cnn", weights=None, num_classes=2, input_size=48)
-    assert t.image_size == (48, 48)
-    with pytest.warns(DeprecationWarning, match="input_size is deprecated"):
-        assert t.input_size == (48, 48)
-    with pytest.warns(DeprecationWarning, match="'input_size' is deprecated"):
-        cnn = FineTuner.scratch_cnn(num_classes=2, input_size=40, epochs=1, widths=(8,))
-    assert cnn.image_size == (40, 40) and cnn.model.input_shape == (None, 40, 40, 3)
+def test_input_size_the_old_name_of_image_size_is_refused() -> None:
+    with pytest.raises(TypeError, match="input_size"):
+        FineTuner("scratch_cnn", weights=None, num_classes=2, input_size=48)
+    with pytest.raises(TypeError, match="input_size"):
+        FineTuner.scratch_cnn(num_classes=2, input_size=40, epochs=1, widths=(8,))
+    t = FineTuner("scratch_cnn", weights=None, num_classes=2, image_size=48)
+    assert t.image_size == (48, 48) and not hasattr(t, "input_size")
     assert "image_size=(48, 48)" in repr(t)
+    cnn = FineTuner.scratch_cnn(num_classes=2, image_size=40, epochs=1, widths=(8,))
+    assert cnn.image_size == (40, 40) and cnn.model.input_shape == (None, 40, 40, 3)
 
 
 def _report_row(run: TrainedClassifier) -> tuple[list[str], float | None]:

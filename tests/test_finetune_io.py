@@ -107,7 +107,7 @@ HOSTILE = textwrap.dedent(
     cases["truncated"] = work / "trunc.keras"
     cases["no_metadata"] = rezip("nometa.keras")
     cases["bad_json"] = rezip("badjson.keras", "{not json")
-    for field, value in [("class_names", "abc"), ("class_names", [1, 2]), ("input_size", [-1, 5]),
+    for field, value in [("class_names", "abc"), ("class_names", [1, 2]), ("image_size", [-1, 5]),
                          ("format", "pickle"), ("version", 99), ("backbone", ["x"])]:
         m = dict(meta); m[field] = value
         cases[f"meta_{field}_{value!r}"] = rezip(f"m{len(cases)}.keras", json.dumps(m))
@@ -124,7 +124,7 @@ HOSTILE = textwrap.dedent(
     lam = keras.Model(inp, keras.layers.Lambda(lambda x: x * 2)(inp))
     lam_path = work / "lambda_raw.keras"; lam.save(lam_path)
     with zipfile.ZipFile(lam_path, "a") as z:
-        z.writestr("tlkit.json", json.dumps({**meta, "input_size": [4, 4]}))
+        z.writestr("tlkit.json", json.dumps({**meta, "image_size": [4, 4]}))
     cases["lambda_layer"] = lam_path
 
     out = {}

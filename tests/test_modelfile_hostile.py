@@ -148,9 +148,9 @@ def model_corpus(good: Path, d: Path) -> dict[str, Path]:
     hist = {"history": {"loss": [1.0]}, "phases": ["head"], "epoch_seconds": [2.0]}
     sched = meta["schedule"]
     bad_fields: list[tuple[str, Any]] = [
-        ("version", True), ("version", "1"), ("version", 2), ("format", None),
+        ("version", True), ("version", "1"), ("version", 1), ("version", 3), ("format", None),
         ("class_names", "ab"), ("class_names", ["a", "a"]), ("class_names", ["a", 2]),
-        ("input_size", ["32", 32]), ("input_size", [32.0, 32]), ("input_size", [10**9, 32]),
+        ("image_size", ["32", 32]), ("image_size", [32.0, 32]), ("image_size", [10**9, 32]),
         ("backbone", 7), ("backbone", "no_such_backbone"), ("backbone_options", []),
         ("backbone_options", {"widths": [10**9]}), ("backbone_options", {"evil": 1}),
         ("backbone_options", {"widths": [4, {"x": 1}]}),
@@ -234,6 +234,30 @@ def test_hostile_model_files_raise_model_file_error_without_allocating(
     assert "field 'history'" in results["meta_history='a history'"][0]
 
 
+def test_a_model_file_of_another_format_version_says_what_to_do(good: Path, tmp_path: Path) -> None:
+    meta = json.loads(members(good)["tlkit.json"])
+    assert meta["version"] == 2 and "input_size" not in meta
+    # What tlkit wrote before version 2: the image size under "input_size".
+    old = {k: v for k, v in meta.items() if k != "image_size"}
+    old.update(version=1, input_size=meta["image_size"])
+    files = {n: b for n, b in members(good).items() if n != "tlkit.json"}
+    path = write_zip(
+        tmp_path / "old.keras", [*files.items(), ("tlkit.json", json.dumps(old).encode())]
+    )
+    with pytest.raises(ModelFileError) as info:
+        FineTuner.load(path)
+    message = str(info.value)
+    assert str(path) in message, message
+    assert "format version 1, written by an older tlkit" in message, message
+    assert "reads version 2 only" in message, message
+    assert "train the model again with this tlkit" in message and "FineTuner.save" in message
+    newer = with_meta(good, tmp_path / "newer.keras", version=3)
+    with pytest.raises(
+        ModelFileError, match=r"format version 3, written by a newer tlkit.*upgrade"
+    ):
+        FineTuner.load(newer)
+
+
 def test_keras_stateless_scope_behaviour_is_pinned(good: Path) -> None:
     """Pins what ``tlkit.finetune._modelzip`` relies on (it imports ``keras.src``).
 
@@ -278,7 +302,7 @@ def _json_values() -> st.SearchStrategy[Any]:
 
 
 FIELDS = [
-    "format", "version", "class_names", "backbone", "backbone_options", "input_size", "schedule",
+    "format", "version", "class_names", "backbone", "backbone_options", "image_size", "schedule",
     "progress", "head", "dropout", "seed", "train_time_s", "history",
 ]  # fmt: skip
 
@@ -373,6 +397,8 @@ def _junk_optimizers(d: Path) -> None:
 
 STATES = {
     "version_str": _set(version="1"),
+    "version_old": _set(version=1),
+    "version_newer": _set(version=3),
     "phase_index_str": _set(phase_index="0"),
     "phase_index_bool": _set(phase_index=False),
     "phase_index_huge": _set(phase_index=10**30),
@@ -395,6 +421,25 @@ STATES = {
     "not_an_object": _write("[1, 2]"),
     "state_is_a_folder": _folder,
 }
+
+
+def test_a_checkpoint_of_an_older_format_version_says_what_to_do(
+    split: Split, checkpoint: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "run"
+    shutil.copytree(checkpoint, folder)
+    state = json.loads((folder / "state.json").read_text())
+    assert state["version"] == 2 and state["fingerprint"]["image_size"] == [SIZE, SIZE]
+    # What tlkit wrote before version 2: the fingerprint's image size under "input_size".
+    state["version"] = 1
+    state["fingerprint"]["input_size"] = state["fingerprint"].pop("image_size")
+    (folder / "state.json").write_text(json.dumps(state))
+    with pytest.raises(ScheduleError) as info:
+        resumable(folder).fit(split.train)
+    message = str(info.value)
+    assert str(folder) in message and "state.json" in message, message
+    assert "format version 1, written by an older tlkit" in message, message
+    assert "reads version 2 only: delete the folder to start afresh" in message, message
 
 
 @pytest.mark.parametrize("case", sorted(STATES))

@@ -106,17 +106,15 @@ def test_elpv_bad_input(tmp_path: Path) -> None:
         elpv_samples(data_dir=root)
 
 
-def test_synthetic_image_size_is_image_size_and_size_is_a_deprecated_alias() -> None:
+def test_synthetic_image_size_is_image_size_and_size_is_refused() -> None:
     from tlkit.datasets import synthetic_image
     from tlkit.errors import ArgumentTypeError
 
     new = synthetic_image(1, 3, image_size=(8, 10), rng=np.random.default_rng(0))
-    with pytest.warns(DeprecationWarning, match="'size' is deprecated, use 'image_size'"):
-        old = synthetic_image(1, 3, size=(8, 10), rng=np.random.default_rng(0))
-    np.testing.assert_array_equal(new, old)
+    assert new.shape == (8, 10, 3)
+    with pytest.raises(TypeError, match="'size'"):  # the old name of image_size is gone
+        synthetic_image(1, 3, size=(8, 10), rng=np.random.default_rng(0))
     assert synthetic_image(0, 2, 6, np.random.default_rng(0)).shape == (6, 6, 3)
-    with pytest.raises(ValueError, match="pass 'image_size' only"):
-        synthetic_image(1, 3, (8, 8), np.random.default_rng(0), size=(8, 8))
     with pytest.raises(ArgumentTypeError, match=r"rng must be a numpy\.random\.Generator"):
         synthetic_image(1, 3, (8, 8), 0)
 

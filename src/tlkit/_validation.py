@@ -31,7 +31,6 @@ import math
 import numbers
 import os
 import re
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -50,12 +49,10 @@ __all__ = [
     "check_seed",
     "check_str",
     "check_str_list",
-    "renamed_argument",
     "type_name",
 ]
 
 T = TypeVar("T")
-_UNSET: Any = object()
 
 #: Smallest image side a model is built for: the backbone registry's and FineTuner's minimum.
 MIN_IMAGE_SIZE = 32
@@ -273,39 +270,6 @@ def check_str_list(name: str, value: Any, *, min_len: int = 0, unique: bool = Fa
         dup = sorted({v for v in items if items.count(v) > 1})
         raise InvalidArgumentError(f"{name} must not repeat names; repeated: {dup}")
     return items
-
-
-def renamed_argument(
-    owner: str, old: str, new: str, old_value: Any, new_value: Any, default: Any = _UNSET
-) -> Any:
-    """Resolve a renamed keyword: warn when the old name is used, refuse both at once.
-
-    ``old_value`` is ``_UNSET``-like sentinel or ``None`` when the caller did not
-    pass the old name; pass the value received under the new name as
-    ``new_value`` and its default as ``default``.
-
-    Examples
-    --------
-    >>> import warnings
-    >>> with warnings.catch_warnings(record=True) as caught:
-    ...     warnings.simplefilter("always")
-    ...     renamed_argument("f", "random_state", "seed", 3, None, default=None)
-    3
-    >>> print(caught[0].message)
-    f: 'random_state' is deprecated, use 'seed' (it will be removed in tlkit 0.3)
-    """
-    if old_value is None or old_value is _UNSET:
-        return new_value
-    if default is not _UNSET and new_value is not default and new_value != default:
-        raise InvalidArgumentError(
-            f"{owner}: pass {new!r} only ({old!r} is its old name), not both"
-        )
-    warnings.warn(
-        f"{owner}: {old!r} is deprecated, use {new!r} (it will be removed in tlkit 0.3)",
-        DeprecationWarning,
-        stacklevel=3,
-    )
-    return old_value
 
 
 #: Seconds per unit of a duration string (``check_duration``).

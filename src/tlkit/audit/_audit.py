@@ -18,7 +18,6 @@ from tlkit._validation import (
     check_number,
     check_seed,
     check_str,
-    renamed_argument,
     type_name,
 )
 from tlkit.audit._report import AuditReport, LabelIssue, NearDuplicate, SmallImage
@@ -59,7 +58,6 @@ def audit(
     seed: int = 0,
     batch_size: int = 32,
     workers: int | None = None,
-    input_size: int | None = None,
     allow_small_classes: bool = False,
 ) -> AuditReport:
     """Audit a dataset split for leaks and label errors before training on it.
@@ -96,7 +94,6 @@ def audit(
         Square size images are resized to for features, and the training size
         that "small image" is judged against (images under half of it are
         listed). Default: the backbone's default size (224 for a callable).
-        ``input_size`` is its deprecated old name.
     feature_duplicates : bool
         Also report pairs whose centred features are within ``feature_threshold``
         (``O(n^2 d)`` flops in blocks: seconds per 10,000 images). Off by
@@ -115,8 +112,6 @@ def audit(
         Images per feature batch.
     workers : int, optional
         Threads that decode images.
-    input_size : int, optional
-        Deprecated: the old name of ``image_size``.
     allow_small_classes : bool
         When a folder is split: keep a class too small to appear in every part
         (with a warning) instead of raising
@@ -137,9 +132,6 @@ def audit(
     >>> report.num_images, len(report.leaks)
     (40, 0)
     """
-    image_size = renamed_argument(
-        "audit", "input_size", "image_size", input_size, image_size, default=None
-    )
     for name, flag in [
         ("near_duplicates", near_duplicates),
         ("label_issues", label_issues),
@@ -175,7 +167,7 @@ def audit(
             paths, features, backbone, weights, image_size, batch_size, workers
         )
         settings["features"] = source
-        settings["input_size"] = size  # the report's JSON key keeps its name
+        settings["image_size"] = size
         if ok_rows is not None and not ok_rows.all():
             notes.append(
                 f"{int((~ok_rows).sum())} image(s) could not be decoded for features; "
@@ -191,7 +183,7 @@ def audit(
         ok_rows = None
     if size is None:
         size = image_size or 224
-        settings["input_size"] = size  # the report's JSON key keeps its name
+        settings["image_size"] = size
 
     report = AuditReport(
         root=Path(split.root),
@@ -326,7 +318,6 @@ def _features(
     else:
         from tlkit.backbones import get_backbone
 
-        # get_backbone's image_size= (and Backbone.image_size) once backbones has them
         bb = get_backbone(str(backbone), weights=weights, image_size=image_size)
         size = int(bb.image_size[0])
         model = bb.model

@@ -18,7 +18,7 @@ from tlkit._files import open_image
 __all__ = ["SCHEMA", "AuditReport", "LabelIssue", "NearDuplicate", "SmallImage"]
 
 #: Identifier and version of the JSON layout written by :meth:`AuditReport.to_json`.
-SCHEMA = "tlkit.audit/1"
+SCHEMA = "tlkit.audit/2"
 
 #: Rows shown per table in Markdown and HTML (JSON lists everything).
 MAX_ROWS = 100
@@ -220,7 +220,7 @@ class AuditReport:
         if "small_side" in s:
             lines.append(
                 f"images with a side under {s['small_side']} px (half the "
-                f"{s.get('input_size')} px training size): {len(self.small_images)}"
+                f"{s.get('image_size')} px training size): {len(self.small_images)}"
             )
         lines.append(f"identical files under several classes: {len(self.label_conflicts)}")
         lines.append(f"unreadable or skipped files: {len(self.unreadable)}")

@@ -6,12 +6,11 @@ describe every backbone without building one.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tlkit._validation import check_image_size, check_int, renamed_argument
+from tlkit._validation import check_image_size, check_int
 from tlkit.backbones._errors import BackboneError, WeightsFileError
 from tlkit.errors import ArgumentTypeError
 
@@ -30,14 +29,6 @@ __all__ = [
 
 RAW_PIXELS = "raw RGB pixels, floats in [0, 255], channels last"
 _REQUIRED: Any = object()  # a BackboneConfig argument with no default
-
-
-def _deprecated_attribute(owner: str, old: str, new: str) -> None:
-    warnings.warn(
-        f"{owner}.{old} is deprecated, use {owner}.{new} (it will be removed in tlkit 0.3)",
-        DeprecationWarning,
-        stacklevel=3,
-    )
 
 
 @dataclass(frozen=True)
@@ -87,8 +78,7 @@ class BackboneConfig:
     family
         Architecture family, e.g. ``"MobileNetV2"``.
     default_image_size
-        ``(height, width)`` the weights were trained at. The old name
-        ``default_input_size`` still works (deprecated).
+        ``(height, width)`` the weights were trained at.
     preprocessing
         Preprocessing mode of the family: ``"tf"``, ``"torch"``, ``"caffe"``,
         ``"lite"``, or ``"none"`` when the Keras application already contains
@@ -144,13 +134,8 @@ class BackboneConfig:
         options: tuple[str, ...] = (),
         input_range: str = RAW_PIXELS,
         weights_files: tuple[WeightsFile, ...] = (),
-        *,
-        default_input_size: tuple[int, int] | None = None,
     ) -> None:
-        size = renamed_argument(
-            "BackboneConfig", "default_input_size", "default_image_size",
-            default_input_size, default_image_size, default=None,
-        )  # fmt: skip
+        size = default_image_size
         given = dict(
             preprocessing=preprocessing,
             preprocessing_detail=preprocessing_detail,
@@ -180,12 +165,6 @@ class BackboneConfig:
         )
         for key, value in values.items():
             object.__setattr__(self, key, value)
-
-    @property
-    def default_input_size(self) -> tuple[int, int]:
-        """Deprecated alias of :attr:`default_image_size`."""
-        _deprecated_attribute("BackboneConfig", "default_input_size", "default_image_size")
-        return self.default_image_size
 
     def weights_file(
         self, *, include_top: bool, alpha: float | None = None, image_size: int | None = None
@@ -270,8 +249,7 @@ class Backbone:
     config
         The :class:`BackboneConfig` it was registered with.
     image_size
-        ``(height, width)`` the model was built for (``input_size``, the old
-        name, still works: deprecated).
+        ``(height, width)`` the model was built for.
     feature_dim
         Channels of the features before the classifier.
     layer_groups
@@ -312,12 +290,8 @@ class Backbone:
         include_top: bool = False,
         weights: str | None = None,
         options: dict[str, Any] | None = None,
-        *,
-        input_size: tuple[int, int] | None = None,
     ) -> None:
-        size = renamed_argument(
-            "Backbone", "input_size", "image_size", input_size, image_size, default=None
-        )
+        size = image_size
         if size is None or feature_dim is None:
             raise BackboneError("Backbone needs image_size and feature_dim")
         self.model = model
@@ -328,12 +302,6 @@ class Backbone:
         self.include_top = include_top
         self.weights = weights
         self.options = dict(options or {})
-
-    @property
-    def input_size(self) -> tuple[int, int]:
-        """Deprecated alias of :attr:`image_size` (read-only)."""
-        _deprecated_attribute("Backbone", "input_size", "image_size")
-        return self.image_size
 
     @property
     def name(self) -> str:

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import inspect
 import os
 import re
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -24,7 +22,6 @@ from tlkit._validation import (
     check_choice,
     check_image_size,
     check_str,
-    renamed_argument,
     type_name,
 )
 from tlkit.backbones._backbone import Backbone, BackboneConfig
@@ -42,24 +39,12 @@ class _Entry:
     config: BackboneConfig
     builder: Builder
     weights_available: Callable[[], bool]
-    size_keyword: str  # "image_size", or "input_size" for a builder written before the rename
 
 
 _REGISTRY: dict[str, _Entry] = {}
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
 _COMMON_OPTIONS_HEADLESS = ("pooling",)
 _COMMON_OPTIONS_TOP = ("classifier_activation",)
-
-
-def _size_keyword(builder: Callable[..., Any]) -> str:
-    """``"input_size"`` when the builder names that parameter and not ``image_size``."""
-    try:
-        params = inspect.signature(builder).parameters
-    except (TypeError, ValueError):  # no signature (a builtin): use the current name
-        return "image_size"
-    if "image_size" in params or "input_size" not in params:
-        return "image_size"
-    return "input_size"
 
 
 def register_backbone(
@@ -73,8 +58,7 @@ def register_backbone(
 
     The builder is called as ``builder(weights=..., image_size=(h, w),
     include_top=..., **options)`` with arguments already validated, and
-    returns a :class:`Backbone`. (A builder whose parameter is still called
-    ``input_size`` gets the size under that name, with a ``DeprecationWarning``.)
+    returns a :class:`Backbone`.
 
     Parameters
     ----------
@@ -136,7 +120,7 @@ def register_backbone(
                 f"a backbone named {name!r} is already registered; pass override=True to replace it"
             )
         available = weights_available or (lambda: False)
-        _REGISTRY[name] = _Entry(config, builder, available, _size_keyword(builder))
+        _REGISTRY[name] = _Entry(config, builder, available)
         return builder
 
     return decorator
@@ -230,8 +214,6 @@ def get_backbone(
     weights: str | os.PathLike[str] | None = "imagenet",
     image_size: int | tuple[int, int] | None = None,
     include_top: bool = False,
-    *,
-    input_size: int | tuple[int, int] | None = None,
     **options: Any,
 ) -> Backbone:
     """Build a registered backbone.
@@ -255,8 +237,6 @@ def get_backbone(
     include_top
         Attach the 1000-class ImageNet classifier (output: class
         probabilities, read them with :func:`decode_predictions`).
-    input_size
-        Deprecated name of ``image_size``.
     **options
         ``pooling`` (``"avg"`` default, ``"max"`` or ``None`` for the feature
         map) when ``include_top=False``; ``classifier_activation``
@@ -290,9 +270,6 @@ def get_backbone(
     >>> bb.model.input_shape, bb.feature_dim
     ((None, 96, 96, 3), 1280)
     """
-    image_size = renamed_argument(
-        "get_backbone", "input_size", "image_size", input_size, image_size, default=None
-    )
     entry = _entry(name)
     config = entry.config
     weights = _normalize_weights(weights)
@@ -315,16 +292,6 @@ def get_backbone(
         )
     if "pooling" in options:
         check_choice("pooling", options["pooling"], ("avg", "max", None), error=BackboneError)
-    if entry.size_keyword == "input_size":
-        builder = getattr(entry.builder, "__qualname__", repr(entry.builder))
-        warnings.warn(
-            f"the builder {builder} registered for backbone {name!r} takes 'input_size'; "
-            "builders are now called with 'image_size' (rename the parameter: 'input_size' "
-            "will not be passed from tlkit 0.3)",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-    size_kwargs = {entry.size_keyword: size}
-    backbone = entry.builder(weights=weights, include_top=include_top, **size_kwargs, **options)
+    backbone = entry.builder(weights=weights, include_top=include_top, image_size=size, **options)
     backbone.options = dict(options)
     return backbone

@@ -41,29 +41,9 @@ class UsageError(InvalidArgumentError):
     """
 
 
-class _DeprecatedFlag(argparse.Action):
-    """An old flag name: works as the new one, and says so on stderr."""
-
-    def __init__(self, option_strings: list[str], dest: str, new: str = "", **kwargs: Any):
-        self.new = new
-        super().__init__(option_strings, dest, **kwargs)
-
-    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
-        log(f"tlkit: {option} is deprecated, use {self.new} (it will be removed in tlkit 0.3)")
-        setattr(namespace, self.dest, values)
-
-
 def add_image_size(p: argparse.ArgumentParser, help: str) -> None:
-    """``--image-size N`` (and its deprecated old name ``--input-size``, hidden from --help)."""
+    """``--image-size N``."""
     p.add_argument("--image-size", type=int, default=None, help=help)
-    p.add_argument(
-        "--input-size",
-        dest="image_size",
-        type=int,
-        action=_DeprecatedFlag,
-        new="--image-size",
-        help=argparse.SUPPRESS,
-    )
 
 
 def add_command(
@@ -126,7 +106,7 @@ def as_flags(message: str, parser: argparse.ArgumentParser, extra: dict[str, str
     dests = {
         a.dest: max(a.option_strings, key=len)
         for a in parser._actions  # argparse keeps them here; there is no public accessor
-        if a.option_strings and a.help != argparse.SUPPRESS  # not the deprecated old names
+        if a.option_strings
     }
 
     def repl(m: re.Match[str]) -> str:

@@ -187,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
     summary: dict[str, Any] = {
         "model": str(args.out),
         "backbone": tuner.backbone_name,
-        "input_size": list(tuner.image_size),  # the JSON summary keeps its key
+        "image_size": list(tuner.image_size),
         "class_names": list(tuner.class_names),
         "train_images": len(split.train),
         "val_images": len(split.val),

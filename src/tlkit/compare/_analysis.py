@@ -164,7 +164,7 @@ def analyse(
     settings = {
         "n_boot": n_boot,
         "confidence": confidence,
-        "random_state": seed,  # the key of schema 1: it records the seed
+        "seed": seed,  # "random_state" in schema 1
         "stratified": True,
         "ci_method": "percentile",
         "alpha": alpha,

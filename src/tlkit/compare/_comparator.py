@@ -19,19 +19,16 @@ from tlkit._validation import (
     check_choice,
     check_image_size,
     check_int,
-    renamed_argument,
 )
 from tlkit.compare import _analysis, _cost
 from tlkit.compare._format import BASELINE_NAME
 from tlkit.compare._inputs import (
-    DEPRECATED,
     as_history,
     check_labels,
     check_model_name,
     check_n_boot,
     check_share,
     checked_seed,
-    old_seed,
     optional_float,
     resolve_class_names,
 )
@@ -98,7 +95,7 @@ class ModelComparator:
     seed : int or None
         Seed of the resampling (``>= 0``; default 0); the same seed gives the
         same intervals. ``None`` draws a fresh one. The report records it
-        under ``settings["random_state"]`` (the JSON schema keeps that key).
+        under ``settings["seed"]``.
     alpha : float
         Significance level of the McNemar tests (default 0.05).
     correction : {"holm", None}
@@ -113,8 +110,6 @@ class ModelComparator:
     latency_runs : int
         Timed runs per batch size when measuring latency (default 5; the median
         is reported).
-    random_state : int or None
-        Deprecated name of ``seed`` (a ``DeprecationWarning``).
 
     Raises
     ------
@@ -180,11 +175,7 @@ class ModelComparator:
         top_k: int | None = None,
         batch_size: int = 32,
         latency_runs: int = 5,
-        random_state: int | None = DEPRECATED,
     ) -> None:
-        seed = renamed_argument(
-            "ModelComparator", "random_state", "seed", old_seed(random_state), seed, default=0
-        )
         self.seed = checked_seed(seed)
         self.n_boot = check_n_boot(n_boot)
         self.confidence = check_share("confidence", confidence)
@@ -216,11 +207,6 @@ class ModelComparator:
             f"ModelComparator(test_data={self._test.kind}, classes={len(self.class_names)}, "
             f"models={list(self._entries)})"
         )
-
-    @property
-    def random_state(self) -> int | None:
-        """Old name of :attr:`seed` (read-only)."""
-        return self.seed
 
     @property
     def num_classes(self) -> int:

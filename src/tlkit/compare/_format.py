@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 #: Identifier and version of the JSON layout written by ``ComparisonReport.to_json``.
-SCHEMA = "tlkit.comparison/1"
+SCHEMA = "tlkit.comparison/2"
 
 #: Name of the majority-class baseline row.
 BASELINE_NAME = "majority-class baseline"

@@ -25,7 +25,6 @@ from tlkit._validation import check_int, check_number, check_seed, check_str, ty
 from tlkit.errors import ArgumentTypeError, ComparisonError
 
 __all__ = [
-    "DEPRECATED",
     "PROB_ATOL",
     "as_history",
     "check_labels",
@@ -34,7 +33,6 @@ __all__ = [
     "check_probabilities",
     "check_share",
     "checked_seed",
-    "old_seed",
     "optional_float",
     "optional_int",
     "resolve_class_names",
@@ -44,28 +42,9 @@ __all__ = [
 PROB_ATOL = 1e-3
 
 
-class _Deprecated:
-    """Default of a deprecated keyword: tells "not given" apart from an explicit ``None``."""
-
-    def __repr__(self) -> str:
-        return "<deprecated>"
-
-
-#: Default of ``random_state=``, the deprecated name of ``seed=``.
-DEPRECATED: Any = _Deprecated()
-_UNSEEDED = object()  # random_state=None given explicitly: "not seeded"
-
-
-def old_seed(random_state: Any) -> Any:
-    """What to pass to ``renamed_argument`` as the old name's value (``None``: not given)."""
-    if random_state is DEPRECATED:
-        return None
-    return _UNSEEDED if random_state is None else random_state
-
-
 def checked_seed(value: Any) -> int | None:
-    """A seed from ``renamed_argument``: an ``int >= 0``, or ``None`` for "not seeded"."""
-    return check_seed("seed", None if value is _UNSEEDED else value, allow_none=True)
+    """A seed: an ``int >= 0``, or ``None`` for "not seeded"."""
+    return check_seed("seed", value, allow_none=True)
 
 
 def check_n_boot(n_boot: Any) -> int:

@@ -76,10 +76,9 @@ def check_class_names(name: str, names: Any, class_names: Sequence[str]) -> None
 def check_exported(name: str, exported: Any) -> tuple[int, int]:
     """The input ``(height, width)`` of an exported model; refuse other objects.
 
-    An exported model has ``predict_on_batch`` and ``image_size`` (or, for
-    objects written against tlkit 0.1, ``input_size``).
+    An exported model has ``predict_on_batch`` and ``image_size``.
     """
-    size = getattr(exported, "image_size", None) or getattr(exported, "input_size", None)
+    size = getattr(exported, "image_size", None)
     if not callable(getattr(exported, "predict_on_batch", None)) or size is None:
         raise ArgumentTypeError(
             f"add_exported({name!r}, ...): expected a tlkit.export.ExportedModel (an object "

@@ -226,9 +226,7 @@ class ComparisonReport:
         Holm-adjusted when there are several pairs), and which models do not
         beat the majority-class baseline.
     settings : dict
-        The comparator settings (``n_boot``, ``confidence``, ``random_state``,
-        ...). ``random_state`` is the comparator's ``seed``: the key keeps its
-        name of JSON schema 1.
+        The comparator settings (``n_boot``, ``confidence``, ``seed``, ...).
     baseline_info : dict
         ``class_index``, ``class_name`` and ``source`` of the baseline's class.
     machine : dict
@@ -332,7 +330,7 @@ class ComparisonReport:
         return d
 
     def to_json(self, *, indent: int | None = 2, include_predictions: bool = True) -> str:
-        """Return the report as JSON (schema ``"tlkit.comparison/1"``).
+        """Return the report as JSON (schema ``"tlkit.comparison/2"``).
 
         Top-level keys: ``schema``, ``tlkit_version``, ``n_test``, ``classes``
         (``index``, ``name``, ``support``), ``settings``, ``baseline``

@@ -9,14 +9,8 @@ import numpy as np
 import sklearn
 from scipy.stats import binomtest
 
-from tlkit._validation import check_bool, renamed_argument, type_name
-from tlkit.compare._inputs import (
-    DEPRECATED,
-    check_n_boot,
-    check_share,
-    checked_seed,
-    old_seed,
-)
+from tlkit._validation import check_bool, type_name
+from tlkit.compare._inputs import check_n_boot, check_share, checked_seed
 from tlkit.errors import ArgumentTypeError, ComparisonError
 
 __all__ = [
@@ -182,7 +176,6 @@ def bootstrap_indices(
     *,
     seed: int | None = 0,
     stratified: bool = True,
-    random_state: int | None = DEPRECATED,
 ) -> Iterator[np.ndarray]:
     """Yield ``n_boot`` index arrays that resample the test set with replacement.
 
@@ -203,8 +196,6 @@ def bootstrap_indices(
         ``None`` draws a fresh one.
     stratified : bool
         Resample within each true class (default) or from the whole test set.
-    random_state : int or None
-        Deprecated name of ``seed`` (a ``DeprecationWarning``).
 
     Yields
     ------
@@ -216,11 +207,7 @@ def bootstrap_indices(
     >>> sorted(int(i) for i in idx)[-1]  # class 1's only example is always drawn once
     3
     """
-    seed = checked_seed(
-        renamed_argument(
-            "bootstrap_indices", "random_state", "seed", old_seed(random_state), seed, default=0
-        )
-    )
+    seed = checked_seed(seed)
     yt = _as_labels(y_true, "y_true")
     n_boot = check_n_boot(n_boot)
     stratified = check_bool("stratified", stratified)
@@ -296,7 +283,6 @@ def bootstrap_ci(
     seed: int | None = 0,
     stratified: bool = True,
     labels: object = None,
-    random_state: int | None = DEPRECATED,
 ) -> BootstrapCI:
     """Bootstrap percentile confidence interval of a classification metric.
 
@@ -323,8 +309,6 @@ def bootstrap_ci(
     labels : array-like of int, optional
         All class indices, for the named metrics (``"macro_f1"`` averages over
         them). Default: ``0`` to the largest label seen.
-    random_state : int or None
-        Deprecated name of ``seed`` (a ``DeprecationWarning``).
 
     Raises
     ------
@@ -347,11 +331,7 @@ def bootstrap_ci(
     """
     from tlkit.metrics import CI_METRICS
 
-    seed = checked_seed(
-        renamed_argument(
-            "bootstrap_ci", "random_state", "seed", old_seed(random_state), seed, default=0
-        )
-    )
+    seed = checked_seed(seed)
     yt = _as_labels(y_true, "y_true")
     yp = _as_labels(y_pred, "y_pred")
     if yp.shape != yt.shape:

@@ -51,8 +51,8 @@ def ci_text(report: ComparisonReport) -> str:
         return "No intervals (n_boot=0)."
     return (
         f"Brackets: {s['confidence']:.0%} bootstrap percentile intervals from "
-        f"{s['n_boot']} stratified resamples of the test set (random_state="
-        f"{s['random_state']})."
+        f"{s['n_boot']} stratified resamples of the test set (seed="
+        f"{s['seed']})."
     )
 
 

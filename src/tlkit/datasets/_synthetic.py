@@ -16,7 +16,6 @@ from tlkit._validation import (
     check_path,
     check_seed,
     check_str_list,
-    renamed_argument,
     type_name,
 )
 from tlkit.errors import ArgumentTypeError, InvalidArgumentError
@@ -29,8 +28,6 @@ def synthetic_image(
     num_classes: int,
     image_size: int | tuple[int, int] | None = None,
     rng: np.random.Generator | None = None,
-    *,
-    size: int | tuple[int, int] | None = None,
 ) -> np.ndarray:
     """One ``uint8`` RGB image (H, W, 3) whose class is visible in its colour and stripes.
 
@@ -46,15 +43,12 @@ def synthetic_image(
         Pixel size (required).
     rng : numpy.random.Generator
         Source of the per-image variation (required).
-    size : int or (height, width), optional
-        Deprecated name of ``image_size``.
 
     Examples
     --------
     >>> synthetic_image(0, 3, (32, 48), np.random.default_rng(0)).shape
     (32, 48, 3)
     """
-    image_size = renamed_argument("synthetic_image", "size", "image_size", size, image_size, None)
     if image_size is None:
         raise InvalidArgumentError("synthetic_image needs image_size=, e.g. (32, 32)")
     h, w = check_image_size("image_size", image_size)

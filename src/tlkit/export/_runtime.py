@@ -118,7 +118,7 @@ class ExportedModel:
     format : str
         ``"litert"``, ``"onnx"`` or ``"saved_model"``.
     image_size : (int, int)
-        ``(height, width)`` of the input (``input_size`` is its deprecated old name).
+        ``(height, width)`` of the input.
     size_bytes : int
         Size on disk.
     runtime : str
@@ -177,19 +177,6 @@ class ExportedModel:
             f"ExportedModel({str(self.path)!r}, format={self.format!r}, "
             f"image_size={self.image_size})"
         )
-
-    @property
-    def input_size(self) -> tuple[int, int]:
-        """Deprecated: the old name of ``image_size``."""
-        import warnings
-
-        warnings.warn(
-            "ExportedModel.input_size is deprecated, use image_size (it will be removed in "
-            "tlkit 0.3)",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return self.image_size
 
     @property
     def input_shape(self) -> tuple[None, int, int, int]:

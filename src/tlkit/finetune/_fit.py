@@ -23,7 +23,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["decide_cache", "run_schedule"]
 
 STATE_FILE = "state.json"
-STATE_VERSION = 1
 CLASSIFIER = "classifier"
 
 
@@ -387,7 +386,7 @@ def _fingerprint(tuner: FineTuner, train: Data) -> dict[str, Any]:
     return {
         "backbone": tuner.backbone_name,
         "class_names": list(tuner.class_names),
-        "input_size": list(tuner.image_size),  # the checkpoint key keeps its name
+        "image_size": list(tuner.image_size),
         "schedule": tuner.schedule.get_config(),
         "train_examples": len(train),
         "seed": tuner.seed,
@@ -413,7 +412,7 @@ def _save_state(
     with open(opt_file, "wb") as f:
         np.savez(f, **arrays)
     state = {
-        "version": STATE_VERSION,
+        "version": _schema.STATE_VERSION,
         "fingerprint": _fingerprint(tuner, train),
         "phase_index": phase_index,
         "epochs_in_phase": epochs_in_phase,

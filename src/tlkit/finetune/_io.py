@@ -30,7 +30,8 @@ __all__ = ["load_tuner", "read_metadata", "save_tuner"]
 
 META = "tlkit.json"
 FORMAT = "tlkit.finetuner"
-VERSION = 1
+#: Version of the ``tlkit.json`` layout; 2 renamed ``input_size`` to ``image_size``.
+VERSION = 2
 
 
 def save_tuner(tuner: FineTuner, path: Path) -> Path:
@@ -45,7 +46,7 @@ def save_tuner(tuner: FineTuner, path: Path) -> Path:
         "class_names": list(tuner.class_names),
         "backbone": tuner.backbone_name,
         "backbone_options": dict(getattr(tuner, "_backbone_options", {})),
-        "input_size": list(tuner.image_size),  # the file format keeps its key
+        "image_size": list(tuner.image_size),
         "schedule": tuner.schedule.get_config(),
         "progress": dict(tuner.progress),
         "head": tuner.head,
@@ -98,19 +99,28 @@ def _check_meta(meta: Any, c: _schema.Checker, where: str) -> dict[str, Any]:
     if meta.get("format") != FORMAT:
         raise c.fail("format", f"must be {FORMAT!r}, got {meta.get('format')!r}")
     version = meta.get("version")
-    if type(version) is not int or version != VERSION:
+    if type(version) is not int:
+        raise c.fail("version", f"must be an int, got {version!r}")
+    if version < VERSION:
         raise ModelFileError(
-            f"{where} was written by another tlkit version (format {version!r}, "
-            f"this tlkit reads {VERSION})"
+            f"{where} is a model file of format version {version}, written by an older tlkit; "
+            f"this tlkit reads version {VERSION} only: train the model again with this tlkit "
+            "and save it (save models with FineTuner.save), or load it with the tlkit that "
+            "wrote it"
+        )
+    if version != VERSION:
+        raise ModelFileError(
+            f"{where} is a model file of format version {version}, written by a newer tlkit; "
+            f"this tlkit reads version {VERSION} only: upgrade tlkit to load it"
         )
     names = c.items("class_names", meta.get("class_names"), 2, _schema.MAX_CLASSES)
     for i, n in enumerate(names):
         c.text(f"class_names[{i}]", n)
     if len(set(names)) != len(names):
         raise c.fail("class_names", "holds a name twice")
-    size = c.items("input_size", meta.get("input_size"), 2, 2)
+    size = c.items("image_size", meta.get("image_size"), 2, 2)
     for i, v in enumerate(size):
-        c.integer(f"input_size[{i}]", v, 1, _schema.MAX_IMAGE_SIDE)
+        c.integer(f"image_size[{i}]", v, 1, _schema.MAX_IMAGE_SIDE)
     backbone = c.text("backbone", meta.get("backbone"))
     try:
         options = get_config(backbone).options
@@ -163,9 +173,9 @@ def load_tuner(cls: type[FineTuner], path: Path) -> FineTuner:
         shape, out = model.input_shape, model.output_shape
     except (AttributeError, ValueError) as exc:
         raise ModelFileError(f"{where}: the model has no single input and output ({exc})") from None
-    if not isinstance(shape, tuple) or len(shape) != 4 or list(shape[1:3]) != meta["input_size"]:
+    if not isinstance(shape, tuple) or len(shape) != 4 or list(shape[1:3]) != meta["image_size"]:
         raise ModelFileError(
-            f"{where}: the model takes input {shape} but its metadata says {meta['input_size']}"
+            f"{where}: the model takes input {shape} but its metadata says {meta['image_size']}"
         )
     if not isinstance(out, tuple) or out[-1] != len(meta["class_names"]):
         raise ModelFileError(
@@ -177,7 +187,7 @@ def load_tuner(cls: type[FineTuner], path: Path) -> FineTuner:
             backbone=meta["backbone"],
             class_names=meta["class_names"],
             weights=None,
-            image_size=tuple(meta["input_size"]),
+            image_size=tuple(meta["image_size"]),
             schedule=meta["schedule"],
             head=meta.get("head"),
             dropout=meta["dropout"],

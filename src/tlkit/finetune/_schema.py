@@ -199,6 +199,8 @@ STATE_FILE_NAMES = {
 
 #: Largest resume state file (8 MiB).
 MAX_STATE_BYTES = 8 << 20
+#: Version of the resume state layout; 2 renamed ``fingerprint.input_size`` to ``image_size``.
+STATE_VERSION = 2
 
 
 def read_state_file(folder: Path, name: str) -> dict[str, Any] | None:
@@ -224,8 +226,16 @@ def read_state_file(folder: Path, name: str) -> dict[str, Any] | None:
         raise ScheduleError(f"{where} is larger than {MAX_STATE_BYTES} bytes; {_AFRESH}")
     c = Checker(ScheduleError, f"{where} (not a tlkit checkpoint; {_AFRESH})")
     state = c.mapping("(top level)", parse_json(data, c, name))
-    if type(state.get("version")) is not int or state["version"] != 1:
-        raise c.fail("version", f"must be 1, got {_show(state.get('version'))}")
+    version = state.get("version")
+    if type(version) is not int:
+        raise c.fail("version", f"must be an int, got {_show(version)}")
+    if version != STATE_VERSION:
+        then = "an older" if version < STATE_VERSION else "a newer"
+        raise ScheduleError(
+            f"{where} is a checkpoint of format version {version}, written by {then} tlkit; "
+            f"this tlkit reads version {STATE_VERSION} only: {_AFRESH} with this tlkit, or "
+            "resume with the tlkit that wrote it"
+        )
     c.mapping("fingerprint", state.get("fingerprint"))
     c.integer("phase_index", state.get("phase_index"), 0, MAX_EPOCHS)
     c.integer("epochs_in_phase", state.get("epochs_in_phase"), 0, MAX_EPOCHS)

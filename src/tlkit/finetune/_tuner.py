@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tlkit._validation import check_seed, renamed_argument
+from tlkit._validation import check_seed
 from tlkit.backbones import Backbone, get_backbone, get_config
 from tlkit.data import SplitPart, class_weights
 from tlkit.errors import ScheduleError
@@ -59,7 +59,7 @@ class FineTuner(ModelUse):
         backbones). A built ``Backbone`` fixes it. Left out, a ``tf.data``
         dataset whose images have a fixed size sets it at the first
         :meth:`fit`; a dataset of another size than a given one is refused
-        with both sizes named. ``input_size`` is its deprecated old name.
+        with both sizes named.
     schedule : Schedule, dict or str, optional
         See :mod:`tlkit.finetune.schedules`. Default: :func:`default_schedule`,
         ``FreezeThenUnfreeze(head_epochs=30, finetune_epochs=8, unfreeze="all",
@@ -242,12 +242,7 @@ class FineTuner(ModelUse):
         seed: int | None = None,
         strategy: Any = None,
         verbose: int = 1,
-        *,
-        input_size: int | tuple[int, int] | None = None,
     ) -> None:
-        image_size = renamed_argument(
-            "FineTuner", "input_size", "image_size", input_size, image_size, default=None
-        )
         self._backbone: Backbone | None = backbone if isinstance(backbone, Backbone) else None
         self.backbone_name = v.backbone_name(backbone)
         self.class_names = v.classes(num_classes, class_names)
@@ -314,18 +309,6 @@ class FineTuner(ModelUse):
                 **self._backbone_options,
             )
         return self._backbone
-
-    @property
-    def input_size(self) -> tuple[int, int]:
-        """Deprecated: the old name of :attr:`image_size`."""
-        import warnings
-
-        warnings.warn(
-            "FineTuner.input_size is deprecated, use image_size (it will be removed in tlkit 0.3)",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return self.image_size
 
     @property
     def model(self) -> keras.Model:
@@ -496,10 +479,6 @@ class FineTuner(ModelUse):
         >>> cnn.schedule
         FullTraining(epochs=2, train_bn=True)
         """
-        image_size = renamed_argument(
-            "FineTuner.scratch_cnn", "input_size", "image_size",
-            kwargs.pop("input_size", None), image_size, default=128,
-        )  # fmt: skip
         if seed is not None:  # the backbone's random weights are drawn here, not in build()
             import keras
 
