@@ -3,7 +3,7 @@
 Layers, bottom up (docs/architecture.rst explains the rule):
 
 0. ``tlkit.errors``, ``tlkit._validation``, ``tlkit.protocols``, ``tlkit._version``, ``tlkit._escape``,
-   ``tlkit._files``, ``tlkit._atomic``
+   ``tlkit._files``, ``tlkit._atomic``, ``tlkit._calibration``
 1. ``tlkit.data``, ``tlkit.datasets``
 2. ``tlkit.augment``, ``tlkit.backbones``
 3. ``tlkit.finetune``
@@ -38,6 +38,7 @@ LAYERS: dict[str, int] = {
     "tlkit._escape": 0,
     "tlkit._files": 0,
     "tlkit._atomic": 0,
+    "tlkit._calibration": 0,
     "tlkit.data": 1,
     "tlkit.datasets": 1,
     "tlkit.augment": 2,
