@@ -48,7 +48,7 @@ __all__ = [
     "expected_calibration_error",
     "fit_temperature",
     "negative_log_likelihood",
-    "reliability",
+    "reliability_bins",
 ]
 
 #: Number of equal-width confidence bins of the expected calibration error (Guo et al. 2017).
@@ -94,6 +94,22 @@ class Reliability:
     def edges(self) -> np.ndarray:
         """The ``n_bins + 1`` bin edges, ``0, 1/M, ..., 1``."""
         return np.linspace(0.0, 1.0, self.n_bins + 1)
+
+    @property
+    def mean_confidence(self) -> float | None:
+        """Mean top-label confidence over every prediction (``None`` without predictions)."""
+        return self._mean(self.confidence)
+
+    @property
+    def mean_accuracy(self) -> float | None:
+        """Share of every prediction that is right (``None`` without predictions)."""
+        return self._mean(self.accuracy)
+
+    def _mean(self, per_bin: tuple[float | None, ...]) -> float | None:
+        if not self.n:
+            return None
+        total = sum(c * (v or 0.0) for c, v in zip(self.counts, per_bin, strict=True))
+        return float(total / self.n)
 
     def bins(self) -> list[dict[str, Any]]:
         """One dict per bin: ``low``, ``high``, ``count``, ``confidence``, ``accuracy``."""
@@ -149,7 +165,7 @@ def _arrays(y_true: Any, y_prob: Any) -> tuple[np.ndarray, np.ndarray]:
     return labels, prob
 
 
-def reliability(y_true: Any, y_prob: Any, *, n_bins: int = N_BINS) -> Reliability:
+def reliability_bins(y_true: Any, y_prob: Any, *, n_bins: int = N_BINS) -> Reliability:
     """Bin predictions by their top-label confidence: the data of a reliability diagram and the ECE.
 
     Parameters
@@ -175,7 +191,7 @@ def reliability(y_true: Any, y_prob: Any, *, n_bins: int = N_BINS) -> Reliabilit
 
     Examples
     --------
-    >>> r = reliability([0, 1, 1, 0], [[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.7, 0.3]],
+    >>> r = reliability_bins([0, 1, 1, 0], [[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.7, 0.3]],
     ...                 n_bins=5)
     >>> r.counts, r.accuracy[2:], round(r.ece, 3)
     ((0, 0, 1, 2, 1), (0.0, 1.0, 1.0), 0.3)
@@ -233,7 +249,7 @@ def expected_calibration_error(y_true: Any, y_prob: Any, *, n_bins: int = N_BINS
     >>> round(expected_calibration_error(y, p), 3)  # (0.1 + 0.2 + 0.6 + 0.3) / 4
     0.3
     """
-    return reliability(y_true, y_prob, n_bins=n_bins).ece
+    return reliability_bins(y_true, y_prob, n_bins=n_bins).ece
 
 
 def _log_prob(y_prob: np.ndarray) -> np.ndarray:
@@ -247,9 +263,7 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 
 
 def _check_temperature(temperature: Any) -> float:
-    return check_number(
-        "temperature", temperature, low=MIN_TEMPERATURE, high=MAX_TEMPERATURE
-    )
+    return check_number("temperature", temperature, low=MIN_TEMPERATURE, high=MAX_TEMPERATURE)
 
 
 def apply_temperature(y_prob: Any, temperature: float) -> np.ndarray:
@@ -329,7 +343,7 @@ def fit_temperature(y_true: Any, y_prob: Any) -> float:
     Raises
     ------
     tlkit.errors.InvalidArgumentError
-        No examples, or arrays that do not fit (see :func:`reliability`).
+        No examples, or arrays that do not fit (see :func:`reliability_bins`).
 
     Examples
     --------
