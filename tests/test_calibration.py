@@ -5,6 +5,7 @@ hostile temperatures in model files, and what an export says about the temperatu
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import subprocess
@@ -51,7 +52,7 @@ def test_ece_by_hand() -> None:
         [0.25, 0.30, 0.45],
     ]
     r = reliability_bins(y, p)
-    assert r.n_bins == N_BINS == 15 and r.n == 5
+    assert r.n_bins == N_BINS == 15 and r.n_predictions == 5
     assert r.counts[14] == 2 and r.counts[9] == 2 and r.counts[6] == 1 and sum(r.counts) == 5
     assert r.accuracy[14] == 0.5 and r.accuracy[9] == 1.0 and r.accuracy[6] == 0.0
     assert r.confidence[14] == pytest.approx(0.945) and r.confidence[9] == pytest.approx(0.63)
@@ -387,15 +388,20 @@ def test_hostile_temperatures_are_refused(trained, tmp_path: Path) -> None:
 # -- exports say that the temperature is not inside the file -----------------------------------
 
 
-def test_export_states_the_temperature_it_does_not_apply(trained, tmp_path: Path) -> None:
-    from tlkit.export import export
+def test_export_states_the_temperature_it_does_not_apply(
+    trained, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tlkit.export import check_export, export
 
     tuner, split = trained
     plain = export(tuner, tmp_path / "plain.tflite", check_data=split.test, latency_runs=1)
     assert plain.temperature is None and "temperature" not in plain.summary()
     tuner.temperature = 1.75
     try:
-        report = export(tuner, tmp_path / "cal.tflite", check_data=split.test, latency_runs=1)
+        with caplog.at_level(logging.WARNING, logger="tlkit.export"):
+            report = export(tuner, tmp_path / "cal.tflite", check_data=split.test, latency_runs=1)
+        assert "temperature T=1.75 is not applied inside the exported model" in caplog.text
+        assert check_export(tuner, report.path, None, latency_runs=1).temperature == 1.75
     finally:
         tuner.temperature = None
     assert report.temperature == 1.75 and report.to_dict()["temperature"] == 1.75

@@ -69,7 +69,7 @@ class Reliability:
     ----------
     ece : float
         Expected calibration error, in ``[0, 1]``.
-    n : int
+    n_predictions : int
         Number of predictions.
     counts : tuple of int
         Predictions per bin (``n_bins`` of them, lowest confidence first).
@@ -80,7 +80,7 @@ class Reliability:
     """
 
     ece: float
-    n: int
+    n_predictions: int
     counts: tuple[int, ...]
     confidence: tuple[float | None, ...]
     accuracy: tuple[float | None, ...]
@@ -93,7 +93,7 @@ class Reliability:
     @property
     def edges(self) -> np.ndarray:
         """The ``n_bins + 1`` bin edges, ``0, 1/M, ..., 1``."""
-        return np.linspace(0.0, 1.0, self.n_bins + 1)
+        return _edges(self.n_bins)
 
     @property
     def mean_confidence(self) -> float | None:
@@ -106,10 +106,10 @@ class Reliability:
         return self._mean(self.accuracy)
 
     def _mean(self, per_bin: tuple[float | None, ...]) -> float | None:
-        if not self.n:
+        if not self.n_predictions:
             return None
         total = sum(c * (v or 0.0) for c, v in zip(self.counts, per_bin, strict=True))
-        return float(total / self.n)
+        return float(total / self.n_predictions)
 
     def bins(self) -> list[dict[str, Any]]:
         """One dict per bin: ``low``, ``high``, ``count``, ``confidence``, ``accuracy``."""
@@ -130,6 +130,10 @@ class Reliability:
     def to_dict(self) -> dict[str, Any]:
         """The reliability data as a JSON-ready dict: ``ece``, ``n_bins``, ``bins``."""
         return {"ece": self.ece, "n_bins": self.n_bins, "bins": self.bins()}
+
+
+def _edges(n_bins: int) -> np.ndarray:
+    return np.arange(n_bins + 1, dtype=np.float64) / n_bins
 
 
 def _arrays(y_true: Any, y_prob: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -204,8 +208,9 @@ def reliability_bins(y_true: Any, y_prob: Any, *, n_bins: int = N_BINS) -> Relia
         return Reliability(0.0, 0, (0,) * n_bins, empty, empty)
     conf = prob.max(axis=1)
     right = (np.argmax(prob, axis=1) == labels).astype(np.float64)
-    # bin m (0-based) holds confidences in (m / M, (m + 1) / M]; 0 goes to the first bin
-    idx = np.clip(np.ceil(conf * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    # bin m (0-based) holds confidences in (m / M, (m + 1) / M]; 0 goes to the first bin.
+    # Edges as m / M (correctly rounded), so that e.g. 0.8 is the top of (11/15, 12/15].
+    idx = np.clip(np.searchsorted(_edges(n_bins), conf, side="left") - 1, 0, n_bins - 1)
     counts = np.bincount(idx, minlength=n_bins)
     conf_sum = np.bincount(idx, weights=conf, minlength=n_bins)
     right_sum = np.bincount(idx, weights=right, minlength=n_bins)

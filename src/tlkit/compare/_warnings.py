@@ -20,7 +20,7 @@ ECE_WARNING = 0.10
 def calibration_warning(r: ModelResult) -> str | None:
     """The warning for a model whose ECE is above :data:`ECE_WARNING`, or None."""
     rel = r.reliability
-    if rel is None or rel.n == 0 or rel.ece <= ECE_WARNING:
+    if rel is None or rel.n_predictions == 0 or rel.ece <= ECE_WARNING:
         return None
     conf, acc = rel.mean_confidence or 0.0, rel.mean_accuracy or 0.0
     way = "overstates" if conf > acc else "understates"

@@ -13,7 +13,13 @@ import numpy as np
 
 from tlkit._validation import check_int, check_number, check_path
 from tlkit.errors import ExportCheckError, ExportError
-from tlkit.export._inputs import batches, check_quantize, model_image_size, unwrap
+from tlkit.export._inputs import (
+    batches,
+    check_quantize,
+    model_image_size,
+    temperature_of,
+    unwrap,
+)
 from tlkit.export._report import ExportReport
 from tlkit.export._runtime import ExportedModel, format_of, labels_path, size_of
 
@@ -68,6 +74,8 @@ def check_export(
     Returns
     -------
     ExportReport
+        Both models are compared on their plain outputs; a calibrated
+        FineTuner's temperature is reported in ``temperature``.
 
     Raises
     ------
@@ -97,6 +105,7 @@ def check_export(
         latency_runs=latency_runs,
         notes=(),
         trust=trust,
+        temperature=temperature_of(model),
     )
 
 
@@ -111,6 +120,7 @@ def check(
     latency_runs: int,
     notes: Sequence[str],
     trust: bool = False,
+    temperature: float | None = None,
 ) -> ExportReport:
     check_int("batch_size", batch_size, minimum=1, error=ExportError)
     check_int("latency_runs", latency_runs, minimum=1, error=ExportError)
@@ -183,6 +193,7 @@ def check(
         min_agreement=None if min_agreement is None else float(min_agreement),
         runtime=exported.runtime,
         notes=tuple(notes),
+        temperature=temperature,
     )
     if not report.passed:
         acc = (

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tlkit._validation import check_choice, type_name
+from tlkit._validation import check_choice, check_number, type_name
 from tlkit.errors import ArgumentTypeError, ExportError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -21,6 +21,7 @@ __all__ = [
     "batches",
     "check_quantize",
     "model_image_size",
+    "temperature_of",
     "unwrap",
 ]
 
@@ -46,6 +47,24 @@ def unwrap(obj: keras.Model | TrainedClassifier) -> tuple[keras.Model, list[str]
     raise ArgumentTypeError(
         "model must be a keras.Model or an object whose .model is one (a tlkit FineTuner, any "
         f"tlkit.protocols.TrainedClassifier), got {type_name(obj)}"
+    )
+
+
+def temperature_of(obj: Any) -> float | None:
+    """The calibration temperature of a FineTuner (``FineTuner.calibrate``), else None."""
+    import keras
+
+    if isinstance(obj, keras.Model):
+        return None
+    from tlkit._calibration import MAX_TEMPERATURE, MIN_TEMPERATURE
+
+    return check_number(
+        "model.temperature",
+        getattr(obj, "temperature", None),
+        low=MIN_TEMPERATURE,
+        high=MAX_TEMPERATURE,
+        allow_none=True,
+        error=ExportError,
     )
 
 
