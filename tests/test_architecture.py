@@ -3,7 +3,8 @@
 Layers, bottom up (docs/architecture.rst explains the rule):
 
 0. ``tlkit.errors``, ``tlkit._validation``, ``tlkit.protocols``, ``tlkit._version``, ``tlkit._escape``,
-   ``tlkit._files``, ``tlkit._atomic``, ``tlkit._keras_model`` (a trained model as compare and export read it)
+   ``tlkit._files``, ``tlkit._atomic``, ``tlkit._keras_model`` (a trained model as compare and export read it),
+   ``tlkit._calibration``
 1. ``tlkit.data``, ``tlkit.datasets``, ``tlkit.metrics`` (the headline metrics FineTuner and the reports share)
 2. ``tlkit.augment``, ``tlkit.backbones``
 3. ``tlkit.finetune``
@@ -39,6 +40,7 @@ LAYERS: dict[str, int] = {
     "tlkit._files": 0,
     "tlkit._atomic": 0,
     "tlkit._keras_model": 0,
+    "tlkit._calibration": 0,
     "tlkit.data": 1,
     "tlkit.datasets": 1,
     "tlkit.metrics": 1,

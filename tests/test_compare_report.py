@@ -98,9 +98,10 @@ def test_markdown_layout(report) -> None:
     md = report.to_markdown()
     sections = [line for line in md.splitlines() if line.startswith("## ")]
     assert sections[0].startswith("## ⚠ Warnings")
-    assert sections[1:6] == [
+    assert sections[1:7] == [
         "## Test set",
         "## Metrics",
+        "## Calibration",
         "## Cost",
         "## Pairwise McNemar exact tests",
         "## MobileNet",
@@ -169,6 +170,8 @@ def test_json_schema(report) -> None:
         "output",
         "history",
         "notes",
+        "ece",
+        "reliability",
         "y_pred",
     }
     assert set(mob["metrics"]) == {
@@ -221,6 +224,7 @@ def test_save_writes_every_file(report, tmp_path) -> None:
             "report.json",
             "metrics.png",
             "per_class_f1.png",
+            "reliability.png",
             "confusion_MobileNet.png",
             "confusion_CNN_b_b.png",
             "training_CNN_b_b.png",
@@ -246,7 +250,7 @@ def test_html_report_opens_and_holds_every_table(report, tmp_path) -> None:
     assert page.errors == [] and page.stack == []
     assert html.startswith("<!DOCTYPE html>")
     # Self-contained: every image is embedded, nothing is fetched.
-    assert len(page.imgs) == 5
+    assert len(page.imgs) == 6
     assert all(img["src"].startswith("data:image/png;base64,") for img in page.imgs)
     assert "http://" not in html and "https://" not in html and page.scripts == 0
     # User text is escaped, never markup.
@@ -322,7 +326,7 @@ def test_report_access(report) -> None:
         report["x"]
     assert (
         repr(report)
-        == "ComparisonReport(models=['MobileNet', 'CNN <b>&</b>'], n_test=108, classes=3, warnings=6)"
+        == "ComparisonReport(models=['MobileNet', 'CNN <b>&</b>'], n_test=108, classes=3, warnings=7)"
     )
 
 

@@ -3,8 +3,10 @@
 :class:`ModelComparator` collects the predictions of several models on one
 test set and :meth:`~ModelComparator.run` returns a :class:`ComparisonReport`.
 The statistics it uses are public too: :func:`bootstrap_ci` (stratified
-bootstrap percentile intervals), :func:`mcnemar_exact` (McNemar's exact test)
-and :func:`holm` (Holm's adjustment for several comparisons).
+bootstrap percentile intervals), :func:`mcnemar_exact` (McNemar's exact test),
+:func:`holm` (Holm's adjustment for several comparisons), and
+:func:`expected_calibration_error` with :func:`reliability_bins` (how far a
+model's confidence is from its accuracy).
 
 Importing this module loads numpy, scikit-learn and SciPy (matplotlib when a
 plot is drawn), not TensorFlow: Keras is only used on models that are already
@@ -22,6 +24,7 @@ Examples
 0.833
 """
 
+from tlkit._calibration import Reliability, expected_calibration_error, reliability_bins
 from tlkit.compare._comparator import ModelComparator
 from tlkit.compare._report import SCHEMA, ComparisonReport, Cost, ModelResult, PairwiseResult
 from tlkit.compare._stats import (
@@ -32,8 +35,10 @@ from tlkit.compare._stats import (
     holm,
     mcnemar_exact,
 )
+from tlkit.compare._warnings import ECE_WARNING
 
 __all__ = [
+    "ECE_WARNING",
     "SCHEMA",
     "BootstrapCI",
     "ComparisonReport",
@@ -42,8 +47,11 @@ __all__ = [
     "ModelComparator",
     "ModelResult",
     "PairwiseResult",
+    "Reliability",
     "bootstrap_ci",
     "bootstrap_indices",
+    "expected_calibration_error",
     "holm",
     "mcnemar_exact",
+    "reliability_bins",
 ]

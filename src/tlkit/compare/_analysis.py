@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from sklearn.dummy import DummyClassifier
 
+from tlkit._calibration import reliability_bins
 from tlkit.compare._cost import machine
 from tlkit.compare._format import BASELINE_NAME, CI_KEYS, history_note
 from tlkit.compare._metrics import metrics_report
@@ -98,6 +99,7 @@ def result(
         history=e.history,
         output=e.output,
         notes=tuple(e.notes) + tuple(m["notes"]) + _history_notes(e.history),
+        reliability=None if e.y_prob is None else reliability_bins(y_true, e.y_prob),
     )
 
 

@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tlkit._calibration import MAX_TEMPERATURE, MIN_TEMPERATURE, apply_temperature
 from tlkit._validation import (
     check_bool,
     check_choice,
     check_image_size,
     check_int,
+    check_number,
 )
 from tlkit.compare import _analysis, _cost
 from tlkit.compare._format import BASELINE_NAME
@@ -246,7 +248,9 @@ class ModelComparator:
             probabilities or logits (or one sigmoid unit when ``K == 2``), or a
             :class:`~tlkit.protocols.TrainedClassifier` (such as a
             :class:`~tlkit.finetune.FineTuner`) whose ``model`` is one; an
-            object with only ``model`` works too.
+            object with only ``model`` works too. A FineTuner calibrated with
+            :meth:`~tlkit.finetune.FineTuner.calibrate` is scored with its
+            temperature applied (the row's notes say so).
         image_size : int or (int, int), optional
             Size to load a SplitPart's images at; default: the model's input
             size. Ignored for other test data.
@@ -304,10 +308,20 @@ class ModelComparator:
         train_time = optional_float(extras.get("train_time_s"), "train_time_s")
         tfl = tflite_path if tflite_path is not None else extras.get("tflite_path")
         tflite_bytes = _cost.tflite_size(name, tfl)
+        temperature = check_number(
+            f"the temperature of model {name!r}",
+            extras.get("temperature"),
+            low=MIN_TEMPERATURE,
+            high=MAX_TEMPERATURE,
+            allow_none=True,
+            error=ComparisonError,
+        )
 
         predictor = keras_model if views is None else _MeanOverViews(keras_model, views)
         raw, sample, seconds = self._test.predict_in_order(f"add({name!r}, ...)", predictor, size)
         y_prob, output = as_probabilities(name, raw, self.num_classes)
+        if temperature is not None:
+            y_prob = apply_temperature(y_prob, temperature)
         cost, notes = _cost.keras_cost(
             keras_model,
             sample,
@@ -322,6 +336,12 @@ class ModelComparator:
                 f"scored with test-time augmentation: the mean output over {len(views)} views "
                 f"({', '.join(views.names)}) of each test image; predict_time_s covers every "
                 "view, the latencies one plain pass",
+                *notes,
+            ]
+        if temperature is not None:
+            notes = [
+                f"probabilities calibrated with the model's temperature T={temperature:.4g} "
+                "(FineTuner.calibrate): softmax(log(p) / T)",
                 *notes,
             ]
         y_pred = np.argmax(y_prob, axis=1).astype(np.int64)

@@ -25,6 +25,9 @@ def figures(report: ComparisonReport) -> dict[str, tuple[str, bytes]]:
     slugs = unique_slugs(list(report.models))
     out["metrics"] = ("metrics.png", _plots.metrics_png(report))
     out["per_class_f1"] = ("per_class_f1.png", _plots.per_class_f1_png(report))
+    reliability = _plots.reliability_png(report)
+    if reliability is not None:
+        out["reliability"] = ("reliability.png", reliability)
     for name, r in report.models.items():
         out[f"confusion:{name}"] = (
             f"confusion_{slugs[name]}.png",

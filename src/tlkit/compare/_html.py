@@ -131,6 +131,14 @@ def render_html(report: ComparisonReport, figures: Mapping[str, tuple[str, bytes
         parts.append(_img(figures["metrics"][1], "metrics with bootstrap intervals"))
     parts.append("</section>")
 
+    head, body = _tables.calibration_table(report)
+    parts.append('<section id="calibration"><h2>Calibration</h2>')
+    parts.append(f'<p class="small">{escape(_tables.calibration_text(report))}</p>')
+    parts.append(_table(head, body, cls="calibration", row_classes=row_classes))
+    if "reliability" in figures:
+        parts.append(_img(figures["reliability"][1], "reliability diagram of each model"))
+    parts.append("</section>")
+
     head, body = _tables.cost_table(report)
     parts.append('<section id="cost"><h2>Cost</h2>')
     parts.append(_table(head, body, cls="cost"))

@@ -41,6 +41,12 @@ def render_markdown(report: ComparisonReport, images: Mapping[str, str] | None =
     lines += [""]
     if images and "metrics" in images:
         lines += [f"![metrics with intervals]({images['metrics']})", ""]
+    lines += ["## Calibration", ""]
+    lines += [_tables.calibration_text(report), ""]  # numbers and fixed words only
+    lines += md_table(*_tables.calibration_table(report))
+    lines += [""]
+    if images and "reliability" in images:
+        lines += [f"![reliability diagrams]({images['reliability']})", ""]
     lines += ["## Cost", ""]
     lines += md_table(*_tables.cost_table(report))
     lines += ["", _tables.machine_text(report), ""]  # this machine, not user input

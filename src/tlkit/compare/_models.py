@@ -33,8 +33,9 @@ __all__ = [
     "unwrap_model",
 ]
 
-#: The optional attributes of a :class:`tlkit.protocols.TrainedClassifier` the comparator reads.
-TRAINED_ATTRIBUTES = ("history", "train_time_s", "class_names", "tflite_path")
+#: The optional attributes of a :class:`tlkit.protocols.TrainedClassifier` the comparator reads
+#: (``temperature``: a FineTuner's, from ``FineTuner.calibrate``; not part of the protocol).
+TRAINED_ATTRIBUTES = ("history", "train_time_s", "class_names", "tflite_path", "temperature")
 
 
 @dataclass

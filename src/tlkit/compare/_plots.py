@@ -17,7 +17,7 @@ from tlkit.compare._format import CI_KEYS, METRIC_LABELS, history_plan
 if TYPE_CHECKING:  # pragma: no cover
     from tlkit.compare._report import ComparisonReport, ModelResult
 
-__all__ = ["confusion_png", "metrics_png", "per_class_f1_png", "training_png"]
+__all__ = ["confusion_png", "metrics_png", "per_class_f1_png", "reliability_png", "training_png"]
 
 _DPI = 110
 _BASELINE_COLOR = "#9e9e9e"
@@ -153,6 +153,46 @@ def per_class_f1_png(report: ComparisonReport) -> bytes:
     ax.set_title("Per-class F1")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def reliability_png(report: ComparisonReport) -> bytes | None:
+    """Reliability diagrams: one panel per model with probabilities (None when there is none).
+
+    Per confidence bin, a bar at the accuracy of the predictions in it; the diagonal is
+    perfect calibration, bars below it are over-confident. Bin sizes are written on the bars.
+    """
+    models = [r for r in report.models.values() if r.reliability is not None]
+    if not models:
+        return None
+    ncols = min(3, len(models))
+    nrows = -(-len(models) // ncols)
+    fig = _new_figure(3.6 * ncols, 3.5 * nrows)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for i, (ax, r) in enumerate(zip(axes, models, strict=False)):
+        rel = r.reliability
+        assert rel is not None
+        edges = rel.edges
+        width = edges[1] - edges[0]
+        centers = edges[:-1] + width / 2
+        acc = np.array([np.nan if a is None else a for a in rel.accuracy], float)
+        conf = np.array([np.nan if c is None else c for c in rel.confidence], float)
+        ax.plot([0, 1], [0, 1], color="#444444", lw=1, ls="--", label="perfect calibration")
+        ax.bar(centers, np.nan_to_num(acc), width * 0.9, color=_color(i), label="accuracy")
+        ax.plot(conf, conf, "o", ms=3, color="#222222", label="mean confidence")
+        for x, a, n in zip(centers, acc, rel.counts, strict=True):
+            if n:
+                ax.text(x, min(1.0, a) + 0.02, str(n), ha="center", va="bottom", fontsize=6)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.1)
+        ax.set_xlabel("confidence (top-label probability)")
+        ax.set_ylabel("accuracy")
+        ax.set_title(f"{_text(r.name)}: ECE {rel.ece:.3f}", fontsize=10)
+        ax.grid(alpha=0.3)
+        if i == 0:
+            ax.legend(fontsize=7, loc="upper left")
+    for ax in axes[len(models) :]:
+        ax.set_visible(False)
     return _png(fig)
 
 

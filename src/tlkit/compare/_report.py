@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from tlkit._calibration import Reliability
 from tlkit.compare import _files, _html, _markdown, _tables
 from tlkit.compare._format import BASELINE_NAME, CI_KEYS, SCHEMA
 from tlkit.compare._format import clean as _clean
@@ -111,6 +112,11 @@ class ModelResult:
         How the model's outputs were read (probabilities, logits, ...).
     notes : tuple of str
         Undefined metrics and costs that could not be measured, with why.
+    reliability : Reliability or None
+        Calibration of the probabilities: per confidence bin the count, mean
+        confidence and accuracy, and the expected calibration error
+        (:func:`~tlkit.compare.expected_calibration_error`); ``None`` when the
+        model gave class labels only.
     """
 
     name: str
@@ -131,6 +137,12 @@ class ModelResult:
     history: dict[str, list[float]] | None = None
     output: str | None = None
     notes: tuple[str, ...] = ()
+    reliability: Reliability | None = None
+
+    @property
+    def ece(self) -> float | None:
+        """Expected calibration error (15 bins), or ``None`` without probabilities."""
+        return None if self.reliability is None else self.reliability.ece
 
     def to_dict(self, *, include_predictions: bool = True) -> dict[str, Any]:
         """Return the result as a JSON-ready dict (the ``models`` entries of the schema)."""
@@ -159,6 +171,16 @@ class ModelResult:
                 else None
             ),
             "notes": list(self.notes),
+            # added within schema 1: after the existing keys
+            "ece": _clean(self.ece),
+            "reliability": (
+                None
+                if self.reliability is None
+                else {
+                    "n_bins": self.reliability.n_bins,
+                    "bins": [{k: _clean(v) for k, v in b.items()} for b in self.reliability.bins()],
+                }
+            ),
         }
         if include_predictions:
             d["y_pred"] = self.y_pred.astype(int).tolist()
@@ -387,6 +409,10 @@ class ComparisonReport:
         """Return the header and rows of one model's confusion matrix (count and row share)."""
         return _tables.confusion_table(self, r)
 
+    def calibration_table(self) -> tuple[list[str], list[list[str]]]:
+        """Return the header and rows of the calibration table (ECE per model, as rendered)."""
+        return _tables.calibration_table(self)
+
     def to_html(self) -> str:
         """Return a self-contained HTML page: warnings first, tables, plots embedded as PNG.
 
@@ -404,7 +430,9 @@ class ComparisonReport:
 
         Files: ``report.html`` (self-contained), ``report.md`` (linking the
         PNGs), ``report.json``, ``metrics.png`` (metrics with intervals),
-        ``per_class_f1.png``, ``confusion_<model>.png`` per model and
+        ``per_class_f1.png``, ``reliability.png`` (the reliability diagram of
+        every model with probabilities, when there is one),
+        ``confusion_<model>.png`` per model and
         ``training_<model>.png`` per model with a training history. Model names
         are reduced to letters, digits, ``.``, ``_`` and ``-`` in file names.
 

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tlkit._calibration import N_BINS
 from tlkit.compare._format import METRIC_LABELS, fmt, fmt_bytes, fmt_ms, fmt_p, fmt_s
+from tlkit.compare._warnings import ECE_WARNING
 
 if TYPE_CHECKING:  # pragma: no cover
     from tlkit.compare._report import ComparisonReport, ModelResult
 
 __all__ = [
+    "calibration_table",
+    "calibration_text",
     "ci_text",
     "confused_text",
     "confusion_table",
@@ -112,6 +116,37 @@ def metrics_table(report: ComparisonReport) -> Table:
                 cell += f" [{fmt(c.low)}, {fmt(c.high)}]"
             row.append(cell)
         body.append(row)
+    return head, body
+
+
+def calibration_text(report: ComparisonReport) -> str:
+    """How the expected calibration error is computed, and when the report warns."""
+    return (
+        "ECE: expected calibration error, the mean gap between the top-label confidence and "
+        f"the accuracy over {N_BINS} equal-width confidence bins, weighted by the bins' sizes "
+        f"(0 is perfect; above {ECE_WARNING:.2f} the report warns). A model that gives class "
+        "labels only has no ECE."
+    )
+
+
+def calibration_table(report: ComparisonReport) -> Table:
+    """Header and rows of the calibration table: ECE, mean confidence and accuracy per row."""
+    head = ["model", "ECE", "mean confidence", "accuracy", "reading"]
+    body = []
+    for r in report.rows:
+        rel = r.reliability
+        if rel is None:
+            body.append([row_name(report, r), "—", "—", fmt(r.metrics.get("accuracy")),
+                         "no probabilities (class labels only): no ECE"])  # fmt: skip
+            continue
+        conf, acc = rel.mean_confidence, rel.mean_accuracy
+        if rel.ece <= ECE_WARNING:
+            reading = f"within {ECE_WARNING:.2f}"
+        elif conf is not None and acc is not None and conf > acc:
+            reading = "over-confident"
+        else:
+            reading = "under-confident"
+        body.append([row_name(report, r), fmt(rel.ece), fmt(conf), fmt(acc), reading])
     return head, body
 
 

@@ -10,7 +10,26 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     from tlkit.compare._report import ModelResult, PairwiseResult
 
-__all__ = ["comparison_warnings"]
+__all__ = ["ECE_WARNING", "calibration_warning", "comparison_warnings"]
+
+#: A model whose expected calibration error (15 bins) is above this gets a warning: its
+#: confidences are off by more than ten points on average (default 0.10).
+ECE_WARNING = 0.10
+
+
+def calibration_warning(r: ModelResult) -> str | None:
+    """The warning for a model whose ECE is above :data:`ECE_WARNING`, or None."""
+    rel = r.reliability
+    if rel is None or rel.n_predictions == 0 or rel.ece <= ECE_WARNING:
+        return None
+    conf, acc = rel.mean_confidence or 0.0, rel.mean_accuracy or 0.0
+    way = "overstates" if conf > acc else "understates"
+    return (
+        f"model {r.name!r} is badly calibrated: expected calibration error {rel.ece:.3f} "
+        f"(above {ECE_WARNING:.2f}); its mean confidence {conf:.3f} {way} its accuracy "
+        f"{acc:.3f}, so do not read its probabilities as chances: fit a temperature on the "
+        "validation data with FineTuner.calibrate(val), not on this test set"
+    )
 
 
 def comparison_warnings(
@@ -27,8 +46,9 @@ def comparison_warnings(
     """What makes a result meaningless, most important first.
 
     Models that do not clear the majority-class baseline, classes a model never
-    predicts, test classes too small to judge, and pairs whose difference is not
-    significant.
+    predicts, models whose expected calibration error is above
+    :data:`ECE_WARNING`, test classes too small to judge, and pairs whose
+    difference is not significant.
     """
     out: list[str] = []
     b_bal = base.metrics["balanced_accuracy"]
@@ -60,6 +80,10 @@ def comparison_warnings(
                 f"model {r.name!r} never predicts {word} "
                 + ", ".join(repr(c) for c in r.never_predicted)
             )
+    for r in models:
+        w = calibration_warning(r)
+        if w:
+            out.append(w)
     supports = np.bincount(y_true, minlength=len(class_names))
     for c, n in zip(class_names, supports, strict=True):
         if n < min_support:

@@ -11,7 +11,7 @@ import numpy as np
 from tlkit._keras_model import input_image_size, keras_file_size, latency_ms, size_on_disk, unwrap
 from tlkit._validation import check_int, check_number, check_path
 from tlkit.errors import ExportCheckError, ExportError
-from tlkit.export._inputs import batches, check_quantize
+from tlkit.export._inputs import batches, check_quantize, temperature_of
 from tlkit.export._report import ExportReport
 from tlkit.export._runtime import ExportedModel, format_of, labels_path
 
@@ -66,6 +66,8 @@ def check_export(
     Returns
     -------
     ExportReport
+        Both models are compared on their plain outputs; a calibrated
+        FineTuner's temperature is reported in ``temperature``.
 
     Raises
     ------
@@ -95,6 +97,7 @@ def check_export(
         latency_runs=latency_runs,
         notes=(),
         trust=trust,
+        temperature=temperature_of(model),
     )
 
 
@@ -109,6 +112,7 @@ def check(
     latency_runs: int,
     notes: Sequence[str],
     trust: bool = False,
+    temperature: float | None = None,
 ) -> ExportReport:
     check_int("batch_size", batch_size, minimum=1, error=ExportError)
     check_int("latency_runs", latency_runs, minimum=1, error=ExportError)
@@ -181,6 +185,7 @@ def check(
         min_agreement=None if min_agreement is None else float(min_agreement),
         runtime=exported.runtime,
         notes=tuple(notes),
+        temperature=temperature,
     )
     if not report.passed:
         acc = (

@@ -14,9 +14,9 @@ from tlkit._keras_model import input_image_size, unwrap
 from tlkit._validation import check_bool, check_choice, check_int, check_number, check_path
 from tlkit.errors import ExportError
 from tlkit.export._check import check
-from tlkit.export._inputs import FORMATS, QUANTIZATIONS, batches, check_quantize
+from tlkit.export._inputs import FORMATS, QUANTIZATIONS, batches, check_quantize, temperature_of
 from tlkit.export._output import write_export
-from tlkit.export._report import ExportReport
+from tlkit.export._report import ExportReport, temperature_sentence
 from tlkit.export._runtime import labels_text, require
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -25,6 +25,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from tlkit.protocols import TrainedClassifier
 
 __all__ = ["FORMATS", "QUANTIZATIONS", "export"]
+
+log = logging.getLogger("tlkit.export")
 
 _SUFFIX = {"litert": ".tflite", "onnx": ".onnx", "saved_model": ""}
 
@@ -55,7 +57,12 @@ def export(
 
     The plain model is exported: test-time augmentation
     (``FineTuner.predict(..., tta=...)``) is not part of the file; an app that
-    wants it averages the file's outputs over the views itself.
+    wants it averages the file's outputs over the views itself. Nor is the
+    temperature of a calibrated FineTuner (:meth:`~tlkit.finetune.FineTuner.calibrate`):
+    the file outputs the network's probabilities ``p``, and the calibrated
+    ones are ``softmax(log(p) / T)``. The report's ``temperature`` and
+    :meth:`~ExportReport.summary`, the export's marker file and a warning on
+    the ``tlkit.export`` logger say so.
 
     Everything is written atomically: the model, labels file and marker go to
     temporary siblings first and are renamed into place only once all of them
@@ -149,6 +156,7 @@ def export(
     """
     keras_model, holder = unwrap(model)
     names = getattr(holder, "class_names", None)
+    temperature = temperature_of(model)
     check_choice("format", format, FORMATS, error=ExportError)
     check_quantize(quantize)
     if quantize is not None and format != "litert":
@@ -218,7 +226,9 @@ def export(
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ExportError(f"cannot create the folder of {str(path)!r}: {exc}") from None
-    write_export(path, format, text, write_model, overwrite=overwrite)
+    write_export(path, format, text, write_model, overwrite=overwrite, temperature=temperature)
+    if temperature is not None:
+        log.warning("tlkit export %s: %s", path, temperature_sentence(temperature))
     return check(
         keras_model,
         path,
@@ -229,6 +239,7 @@ def export(
         latency_runs=latency_runs,
         notes=notes,
         trust=True,  # the file tlkit has just written
+        temperature=temperature,
     )
 
 

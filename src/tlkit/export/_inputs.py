@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from tlkit._validation import check_choice
+from tlkit._validation import check_choice, check_number
 from tlkit.errors import ExportError
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "QUANTIZATIONS",
     "batches",
     "check_quantize",
+    "temperature_of",
 ]
 
 FORMATS = ("litert", "onnx", "saved_model")
@@ -24,6 +25,24 @@ QUANTIZATIONS = (None, "dynamic", "float16", "int8")
 def check_quantize(quantize: Any) -> str | None:
     """``quantize`` if it is one of :data:`QUANTIZATIONS`."""
     return check_choice("quantize", quantize, QUANTIZATIONS, error=ExportError)
+
+
+def temperature_of(obj: Any) -> float | None:
+    """The calibration temperature of a FineTuner (``FineTuner.calibrate``), else None."""
+    import keras
+
+    if isinstance(obj, keras.Model):
+        return None
+    from tlkit._calibration import MAX_TEMPERATURE, MIN_TEMPERATURE
+
+    return check_number(
+        "model.temperature",
+        getattr(obj, "temperature", None),
+        low=MIN_TEMPERATURE,
+        high=MAX_TEMPERATURE,
+        allow_none=True,
+        error=ExportError,
+    )
 
 
 def batches(data: Any, size: tuple[int, int], batch_size: int) -> Iterator[tuple[Any, Any]]:

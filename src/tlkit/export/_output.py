@@ -46,6 +46,7 @@ def write_export(
     write_model: Callable[[Path], None],
     *,
     overwrite: bool,
+    temperature: float | None = None,
 ) -> None:
     """Write an export atomically: ``write_model(tmp)`` fills a temporary sibling of ``path``.
 
@@ -53,7 +54,8 @@ def write_export(
     ``overwrite`` and it is a previous tlkit export. The model, labels and
     marker are all staged first; only when every one is written are they
     renamed into place (model, labels, then marker), so a failure leaves the
-    previous files as they were.
+    previous files as they were. ``temperature`` (a calibrated FineTuner's, not
+    applied inside the model) goes in the marker when given.
     """
     labels = labels_path(path)
     replace = _check_targets(path, format, labels, labels_text, overwrite)
@@ -71,7 +73,9 @@ def write_export(
                     f"the SavedModel export wrote no saved_model.pb for {str(path)!r}"
                 )
             entries = sorted([*os.listdir(model_tmp), MARKER_NAME])
-            marker = _marker(format, _sha256_file(pb), labels_sha, labels.name, entries)
+            marker = _marker(
+                format, _sha256_file(pb), labels_sha, labels.name, entries, temperature
+            )
             (model_tmp / MARKER_NAME).write_text(marker, encoding="utf-8")
         return
     marker_file = marker_path(path, format)
@@ -84,7 +88,9 @@ def write_export(
         write_model(model_tmp)
         if not model_tmp.is_file():
             raise ExportError(f"the {format} export wrote no file for {str(path)!r}")
-        marker = _marker(format, _sha256_file(model_tmp), labels_sha, labels.name, None)
+        marker = _marker(
+            format, _sha256_file(model_tmp), labels_sha, labels.name, None, temperature
+        )
         marker_tmp.write_text(marker, encoding="utf-8")
 
 
@@ -205,7 +211,12 @@ def _never(path: Path, what: str) -> str:
 
 
 def _marker(
-    format: str, sha: str, labels_sha: str, labels_name: str, entries: list[str] | None
+    format: str,
+    sha: str,
+    labels_sha: str,
+    labels_name: str,
+    entries: list[str] | None,
+    temperature: float | None = None,
 ) -> str:
     data: dict[str, Any] = {
         "tlkit_export": 1,
@@ -217,6 +228,11 @@ def _marker(
     }
     if entries is not None:
         data["entries"] = entries
+    if temperature is not None:
+        data["temperature"] = temperature
+        data["temperature_note"] = (
+            "not applied inside the model: calibrated probabilities = softmax(log(p) / temperature)"
+        )
     return json.dumps(data, indent=1) + "\n"
 
 

@@ -7,7 +7,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ExportReport"]
+__all__ = ["ExportReport", "temperature_sentence"]
+
+
+def temperature_sentence(t: float) -> str:
+    """The export's word on a calibrated model's temperature ``t``."""
+    return (
+        f"temperature T={t:.4g} is not applied inside the exported model: divide "
+        "log-probabilities by T (calibrated probabilities = softmax(log(p) / T))"
+    )
 
 
 @dataclass(frozen=True)
@@ -38,7 +46,12 @@ class ExportReport:
     * ``min_agreement`` (float or None): agreement required; ``None`` when none
       is (quantized formats);
     * ``runtime`` (str): the runtime that ran the export, with its version;
-    * ``notes`` (tuple of str): anything the numbers do not say.
+    * ``notes`` (tuple of str): anything the numbers do not say;
+    * ``temperature`` (float or None): the temperature of a calibrated
+      FineTuner (:meth:`~tlkit.finetune.FineTuner.calibrate`). It is **not**
+      applied inside the exported model, which outputs the plain network's
+      probabilities ``p``: the calibrated ones are ``softmax(log(p) / T)``.
+      The export's marker file records it too.
 
     Examples
     --------
@@ -64,6 +77,14 @@ class ExportReport:
     min_agreement: float | None
     runtime: str
     notes: tuple[str, ...] = field(default_factory=tuple)
+    temperature: float | None = None
+
+    @property
+    def temperature_text(self) -> str | None:
+        """What to do with :attr:`temperature`, in one sentence (None without one)."""
+        if self.temperature is None:
+            return None
+        return temperature_sentence(self.temperature)
 
     @property
     def accuracy_change(self) -> float | None:
@@ -132,6 +153,8 @@ class ExportReport:
             )
             lines.append(f"latency {self.latency_ms:.3g} ms per image at batch 1{keras}")
         lines.append(f"runtime: {self.runtime}")
+        if self.temperature_text:
+            lines.append(self.temperature_text)
         lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)
 

@@ -3,7 +3,8 @@
 A ``.keras`` file is a zip archive (Keras writes ``config.json``,
 ``metadata.json`` and ``model.weights.h5`` into it). tlkit adds one more
 entry, ``tlkit.json``: class names, backbone name and options, input size,
-schedule with its progress, history and training time. Keras ignores entries
+schedule with its progress, history and training time, and the temperature of
+``FineTuner.calibrate`` when there is one (an optional key). Keras ignores entries
 it does not know, so ``keras.saving.load_model`` still opens the file
 (``tests/test_finetune_io.py`` pins that). Loading always uses Keras safe mode
 (no arbitrary code from the file), and the metadata is checked field by field
@@ -55,6 +56,8 @@ def save_tuner(tuner: FineTuner, path: Path) -> Path:
         "train_time_s": tuner.train_time_s,
         "history": tuner.history.to_dict() if tuner.history is not None else None,
     }
+    if getattr(tuner, "temperature", None) is not None:  # optional: absent when not calibrated
+        meta["temperature"] = float(tuner.temperature)
     with zipfile.ZipFile(tmp, "a") as z:
         z.writestr(META, json.dumps(meta))
     os.replace(tmp, path)
@@ -148,6 +151,7 @@ def _check_meta(meta: Any, c: _schema.Checker, where: str) -> dict[str, Any]:
         c.number("train_time_s", meta["train_time_s"], 0.0, math.inf)
     if meta.get("history") is not None:
         meta["history"] = _schema.check_history(meta["history"], c)
+    meta["temperature"] = _schema.check_temperature(meta.get("temperature"), c)
     return meta
 
 
@@ -203,4 +207,5 @@ def load_tuner(cls: type[FineTuner], path: Path) -> FineTuner:
     tuner.history = meta.get("history")
     tuner.train_time_s = meta.get("train_time_s")
     tuner.progress = dict(meta["progress"])
+    tuner.temperature = meta["temperature"]
     return tuner

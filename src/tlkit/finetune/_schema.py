@@ -21,10 +21,18 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from tlkit._calibration import MAX_TEMPERATURE, MIN_TEMPERATURE
 from tlkit.errors import ScheduleError, TlkitError
 from tlkit.finetune._callbacks import TrainingHistory
 
-__all__ = ["Checker", "check_history", "json_depth", "parse_json", "read_state_file"]
+__all__ = [
+    "Checker",
+    "check_history",
+    "check_temperature",
+    "json_depth",
+    "parse_json",
+    "read_state_file",
+]
 
 #: Deepest nesting of lists and dicts accepted in a JSON file tlkit reads.
 MAX_JSON_DEPTH = 100
@@ -152,6 +160,14 @@ def check_history(value: Any, check: Checker, field: str = "history") -> Trainin
                     f"{field}.history[{key!r}][{i}]", f"must be a number, got {_show(x)}"
                 )
     return TrainingHistory.from_dict(d)
+
+
+def check_temperature(value: Any, check: Checker, field: str = "temperature") -> float | None:
+    """The optional temperature of ``FineTuner.calibrate``: absent (or null), else a finite
+    number in ``[MIN_TEMPERATURE, MAX_TEMPERATURE]`` (0.01 to 100, :mod:`tlkit._calibration`)."""
+    if value is None:
+        return None
+    return check.number(field, value, MIN_TEMPERATURE, MAX_TEMPERATURE)
 
 
 def check_schedule_numbers(value: Any, check: Checker, field: str = "schedule") -> None:

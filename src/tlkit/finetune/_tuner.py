@@ -158,6 +158,9 @@ class FineTuner(ModelUse):
     tflite_path : str or None
         An exported ``.tflite`` file of this model, when you set one (the
         comparison report shows its size).
+    temperature : float or None
+        The temperature :meth:`calibrate` fitted, applied by :meth:`predict`,
+        :meth:`evaluate` and the comparison report (None: not calibrated).
     image_size : (int, int)
         The ``(height, width)`` the model takes.
 
@@ -182,6 +185,7 @@ class FineTuner(ModelUse):
     history: TrainingHistory | None
     train_time_s: float | None
     tflite_path: str | os.PathLike[str] | None
+    temperature: float | None
     # The settings, checked and in their normal form.
     backbone_name: str
     image_size: tuple[int, int]
@@ -273,6 +277,7 @@ class FineTuner(ModelUse):
         self.history = None
         self.train_time_s = None
         self.tflite_path = None
+        self.temperature = None
         self.phase_log = []
         self.best_epoch = None
         self.progress = {"phases_done": 0, "epochs_done": 0}
@@ -390,6 +395,12 @@ class FineTuner(ModelUse):
         from tlkit.finetune._fit import run_schedule
 
         budget = TimeBudget.start(self, time_budget)  # checked now; the clock starts now
+        if self.temperature is not None:  # fitted to the old weights' outputs
+            self.log(
+                f"tlkit: fit discards the temperature T={self.temperature:.4g}: call "
+                "calibrate(val) again after training"
+            )
+            self.temperature = None
         train_data = as_data(train, "train")
         val_data = None if val is None else as_data(val, "val")
         self.class_names = fit_classes(
