@@ -170,6 +170,7 @@ def test_json_schema(report) -> None:
         "history",
         "notes",
         "y_pred",
+        "gallery",  # added within schema 1, after the other keys
     }
     assert set(mob["metrics"]) == {
         "accuracy",

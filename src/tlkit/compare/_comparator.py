@@ -495,6 +495,7 @@ class ModelComparator:
             min_support=self.min_support,
             top_k=self.top_k,
             latency_runs=self.latency_runs,
+            files=self._test.image_files(),
         )
 
     # -- checks ----------------------------------------------------------------------------------

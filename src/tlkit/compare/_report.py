@@ -18,6 +18,7 @@ import numpy as np
 from tlkit.compare import _files, _html, _markdown, _tables
 from tlkit.compare._format import BASELINE_NAME, CI_KEYS, SCHEMA
 from tlkit.compare._format import clean as _clean
+from tlkit.compare._mistakes import MistakeGallery
 from tlkit.compare._stats import BootstrapCI, McNemarResult
 
 __all__ = [
@@ -111,6 +112,10 @@ class ModelResult:
         How the model's outputs were read (probabilities, logits, ...).
     notes : tuple of str
         Undefined metrics and costs that could not be measured, with why.
+    gallery : MistakeGallery or None
+        What the model gets wrong: its most confidently wrong test images and most
+        confused class pairs, with the images' paths when the test data is a
+        SplitPart (``None`` for the baseline).
     """
 
     name: str
@@ -131,6 +136,7 @@ class ModelResult:
     history: dict[str, list[float]] | None = None
     output: str | None = None
     notes: tuple[str, ...] = ()
+    gallery: MistakeGallery | None = None
 
     def to_dict(self, *, include_predictions: bool = True) -> dict[str, Any]:
         """Return the result as a JSON-ready dict (the ``models`` entries of the schema)."""
@@ -162,6 +168,8 @@ class ModelResult:
         }
         if include_predictions:
             d["y_pred"] = self.y_pred.astype(int).tolist()
+        # added within schema 1: after the existing keys
+        d["gallery"] = self.gallery.to_dict() if self.gallery is not None else None
         return d
 
 
