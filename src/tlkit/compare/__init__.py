@@ -23,6 +23,15 @@ Examples
 """
 
 from tlkit.compare._comparator import ModelComparator
+from tlkit.compare._gallery import MAX_GALLERY_BYTES, THUMBNAIL_SIZE
+from tlkit.compare._mistakes import (
+    CONFUSED_PAIRS,
+    GALLERY_SIZE,
+    PAIR_EXAMPLES,
+    ConfusedPair,
+    Mistake,
+    MistakeGallery,
+)
 from tlkit.compare._report import SCHEMA, ComparisonReport, Cost, ModelResult, PairwiseResult
 from tlkit.compare._stats import (
     BootstrapCI,
@@ -34,11 +43,19 @@ from tlkit.compare._stats import (
 )
 
 __all__ = [
+    "CONFUSED_PAIRS",
+    "GALLERY_SIZE",
+    "MAX_GALLERY_BYTES",
+    "PAIR_EXAMPLES",
     "SCHEMA",
+    "THUMBNAIL_SIZE",
     "BootstrapCI",
     "ComparisonReport",
+    "ConfusedPair",
     "Cost",
     "McNemarResult",
+    "Mistake",
+    "MistakeGallery",
     "ModelComparator",
     "ModelResult",
     "PairwiseResult",

@@ -92,9 +92,9 @@ class ImageFiles:
 
 @dataclass(frozen=True)
 class Mistake:
-    """One test image a model got wrong.
+    """One test image a model got wrong (its fields are its parameters).
 
-    Attributes
+    Parameters
     ----------
     index : int
         Position in the test set.
@@ -173,6 +173,21 @@ class MistakeGallery:
         Where the images are (not written to the JSON report: paths there are relative).
     note : str or None
         Why the gallery is empty or partial.
+
+    Examples
+    --------
+    Each model's row of a report holds one (the baseline's is ``None``). With a
+    SplitPart as test data the mistakes name their image files; from labels alone
+    there are none to show, and the note says so:
+
+    >>> from tlkit.compare import ModelComparator
+    >>> report = ModelComparator([0, 0, 1], ["cat", "dog"], n_boot=0).add_predictions(
+    ...     "m", y_prob=[[0.9, 0.1], [0.2, 0.8], [0.3, 0.7]]).run()
+    >>> g = report["m"].gallery
+    >>> g.n_mistakes, [(p.true, p.predicted, p.count) for p in g.confused_pairs]
+    (1, [('cat', 'dog', 1)])
+    >>> print(g.note.split(":")[0])
+    No gallery of mistakes
     """
 
     n_mistakes: int
