@@ -173,6 +173,7 @@ def test_json_schema(report) -> None:
         "ece",
         "reliability",
         "y_pred",
+        "gallery",  # after the other keys
     }
     assert set(mob["metrics"]) == {
         "accuracy",

@@ -15,6 +15,8 @@ Every image tlkit reads (the scanner behind ``tlkit split`` and
   a symlink loop are refused with that reason.
 - **bounded reads**: at most :data:`MAX_FILE_BYTES` bytes are read from one file;
   a longer file is refused before its bytes are read.
+- **thumbnails** (the audit's and the comparison report's pictures) are made by
+  :func:`thumbnail`, from an image opened by :func:`open_image`.
 - **image limits**, checked from the image header before any pixel is decoded:
   :data:`MAX_IMAGE_PIXELS` pixels per image, :data:`MAX_CROP_ASPECT_RATIO` for
   ``resize="crop"``, and only the first frame of an animated GIF is decoded.
@@ -50,6 +52,7 @@ __all__ = [
     "limit",
     "open_image",
     "read_file",
+    "thumbnail",
 ]
 
 #: Largest image file tlkit reads, in bytes (64 MiB). Env: ``TLKIT_MAX_FILE_BYTES``.
@@ -291,3 +294,59 @@ def open_image(path: str | os.PathLike[str], resize: str | None = None) -> Image
         im.close()
         raise
     return im
+
+
+def thumbnail(
+    path: str | os.PathLike[str], size: int, fmt: str = "PNG", *, quality: int = 85
+) -> bytes:
+    """A small copy of the image ``path``, longest side at most ``size`` pixels, as PNG or JPEG.
+
+    The file is read through :func:`open_image` (every check of this module), upright
+    after its EXIF orientation, in RGB. A JPEG is decoded at a reduced scale when that
+    is enough for the thumbnail.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The image file.
+    size : int
+        Longest side of the thumbnail in pixels; a smaller image keeps its size.
+    fmt : {"PNG", "JPEG"}
+        Encoding of the bytes returned (PNG optimised; JPEG at ``quality``).
+    quality : int
+        JPEG quality, 1 to 95.
+
+    Returns
+    -------
+    bytes
+        The encoded thumbnail.
+
+    Raises
+    ------
+    FileNotFoundError, FileLimitError, OSError
+        As :func:`open_image`; Pillow's errors for a file it cannot decode.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from PIL import Image
+    >>> path = os.path.join(tempfile.mkdtemp(), "a.png")
+    >>> Image.new("RGB", (300, 150)).save(path)
+    >>> small = thumbnail(path, 96, "JPEG")
+    >>> Image.open(io.BytesIO(small)).size
+    (96, 48)
+    """
+    if fmt not in ("PNG", "JPEG"):
+        raise InvalidArgumentError(f"fmt must be 'PNG' or 'JPEG', got {fmt!r}")
+    from PIL import ImageOps
+
+    with open_image(path) as im:
+        im.draft("RGB", (size * 2, size * 2))
+        im = ImageOps.exif_transpose(im).convert("RGB")
+        im.thumbnail((size, size))
+        buf = io.BytesIO()
+        if fmt == "PNG":
+            im.save(buf, "PNG", optimize=True)
+        else:
+            im.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()

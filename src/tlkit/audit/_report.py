@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import io
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -13,7 +12,7 @@ from typing import Any
 
 from tlkit._atomic import atomic_write_text
 from tlkit._escape import md_cell, md_fence
-from tlkit._files import open_image
+from tlkit._files import thumbnail
 
 __all__ = ["SCHEMA", "AuditReport", "LabelIssue", "NearDuplicate", "SmallImage"]
 
@@ -412,18 +411,11 @@ def _html_more(n: int) -> str:
 
 
 def _thumbnail_data_uri(path: Path, size: int) -> str:
-    from PIL import ImageOps
-
     try:
-        with open_image(path) as im:
-            im.draft("RGB", (size * 2, size * 2))
-            im = ImageOps.exif_transpose(im).convert("RGB")
-            im.thumbnail((size, size))
-            buf = io.BytesIO()
-            im.save(buf, "PNG", optimize=True)
+        png = thumbnail(path, size)
     except Exception:  # an unreadable file gets a placeholder, never a crash
         return ""
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 _CSS = """

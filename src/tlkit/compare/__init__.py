@@ -26,6 +26,15 @@ Examples
 
 from tlkit._calibration import Reliability, expected_calibration_error, reliability_bins
 from tlkit.compare._comparator import ModelComparator
+from tlkit.compare._gallery import MAX_GALLERY_BYTES, THUMBNAIL_SIZE
+from tlkit.compare._mistakes import (
+    CONFUSED_PAIRS,
+    GALLERY_SIZE,
+    PAIR_EXAMPLES,
+    ConfusedPair,
+    Mistake,
+    MistakeGallery,
+)
 from tlkit.compare._report import SCHEMA, ComparisonReport, Cost, ModelResult, PairwiseResult
 from tlkit.compare._stats import (
     BootstrapCI,
@@ -38,12 +47,20 @@ from tlkit.compare._stats import (
 from tlkit.compare._warnings import ECE_WARNING
 
 __all__ = [
+    "CONFUSED_PAIRS",
     "ECE_WARNING",
+    "GALLERY_SIZE",
+    "MAX_GALLERY_BYTES",
+    "PAIR_EXAMPLES",
     "SCHEMA",
+    "THUMBNAIL_SIZE",
     "BootstrapCI",
     "ComparisonReport",
+    "ConfusedPair",
     "Cost",
     "McNemarResult",
+    "Mistake",
+    "MistakeGallery",
     "ModelComparator",
     "ModelResult",
     "PairwiseResult",

@@ -16,6 +16,7 @@ from tlkit._calibration import reliability_bins
 from tlkit.compare._cost import machine
 from tlkit.compare._format import BASELINE_NAME, CI_KEYS, history_note
 from tlkit.compare._metrics import metrics_report
+from tlkit.compare._mistakes import ImageFiles, mistake_gallery
 from tlkit.compare._models import Entry
 from tlkit.compare._report import ComparisonReport, ModelResult, PairwiseResult
 from tlkit.compare._stats import (
@@ -69,8 +70,12 @@ def result(
     n_boot: int,
     confidence: float,
     seed: int | None,
+    files: ImageFiles | None = None,
 ) -> ModelResult:
-    """Every metric of one row, with stratified bootstrap intervals (paired: same seed for all)."""
+    """Every metric of one row, with stratified bootstrap intervals (paired: same seed for all).
+
+    A model's row (not the baseline's) gets its gallery of mistakes, with images from ``files``.
+    """
     m = metrics_report(y_true, e.y_pred, e.y_prob, class_names, top_k=top_k)
     labels = np.arange(len(class_names))
     ci: dict[str, BootstrapCI] = {}
@@ -100,6 +105,11 @@ def result(
         output=e.output,
         notes=tuple(e.notes) + tuple(m["notes"]) + _history_notes(e.history),
         reliability=None if e.y_prob is None else reliability_bins(y_true, e.y_prob),
+        gallery=(
+            None
+            if e.kind == "baseline"
+            else mistake_gallery(y_true, e.y_pred, e.y_prob, class_names, files)
+        ),
     )
 
 
@@ -136,11 +146,21 @@ def analyse(
     min_support: int,
     top_k: int | None,
     latency_runs: int,
+    files: ImageFiles | None = None,
 ) -> ComparisonReport:
     """Baseline, metrics with intervals, McNemar tests, warnings and verdict: the report."""
     baseline, baseline_info = baseline_entry(y_true, class_names, baseline_labels)
     results = [
-        result(e, y_true, class_names, top_k=top_k, n_boot=n_boot, confidence=confidence, seed=seed)
+        result(
+            e,
+            y_true,
+            class_names,
+            top_k=top_k,
+            n_boot=n_boot,
+            confidence=confidence,
+            seed=seed,
+            files=files,
+        )
         for e in [baseline, *entries]
     ]
     base, models = results[0], results[1:]

@@ -79,7 +79,8 @@ class ModelComparator:
           as class indices or one-hot; an unbatched dataset is batched);
         * a :class:`~tlkit.data.SplitPart` such as ``split.test``: its images
           are loaded with ``part.to_dataset(image_size=..., batch_size=...,
-          shuffle=False)`` at each model's input size;
+          shuffle=False)`` at each model's input size, and its files give
+          each model's gallery of mistakes (``report[name].gallery``);
         * a tuple ``(images, labels)`` of arrays (images ``(n, H, W, C)``);
         * a 1-D array of labels: only :meth:`add_predictions` can be used.
     class_names : sequence of str, optional
@@ -501,6 +502,7 @@ class ModelComparator:
             min_support=self.min_support,
             top_k=self.top_k,
             latency_runs=self.latency_runs,
+            files=self._test.image_files(),
         )
 
     # -- checks ----------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import TYPE_CHECKING
 
-from tlkit.compare import _tables
+from tlkit.compare import _gallery, _tables
 from tlkit.compare._format import SCHEMA, unique_slugs
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -104,6 +104,7 @@ def render_html(report: ComparisonReport, figures: Mapping[str, tuple[str, bytes
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         "<title>tlkit model comparison</title>",
+        f"<style>{_gallery.CSS}</style>",
         f"<style>{_CSS}</style></head><body>",
         "<h1>Model comparison</h1>",
     ]
@@ -159,6 +160,7 @@ def render_html(report: ComparisonReport, figures: Mapping[str, tuple[str, bytes
         parts.append("</section>")
 
     slugs = unique_slugs(list(report.models))
+    thumbnails = _gallery.ThumbnailBudget()  # one budget for the page's thumbnails
     for name, r in report.models.items():
         parts.append(f'<section class="model" id="model-{escape(slugs[name])}">')
         parts.append(f"<h2>{escape(name)}</h2>")
@@ -180,6 +182,7 @@ def render_html(report: ComparisonReport, figures: Mapping[str, tuple[str, bytes
         if f"confusion:{name}" in figures:
             parts.append(_img(figures[f"confusion:{name}"][1], f"confusion matrix of {name}"))
         parts.append(f"<p>Most confused: {escape(_tables.confused_text(r))}</p>")
+        parts.append(_gallery.gallery_html(report, r, thumbnails))
         if f"training:{name}" in figures:
             parts.append("<h3>Training history</h3>")
             parts.append(_img(figures[f"training:{name}"][1], f"training curves of {name}"))

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from tlkit._escape import md_fence, md_text
-from tlkit.compare import _tables
+from tlkit.compare import _gallery, _tables
 from tlkit.compare._format import md_table
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -75,6 +75,7 @@ def render_markdown(report: ComparisonReport, images: Mapping[str, str] | None =
             alt = md_text(f"confusion matrix of {r.name}", brackets=True)
             lines += [f"![{alt}]({images[f'confusion:{r.name}']})", ""]
         lines += ["Most confused: " + md_text(_tables.confused_text(r)), ""]
+        lines += _gallery.gallery_markdown(report, r)
         if images and f"training:{r.name}" in images:
             alt = md_text(f"training curves of {r.name}", brackets=True)
             lines += [f"![{alt}]({images[f'training:{r.name}']})", ""]

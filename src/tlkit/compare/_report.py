@@ -19,6 +19,7 @@ from tlkit._calibration import Reliability
 from tlkit.compare import _files, _html, _markdown, _tables
 from tlkit.compare._format import BASELINE_NAME, CI_KEYS, SCHEMA
 from tlkit.compare._format import clean as _clean
+from tlkit.compare._mistakes import MistakeGallery
 from tlkit.compare._stats import BootstrapCI, McNemarResult
 
 __all__ = [
@@ -117,6 +118,10 @@ class ModelResult:
         confidence and accuracy, and the expected calibration error
         (:func:`~tlkit.compare.expected_calibration_error`); ``None`` when the
         model gave class labels only.
+    gallery : MistakeGallery or None
+        What the model gets wrong: its most confidently wrong test images and most
+        confused class pairs, with the images' paths when the test data is a
+        SplitPart (``None`` for the baseline).
     """
 
     name: str
@@ -138,6 +143,7 @@ class ModelResult:
     output: str | None = None
     notes: tuple[str, ...] = ()
     reliability: Reliability | None = None
+    gallery: MistakeGallery | None = None
 
     @property
     def ece(self) -> float | None:
@@ -184,6 +190,8 @@ class ModelResult:
         }
         if include_predictions:
             d["y_pred"] = self.y_pred.astype(int).tolist()
+        # added within schema 1: after the existing keys
+        d["gallery"] = self.gallery.to_dict() if self.gallery is not None else None
         return d
 
 
@@ -415,6 +423,12 @@ class ComparisonReport:
 
     def to_html(self) -> str:
         """Return a self-contained HTML page: warnings first, tables, plots embedded as PNG.
+
+        Each model's section ends with what it gets wrong (:class:`MistakeGallery`): with a
+        SplitPart as test data, thumbnails of its most confidently wrong images and of its
+        most confused pairs, embedded as JPEG ``data:`` URIs (at most
+        :data:`~tlkit.compare.MAX_GALLERY_BYTES` per page). The image files are read
+        each time the page is made; one that cannot be read gets a placeholder.
 
         Returns
         -------

@@ -10,6 +10,7 @@ import numpy as np
 
 from tlkit._keras_model import input_image_size
 from tlkit.compare._inputs import check_labels
+from tlkit.compare._mistakes import ImageFiles
 from tlkit.compare._predict import predict
 from tlkit.errors import ArgumentTypeError, ComparisonError
 
@@ -112,6 +113,10 @@ class TestSet:
                 "Pass a test set in a fixed order."
             )
         return raw, sample, seconds
+
+    def image_files(self) -> ImageFiles | None:
+        """The test images' files in test-set order (a SplitPart's), else ``None``."""
+        return ImageFiles.of(self.data) if self.kind == "part" else None
 
     @property
     def has_images(self) -> bool:
