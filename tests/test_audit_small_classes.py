@@ -41,7 +41,16 @@ def test_library_checks_the_argument_type(one_image_class: Path) -> None:
 
 def test_cli_names_the_flag_and_takes_it(one_image_class: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "out"
-    code = main(["audit", str(one_image_class), "-o", str(out), "--no-label-issues"])
+    code = main(
+        [
+            "audit",
+            str(one_image_class),
+            "-o",
+            str(out),
+            "--no-label-issues",
+            "--no-feature-duplicates",
+        ]
+    )
     assert code == 1
     err = capsys.readouterr().err
     assert "--allow-small-classes" in err and "allow_small_classes" not in err
@@ -54,6 +63,7 @@ def test_cli_names_the_flag_and_takes_it(one_image_class: Path, tmp_path: Path, 
                 "-o",
                 str(out),
                 "--no-label-issues",
+                "--no-feature-duplicates",
                 "--allow-small-classes",
             ]
         )

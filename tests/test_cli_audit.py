@@ -33,7 +33,14 @@ def test_audit_command_on_a_manifest(tmp_path: Path, capsys) -> None:
     )
     capsys.readouterr()
     code = main(
-        ["audit", str(tmp_path / "s.json"), "-o", str(tmp_path / "out"), "--no-label-issues"]
+        [
+            "audit",
+            str(tmp_path / "s.json"),
+            "-o",
+            str(tmp_path / "out"),
+            "--no-label-issues",
+            "--no-feature-duplicates",
+        ]
     )
     assert code == 0
     captured = capsys.readouterr()
@@ -42,6 +49,9 @@ def test_audit_command_on_a_manifest(tmp_path: Path, capsys) -> None:
     assert (tmp_path / "out" / "audit.html").is_file()
     data = json.loads((tmp_path / "out" / "audit.json").read_text())
     assert data["settings"]["hash_threshold"] == 40
+    assert data["settings"]["duplicate_methods"] == ["identical", "phash"]
+    assert data["settings"]["feature_duplicates"] is False and data["notes"] == []
+    assert "features not compared (feature_duplicates=False)" in captured.out
     assert data["label_issues"] == []
 
 

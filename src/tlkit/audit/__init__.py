@@ -3,8 +3,9 @@
 :func:`audit` takes a :class:`~tlkit.data.Split`, a split manifest or a dataset
 folder and returns an :class:`AuditReport`: near-duplicate pairs across and
 within the train / val / test parts (identical bytes, perceptual hashes, and
-optionally backbone features), likely label errors (cleanlab's confident
-learning on out-of-sample probabilities of a cross-validated linear probe),
+backbone features when there is a backbone), likely label errors (cleanlab's
+confident learning on out-of-sample probabilities: ``oof=`` from
+:func:`tlkit.evaluate.cross_validate`, or a cross-validated linear probe),
 class imbalance, small images, identical files under several classes and
 unreadable files. ``report.save(dir)`` writes a self-contained HTML page with
 thumbnails of everything flagged.
@@ -13,7 +14,8 @@ Examples
 --------
 ``audit("photos.split.json")`` audits a split with backbone features; here a
 generated dataset, with thumbnails as features instead of a backbone (seconds,
-no weights):
+no weights; thumbnails do not tell images apart well enough for near-duplicates,
+so only the hashes look for those):
 
 >>> import tempfile
 >>> from tlkit.audit import audit
@@ -22,7 +24,7 @@ no weights):
 >>> root = make_synthetic_dataset(tempfile.mkdtemp(), {"a": 20, "b": 20}, seed=0)
 >>> split = DatasetSplitter(seed=0, progress=False).split(root)
 >>> thumbs = lambda x: x[:, ::8, ::8].reshape(len(x), -1).astype(float)
->>> report = audit(split, features=thumbs, image_size=32, label_issues=False)
+>>> report = audit(split, features=thumbs, image_size=32, feature_duplicates=False)
 >>> report.num_images
 40
 >>> sorted(p.name for p in report.save(tempfile.mkdtemp()))

@@ -204,9 +204,16 @@ class AuditReport:
             f"{len(self.leaks)}" + (f" [{methods}]" if methods else ""),
         ]
         if "hash_threshold" in s:
-            thr = f"  thresholds: pHash <= {s['hash_threshold']} of {s.get('hash_bits', 256)} bits"
+            thr = (
+                f"  tests: identical bytes; pHash <= {s['hash_threshold']} of "
+                f"{s.get('hash_bits', 256)} bits"
+            )
             if s.get("feature_threshold") is not None:
                 thr += f"; centred cosine of features >= {s['feature_threshold']}"
+            else:
+                thr += "; features not compared"
+                if s.get("feature_duplicates") is False:
+                    thr += " (feature_duplicates=False)"
             lines.append(thr)
         lines.append(f"likely label errors: {len(self.label_issues)}")
         if "label_probe" in s:

@@ -20,11 +20,13 @@ def add_parser(sub: Any) -> None:
         description="Audit a split manifest (from `tlkit split`) or a dataset folder (split "
         "with the default settings first): near-duplicates across and within train/val/test, "
         "likely label errors (cleanlab on a cross-validated linear probe of backbone "
-        "features), class imbalance, small, conflicting and unreadable files. Writes "
-        "audit.html (self-contained, with thumbnails), audit.md and audit.json.",
+        "features), class imbalance, small, conflicting and unreadable files. Near-duplicates "
+        "are found by identical bytes, perceptual hashes and, with a backbone, cosine "
+        "similarity of its features (crops). Writes audit.html (self-contained, with "
+        "thumbnails), audit.md and audit.json.",
         examples=[
             "tlkit audit photos.split.json -o audit/",
-            "tlkit audit photos/ --feature-duplicates -o audit/",
+            "tlkit audit photos/ --no-feature-duplicates --no-label-issues -o audit/",
         ],
     )
     p.add_argument("source", type=Path, help="split manifest (.json) or dataset folder")
@@ -41,14 +43,26 @@ def add_parser(sub: Any) -> None:
         default=DEFAULT_HASH_THRESHOLD,
         help=f"largest pHash distance of 256 bits (default {DEFAULT_HASH_THRESHOLD})",
     )
-    p.add_argument(
+    dup = p.add_mutually_exclusive_group()
+    dup.add_argument(
         "--feature-duplicates",
-        action="store_true",
-        help="also compare backbone features for near-duplicates (crops, edits)",
+        dest="feature_duplicates",
+        action="store_const",
+        const=True,
+        default="auto",
+        help="compare backbone features for near-duplicates (crops, edits); the default "
+        "whenever a backbone runs",
+    )
+    dup.add_argument(
+        "--no-feature-duplicates",
+        dest="feature_duplicates",
+        action="store_const",
+        const=False,
+        help="identical bytes and perceptual hashes only (no backbone with --no-label-issues)",
     )
     p.add_argument("--feature-threshold", type=float, default=None, help="centred cosine")
     p.add_argument("--no-near-duplicates", action="store_true")
-    p.add_argument("--no-label-issues", action="store_true", help="no features, no backbone")
+    p.add_argument("--no-label-issues", action="store_true", help="skip the label-error probe")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--allow-small-classes",
@@ -62,7 +76,9 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from tlkit.audit import DEFAULT_FEATURE_THRESHOLD, audit
 
-    needs_backbone = not args.no_label_issues or args.feature_duplicates
+    needs_backbone = not args.no_label_issues or (
+        not args.no_near_duplicates and args.feature_duplicates is not False
+    )
     source: Any = args.source
     if source.is_dir():
         if args.root is not None:
