@@ -227,3 +227,20 @@ def test_cosine_pairs_blocked_equals_dense() -> None:
     ei, ej = np.nonzero(np.triu(d >= 0.8, k=1))
     assert i.tolist() == ei.tolist() and j.tolist() == ej.tolist()
     np.testing.assert_allclose(s, d[ei, ej], rtol=1e-5)
+
+
+def test_cosine_pairs_keeps_each_images_most_similar_pairs_only() -> None:
+    """Look-alike images must not give n**2 pairs: each image keeps its top pairs (i < j)."""
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(1, 16))
+    f = np.vstack([base + 0.01 * rng.normal(size=(40, 16)), rng.normal(size=(40, 16)) * 5])
+    i, j, s = cosine_pairs(f, 0.5, block=7, center=False, max_per_image=3)
+    assert np.all(i < j)
+    assert np.bincount(i, minlength=80).max() <= 3
+    every_i, _, every_s = cosine_pairs(f, 0.5, block=7, center=False, max_per_image=None)
+    assert len(every_i) > 3 * 39  # the 40 look-alikes alone make 780 pairs
+    for a in range(40):  # the kept pairs of image a are its most similar ones
+        kept = np.sort(s[i == a])[::-1]
+        best = np.sort(every_s[every_i == a])[::-1][: len(kept)]
+        np.testing.assert_allclose(kept, best, rtol=1e-6)
+        assert len(kept) == min(3, int((every_i == a).sum()))

@@ -31,6 +31,7 @@ from tlkit.errors import InvalidArgumentError, MissingDependencyError
 __all__ = [
     "DEFAULT_HASH_SIZE",
     "DEFAULT_HASH_THRESHOLD",
+    "MAX_PAIRS_PER_IMAGE",
     "HammingSearch",
     "cosine_pairs",
     "hamming_pairs",
@@ -248,14 +249,25 @@ def _all_pairs(hashes: np.ndarray, max_distance: int) -> HammingSearch:
     return HammingSearch(p[:, 0], p[:, 1], p[:, 2], n * (n - 1) // 2, n)
 
 
+#: Most near-duplicate pairs :func:`cosine_pairs` keeps per image (its most similar ones).
+MAX_PAIRS_PER_IMAGE = 10
+
+
 def cosine_pairs(
-    features: np.ndarray, threshold: float, block: int = 1024, center: bool = True
+    features: np.ndarray,
+    threshold: float,
+    block: int = 1024,
+    center: bool = True,
+    max_per_image: int | None = MAX_PAIRS_PER_IMAGE,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs ``i < j`` whose (centred) cosine similarity is at least ``threshold``.
 
     Features are centred on their mean (so a dataset of look-alike images does
     not make every pair similar) and compared ``block`` rows at a time, so
-    memory stays ``block x n``.
+    memory stays ``block x n``. Each image ``i`` keeps at most
+    ``max_per_image`` pairs ``(i, j)``, its most similar ones (None: all), so a
+    dataset of look-alike images gives at most ``n * max_per_image`` pairs
+    instead of a number that grows with ``n ** 2``.
 
     Examples
     --------
@@ -275,12 +287,17 @@ def cosine_pairs(
     out_i, out_j, out_s = [], [], []
     for a in range(0, n, block):
         s = f[a : a + block] @ f.T
+        rows = np.arange(len(s))
+        s[np.arange(n)[None, :] <= (rows + a)[:, None]] = -np.inf  # only j > i
+        if max_per_image is not None and n > max_per_image:
+            top = np.argpartition(-s, max_per_image - 1, axis=1)[:, :max_per_image]
+            capped = np.full_like(s, -np.inf)
+            capped[rows[:, None], top] = s[rows[:, None], top]
+            s = capped
         ii, jj = np.nonzero(s >= threshold)
-        ii = ii + a
-        keep = ii < jj
-        out_i.append(ii[keep])
-        out_j.append(jj[keep])
-        out_s.append(s[ii[keep] - a, jj[keep]])
+        out_i.append(ii + a)
+        out_j.append(jj)
+        out_s.append(s[ii, jj])
     if not out_i:
         e = np.zeros(0, dtype=np.int64)
         return e, e, np.zeros(0, dtype=np.float32)
