@@ -11,7 +11,7 @@ Measures in one run:
    **synthetic** (uniform random bits with planted near copies), so the index
    part scales to 100,000 without writing 100,000 files; real photo hashes are
    less uniform, so expect more candidates there (ELPV, 2,624 look-alike solar
-   cells: see docs/guide/5-audit.rst).
+   cells: see docs/guide/audit.rst).
 
 Above 256 px the hash pass decodes JPEGs at a reduced DCT scale, which moves the
 pHash of some generated stripe images (whose energy sits in a few DCT

@@ -24,7 +24,7 @@ true duplicates: look at them before calling them false alarms) and the
 precision, planted pairs found / all pairs reported. It also prints the
 similarity of every planted pair and of the closest unplanted pairs, and a
 threshold sweep, to choose the threshold on one photo set (``train/``) and then
-report it on another (``val/``, disjoint photos): see docs/guide/5-audit.rst.
+report it on another (``val/``, disjoint photos): see docs/guide/audit.rst.
 
 Usage::
 

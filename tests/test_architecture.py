@@ -1,6 +1,6 @@
 """The package's structure, checked: imports run one way, down the layers, with no circles.
 
-Layers, bottom up (docs/architecture.rst explains the rule):
+Layers, bottom up (docs/development/architecture.rst explains the rule):
 
 0. ``tlkit.errors``, ``tlkit._validation``, ``tlkit.protocols``, ``tlkit._version``, ``tlkit._escape``,
    ``tlkit._files``, ``tlkit._atomic``, ``tlkit._keras_model`` (a trained model as compare and export read it),

@@ -22,7 +22,7 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str], lis
     """36 distinct textures and a planted copy of the first 12 (resized, JPEG, grey in turn).
 
     5% crops are left to the audit's feature test: pHash misses a third of them
-    (docs/guide/5-audit.rst), and the splitter groups by pHash only.
+    (docs/guide/audit.rst), and the splitter groups by pHash only.
     """
     root = tmp_path_factory.mktemp("ndpool")
     rng = np.random.default_rng(5)

@@ -348,7 +348,7 @@ def test_docs_example_is_current() -> None:
     assert (static / "study_report.rst").read_text(encoding="utf-8") == module.report_rst(report)
     for name in ("study_confusion_mobilenet.png", "study_confusion_cnn.png", "study_metrics.png"):
         assert (static / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    guide = (docs / "guide" / "4-comparing.rst").read_text(encoding="utf-8")
+    guide = (docs / "guide" / "comparing.rst").read_text(encoding="utf-8")
     p = report.pairwise[0].test.p_value
     assert f"(p = {p:.3f})" in guide  # the p-value quoted in the prose
 

@@ -29,7 +29,7 @@ from tlkit.protocols import TrainedClassifier  # noqa: E402
 
 SIZE = 32
 CLASSES = ["red", "green", "blue"]
-#: Documented thresholds (docs/guide/7-export.rst): float exports must agree on >= 98% of the
+#: Documented thresholds (docs/guide/export.rst): float exports must agree on >= 98% of the
 #: check images; int8 on a trained model agrees on >= 90% here (the guide reports real figures).
 INT8_MIN_AGREEMENT = 0.90
 

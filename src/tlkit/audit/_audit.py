@@ -41,7 +41,7 @@ __all__ = ["DEFAULT_FEATURE_THRESHOLD", "audit", "load_images"]
 #: Reported on the disjoint ``val/`` photos (``--data .../val``, seeds 0 and 1): 24 of 24
 #: planted copies found, no unplanted pair (hashes alone: 18 of 24, no crop). Look-alike
 #: data (ELPV's solar cells) has 2.4% of its distinct pairs at >= 0.80: the report notes
-#: when features flag more pairs than there are images (docs/guide/5-audit.rst).
+#: when features flag more pairs than there are images (docs/guide/audit.rst).
 DEFAULT_FEATURE_THRESHOLD = 0.80
 
 FeatureSource = Callable[[np.ndarray], np.ndarray] | np.ndarray | None
@@ -109,7 +109,7 @@ def audit(
         anyway). ``"auto"`` (default): on when a ``backbone`` or ``features``
         is given, off (with a note in the report) when both are ``None``.
         On real photos it finds the cropped copies pHash misses
-        (docs/guide/5-audit.rst); on look-alike images (ELPV's solar cells)
+        (docs/guide/audit.rst); on look-alike images (ELPV's solar cells)
         it flags many distinct pairs, and the report says so: pass ``False``
         there.
     oof : CVResult, mapping or array, optional

@@ -44,7 +44,7 @@ __all__ = [
 DEFAULT_HASH_SIZE = 16
 
 #: Largest Hamming distance (of 256 bits) that counts as a near-duplicate. Measured
-#: (docs/guide/5-audit.rst): planted copies resized to half size <= 12, grey copies 0,
+#: (docs/guide/audit.rst): planted copies resized to half size <= 12, grey copies 0,
 #: JPEG quality 15 re-encodes <= 52 (95% <= 44); the closest pair of 300 distinct
 #: generated textures is 92 apart.
 DEFAULT_HASH_THRESHOLD = 40

@@ -27,13 +27,13 @@ Targets (module: functions; the tests that run against them):
 
 Usage::
 
-    python benchmarks/mutation.py --list                  # count mutants per target
-    python benchmarks/mutation.py                         # run all targets (about 20 min)
-    python benchmarks/mutation.py --target stats --jobs 2
-    python benchmarks/mutation.py --tree /tmp/old-checkout  # score another checkout
+    python tools/mutation.py --list                  # count mutants per target
+    python tools/mutation.py                         # run all targets (about 20 min)
+    python tools/mutation.py --target stats --jobs 2
+    python tools/mutation.py --tree /tmp/old-checkout  # score another checkout
 
 The tests import the reader (``tlkit.backbones._torch_pickle`` and its modules) through a pytest plugin
-(``benchmarks/_mutation_stub.py``) that skips ``tlkit.backbones/__init__``, so
+(``tools/_mutation_stub.py``) that skips ``tlkit.backbones/__init__``, so
 no mutant run pays for importing TensorFlow.
 """
 
@@ -66,7 +66,7 @@ class Target:
     tests: tuple[str, ...]
     exclude: tuple[str, ...] = ()  # functions left out (messages only)
     pytest_args: tuple[str, ...] = ()
-    stub_backbones: bool = False  # load benchmarks/_mutation_stub.py (no TensorFlow)
+    stub_backbones: bool = False  # load tools/_mutation_stub.py (no TensorFlow)
     fallback_tests: tuple[str, ...] = ()  # when a checkout has none of ``tests`` (older ones)
 
 

@@ -1,4 +1,4 @@
-"""pytest plugin for benchmarks/mutation.py: import the checkpoint reader without TensorFlow.
+"""pytest plugin for tools/mutation.py: import the checkpoint reader without TensorFlow.
 
 ``tlkit.backbones/__init__`` imports Keras (seconds per test run). The reader's
 tests need only ``tlkit.backbones._torch_pickle`` and the two error classes, so
