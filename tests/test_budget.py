@@ -341,3 +341,50 @@ def test_study_profiles_take_a_time_budget_as_an_option() -> None:
     with warnings.catch_warnings(), pytest.raises(SystemExit) as exc:
         study.parse_args(["--time-budget", "later"])
     assert exc.value.code == 2
+
+
+class SlowClock:
+    """Ten seconds pass between two readings: epochs take far longer than measured."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 10.0
+        return self.now
+
+
+def test_phases_stop_at_their_deadlines_when_epochs_run_slower_than_measured(
+    split: Split, monkeypatch, capsys
+) -> None:
+    """The plan says 1 s an epoch, the machine then takes 20 s (two clock readings):
+    each phase stops when its next epoch would end past its deadline, the later phase
+    still runs, and the fit ends near the budget instead of far past it."""
+    costs = [PhaseCost("head", 3, 1.0, 0.0), PhaseCost("finetune", 2, 1.0, 0.0)]
+    monkeypatch.setattr(_budget, "measure", lambda *args: costs)
+    clock = SlowClock()
+    monkeypatch.setattr(_budget, "clock", clock)
+    t = tiny(schedules.FreezeThenUnfreeze(3, 2, unfreeze=1), verbose=2)
+    t.fit(split.train, split.val, time_budget=100)
+    plan = t.budget_plan
+    planned = [p["epochs"] for p in plan["phases"]]
+    assert planned == [12, 8]  # 4x the schedule: the measured epochs were cheap
+    ran = [t.history.phases.count("head"), t.history.phases.count("finetune")]
+    assert 1 <= ran[0] < planned[0] and 1 <= ran[1] < planned[1]
+    assert [s["phase"] for s in plan["stopped"]] == ["head", "finetune"]
+    assert [s["epochs"] for s in plan["stopped"]] == ran
+    assert plan["fit_s"] <= 100 + 2 * 20  # within an epoch or so of the budget, not 20 x 20 s
+    err = capsys.readouterr().err
+    assert f"phase 'head' stops after {ran[0]} of 12 planned epochs" in err
+    assert t.best_epoch is not None
+    assert getattr(t, "_budget_deadlines", None) is None  # nothing left on the tuner
+
+
+def test_deadlines_leave_room_for_the_later_phases() -> None:
+    costs = [PhaseCost("head", 3, 2.0, 10.0), PhaseCost("finetune", 2, 20.0, 30.0)]
+    budget = _budget.TimeBudget(None, 200.0)  # type: ignore[arg-type]
+    budget.started = 5.0
+    ends = budget.deadlines(costs, plan_epochs(costs, 180.0))
+    epochs = plan_epochs(costs, 180.0).epochs
+    assert ends[1] == 205.0
+    assert ends[0] == pytest.approx(205.0 - (epochs[1] * 20.0 + 30.0))

@@ -16,7 +16,12 @@
    spare), at least one epoch per phase, at most ``MAX_EPOCH_SCALE`` times the
    schedule's epochs.
 3. **Train** the schedule with the planned epochs, keeping the best epoch as
-   always; the plan is logged and kept in ``tuner.budget_plan``.
+   always; the plan is logged and kept in ``tuner.budget_plan``. Each phase
+   has a deadline, the budget's end less the planned time of the phases after
+   it: when epochs run slower than measured (other work on the machine), a
+   phase stops after the epoch whose successor would end past its deadline
+   (never before its first epoch), logged and noted in
+   ``budget_plan["stopped"]``.
 
 The clock is :data:`clock` (``time.perf_counter``); tests replace it with a
 fake one, so no test depends on how fast the machine is.
@@ -72,6 +77,11 @@ PROBE_EPOCHS = 2
 BUDGET_MARGIN = 0.05
 #: The clock the measuring code reads (seconds); tests put a fake one here.
 clock: Callable[[], float] = time.perf_counter
+
+
+def _now() -> float:
+    """The current reading of :data:`clock` (looked up at each call, so tests can swap it)."""
+    return clock()
 
 
 def with_phase_epochs(schedule: Any, epochs: Sequence[int]) -> Any:
@@ -296,11 +306,23 @@ class TimeBudget:
             warnings.warn(message, UserWarning, stacklevel=4)
         original = tuner.schedule
         tuner.schedule = with_phase_epochs(original, plan.epochs)
+        tuner._budget_deadlines = (self.deadlines(costs, plan), _now, self._stopped)
         try:
             yield
         finally:
             tuner.schedule = original
+            tuner._budget_deadlines = None
             tuner.budget_plan["fit_s"] = clock() - self.started
+
+    def deadlines(self, costs: Sequence[PhaseCost], plan: EpochPlan) -> list[float]:
+        """When each phase must end (clock readings) for the later phases to fit as planned."""
+        end = self.started + self.seconds
+        later = [e * c.epoch_s + c.fixed_s for c, e in zip(costs, plan.epochs, strict=True)]
+        return [end - sum(later[i + 1 :]) for i in range(len(later))]
+
+    def _stopped(self, phase: str, epochs: int, planned: int) -> None:
+        stops = self.tuner.budget_plan.setdefault("stopped", [])
+        stops.append({"phase": phase, "epochs": epochs, "planned_epochs": planned})
 
     def record(self, costs: Sequence[PhaseCost], plan: EpochPlan, spent: float) -> None:
         self.tuner.budget_plan = {

@@ -78,6 +78,49 @@ class NaNGuard(keras.callbacks.Callback):
             )
 
 
+class Deadline(keras.callbacks.Callback):
+    """End a phase early when its next epoch would end past ``deadline`` (a clock reading).
+
+    The time budget plans epochs from a few measured batches; when the machine
+    then runs slower (other work on it, a thermal limit), the phase stops after
+    the epoch whose successor would not fit, keeping at least one epoch.
+    ``on_stop(phase, epochs_run, planned)`` is told, and the stop is logged.
+    """
+
+    def __init__(
+        self,
+        deadline: float,
+        now: Callable[[], float],
+        phase: str,
+        log: Callable[[str], None],
+        on_stop: Callable[[str, int, int], None],
+    ) -> None:
+        super().__init__()
+        self.deadline, self._now, self.phase = deadline, now, phase
+        self._log, self._on_stop = log, on_stop
+        self._t0 = 0.0
+        self._first: int | None = None
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if self._first is None:
+            self._first = epoch
+        self._t0 = self._now()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        last = int(self.params.get("epochs", epoch + 1)) - 1
+        now = self._now()
+        if epoch >= last or now + (now - self._t0) <= self.deadline:
+            return
+        self.model.stop_training = True
+        done = epoch + 1 - (self._first or 0)
+        planned = last + 1 - (self._first or 0)
+        self._log(
+            f"tlkit: time budget: phase {self.phase!r} stops after {done} of {planned} planned "
+            "epochs: epochs run slower than measured, and the next one would end past the budget"
+        )
+        self._on_stop(self.phase, done, planned)
+
+
 class TrainingHistory:
     """Per-epoch metrics of a whole schedule, with the phase of each epoch.
 

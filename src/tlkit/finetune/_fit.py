@@ -353,6 +353,10 @@ def _run_phase(
                 restore=tuner.restore_best,
             )
         )
+    deadlines = getattr(tuner, "_budget_deadlines", None)
+    if deadlines is not None:  # a time budget is on: end the phase before it overruns
+        ends, now, on_stop = deadlines
+        callbacks.append(cb.Deadline(ends[index], now, phase.name, tuner.log, on_stop))
     if tuner.resume_dir:
         callbacks.append(
             cb.ResumeCheckpoint(
