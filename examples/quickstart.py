@@ -50,12 +50,18 @@ def main() -> None:
     print(split.summary())
     split.save(work / "split.json")
 
-    # 2 + 3. A pretrained backbone (offline ImageNet weights, at its own 224 px) fine-tuned in
-    # two phases: the head on cached features, then the top two layer groups. The classes come
-    # from split.train; every other setting (augment=, class_weight=, image_size=, ...) is a
-    # keyword with a default. This schedule is short for the tour: the default is longer.
-    schedule = schedules.FreezeThenUnfreeze(head_epochs=10, finetune_epochs=2, unfreeze=2)
-    tuner = FineTuner("efficientnet_lite0", schedule=schedule, seed=42)
+    # 2 + 3. A pretrained backbone (offline ImageNet weights) fine-tuned in two phases:
+    # the head on cached features, then the top layer groups with augmentation.
+    tuner = FineTuner(
+        "efficientnet_lite0",
+        class_names=split.class_names,
+        image_size=128,
+        schedule=schedules.FreezeThenUnfreeze(head_epochs=10, finetune_epochs=2, unfreeze=2),
+        augment="light",
+        class_weight="sqrt",
+        seed=42,
+        verbose=2,
+    )
     tuner.fit(split.train, split.val)
     tuner.save(work / "efficientnet_lite0.keras")
 
