@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw, ImageOps
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.audit_helpers import texture, variant
+from tests.helpers.audit_helpers import texture, variant
 from tlkit import DatasetSplitter
 from tlkit.audit import DEFAULT_HASH_THRESHOLD, audit
 from tlkit.data._neardup import perceptual_hash

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from audit_helpers import (
+from helpers.audit_helpers import (
     VARIANTS,
     colour_features,
     planted_folder,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from audit_helpers import VARIANTS, texture, variant
+from helpers.audit_helpers import VARIANTS, texture, variant
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -1,7 +1,7 @@
 """FineTuner under tf.distribute: 2 replicas on logical CPU devices, and 2 workers on 127.0.0.1.
 
 Logical devices and TF_CONFIG must be set before TensorFlow starts its runtime, so each run is
-a fresh process (tests/strategy_worker.py). The fixed-array runs feed every replica count the
+a fresh process (tests/helpers/strategy_worker.py). The fixed-array runs feed every replica count the
 same global batches in the same order, so a correct scale-out gives the one-device result up
 to float summation order: 2 replicas each average 8 examples and the all-reduce adds the two
 halves, where one device averages 16. That reorders float32 additions only, so the tolerance
@@ -27,7 +27,7 @@ from tlkit.backbones import get_backbone
 from tlkit.datasets import make_synthetic_dataset
 from tlkit.errors import ScheduleError
 
-WORKER = Path(__file__).with_name("strategy_worker.py")
+WORKER = Path(__file__).parent / "helpers" / "strategy_worker.py"
 SRC = Path(__file__).resolve().parents[1] / "src"
 TIMEOUT = 20  # collective timeout of the workers, seconds
 

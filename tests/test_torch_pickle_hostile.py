@@ -1,6 +1,6 @@
 """Hostile checkpoints against the torch-free reader, each in a subprocess so a crash fails.
 
-The files are written opcode by opcode (tests/torch_pickle_asm.py). Every one
+The files are written opcode by opcode (tests/helpers/torch_pickle_asm.py). Every one
 must be refused with :class:`~tlkit.errors.UnsafeCheckpointError` or
 :class:`~tlkit.errors.WeightsFileError`; afterwards the reader's allowlist and
 module state are unchanged and a clean checkpoint still loads exactly. One
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch_pickle_asm as asm
-from torch_pickle_asm import call, d, g, i, lst, od, pid, pkl, t, tensor, u
+import helpers.torch_pickle_asm as asm
+from helpers.torch_pickle_asm import call, d, g, i, lst, od, pid, pkl, t, tensor, u
 
 import tlkit
 
@@ -575,8 +575,8 @@ FUZZ_CHILD = CHILD_PRELUDE + textwrap.dedent(
     import io, pickle, tempfile, zipfile
     from hypothesis import HealthCheck, given, settings, strategies as st
     sys.path.insert(0, job_dir := sys.argv[1])
-    import torch_pickle_asm as asm
-    from torch_pickle_asm import g, i, u, t, od, pid, tensor, pkl
+    import helpers.torch_pickle_asm as asm
+    from helpers.torch_pickle_asm import g, i, u, t, od, pid, tensor, pkl
 
     clean, expected = sys.argv[2], sys.argv[3]
     before = snapshot()
