@@ -21,7 +21,13 @@ from PIL import Image
 from tlkit.audit import AuditReport, audit, cosine_pairs, hamming_pairs
 from tlkit.data import DatasetSplitter
 from tlkit.datasets import make_synthetic_dataset
-from tlkit.errors import ArgumentTypeError, AuditError, DatasetError, TlkitError
+from tlkit.errors import (
+    ArgumentTypeError,
+    AuditError,
+    DatasetError,
+    InvalidArgumentError,
+    TlkitError,
+)
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +95,7 @@ def test_precomputed_features_and_bad_shapes(planted) -> None:
         audit(split, features=np.full((n, 4), np.nan))
     with pytest.raises(AuditError, match="must return"):
         audit(split, features=lambda x: np.zeros(3), image_size=32)
-    with pytest.raises(AuditError, match="cv_folds"):
+    with pytest.raises(InvalidArgumentError, match="cv_folds"):
         audit(split, features=feats, cv_folds=1)
     with pytest.raises(DatasetError, match="does not exist"):
         audit(split.root / "nope")
@@ -98,15 +104,19 @@ def test_precomputed_features_and_bad_shapes(planted) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"hash_threshold": 257}, AuditError, "hash_threshold must be an int >= 0 and <= 256"),
+        (
+            {"hash_threshold": 257},
+            InvalidArgumentError,
+            "hash_threshold must be an int >= 0 and <= 256",
+        ),
         ({"hash_threshold": 8.0}, ArgumentTypeError, "hash_threshold must be an int"),
-        ({"feature_threshold": 1.5}, AuditError, "feature_threshold must be a number"),
+        ({"feature_threshold": 1.5}, InvalidArgumentError, "feature_threshold must be a number"),
         ({"feature_threshold": "0.9"}, ArgumentTypeError, "feature_threshold must be a number"),
         ({"cv_folds": True}, ArgumentTypeError, "cv_folds must be an int >= 2, got True"),
-        ({"seed": -1}, ValueError, "seed must be an int >= 0"),
-        ({"batch_size": 0}, AuditError, "batch_size must be an int >= 1"),
-        ({"workers": 0}, AuditError, "workers must be an int >= 1 or None"),
-        ({"image_size": 0}, AuditError, "image_size must be an int >= 1"),
+        ({"seed": -1}, InvalidArgumentError, "seed must be an int >= 0"),
+        ({"batch_size": 0}, InvalidArgumentError, "batch_size must be an int >= 1"),
+        ({"workers": 0}, InvalidArgumentError, "workers must be an int >= 1 or None"),
+        ({"image_size": 0}, InvalidArgumentError, "image_size must be an int >= 1"),
         ({"near_duplicates": "yes"}, ArgumentTypeError, "near_duplicates must be True or False"),
         ({"backbone": 3}, ArgumentTypeError, "backbone must be a string"),
     ],

@@ -13,7 +13,7 @@ from tlkit.audit import audit
 from tlkit.cli import main
 from tlkit.data import DatasetSplitter, Split
 from tlkit.datasets import make_synthetic_dataset
-from tlkit.errors import ArgumentTypeError, AuditError
+from tlkit.errors import ArgumentTypeError, AuditError, InvalidArgumentError
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +114,11 @@ def test_features_that_see_every_image_alike_are_noted(split: Split) -> None:
 @pytest.mark.parametrize(
     ("value", "error", "match"),
     [
-        ("yes", AuditError, "feature_duplicates must be True, False or 'auto', got 'yes'"),
+        (
+            "yes",
+            InvalidArgumentError,
+            "feature_duplicates must be True, False or 'auto', got 'yes'",
+        ),
         (1, ArgumentTypeError, "feature_duplicates must be True, False or 'auto', got int"),
         (None, ArgumentTypeError, "feature_duplicates must be True, False or 'auto'"),
     ],

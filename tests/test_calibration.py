@@ -237,7 +237,7 @@ def test_calibrate_before_fit_is_refused() -> None:
 def test_calibrate_refuses_val_without_labels_or_with_other_classes(trained) -> None:
     import tensorflow as tf
 
-    from tlkit.errors import ArgumentTypeError, ScheduleError
+    from tlkit.errors import ArgumentTypeError, InvalidArgumentError, ScheduleError
 
     tuner, split = trained
     images = np.zeros((4, 32, 32, 3), np.float32)
@@ -249,7 +249,7 @@ def test_calibrate_refuses_val_without_labels_or_with_other_classes(trained) -> 
     out_of_range = tf.data.Dataset.from_tensor_slices((images, np.array([0, 1, 2, 7]))).batch(2)
     with pytest.raises(ScheduleError, match="val holds label 7"):
         tuner.calibrate(out_of_range)
-    with pytest.raises(ScheduleError, match="batch_size"):
+    with pytest.raises(InvalidArgumentError, match="batch_size"):
         tuner.calibrate(split.val, batch_size=0)
     with pytest.raises(ArgumentTypeError):
         tuner.calibrate(split.val, batch_size="8")

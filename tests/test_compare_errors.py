@@ -64,22 +64,35 @@ def test_wrong_types_are_argument_type_errors(call) -> None:
         lambda: comparator(batch_size=0),
         lambda: ModelComparator(Y),
         lambda: ModelComparator(Y, ["a", "a"]),
-        lambda: comparator(n_boot=0).run(),
-        lambda: comparator(n_boot=0).add_predictions("m", [0, 1]),
-        lambda: comparator(n_boot=0).add_predictions("m", y_prob=[0.5, 2, 0, 0, 0, 0]),
         lambda: comparator(n_boot=0).add_predictions("m", P, latency_ms_batch1=-1.0),
         lambda: comparator(n_boot=0).add_predictions("m", P, size_bytes=-5),
         lambda: comparator(n_boot=0).add_predictions(" ", P),
-        lambda: comparator(n_boot=0).add_predictions("m", P, history={"loss": ["low"]}),
         lambda: bootstrap_ci(Y, P, "accuracy", n_boot=-1),
         lambda: bootstrap_ci(Y, P, "auc"),
-        lambda: bootstrap_ci(Y, P[:3], "accuracy"),
         lambda: bootstrap_indices(Y, -2),
+    ],
+)
+def test_bad_argument_values_are_invalid_argument_errors(call) -> None:
+    """An option out of range is an InvalidArgumentError, as everywhere in tlkit (#21)."""
+    with pytest.raises(InvalidArgumentError) as info:
+        call()
+    assert not isinstance(info.value, ComparisonError)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, TlkitError)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: comparator(n_boot=0).run(),
+        lambda: comparator(n_boot=0).add_predictions("m", [0, 1]),
+        lambda: comparator(n_boot=0).add_predictions("m", y_prob=[0.5, 2, 0, 0, 0, 0]),
+        lambda: comparator(n_boot=0).add_predictions("m", P, history={"loss": ["low"]}),
+        lambda: bootstrap_ci(Y, P[:3], "accuracy"),
         lambda: mcnemar_exact(Y, P, P[:2]),
         lambda: holm([[0.1, 0.2]]),
     ],
 )
-def test_bad_values_are_comparison_errors(call) -> None:
+def test_unusable_data_are_comparison_errors(call) -> None:
     with pytest.raises(ComparisonError) as info:
         call()
     assert isinstance(info.value, ValueError) and isinstance(info.value, TlkitError)
@@ -111,7 +124,7 @@ def test_n_boot_true_is_refused_everywhere_with_one_message() -> None:
 
 def test_bootstrap_indices_checks_before_the_first_resample() -> None:
     """The arguments are checked when it is called, not when the first resample is drawn."""
-    with pytest.raises(ComparisonError):
+    with pytest.raises(InvalidArgumentError):
         bootstrap_indices(Y, -1)  # no next() needed
 
 

@@ -15,6 +15,7 @@ from tlkit.errors import (  # noqa: E402
     ArgumentTypeError,
     ExportCheckError,
     ExportError,
+    InvalidArgumentError,
     MissingDependencyError,
 )
 from tlkit.export import (  # noqa: E402
@@ -181,13 +182,19 @@ def test_not_checked_is_said(trained, tmp_path: Path) -> None:
         ({"batch_size": 0}, "batch_size must be an int >= 1"),
         ({"format": "onnx", "quantize": "int8"}, "works with format 'litert' only"),
         ({"quantize": "int8"}, "needs representative images"),
-        ({"class_names": ["a", "b"]}, "2 class names"),
     ],
 )
 def test_bad_arguments(trained, tmp_path: Path, kwargs, match) -> None:
     model, _, _ = trained
-    with pytest.raises(ExportError, match=match):
+    with pytest.raises(InvalidArgumentError, match=match) as info:
         export(model, tmp_path / "m.tflite", latency_runs=1, **kwargs)
+    assert not isinstance(info.value, ExportError)  # an argument, not a failed export (#21)
+
+
+def test_class_names_that_do_not_fit_the_model(trained, tmp_path: Path) -> None:
+    model, _, _ = trained
+    with pytest.raises(ExportError, match="2 class names"):
+        export(model, tmp_path / "m.tflite", latency_runs=1, class_names=["a", "b"])
 
 
 @pytest.mark.parametrize(
@@ -210,7 +217,7 @@ def test_wrong_argument_types_are_type_errors(trained, tmp_path: Path, kwargs, m
 
 def test_wrong_suffix_and_missing_file(trained, tmp_path: Path) -> None:
     model, _, _ = trained
-    with pytest.raises(ExportError, match=r"writes a \.tflite file"):
+    with pytest.raises(InvalidArgumentError, match=r"writes a \.tflite file"):
         export(model, tmp_path / "m.onnx", format="litert")
     with pytest.raises(ExportError, match="does not exist"):
         ExportedModel(tmp_path / "nothing.tflite")

@@ -17,7 +17,13 @@ import tensorflow as tf
 from tlkit import DatasetSplitter, FineTuner, Split, schedules
 from tlkit.backbones import get_backbone
 from tlkit.datasets import make_synthetic_dataset
-from tlkit.errors import ArgumentTypeError, ScheduleError, TlkitError, TrainingDivergedError
+from tlkit.errors import (
+    ArgumentTypeError,
+    InvalidArgumentError,
+    ScheduleError,
+    TlkitError,
+    TrainingDivergedError,
+)
 from tlkit.protocols import TrainedClassifier
 
 SIZE = 32
@@ -263,9 +269,9 @@ def test_wrong_num_classes_and_bad_arguments(split: Split) -> None:
         ({"seed": -1}, "seed must be an int >= 0"),
         ({"verbose": 3}, "verbose must be one of"),
     ]:
-        with pytest.raises(TlkitError, match=match) as info:
+        with pytest.raises(InvalidArgumentError, match=match) as info:
             FineTuner("scratch_cnn", weights=None, **kwargs)
-        assert isinstance(info.value, ValueError)
+        assert not isinstance(info.value, ScheduleError)  # an argument error (#21)
     with pytest.raises(ScheduleError, match="one-phase"):
         tuner(schedules.FreezeThenUnfreeze(1, 1)).fit(split.train, epochs=3)
     # A wrong type is an ArgumentTypeError (a TypeError), naming the argument.
@@ -428,7 +434,9 @@ def test_image_size_must_match_a_built_backbone() -> None:
     bb = tiny_backbone()
     assert FineTuner(bb, num_classes=2).image_size == (SIZE, SIZE)
     assert FineTuner(bb, num_classes=2, image_size=SIZE).image_size == (SIZE, SIZE)
-    with pytest.raises(ScheduleError, match=r"image_size=\(64, 64\) but the backbone was built"):
+    with pytest.raises(
+        InvalidArgumentError, match=r"image_size=\(64, 64\) but the backbone was built"
+    ):
         FineTuner(bb, num_classes=2, image_size=64)
 
 
@@ -444,7 +452,7 @@ def test_augment_accepts_presets_pipelines_and_layer_lists(split: Split) -> None
     assert list(t.augment.layers) == layers
     t.fit(split.train, split.val)  # the wrapped list augments a real fit
     assert len(t.history) == 1
-    with pytest.raises(ScheduleError, match="augment must be one of 'none', 'light'"):
+    with pytest.raises(InvalidArgumentError, match="augment must be one of 'none', 'light'"):
         tuner(schedules.FullTraining(1), augment="strong")
     with pytest.raises(ArgumentTypeError, match="augment must be None, a preset name"):
         tuner(schedules.FullTraining(1), augment=3)
@@ -483,7 +491,7 @@ def test_best_epoch_is_chosen_on_the_smoothed_monitor() -> None:
 
 
 def test_monitor_window_is_checked() -> None:
-    with pytest.raises(ScheduleError, match="monitor_window must be an int >= 1"):
+    with pytest.raises(InvalidArgumentError, match="monitor_window must be an int >= 1"):
         tuner(schedules.Frozen(1), monitor_window=0)
     with pytest.raises(ArgumentTypeError, match="monitor_window"):
         tuner(schedules.Frozen(1), monitor_window="3")

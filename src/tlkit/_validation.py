@@ -5,12 +5,17 @@ int-like, a ``(height, width)`` tuple for an image size, ...) or raises:
 
 - :class:`~tlkit.errors.ArgumentTypeError` (a ``TypeError``) when the type is
   not accepted, naming the accepted types and the type given;
-- ``error`` (default :class:`~tlkit.errors.InvalidArgumentError`, a
-  ``ValueError``) when the value is out of range, naming the allowed values.
+- :class:`~tlkit.errors.InvalidArgumentError` (a ``ValueError``) when the
+  value is out of range, naming the allowed values.
 
-A module whose errors have their own class (``ScheduleError``, ``BackboneError``,
-...) passes it as ``error``; the class must subclass ``ValueError``. Booleans are
-never accepted as numbers (``n_boot=True`` is a type error everywhere).
+The rule, everywhere in tlkit: a bad argument *value* is an
+``InvalidArgumentError``, a wrong *type* an ``ArgumentTypeError``. The
+subsystem errors (``ScheduleError``, ``AuditError``, ``ComparisonError``,
+``ExportError``, ...) are for failures at run time: data that cannot be used, a
+model that cannot be built or converted. ``error=`` remains for the few checks
+of run-time state (e.g. a loaded model's temperature); argument checks leave it
+at its default. Booleans are never accepted as numbers (``n_boot=True`` is a
+type error everywhere).
 
 Examples
 --------
@@ -42,11 +47,13 @@ __all__ = [
     "check_bool",
     "check_choice",
     "check_duration",
+    "check_fraction",
     "check_image_size",
     "check_int",
     "check_number",
     "check_path",
     "check_seed",
+    "check_split_share",
     "check_str",
     "check_str_list",
     "type_name",
@@ -167,6 +174,50 @@ def check_bool(name: str, value: Any) -> bool:
 def check_seed(name: str, value: Any, *, allow_none: bool = False) -> Any:
     """A random seed: an ``int >= 0`` (``None`` for "not seeded" when allowed)."""
     return check_int(name, value, minimum=0, allow_none=allow_none)
+
+
+def check_fraction(name: str, value: Any) -> float:
+    """A level strictly between 0 and 1 (a confidence, a significance level).
+
+    Examples
+    --------
+    >>> check_fraction("confidence", 0.95)
+    0.95
+    >>> check_fraction("alpha", 1)
+    Traceback (most recent call last):
+    ...
+    tlkit.errors.InvalidArgumentError: alpha must be a number > 0 and < 1, got 1
+    """
+    return check_number(name, value, low=0, high=1, low_open=True, high_open=True)
+
+
+def check_split_share(name: str, value: Any) -> float | int:
+    """A split share: a fraction in ``[0, 1)`` (a ``float``) or an image count (an ``int >= 0``).
+
+    Examples
+    --------
+    >>> check_split_share("val", 0.15), check_split_share("test", 20)
+    (0.15, 20)
+    >>> check_split_share("val", 1.5)
+    Traceback (most recent call last):
+    ...
+    tlkit.errors.InvalidArgumentError: val=1.5 is not a valid fraction; use a value in [0, 1) \
+or an image count
+    """
+    if _is_int(value):
+        if value < 0:
+            raise InvalidArgumentError(f"{name}={value!r} must not be negative; pass a count >= 0")
+        return int(value)
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise ArgumentTypeError(
+            f"{name} must be a fraction (float) or a count (int), got {_got(value)}"
+        )
+    v = float(value)
+    if not 0.0 <= v < 1.0:  # NaN fails too
+        raise InvalidArgumentError(
+            f"{name}={v!r} is not a valid fraction; use a value in [0, 1) or an image count"
+        )
+    return v
 
 
 def check_str(name: str, value: Any, *, allow_none: bool = False, nonempty: bool = True) -> Any:

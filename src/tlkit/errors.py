@@ -115,7 +115,10 @@ class MissingDependencyError(TlkitError, ImportError):
 
 
 class ExportError(TlkitError, ValueError):
-    """A model cannot be exported as asked (format, quantization, data, or the converter failed)."""
+    """A model cannot be exported: its data or state cannot be used, or the converter failed.
+
+    A bad argument value (``format="x"``, ``batch_size=0``) is an :class:`InvalidArgumentError`.
+    """
 
 
 class ExportCheckError(ExportError):
@@ -132,7 +135,10 @@ class ExportCheckError(ExportError):
 
 
 class ScheduleError(TlkitError, ValueError):
-    """A fine-tuning schedule or FineTuner argument is not valid (the message names the allowed values)."""
+    """Training cannot go on as set up: a schedule, the data or a checkpoint does not fit the run.
+
+    A bad FineTuner argument value (``batch_size=0``) is an :class:`InvalidArgumentError`.
+    """
 
 
 class ModelFileError(TlkitError, ValueError):
@@ -144,11 +150,16 @@ class TrainingDivergedError(TlkitError, FloatingPointError):
 
 
 class AuditError(TlkitError, ValueError):
-    """An option or precomputed feature array given to :func:`tlkit.audit.audit` cannot be used."""
+    """Precomputed features or ``oof`` given to :func:`tlkit.audit.audit` cannot be used.
+
+    A bad option value (``seed=-1``, ``batch_size=0``) is an :class:`InvalidArgumentError`.
+    """
 
 
 class ComparisonError(TlkitError, ValueError):
-    """A model, prediction or option given to :mod:`tlkit.compare` cannot be used.
+    """A model or prediction given to :mod:`tlkit.compare` cannot be used.
+
+    A bad option value (``n_boot=-1``, ``seed=-1``) is an :class:`InvalidArgumentError`.
 
     Raised by :class:`~tlkit.compare.ModelComparator` and the statistics
     (:func:`~tlkit.compare.bootstrap_ci`, ...); the message names the argument

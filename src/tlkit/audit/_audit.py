@@ -29,7 +29,13 @@ from tlkit.data._neardup import (
     hamming_pairs,
     perceptual_hashes,
 )
-from tlkit.errors import ArgumentTypeError, AuditError, DatasetError, MissingDependencyError
+from tlkit.errors import (
+    ArgumentTypeError,
+    AuditError,
+    DatasetError,
+    InvalidArgumentError,
+    MissingDependencyError,
+)
 
 __all__ = ["DEFAULT_FEATURE_THRESHOLD", "audit", "load_images"]
 
@@ -151,10 +157,12 @@ def audit(
 
     Raises
     ------
+    tlkit.errors.InvalidArgumentError
+        An option has a value the audit cannot use, e.g. ``seed=-1`` or
+        ``batch_size=0`` (the message names the argument).
     tlkit.errors.AuditError
-        An option has a value the audit cannot use, or ``features`` or
-        ``oof`` has the wrong shape, classes or values (the message names
-        the argument).
+        ``features`` or ``oof`` has the wrong shape, classes or values (the
+        message names the argument).
     tlkit.errors.ArgumentTypeError
         An argument has a type the audit does not take.
 
@@ -194,7 +202,7 @@ def audit(
     ]:
         check_bool(name, flag)
     if isinstance(feature_duplicates, str) and feature_duplicates != "auto":
-        raise AuditError(
+        raise InvalidArgumentError(
             f"feature_duplicates must be True, False or 'auto', got {feature_duplicates!r}"
         )
     if not isinstance(feature_duplicates, (bool, str)):
@@ -203,17 +211,15 @@ def audit(
         )
     _check_oof_type(oof)
     check_str("backbone", backbone, allow_none=True)
-    image_size = check_int("image_size", image_size, minimum=1, allow_none=True, error=AuditError)
+    image_size = check_int("image_size", image_size, minimum=1, allow_none=True)
     hash_threshold = check_int(
-        "hash_threshold", hash_threshold, minimum=0, maximum=DEFAULT_HASH_SIZE**2, error=AuditError
+        "hash_threshold", hash_threshold, minimum=0, maximum=DEFAULT_HASH_SIZE**2
     )
-    feature_threshold = check_number(
-        "feature_threshold", feature_threshold, low=-1.0, high=1.0, error=AuditError
-    )
-    cv_folds = check_int("cv_folds", cv_folds, minimum=2, error=AuditError)
+    feature_threshold = check_number("feature_threshold", feature_threshold, low=-1.0, high=1.0)
+    cv_folds = check_int("cv_folds", cv_folds, minimum=2)
     seed = check_seed("seed", seed)
-    batch_size = check_int("batch_size", batch_size, minimum=1, error=AuditError)
-    workers = check_int("workers", workers, minimum=1, allow_none=True, error=AuditError)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    workers = check_int("workers", workers, minimum=1, allow_none=True)
     split = _as_split(split_or_folder, allow_small_classes=allow_small_classes)
     items = [(name, s) for name, part in split.parts.items() for s in part]
     paths = [str(Path(split.root, *s.path.split("/"))) for _, s in items]

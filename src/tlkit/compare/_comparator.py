@@ -18,9 +18,11 @@ from tlkit._calibration import MAX_TEMPERATURE, MIN_TEMPERATURE, apply_temperatu
 from tlkit._validation import (
     check_bool,
     check_choice,
+    check_fraction,
     check_image_size,
     check_int,
     check_number,
+    check_seed,
 )
 from tlkit.compare import _analysis, _cost
 from tlkit.compare._format import BASELINE_NAME
@@ -28,10 +30,6 @@ from tlkit.compare._inputs import (
     as_history,
     check_labels,
     check_model_name,
-    check_n_boot,
-    check_share,
-    checked_seed,
-    optional_float,
     resolve_class_names,
 )
 from tlkit.compare._models import (
@@ -116,9 +114,13 @@ class ModelComparator:
 
     Raises
     ------
+    tlkit.errors.InvalidArgumentError
+        An argument value out of range (a ``ValueError``), e.g. ``seed=-1``;
+        the message names the argument.
     tlkit.errors.ComparisonError
-        A value that cannot be used (a ``ValueError``): an option out of range,
-        labels outside the class names, a test set in no fixed order, ...
+        Data that cannot be used (a ``ValueError``): labels outside the class
+        names, class names that differ from the test data's, a test set in no
+        fixed order, ...
     tlkit.errors.ArgumentTypeError
         An argument of the wrong type (a ``TypeError``), e.g. ``n_boot=True``.
 
@@ -179,19 +181,15 @@ class ModelComparator:
         batch_size: int = 32,
         latency_runs: int = 5,
     ) -> None:
-        self.seed = checked_seed(seed)
-        self.n_boot = check_n_boot(n_boot)
-        self.confidence = check_share("confidence", confidence)
-        self.alpha = check_share("alpha", alpha)
-        self.correction = check_choice(
-            "correction", correction, _CORRECTIONS, error=ComparisonError
-        )
-        self.min_support = check_int("min_support", min_support, minimum=0, error=ComparisonError)
-        self.top_k = check_int("top_k", top_k, minimum=1, allow_none=True, error=ComparisonError)
-        self.batch_size = check_int("batch_size", batch_size, minimum=1, error=ComparisonError)
-        self.latency_runs = check_int(
-            "latency_runs", latency_runs, minimum=1, error=ComparisonError
-        )
+        self.seed = check_seed("seed", seed, allow_none=True)
+        self.n_boot = check_int("n_boot", n_boot, minimum=0)
+        self.confidence = check_fraction("confidence", confidence)
+        self.alpha = check_fraction("alpha", alpha)
+        self.correction = check_choice("correction", correction, _CORRECTIONS)
+        self.min_support = check_int("min_support", min_support, minimum=0)
+        self.top_k = check_int("top_k", top_k, minimum=1, allow_none=True)
+        self.batch_size = check_int("batch_size", batch_size, minimum=1)
+        self.latency_runs = check_int("latency_runs", latency_runs, minimum=1)
 
         self._test = TestSet(test_data, batch_size=self.batch_size)
         own = getattr(test_data, "class_names", None) if self._test.kind == "part" else None
@@ -306,7 +304,9 @@ class ModelComparator:
         size = self._test.image_size(name, keras_model, image_size)
         # Check everything cheap before the prediction pass.
         history = as_history(extras.get("history"))
-        train_time = optional_float(extras.get("train_time_s"), "train_time_s")
+        train_time = check_number(
+            "train_time_s", extras.get("train_time_s"), low=0, allow_none=True
+        )
         tfl = tflite_path if tflite_path is not None else extras.get("tflite_path")
         tflite_bytes = _cost.tflite_size(name, tfl)
         temperature = check_number(
@@ -315,7 +315,7 @@ class ModelComparator:
             low=MIN_TEMPERATURE,
             high=MAX_TEMPERATURE,
             allow_none=True,
-            error=ComparisonError,
+            error=ComparisonError,  # the model's state, not an argument
         )
 
         predictor = keras_model if views is None else _MeanOverViews(keras_model, views)

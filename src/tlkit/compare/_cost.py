@@ -11,8 +11,7 @@ from typing import Any
 import numpy as np
 
 from tlkit._keras_model import keras_file_size, latency_ms, size_on_disk
-from tlkit._validation import check_path
-from tlkit.compare._inputs import optional_int
+from tlkit._validation import check_int, check_path
 from tlkit.compare._report import Cost
 from tlkit.errors import ComparisonError
 
@@ -74,7 +73,9 @@ def exported_cost(
     other formats.
     """
     fmt = getattr(exported, "format", None)
-    nbytes = optional_int(getattr(exported, "size_bytes", None), "size_bytes")
+    nbytes = check_int(
+        "size_bytes", getattr(exported, "size_bytes", None), minimum=0, allow_none=True
+    )
     notes = [
         f"exported {fmt or 'model'} file"
         + (f": {exported.path}" if hasattr(exported, "path") else "")

@@ -1,8 +1,11 @@
-"""Checks of what a user passes to tlkit.compare: labels, probabilities, names, costs, seeds.
+"""Readers of the data tlkit.compare scores: labels, probabilities, histories, class names.
 
-Built on :mod:`tlkit._validation`; a bad value raises
-:class:`~tlkit.errors.ComparisonError` (a ``ValueError``), a wrong type
-:class:`~tlkit.errors.ArgumentTypeError` (a ``TypeError``).
+Data that cannot be used (a label outside the classes, rows that are not
+probabilities, class names that differ from the test data's) raises
+:class:`~tlkit.errors.ComparisonError`; a bad argument value, like everywhere,
+:class:`~tlkit.errors.InvalidArgumentError`, and a wrong type
+:class:`~tlkit.errors.ArgumentTypeError`. The generic argument checks (seeds,
+counts, levels) are the shared ones of :mod:`tlkit._validation`.
 
 Examples
 --------
@@ -21,20 +24,15 @@ from typing import Any
 
 import numpy as np
 
-from tlkit._validation import check_int, check_number, check_seed, check_str, type_name
-from tlkit.errors import ArgumentTypeError, ComparisonError
+from tlkit._validation import check_str, type_name
+from tlkit.errors import ArgumentTypeError, ComparisonError, InvalidArgumentError
 
 __all__ = [
     "PROB_ATOL",
     "as_history",
     "check_labels",
     "check_model_name",
-    "check_n_boot",
     "check_probabilities",
-    "check_share",
-    "checked_seed",
-    "optional_float",
-    "optional_int",
     "resolve_class_names",
 ]
 
@@ -42,39 +40,26 @@ __all__ = [
 PROB_ATOL = 1e-3
 
 
-def checked_seed(value: Any) -> int | None:
-    """A seed: an ``int >= 0``, or ``None`` for "not seeded"."""
-    return check_seed("seed", value, allow_none=True)
-
-
-def check_n_boot(n_boot: Any) -> int:
-    """The number of bootstrap resamples: an ``int >= 0`` (``True`` is refused)."""
-    return check_int("n_boot", n_boot, minimum=0, error=ComparisonError)
-
-
-def check_share(name: str, value: Any) -> float:
-    """A coverage or significance level strictly between 0 and 1."""
-    return check_number(
-        name, value, low=0, high=1, low_open=True, high_open=True, error=ComparisonError
-    )
-
-
 def check_model_name(name: Any, taken: Container[str], reserved: str) -> None:
     """A row name: a non-empty string, not the baseline's, not taken."""
     check_str("name", name, nonempty=False)
     if not name.strip():
-        raise ComparisonError(f"name must be a non-empty string, got {name!r}")
+        raise InvalidArgumentError(f"name must be a non-empty string, got {name!r}")
     if name == reserved:
-        raise ComparisonError(f"name {name!r} is reserved for the baseline row; choose another")
+        raise InvalidArgumentError(
+            f"name {name!r} is reserved for the baseline row; choose another"
+        )
     if name in taken:
-        raise ComparisonError(f"a model named {name!r} was already added; names must be unique")
+        raise InvalidArgumentError(
+            f"a model named {name!r} was already added; names must be unique"
+        )
 
 
 def resolve_class_names(class_names: Any, own: Any) -> tuple[str, ...]:
     """The class names given, or the test data's own (a SplitPart's); they must agree."""
     names = own if class_names is None else class_names
     if names is None:
-        raise ComparisonError(
+        raise InvalidArgumentError(
             "class_names is required unless test_data has .class_names (a SplitPart): "
             "pass the list of class names, label i being class_names[i]"
         )
@@ -84,9 +69,9 @@ def resolve_class_names(class_names: Any, own: Any) -> tuple[str, ...]:
             f"class_names {list(names)} differ from test_data.class_names {list(own)}"
         )
     if len(names) < 2:
-        raise ComparisonError(f"class_names must name at least 2 classes, got {list(names)}")
+        raise InvalidArgumentError(f"class_names must name at least 2 classes, got {list(names)}")
     if len(set(names)) != len(names):
-        raise ComparisonError(f"class_names must be unique, got {list(names)}")
+        raise InvalidArgumentError(f"class_names must be unique, got {list(names)}")
     return names
 
 
@@ -170,13 +155,3 @@ def as_history(h: Any) -> dict[str, list[float]] | None:
         if vals.size:
             out[str(k)] = [float(x) for x in vals]
     return out or None
-
-
-def optional_int(v: Any, name: str) -> int | None:
-    """A count (``int >= 0``) or ``None``."""
-    return check_int(name, v, minimum=0, allow_none=True, error=ComparisonError)
-
-
-def optional_float(v: Any, name: str) -> float | None:
-    """A duration (finite, ``>= 0``) or ``None``."""
-    return check_number(name, v, low=0, allow_none=True, error=ComparisonError)

@@ -13,13 +13,11 @@ from typing import Any
 import numpy as np
 
 from tlkit._keras_model import unwrap
-from tlkit._validation import type_name
+from tlkit._validation import check_int, check_number, type_name
 from tlkit.compare._inputs import (
     as_history,
     check_labels,
     check_probabilities,
-    optional_float,
-    optional_int,
 )
 from tlkit.compare._report import Cost
 from tlkit.errors import ArgumentTypeError, ComparisonError
@@ -118,12 +116,16 @@ def predictions_entry(
                 f"y_pred of {name!r} has {pred.size} predictions but the test set has {n} labels"
             )
     cost = Cost(
-        params=optional_int(params, "params"),
-        keras_bytes=optional_int(size_bytes, "size_bytes"),
-        tflite_bytes=optional_int(tflite_bytes, "tflite_bytes"),
-        latency_ms_batch1=optional_float(latency_ms_batch1, "latency_ms_batch1"),
-        latency_ms_batch32=optional_float(latency_ms_batch32, "latency_ms_batch32"),
-        train_time_s=optional_float(train_time_s, "train_time_s"),
+        params=check_int("params", params, minimum=0, allow_none=True),
+        keras_bytes=check_int("size_bytes", size_bytes, minimum=0, allow_none=True),
+        tflite_bytes=check_int("tflite_bytes", tflite_bytes, minimum=0, allow_none=True),
+        latency_ms_batch1=check_number(
+            "latency_ms_batch1", latency_ms_batch1, low=0, allow_none=True
+        ),
+        latency_ms_batch32=check_number(
+            "latency_ms_batch32", latency_ms_batch32, low=0, allow_none=True
+        ),
+        train_time_s=check_number("train_time_s", train_time_s, low=0, allow_none=True),
     )
     return Entry(
         name=name,

@@ -9,9 +9,8 @@ import numpy as np
 import sklearn
 from scipy.stats import binomtest
 
-from tlkit._validation import check_bool, type_name
-from tlkit.compare._inputs import check_n_boot, check_share, checked_seed
-from tlkit.errors import ArgumentTypeError, ComparisonError
+from tlkit._validation import check_bool, check_fraction, check_int, check_seed, type_name
+from tlkit.errors import ArgumentTypeError, ComparisonError, InvalidArgumentError
 
 __all__ = [
     "BootstrapCI",
@@ -207,9 +206,9 @@ def bootstrap_indices(
     >>> sorted(int(i) for i in idx)[-1]  # class 1's only example is always drawn once
     3
     """
-    seed = checked_seed(seed)
+    seed = check_seed("seed", seed, allow_none=True)
     yt = _as_labels(y_true, "y_true")
-    n_boot = check_n_boot(n_boot)
+    n_boot = check_int("n_boot", n_boot, minimum=0)
     stratified = check_bool("stratified", stratified)
     return _indices(yt, n_boot, seed, stratified)
 
@@ -312,8 +311,10 @@ def bootstrap_ci(
 
     Raises
     ------
+    tlkit.errors.InvalidArgumentError
+        An option out of range, e.g. ``n_boot=-1`` (a ``ValueError``).
     tlkit.errors.ComparisonError
-        A value out of range (a ``ValueError``).
+        Labels that cannot be used (a ``ValueError``).
     tlkit.errors.ArgumentTypeError
         An argument of the wrong type, e.g. ``n_boot=True`` (a ``TypeError``).
 
@@ -331,19 +332,19 @@ def bootstrap_ci(
     """
     from tlkit.metrics import CI_METRICS
 
-    seed = checked_seed(seed)
+    seed = check_seed("seed", seed, allow_none=True)
     yt = _as_labels(y_true, "y_true")
     yp = _as_labels(y_pred, "y_pred")
     if yp.shape != yt.shape:
         raise ComparisonError(f"y_pred has {yp.size} predictions but y_true has {yt.size} labels")
     if yt.size == 0:
         raise ComparisonError("y_true is empty")
-    confidence = check_share("confidence", confidence)
-    n_boot = check_n_boot(n_boot)
+    confidence = check_fraction("confidence", confidence)
+    n_boot = check_int("n_boot", n_boot, minimum=0)
     stratified = check_bool("stratified", stratified)
     if isinstance(metric, str):
         if metric not in CI_METRICS:
-            raise ComparisonError(
+            raise InvalidArgumentError(
                 f"metric must be a callable or one of {sorted(CI_METRICS)}, got {metric!r}"
             )
         if labels is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from collections.abc import Callable, Hashable, Iterable, Sequence
@@ -17,6 +16,7 @@ from tlkit._validation import (
     check_int,
     check_path,
     check_seed,
+    check_split_share,
     check_str_list,
     type_name,
 )
@@ -120,8 +120,8 @@ class DatasetSplitter:
         progress: bool | None = None,
         executor: str = "auto",
     ) -> None:
-        self.val = _check_share("val", val)
-        self.test = _check_share("test", test)
+        self.val = check_split_share("val", val)
+        self.test = check_split_share("test", test)
         fracs = [x for x in (self.val, self.test) if isinstance(x, float)]
         if sum(fracs) >= 1.0:
             raise InvalidArgumentError(
@@ -384,22 +384,3 @@ def _pairs(pairs: Any) -> list[tuple[Path, str]]:
             )
         items.append((Path(pair[0]), str(pair[1])))
     return items
-
-
-def _check_share(name: str, v: Any) -> float | int:
-    """A split share: a fraction in ``[0, 1)`` (``float``) or an image count (``int >= 0``)."""
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-        raise ArgumentTypeError(
-            f"{name} must be a fraction (float) or a count (int), got {v!r} ({type_name(v)})"
-        )
-    if isinstance(v, (float, np.floating)):
-        v = float(v)
-        if not 0.0 <= v < 1.0 or math.isnan(v):
-            raise InvalidArgumentError(
-                f"{name}={v!r} is not a valid fraction; use a value in [0, 1) or an image count"
-            )
-        return v
-    v = int(v)
-    if v < 0:
-        raise InvalidArgumentError(f"{name}={v!r} must not be negative; pass a count >= 0")
-    return v

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tlkit._keras_model import input_image_size, keras_file_size, latency_ms, size_on_disk, unwrap
-from tlkit._validation import check_int, check_number, check_path
+from tlkit._validation import check_choice, check_int, check_number, check_path
 from tlkit.errors import ExportCheckError, ExportError
-from tlkit.export._inputs import batches, check_quantize, temperature_of
+from tlkit.export._inputs import QUANTIZATIONS, batches, temperature_of
 from tlkit.export._report import ExportReport
 from tlkit.export._runtime import ExportedModel, format_of, labels_path
 
@@ -114,15 +114,13 @@ def check(
     trust: bool = False,
     temperature: float | None = None,
 ) -> ExportReport:
-    check_int("batch_size", batch_size, minimum=1, error=ExportError)
-    check_int("latency_runs", latency_runs, minimum=1, error=ExportError)
+    check_int("batch_size", batch_size, minimum=1)
+    check_int("latency_runs", latency_runs, minimum=1)
     keras_model, _ = unwrap(model)
-    check_quantize(quantize)
+    check_choice("quantize", quantize, QUANTIZATIONS)
     if min_agreement is None and quantize in _FLOAT:
         min_agreement = FLOAT_MIN_AGREEMENT
-    min_agreement = check_number(
-        "min_agreement", min_agreement, low=0.0, high=1.0, allow_none=True, error=ExportError
-    )
+    min_agreement = check_number("min_agreement", min_agreement, low=0.0, high=1.0, allow_none=True)
     path = check_path("path", path)
     fmt = format_of(path)
     exported = ExportedModel(path, trust=trust)

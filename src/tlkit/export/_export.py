@@ -12,9 +12,9 @@ import numpy as np
 
 from tlkit._keras_model import input_image_size, unwrap
 from tlkit._validation import check_bool, check_choice, check_int, check_number, check_path
-from tlkit.errors import ExportError
+from tlkit.errors import ExportError, InvalidArgumentError
 from tlkit.export._check import check
-from tlkit.export._inputs import FORMATS, QUANTIZATIONS, batches, check_quantize, temperature_of
+from tlkit.export._inputs import FORMATS, QUANTIZATIONS, batches, temperature_of
 from tlkit.export._output import write_export
 from tlkit.export._report import ExportReport, temperature_sentence
 from tlkit.export._runtime import labels_text, require
@@ -129,9 +129,13 @@ def export(
     tlkit.errors.ExportCheckError
         The export agrees with the Keras model on fewer images than required;
         the message gives the figures and the file is left for inspection.
+    tlkit.errors.InvalidArgumentError
+        An argument value tlkit cannot use (``format="x"``, ``quantize`` with a
+        format other than ``"litert"``, a path whose suffix is not the
+        format's, ``batch_size=0``, ...); the message names the argument.
     tlkit.errors.ExportError
-        An invalid argument, the converter failed, or something tlkit will not
-        replace is at ``path`` (the message names it).
+        The converter failed, the class names do not fit the model, or
+        something tlkit will not replace is at ``path`` (the message names it).
     tlkit.errors.MissingDependencyError
         ``tf2onnx``, ``onnx`` or ``onnxruntime`` is missing for ONNX: install
         ``tlkit[export]``.
@@ -157,14 +161,14 @@ def export(
     keras_model, holder = unwrap(model)
     names = getattr(holder, "class_names", None)
     temperature = temperature_of(model)
-    check_choice("format", format, FORMATS, error=ExportError)
-    check_quantize(quantize)
+    check_choice("format", format, FORMATS)
+    check_choice("quantize", quantize, QUANTIZATIONS)
     if quantize is not None and format != "litert":
-        raise ExportError(
+        raise InvalidArgumentError(
             f"quantize={quantize!r} works with format 'litert' only; {format} exports are float32"
         )
     if quantize == "int8" and representative is None:
-        raise ExportError(
+        raise InvalidArgumentError(
             "quantize='int8' needs representative images to calibrate the int8 ranges: pass "
             "representative=split.train (a SplitPart, dataset or image array)"
         )
@@ -173,10 +177,8 @@ def export(
         ("batch_size", batch_size),
         ("latency_runs", latency_runs),
     ]:
-        check_int(name, value, minimum=1, error=ExportError)
-    check_number(
-        "min_agreement", min_agreement, low=0.0, high=1.0, allow_none=True, error=ExportError
-    )
+        check_int(name, value, minimum=1)
+    check_number("min_agreement", min_agreement, low=0.0, high=1.0, allow_none=True)
     overwrite = check_bool("overwrite", overwrite)
     size = input_image_size(keras_model, ExportError, rgb=True)
     path = _output_path(check_path("path", path), format)
@@ -255,11 +257,13 @@ def _output_path(path: str | os.PathLike[str], format: str) -> Path:
         p = Path(os.path.abspath(p))  # refused below when it is the working folder
     if format == "saved_model":
         if p.suffix.lower() in (".tflite", ".onnx", ".keras"):
-            raise ExportError(f"a SavedModel is a folder; {str(p)!r} looks like a file name")
+            raise InvalidArgumentError(
+                f"a SavedModel is a folder; {str(p)!r} looks like a file name"
+            )
         return p
     if p.suffix.lower() != want:
         if p.suffix.lower() in (".tflite", ".onnx", ".keras"):
-            raise ExportError(
+            raise InvalidArgumentError(
                 f"format {format!r} writes a {want} file; path {str(p)!r} has suffix {p.suffix}"
             )
         p = p.with_name(p.name + want)

@@ -1,4 +1,9 @@
-"""What export() and check_export() accept: the options, the model (or FineTuner), the data."""
+"""What export() and check_export() read: the accepted formats, the model's temperature, the data.
+
+The argument checks are :mod:`tlkit._validation`'s (``check_choice("quantize",
+quantize, QUANTIZATIONS)``, ...); data or a model state that cannot be used
+raises :class:`~tlkit.errors.ExportError`.
+"""
 
 from __future__ import annotations
 
@@ -7,24 +12,18 @@ from typing import Any
 
 import numpy as np
 
-from tlkit._validation import check_choice, check_number
+from tlkit._validation import check_number
 from tlkit.errors import ExportError
 
 __all__ = [
     "FORMATS",
     "QUANTIZATIONS",
     "batches",
-    "check_quantize",
     "temperature_of",
 ]
 
 FORMATS = ("litert", "onnx", "saved_model")
 QUANTIZATIONS = (None, "dynamic", "float16", "int8")
-
-
-def check_quantize(quantize: Any) -> str | None:
-    """``quantize`` if it is one of :data:`QUANTIZATIONS`."""
-    return check_choice("quantize", quantize, QUANTIZATIONS, error=ExportError)
 
 
 def temperature_of(obj: Any) -> float | None:

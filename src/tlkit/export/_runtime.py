@@ -156,7 +156,7 @@ class ExportedModel:
         trust: bool = False,
     ) -> None:
         self.path = check_path("path", path)
-        check_int("num_threads", num_threads, minimum=1, allow_none=True, error=ExportError)
+        check_int("num_threads", num_threads, minimum=1, allow_none=True)
         trust = check_bool("trust", trust)
         if not self.path.exists():
             raise ExportError(f"exported model {str(self.path)!r} does not exist")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tlkit._validation import check_int, check_number
-from tlkit.errors import ScheduleError
+from tlkit.errors import InvalidArgumentError
 
 if TYPE_CHECKING:  # pragma: no cover
     from tlkit.finetune._tuner import FineTuner
@@ -83,11 +83,11 @@ def lr_find(
     from tlkit.finetune._model import head_model
     from tlkit.finetune._optim import GroupOptimizer
 
-    min_lr = check_number("min_lr", min_lr, low=0.0, low_open=True, error=ScheduleError)
-    max_lr = check_number("max_lr", max_lr, low=0.0, low_open=True, error=ScheduleError)
+    min_lr = check_number("min_lr", min_lr, low=0.0, low_open=True)
+    max_lr = check_number("max_lr", max_lr, low=0.0, low_open=True)
     if not min_lr < max_lr:
-        raise ScheduleError(f"need 0 < min_lr < max_lr, got {min_lr!r}, {max_lr!r}")
-    steps = check_int("steps", steps, minimum=5, error=ScheduleError)
+        raise InvalidArgumentError(f"need 0 < min_lr < max_lr, got {min_lr!r}, {max_lr!r}")
+    steps = check_int("steps", steps, minimum=5)
     data = as_data(train, "train")
     if data.is_part and tuner.class_names is None:
         tuner.class_names = list(data.part.class_names)

@@ -191,9 +191,7 @@ class ModelUse:
         )
         from tlkit.finetune._data import as_data
 
-        batch_size = check_int(
-            "batch_size", batch_size, minimum=1, allow_none=True, error=ScheduleError
-        )
+        batch_size = check_int("batch_size", batch_size, minimum=1, allow_none=True)
         if not self._is_trained():
             raise ScheduleError(
                 "calibrate needs a trained model: call fit(train, val) first (or FineTuner.load "

@@ -15,14 +15,14 @@ from tlkit.backbones import Backbone, get_backbone, get_config
 from tlkit.data import SplitPart, class_weights
 from tlkit.errors import ScheduleError
 from tlkit.finetune import _devices
-from tlkit.finetune import _validate as v
+from tlkit.finetune import _settings as v
 from tlkit.finetune import schedules as sched
 from tlkit.finetune._callbacks import TrainingHistory
 from tlkit.finetune._data import Data, as_data, fit_classes, fit_image_size, image_bytes
 from tlkit.finetune._model_use import ModelUse
 from tlkit.finetune._predictions import Predictions
 from tlkit.finetune._schedule_base import with_epochs
-from tlkit.finetune._validate import default_schedule
+from tlkit.finetune._settings import default_schedule
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras

@@ -1,10 +1,10 @@
-"""FineTuner's own argument checks and defaults, built on the shared :mod:`tlkit._validation`.
+"""FineTuner's settings: their defaults and allowed values, checked with :mod:`tlkit._validation`.
 
-Generic checks (ints, numbers, booleans, choices, image sizes) are the shared
-``check_*`` functions with ``error=ScheduleError``; what is left here is
-specific to FineTuner: the backbone, the classes, ``class_weight`` and the
-optimizer. A wrong type is an :class:`~tlkit.errors.ArgumentTypeError`, a bad
-value a :class:`~tlkit.errors.ScheduleError`.
+The checks are the shared ``check_*`` functions; what is here is specific to
+FineTuner (the backbone, the classes, ``class_weight``, the optimizer, the
+default schedule). Like every tlkit argument, a wrong type is an
+:class:`~tlkit.errors.ArgumentTypeError`, a bad value an
+:class:`~tlkit.errors.InvalidArgumentError`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from tlkit._validation import (
 )
 from tlkit.backbones import Backbone
 from tlkit.data._weights import CLASS_WEIGHT_MODES
-from tlkit.errors import ArgumentTypeError, ScheduleError
+from tlkit.errors import ArgumentTypeError, InvalidArgumentError
 from tlkit.finetune import schedules as sched
 
 __all__ = [
@@ -76,13 +76,15 @@ def classes(num_classes: Any, class_names: Any) -> list[str] | None:
             )
         names = [str(n) for n in class_names]
         if len(names) < 2 or len(set(names)) != len(names):
-            raise ScheduleError(f"class_names must hold at least 2 distinct names, got {names}")
+            raise InvalidArgumentError(
+                f"class_names must hold at least 2 distinct names, got {names}"
+            )
         if num_classes is not None and num_classes != len(names):
-            raise ScheduleError(
+            raise InvalidArgumentError(
                 f"num_classes={num_classes!r} but {len(names)} class_names were given: {names}"
             )
         return names
-    k = check_int("num_classes", num_classes, minimum=2, allow_none=True, error=ScheduleError)
+    k = check_int("num_classes", num_classes, minimum=2, allow_none=True)
     return None if k is None else [f"class_{i}" for i in range(k)]
 
 
@@ -95,7 +97,7 @@ def class_weight_arg(value: Any) -> Any:
     )
     if not isinstance(value, str):
         raise ArgumentTypeError(f"class_weight must be {what}, got {value!r} ({type_name(value)})")
-    return check_choice("class_weight", value, CLASS_WEIGHT_MODES, error=ScheduleError)
+    return check_choice("class_weight", value, CLASS_WEIGHT_MODES)
 
 
 def augment_arg(value: Any, seed: int | None) -> Any:
@@ -109,7 +111,7 @@ def augment_arg(value: Any, seed: int | None) -> Any:
     if value is None or isinstance(value, Augmenter):
         return value
     if isinstance(value, str):
-        return check_choice("augment", value, PRESETS, error=ScheduleError)
+        return check_choice("augment", value, PRESETS)
     if isinstance(value, (list, tuple)):
         return AugmentationPipeline(list(value), seed=seed)
     raise ArgumentTypeError(
@@ -121,7 +123,7 @@ def augment_arg(value: Any, seed: int | None) -> Any:
 def optimizer_arg(value: Any) -> Any:
     """A lower-case optimizer name, or a ``keras.optimizers.Optimizer`` (used as a template)."""
     if isinstance(value, str):
-        return check_choice("optimizer", value.lower(), OPTIMIZER_NAMES, error=ScheduleError)
+        return check_choice("optimizer", value.lower(), OPTIMIZER_NAMES)
     import keras
 
     if isinstance(value, keras.optimizers.Optimizer):
@@ -160,46 +162,36 @@ def settings(
     ``backbone_size`` is the size of a built backbone, which ``image_size``
     (when given) must match.
     """
-    err = ScheduleError
     opt = optimizer_arg(optimizer)
     size = check_image_size(
-        "image_size", image_size, minimum=MIN_IMAGE_SIZE, default=backbone_size or default_size,
-        error=err,
-    )  # fmt: skip
+        "image_size", image_size, minimum=MIN_IMAGE_SIZE, default=backbone_size or default_size
+    )
     if backbone_size is not None and size != tuple(backbone_size):
-        raise ScheduleError(
+        raise InvalidArgumentError(
             f"image_size={size} but the backbone was built for {tuple(backbone_size)}: leave "
             "image_size out, or build the backbone at that size"
         )
     return {
         "image_size": size,
-        "head": check_int("head", head, minimum=1, allow_none=True, error=err),
-        "dropout": check_number("dropout", dropout, low=0.0, high=0.95, error=err),
+        "head": check_int("head", head, minimum=1, allow_none=True),
+        "dropout": check_number("dropout", dropout, low=0.0, high=0.95),
         "class_weight": class_weight_arg(class_weight),
-        "label_smoothing": check_number(
-            "label_smoothing", label_smoothing, low=0.0, high=0.5, error=err
-        ),
+        "label_smoothing": check_number("label_smoothing", label_smoothing, low=0.0, high=0.5),
         "optimizer": opt,
         "learning_rate": (
             DEFAULT_LR[opt if isinstance(opt, str) else "adam"]
             if learning_rate is None
-            else check_number("learning_rate", learning_rate, low=1e-12, high=100.0, error=err)
+            else check_number("learning_rate", learning_rate, low=1e-12, high=100.0)
         ),
-        "batch_size": check_int("batch_size", batch_size, minimum=1, error=err),
-        "cache_features": check_choice(
-            "cache_features", cache_features, ("auto", True, False), error=err
-        ),
-        "cache_images": check_choice(
-            "cache_images", cache_images, ("auto", "memory", None), error=err
-        ),
-        "memory_budget_mb": check_int("memory_budget_mb", memory_budget_mb, minimum=0, error=err),
-        "monitor": check_choice("monitor", monitor, MONITORS, error=err),
-        "monitor_window": check_int("monitor_window", monitor_window, minimum=1, error=err),
+        "batch_size": check_int("batch_size", batch_size, minimum=1),
+        "cache_features": check_choice("cache_features", cache_features, ("auto", True, False)),
+        "cache_images": check_choice("cache_images", cache_images, ("auto", "memory", None)),
+        "memory_budget_mb": check_int("memory_budget_mb", memory_budget_mb, minimum=0),
+        "monitor": check_choice("monitor", monitor, MONITORS),
+        "monitor_window": check_int("monitor_window", monitor_window, minimum=1),
         "restore_best": check_bool("restore_best", restore_best),
-        "early_stopping": check_int(
-            "early_stopping", early_stopping, minimum=1, allow_none=True, error=err
-        ),
+        "early_stopping": check_int("early_stopping", early_stopping, minimum=1, allow_none=True),
         "mixed_precision": check_bool("mixed_precision", mixed_precision),
         "seed": check_seed("seed", seed, allow_none=True),
-        "verbose": check_choice("verbose", verbose, (0, 1, 2), error=err),
+        "verbose": check_choice("verbose", verbose, (0, 1, 2)),
     }

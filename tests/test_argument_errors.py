@@ -1,0 +1,134 @@
+"""One rule for arguments (#21): a bad value is an InvalidArgumentError, a wrong type an ArgumentTypeError.
+
+Each public entry point gets one bad value and one wrong type per main argument;
+the error names the argument and is not the subsystem's run-time error class.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tlkit import DatasetSplitter
+from tlkit.errors import (
+    ArgumentTypeError,
+    AuditError,
+    ComparisonError,
+    ExportError,
+    InvalidArgumentError,
+    ScheduleError,
+    TlkitError,
+)
+
+Y = [0, 0, 1, 1, 1, 0]
+SUBSYSTEM_ERRORS = (AuditError, ComparisonError, ExportError, ScheduleError)
+
+
+def _audit(**kwargs):
+    from tlkit.audit import audit
+
+    return lambda: audit("no-such-folder", **kwargs)
+
+
+def _tuner(**kwargs):
+    def call():
+        from tlkit import FineTuner
+
+        return FineTuner("efficientnet_lite0", weights=None, **kwargs)
+
+    return call
+
+
+def _comparator(**kwargs):
+    from tlkit.compare import ModelComparator
+
+    return lambda: ModelComparator(Y, ["a", "b"], **kwargs)
+
+
+def _export(**kwargs):
+    def call():
+        keras = pytest.importorskip("keras")
+        from tlkit.export import export
+
+        model = keras.Sequential(
+            [keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(2)]
+        )
+        args = {"path": Path("unused-dir-for-tests") / "m.tflite", "latency_runs": 1, **kwargs}
+        return export(model, **args)
+
+    return call
+
+
+VALUES = [
+    ("seed", _audit(seed=-1)),
+    ("batch_size", _audit(batch_size=0)),
+    ("cv_folds", _audit(cv_folds=1)),
+    ("hash_threshold", _audit(hash_threshold=1000)),
+    ("feature_duplicates", _audit(feature_duplicates="yes")),
+    ("batch_size", _tuner(batch_size=0)),
+    ("dropout", _tuner(dropout=1.5)),
+    ("optimizer", _tuner(optimizer="adagrad")),
+    ("seed", _tuner(seed=-1)),
+    ("seed", _comparator(seed=-1)),
+    ("n_boot", _comparator(n_boot=-1)),
+    ("confidence", _comparator(confidence=1.5)),
+    ("batch_size", _comparator(batch_size=0)),
+    ("val", lambda: DatasetSplitter(val=1.5)),
+    ("test", lambda: DatasetSplitter(test=-1)),
+    ("seed", lambda: DatasetSplitter(seed=-1)),
+    ("workers", lambda: DatasetSplitter(workers=0)),
+    ("format", _export(format="x")),
+    ("quantize", _export(quantize="int4")),
+    ("batch_size", _export(batch_size=0)),
+    ("min_agreement", _export(min_agreement=2.0)),
+]
+
+TYPES = [
+    ("seed", _audit(seed="0")),
+    ("batch_size", _audit(batch_size=8.0)),
+    ("near_duplicates", _audit(near_duplicates="yes")),
+    ("batch_size", _tuner(batch_size="8")),
+    ("dropout", _tuner(dropout="0.2")),
+    ("seed", _tuner(seed=1.0)),
+    ("seed", _comparator(seed="1")),
+    ("n_boot", _comparator(n_boot=True)),
+    ("confidence", _comparator(confidence="high")),
+    ("val", lambda: DatasetSplitter(val="0.1")),
+    ("seed", lambda: DatasetSplitter(seed="42")),
+    ("verify", lambda: DatasetSplitter(verify=1)),
+    ("batch_size", _export(batch_size=True)),
+    ("min_agreement", _export(min_agreement="0.9")),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "call"), VALUES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(VALUES)]
+)
+def test_a_bad_value_is_an_invalid_argument_error(name: str, call) -> None:
+    with pytest.raises(InvalidArgumentError, match=name) as info:
+        call()
+    assert isinstance(info.value, ValueError) and isinstance(info.value, TlkitError)
+    assert not isinstance(info.value, SUBSYSTEM_ERRORS)
+
+
+@pytest.mark.parametrize(
+    ("name", "call"), TYPES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(TYPES)]
+)
+def test_a_wrong_type_is_an_argument_type_error(name: str, call) -> None:
+    with pytest.raises(ArgumentTypeError, match=name) as info:
+        call()
+    assert isinstance(info.value, TypeError) and isinstance(info.value, TlkitError)
+    assert not isinstance(info.value, SUBSYSTEM_ERRORS)
+
+
+def test_shares_are_checked_by_the_shared_module() -> None:
+    from tlkit._validation import check_split_share
+
+    assert check_split_share("val", np.float32(0.25)) == 0.25
+    assert check_split_share("val", np.int64(3)) == 3
+    with pytest.raises(InvalidArgumentError, match="val"):
+        check_split_share("val", float("nan"))
+    with pytest.raises(ArgumentTypeError, match="val"):
+        check_split_share("val", True)
