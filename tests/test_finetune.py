@@ -336,11 +336,11 @@ def test_only_the_backbone_is_positional() -> None:
 
 
 def test_every_checked_setting_is_an_attribute() -> None:
-    """The constructor assigns each setting ``_validate.settings`` checks, by the same name."""
-    from tlkit.finetune import _validate
+    """The constructor assigns each setting ``_settings.settings`` checks, by the same name."""
+    from tlkit.finetune import _settings
 
     t = FineTuner("scratch_cnn", weights=None, num_classes=2, image_size=48, dropout=0.1, seed=3)
-    checked = _validate.settings(
+    checked = _settings.settings(
         default_size=(224, 224), image_size=48, backbone_size=None, head=None, dropout=0.1,
         class_weight=None, label_smoothing=0.0, optimizer="adam", learning_rate=None,
         batch_size=32, cache_features="auto", cache_images="auto", memory_budget_mb=2048,

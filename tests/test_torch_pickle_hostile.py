@@ -22,9 +22,9 @@ import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
+import helpers.torch_pickle_asm as asm
 import numpy as np
 import pytest
-import helpers.torch_pickle_asm as asm
 from helpers.torch_pickle_asm import call, d, g, i, lst, od, pid, pkl, t, tensor, u
 
 import tlkit
