@@ -10,12 +10,13 @@ widths; 0.06 billion multiply-adds per 128 x 128 image with the default stride,
 0.24 billion with ``stem_stride=1``.
 
 Why a strided stem: on a CPU this network's cost is its arithmetic, not its
-input pipeline. With ``stem_stride=1`` every block runs at 4x the resolution,
-and a training step of 32 images at 160 x 160 took 0.97 s on 2 cores against
-0.18 s with the stride-2 stem (5.3x; an epoch of 1,835 ELPV images 56 s against
-11 s; ``python benchmarks/scratch_cnn.py --speed``). Within the same time a
-strided network trains five times as many epochs, which matters more on a few
-hundred images than the finest resolution (measured in the "Fine-tuning" guide).
+input pipeline. With ``stem_stride=1`` every block runs at 4x the resolution:
+a training step of 32 images at 160 x 160 took 0.64 s on 2 quiet cores against
+0.20 s with the stride-2 stem (3.2x; an epoch of the study's 1,835 ELPV images
+about 37 s against 11 s; ``python benchmarks/scratch_cnn.py --speed --image-size
+160``). Within the same time the strided network trains about three times as
+many epochs, which matters more on a few hundred images than the finest
+resolution (measured in the "Fine-tuning" guide).
 
 Batch normalisation keeps its moving statistics with momentum 0.9 (PyTorch's
 default), not Keras's 0.99: a few hundred photos give 6-10 steps an epoch, and

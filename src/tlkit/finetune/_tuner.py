@@ -500,7 +500,7 @@ class FineTuner(ModelUse):
         A small conv net (the ``scratch_cnn`` backbone: per block a 3x3
         convolution, batch norm, ReLU, 2x2 max pool; widths 32-64-128-256; the
         first convolution with stride ``stem_stride``, 2 by default, which makes
-        an epoch about 5x cheaper on a CPU than stride 1; global average
+        an epoch about 3x cheaper on a CPU than stride 1; global average
         pooling; dropout; softmax), random initialisation, every layer trained
         with ``FullTraining(epochs, train_bn=True)``. Every argument is
         keyword-only; ``kwargs`` go to :class:`FineTuner`.
