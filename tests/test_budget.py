@@ -388,3 +388,14 @@ def test_deadlines_leave_room_for_the_later_phases() -> None:
     epochs = plan_epochs(costs, 180.0).epochs
     assert ends[1] == 205.0
     assert ends[0] == pytest.approx(205.0 - (epochs[1] * 20.0 + 30.0))
+
+
+def test_an_epochs_start_is_counted_once_not_per_step() -> None:
+    """The measured epoch waits 3 s for its first batch (the input pipeline warming up),
+    then 0.5 s a batch: on 58 steps that is 3 + 57 x 0.5 s, not 58 x (3 + 3 x 0.5) / 4
+    (the start spread over the 4 measured batches and so charged to every step)."""
+    e1 = {"begin": 0.0, "batches": [3.0, 3.5, 4.0, 4.5], "end": 4.5}
+    e2 = {"begin": 4.5, "batches": [7.5, 8.0, 8.5, 9.0], "end": 9.0}
+    rec = {"begin": 0.0, "epochs": [e1, e2], "end": 9.0}
+    cost, = phase_costs([Phase("finetune", 8)], [rec], 0.0, 9.0, 58, 1.0, [0.0])  # fmt: skip
+    assert cost.epoch_s == pytest.approx(3.0 + 57 * 0.5)

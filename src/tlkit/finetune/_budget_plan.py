@@ -197,8 +197,10 @@ def phase_costs(
         Whether the whole train (val) data is decoded again every epoch: too
         large for the image cache, while the measured few images were cached.
 
-    The second epoch is the steady state: an epoch costs ``steps`` of its
-    steps plus its validation pass scaled by ``val_scale``. What the first
+    The second epoch is the steady state: an epoch costs what its measured
+    batches took from the epoch's start (the input pipeline's warm-up counted
+    once), the remaining ``steps`` at its steady rate between batches, and its
+    validation pass scaled by ``val_scale``. What the first
     epoch took more is fixed: tracing (its first batch), filling the image
     cache (its steps, over ``steps`` batches) and the first validation pass
     (scaled by ``val_scale``). Also fixed: the time before training starts
@@ -214,10 +216,19 @@ def phase_costs(
     for i, (phase, r) in enumerate(zip(phases, records, strict=True)):
         epochs = r["epochs"] or [{"begin": r["begin"], "batches": []}]
         first, steady1, _, val1 = _epoch_times(epochs[0])
-        _, _, step, val = _epoch_times(epochs[-1])
+        _, steady, step, val = _epoch_times(epochs[-1])
         fill = 0.0 if len(epochs) == 1 else max(steady1 - step, 0.0)
+        # An epoch: what the measured one took up to its last batch (its start, the
+        # pipeline's warm-up, included once), then the rest of the steps at its steady
+        # rate. Spreading the start over the few measured batches instead would charge
+        # it to every step of the whole data: ~2x an image-path epoch on 58 steps.
+        measured = len(epochs[-1]["batches"]) or 1
+        train_s = step * measured + steady * max(steps - measured, 0)
+        if steps < measured:
+            train_s = step * steps
         if refill[0]:
             step, fill = max(step, steady1), 0.0
+            train_s = step * steps
         if refill[1]:
             val = max(val, val1)
         end = r.get("end", epochs[-1].get("end", r["begin"]))
@@ -226,7 +237,7 @@ def phase_costs(
         fixed += (end - epochs[-1].get("end", end)) + feature_s[i]
         if i == len(phases) - 1:
             fixed += stop - end
-        epoch = step * steps + val * val_scale
+        epoch = train_s + val * val_scale
         out.append(PhaseCost(phase.name, int(phase.epochs), max(epoch, 0.0), max(fixed, 0.0)))
         before = end
     return out
