@@ -335,10 +335,10 @@ def test_keras_model_through_add_lines_up_with_the_files(part) -> None:
 
 
 def test_the_api_page_states_the_constants() -> None:
-    """docs/api/4-compare.rst writes the values out: they must be the code's."""
+    """docs/api/5-compare.rst writes the values out: they must be the code's."""
     from tlkit import compare
 
-    page = (Path(__file__).resolve().parents[1] / "docs" / "api" / "4-compare.rst").read_text()
+    page = (Path(__file__).resolve().parents[1] / "docs" / "api" / "5-compare.rst").read_text()
     for name in ("GALLERY_SIZE", "CONFUSED_PAIRS", "PAIR_EXAMPLES", "THUMBNAIL_SIZE"):
         assert f".. py:data:: tlkit.compare.{name}\n   :value: {getattr(compare, name)}\n" in page
     assert f":value: {compare.MAX_GALLERY_BYTES}\n" in page
