@@ -25,6 +25,8 @@ import resource
 import time
 from pathlib import Path
 
+from _args import augment_arg
+
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -61,11 +63,7 @@ def main() -> None:
     split.save(args.out / "split.json")
     print(split.summary())
     unfreeze = args.unfreeze if args.unfreeze == "all" else int(args.unfreeze)
-    augment = None if args.augment == "none" else args.augment
-    if args.augment.startswith("views:"):
-        from tlkit.augment import Views
-
-        augment = Views(args.augment.removeprefix("views:"), seed=args.seed)
+    augment = augment_arg(args.augment, args.seed)
     common = {
         "class_names": split.class_names,
         "image_size": args.image_size,

@@ -20,6 +20,8 @@ import argparse
 import json
 import time
 
+from _args import augment_arg
+
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -38,16 +40,13 @@ def main() -> None:
     args = p.parse_args()
 
     from tlkit import DatasetSplitter, FineTuner, schedules
-    from tlkit.augment import Views
     from tlkit.datasets import elpv_samples
 
     pairs, names = elpv_samples()
     split = DatasetSplitter(val=0.15, test=0.15, seed=args.seed, progress=False).split_samples(
         pairs, class_names=names
     )
-    augment = None if args.augment == "none" else args.augment
-    if args.augment.startswith("views:"):
-        augment = Views(args.augment.removeprefix("views:"), seed=args.seed)
+    augment = augment_arg(args.augment, args.seed)
     common = {
         "class_names": split.class_names,
         "image_size": args.image_size,

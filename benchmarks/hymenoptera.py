@@ -28,6 +28,8 @@ import resource
 import time
 from pathlib import Path
 
+from _args import augment_arg
+
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "hymenoptera"
 
 
@@ -94,12 +96,8 @@ def main() -> None:
             config["unfreeze"] = args.unfreeze if args.unfreeze == "all" else int(args.unfreeze)
         schedule = schedules.FreezeThenUnfreeze(**config)
     kwargs = {} if args.image_size is None else {"image_size": args.image_size}
-    if args.augment is not None and args.augment.startswith("views:"):
-        from tlkit.augment import Views
-
-        kwargs["augment"] = Views(args.augment.removeprefix("views:"), seed=args.seed)
-    elif args.augment is not None:
-        kwargs["augment"] = args.augment
+    if args.augment is not None:
+        kwargs["augment"] = augment_arg(args.augment, args.seed)
     tuner = FineTuner(args.backbone, schedule=schedule, seed=args.seed, verbose=2, **kwargs)
     t0 = time.perf_counter()
     tuner.fit(split.train, split.val, time_budget=args.time_budget)

@@ -222,10 +222,8 @@ def phase_costs(
         # pipeline's warm-up, included once), then the rest of the steps at its steady
         # rate. Spreading the start over the few measured batches instead would charge
         # it to every step of the whole data: ~2x an image-path epoch on 58 steps.
-        measured = len(epochs[-1]["batches"]) or 1
-        train_s = step * measured + steady * max(steps - measured, 0)
-        if steps < measured:
-            train_s = step * steps
+        measured = min(len(epochs[-1]["batches"]) or 1, steps)
+        train_s = step * measured + steady * (steps - measured)
         if refill[0]:
             step, fill = max(step, steady1), 0.0
             train_s = step * steps
