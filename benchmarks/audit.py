@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tlkit.data._neardup import (
+from tlkit.data import (
     DEFAULT_HASH_THRESHOLD,
     hamming_pairs,
     perceptual_hash,

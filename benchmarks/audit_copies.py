@@ -47,8 +47,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from tlkit.audit import DEFAULT_FEATURE_THRESHOLD, audit, cosine_pairs, perceptual_hashes
+from tlkit.audit import DEFAULT_FEATURE_THRESHOLD, audit
 from tlkit.audit._audit import _features
+from tlkit.data import cosine_pairs, perceptual_hashes
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "hymenoptera" / "train"
 KINDS = ("resized", "jpeg", "crop", "grey")

@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.helpers.audit_helpers import texture, variant
 from tlkit import DatasetSplitter
-from tlkit.audit import DEFAULT_HASH_THRESHOLD, audit
-from tlkit.data._neardup import perceptual_hash
+from tlkit.audit import audit
+from tlkit.data import DEFAULT_HASH_THRESHOLD, perceptual_hash
 from tlkit.datasets import elpv_samples
 
 STATIC = Path(__file__).resolve().parent / "_static"

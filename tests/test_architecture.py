@@ -202,6 +202,25 @@ def test_imports_run_down_the_layers():
     assert bad == []
 
 
+def _private_crossings(edges: list[tuple[str, str, bool, int, str]]) -> list[str]:
+    """Imports of another subpackage's private modules (``tlkit.data._scan`` from ``tlkit.audit``)."""
+    bad = []
+    for importer, target, _, line, _ in edges:
+        if not target:
+            continue
+        unit = _unit(target)
+        if unit == target or _unit(importer) == unit or LAYERS[unit] == 0:
+            continue
+        if any(part.startswith("_") for part in target[len(unit) + 1 :].split(".")):
+            bad.append(f"{importer} line {line} imports {target}: import it from {unit}")
+    return bad
+
+
+def test_subpackages_are_entered_through_their_public_names():
+    """A subpackage's private modules are its own: others import what its ``__init__`` offers."""
+    assert _private_crossings(EDGES) == []
+
+
 def test_modules_are_small():
     sizes = {m: len(p.read_text(encoding="utf-8").splitlines()) for m, p in MODULES.items()}
     assert {m: n for m, n in sizes.items() if n > MAX_LINES} == {}
@@ -238,6 +257,14 @@ def test_the_checker_finds_what_it_must(tmp_path):
     assert ("tlkit.errors", "tlkit.data.a") in {(e[0], e[1]) for e in edges}
     assert ("tlkit.data.b", "tlkit.errors", True) in {(e[0], e[1], e[2]) for e in edges}
     assert any(e[4] == "keras.src.utils" for e in edges)
+    (pkg / "audit").mkdir()
+    (pkg / "audit" / "__init__.py").write_text("")
+    (pkg / "audit" / "c.py").write_text(
+        "from tlkit.data._scan import x\nfrom tlkit.data import y\n"
+    )
+    (pkg / "data" / "_scan.py").write_text("")
+    crossings = _private_crossings(_imports(_modules(tmp_path, PACKAGE)))
+    assert crossings == ["tlkit.audit.c line 1 imports tlkit.data._scan: import it from tlkit.data"]
 
 
 @pytest.mark.parametrize("layer_module", sorted(LAYERS))

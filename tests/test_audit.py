@@ -18,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from tlkit.audit import AuditReport, audit, cosine_pairs, hamming_pairs
-from tlkit.data import DatasetSplitter
+from tlkit.audit import AuditReport, audit
+from tlkit.data import DatasetSplitter, cosine_pairs, hamming_pairs
 from tlkit.datasets import make_synthetic_dataset
 from tlkit.errors import (
     ArgumentTypeError,

@@ -11,14 +11,13 @@ from tlkit._escape import md_cell
 from tlkit.compare import _plots, _verdict
 from tlkit.compare._format import (
     CI_KEYS,
-    METRIC_LABELS,
     fmt_bytes,
     fmt_p,
     fmt_s,
     md_table,
     unique_slugs,
 )
-from tlkit.compare._metrics import METRIC_LABELS as METRICS_MODULE_LABELS
+from tlkit.metrics import METRIC_LABELS
 
 names = st.lists(st.text(max_size=12), unique=True, max_size=12)
 
@@ -73,7 +72,6 @@ def test_numbers_as_the_report_prints_them() -> None:
 
 
 def test_one_set_of_metric_labels() -> None:
-    """The plots, the verdict and the metrics module use the labels of _format, not copies."""
-    assert METRICS_MODULE_LABELS is METRIC_LABELS
+    """The plots and the verdict use the labels of tlkit.metrics, not copies."""
     assert _plots.METRIC_LABELS is METRIC_LABELS and _verdict.METRIC_LABELS is METRIC_LABELS
     assert set(CI_KEYS) <= set(METRIC_LABELS)

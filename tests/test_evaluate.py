@@ -22,7 +22,6 @@ from conftest import make_tree
 
 from tlkit import DatasetSplitter
 from tlkit.compare import ComparisonReport
-from tlkit.compare._metrics import metrics_report
 from tlkit.data._subsets import leak_free_groups
 from tlkit.errors import ArgumentTypeError, ComparisonError, EvaluationError, InvalidArgumentError
 from tlkit.evaluate import (
@@ -34,6 +33,7 @@ from tlkit.evaluate import (
     fit_power_law,
     learning_curve,
 )
+from tlkit.metrics import metrics_report
 
 
 def _u(path: str, salt: str = "") -> float:

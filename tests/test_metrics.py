@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
-from tlkit.compare._metrics import metrics_report
-from tlkit.metrics import CI_METRICS, classification_metrics
+from tlkit.metrics import CI_METRICS, classification_metrics, metrics_report
 
 PROB = np.array([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.7, 0.2, 0.1], [0.6, 0.3, 0.1]])
 

@@ -48,6 +48,7 @@ __all__ = [
     "check_choice",
     "check_duration",
     "check_fraction",
+    "check_holdout_share",
     "check_image_size",
     "check_int",
     "check_number",
@@ -189,6 +190,19 @@ def check_fraction(name: str, value: Any) -> float:
     tlkit.errors.InvalidArgumentError: alpha must be a number > 0 and < 1, got 1
     """
     return check_number(name, value, low=0, high=1, low_open=True, high_open=True)
+
+
+def check_holdout_share(name: str, value: Any) -> float:
+    """A share held out of a set, in ``[0, 1)``; ``None`` means ``0`` (nothing held out).
+
+    Examples
+    --------
+    >>> check_holdout_share("val", None), check_holdout_share("val", 0.15)
+    (0.0, 0.15)
+    """
+    if value is None:
+        return 0.0
+    return check_number(name, value, low=0.0, high=1.0, high_open=True)
 
 
 def check_split_share(name: str, value: Any) -> float | int:

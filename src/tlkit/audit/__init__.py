@@ -33,30 +33,14 @@ so only the hashes look for those):
 
 from tlkit.audit._audit import DEFAULT_FEATURE_THRESHOLD, audit, load_images
 from tlkit.audit._report import SCHEMA, AuditReport, LabelIssue, NearDuplicate, SmallImage
-from tlkit.data._neardup import (
-    DEFAULT_HASH_SIZE,
-    DEFAULT_HASH_THRESHOLD,
-    HammingSearch,
-    cosine_pairs,
-    hamming_pairs,
-    perceptual_hash,
-    perceptual_hashes,
-)
 
 __all__ = [
     "DEFAULT_FEATURE_THRESHOLD",
-    "DEFAULT_HASH_SIZE",
-    "DEFAULT_HASH_THRESHOLD",
     "SCHEMA",
     "AuditReport",
-    "HammingSearch",
     "LabelIssue",
     "NearDuplicate",
     "SmallImage",
     "audit",
-    "cosine_pairs",
-    "hamming_pairs",
     "load_images",
-    "perceptual_hash",
-    "perceptual_hashes",
 ]

@@ -21,10 +21,11 @@ from tlkit._validation import (
     type_name,
 )
 from tlkit.audit._report import AuditReport, LabelIssue, NearDuplicate, SmallImage
-from tlkit.data import DatasetSplitter, Split
-from tlkit.data._neardup import (
+from tlkit.data import (
     DEFAULT_HASH_SIZE,
     DEFAULT_HASH_THRESHOLD,
+    DatasetSplitter,
+    Split,
     cosine_pairs,
     hamming_pairs,
     perceptual_hashes,

@@ -176,6 +176,17 @@ class Views:
         """Every view of a batch, in the order of :attr:`names`."""
         return [self.view(images, i) for i in range(len(self))]
 
+    def average(self, predict: Any, images: Any) -> np.ndarray:
+        """Mean of ``predict(view)`` over the views of a batch (test-time augmentation).
+
+        ``predict`` maps a batch of images to class probabilities, shape ``(n, K)``.
+        """
+        total = None
+        for v in self.all_views(images):
+            p = np.asarray(predict(v), dtype=np.float64)
+            total = p if total is None else total + p
+        return np.asarray(total / len(self), dtype=np.float32)
+
     # -- the Augmenter protocol: one view per image, drawn at random ---------------------------
 
     @property
@@ -231,12 +242,3 @@ class Views:
             if names == self.names:
                 return f"Views({name!r})"
         return f"Views({list(self.names)!r})"
-
-
-def average_over_views(predict: Any, images: Any, views: Views) -> np.ndarray:
-    """Mean of ``predict(view)`` over the views of a batch (test-time augmentation)."""
-    total = None
-    for v in views.all_views(images):
-        p = np.asarray(predict(v), dtype=np.float64)
-        total = p if total is None else total + p
-    return np.asarray(total / len(views), dtype=np.float32)

@@ -11,7 +11,7 @@ from tlkit.cli._model import add_manifest_args
 
 
 def add_parser(sub: Any) -> None:
-    from tlkit.data._neardup import DEFAULT_HASH_THRESHOLD
+    from tlkit.data import DEFAULT_HASH_THRESHOLD
 
     p = add_command(
         sub,

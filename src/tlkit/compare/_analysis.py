@@ -15,7 +15,6 @@ from sklearn.dummy import DummyClassifier
 from tlkit._calibration import reliability_bins
 from tlkit.compare._cost import machine
 from tlkit.compare._format import BASELINE_NAME, CI_KEYS, history_note
-from tlkit.compare._metrics import metrics_report
 from tlkit.compare._mistakes import ImageFiles, mistake_gallery
 from tlkit.compare._models import Entry
 from tlkit.compare._report import ComparisonReport, ModelResult, PairwiseResult
@@ -28,7 +27,7 @@ from tlkit.compare._stats import (
 )
 from tlkit.compare._verdict import verdict
 from tlkit.compare._warnings import comparison_warnings
-from tlkit.metrics import CI_METRICS
+from tlkit.metrics import CI_METRICS, metrics_report
 
 __all__ = ["analyse", "baseline_entry", "pairwise", "result"]
 

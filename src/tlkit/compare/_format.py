@@ -24,7 +24,6 @@ __all__ = [
     "CI_KEYS",
     "MAX_HISTORY_EXTRA_PANELS",
     "MAX_HISTORY_POINTS",
-    "METRIC_LABELS",
     "SCHEMA",
     "STANDARD_HISTORY",
     "clean",
@@ -47,19 +46,6 @@ BASELINE_NAME = "majority-class baseline"
 
 #: Metrics that get bootstrap intervals, in report order.
 CI_KEYS = ("accuracy", "balanced_accuracy", "macro_f1")
-
-#: Display names of the scalar metrics, in report order.
-METRIC_LABELS: dict[str, str] = {
-    "accuracy": "accuracy",
-    "balanced_accuracy": "balanced accuracy",
-    "macro_f1": "macro-F1",
-    "weighted_f1": "weighted-F1",
-    "mcc": "MCC",
-    "cohen_kappa": "Cohen's kappa",
-    "top_k_accuracy": "top-k accuracy",
-    "log_loss": "log loss",
-    "roc_auc_ovr": "ROC-AUC (OvR)",
-}
 
 
 #: Metrics whose training curves are always drawn (each with its ``val_`` pair).

@@ -12,7 +12,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from tlkit.compare import _format
-from tlkit.compare._format import CI_KEYS, METRIC_LABELS, history_plan
+from tlkit.compare._format import CI_KEYS, history_plan
+from tlkit.metrics import METRIC_LABELS
 
 if TYPE_CHECKING:  # pragma: no cover
     from tlkit.compare._report import ComparisonReport, ModelResult

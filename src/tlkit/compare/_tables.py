@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tlkit._calibration import N_BINS
-from tlkit.compare._format import METRIC_LABELS, fmt, fmt_bytes, fmt_ms, fmt_p, fmt_s
+from tlkit.compare._format import fmt, fmt_bytes, fmt_ms, fmt_p, fmt_s
 from tlkit.compare._warnings import ECE_WARNING
+from tlkit.metrics import METRIC_LABELS
 
 if TYPE_CHECKING:  # pragma: no cover
     from tlkit.compare._report import ComparisonReport, ModelResult

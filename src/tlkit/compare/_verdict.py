@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tlkit.compare._format import CI_KEYS, METRIC_LABELS, fmt_p
+from tlkit.compare._format import CI_KEYS, fmt_p
+from tlkit.metrics import METRIC_LABELS
 
 if TYPE_CHECKING:  # pragma: no cover
     from tlkit.compare._report import ModelResult, PairwiseResult

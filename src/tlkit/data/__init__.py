@@ -2,30 +2,56 @@
 
 The public names are re-exported here from private modules:
 :class:`DatasetSplitter`, :class:`Split`, :class:`SplitPart`, :class:`Sample`
-and :class:`SkippedFile`; cross-validation folds come from :func:`make_folds`.
+and :class:`SkippedFile`; cross-validation folds come from :func:`make_folds`,
+nested training subsets (learning curves) from :func:`nested_subsets`, and the
+near-duplicate search the splitter and the audit share from
+:func:`perceptual_hashes`, :func:`hamming_pairs` and :func:`cosine_pairs`.
+
+``decode_errors`` and ``inspect_file`` are importable from here for tlkit's
+own layers (augmentation previews, the command line) but are not part of the
+public API: they are left out of ``__all__``.
 """
 
-from tlkit.data._folds import Folds, make_folds
+from tlkit.data._folds import DEFAULT_INNER_VAL, Folds, make_folds
+from tlkit.data._neardup import (
+    DEFAULT_HASH_SIZE,
+    DEFAULT_HASH_THRESHOLD,
+    HammingSearch,
+    cosine_pairs,
+    hamming_pairs,
+    perceptual_hash,
+    perceptual_hashes,
+)
 from tlkit.data._part import SplitPart
-from tlkit.data._pipeline import decode_errors, to_dataset
+from tlkit.data._pipeline import decode_errors as decode_errors
+from tlkit.data._pipeline import to_dataset
 from tlkit.data._sample import Sample
-from tlkit.data._scan import SUPPORTED_FORMATS, SkippedFile, inspect_file
+from tlkit.data._scan import SUPPORTED_FORMATS, SkippedFile
+from tlkit.data._scan import inspect_file as inspect_file
 from tlkit.data._split import Split
-from tlkit.data._splitter import DatasetSplitter, apportion
-from tlkit.data._weights import class_weights
+from tlkit.data._splitter import DatasetSplitter
+from tlkit.data._subsets import nested_subsets
+from tlkit.data._weights import CLASS_WEIGHT_MODES, class_weights
 
 __all__ = [
+    "CLASS_WEIGHT_MODES",
+    "DEFAULT_HASH_SIZE",
+    "DEFAULT_HASH_THRESHOLD",
+    "DEFAULT_INNER_VAL",
     "SUPPORTED_FORMATS",
     "DatasetSplitter",
     "Folds",
+    "HammingSearch",
     "Sample",
     "SkippedFile",
     "Split",
     "SplitPart",
-    "apportion",
     "class_weights",
-    "decode_errors",
-    "inspect_file",
+    "cosine_pairs",
+    "hamming_pairs",
     "make_folds",
+    "nested_subsets",
+    "perceptual_hash",
+    "perceptual_hashes",
     "to_dataset",
 ]

@@ -20,7 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from tlkit._validation import check_bool, check_int, check_number, check_seed, type_name
+from tlkit._validation import (
+    check_bool,
+    check_holdout_share,
+    check_int,
+    check_seed,
+    type_name,
+)
 from tlkit.data._part import SplitPart
 from tlkit.data._sample import Sample
 from tlkit.data._scan import SkippedFile
@@ -138,7 +144,7 @@ class Folds:
         """
         repeat = self._repeat(repeat)
         fold = check_int("fold", fold, minimum=0, maximum=self.folds - 1)
-        share = check_inner_val(val)
+        share = check_holdout_share("val", val)
         test = self.assignments[repeat][fold]
         train: tuple[Sample, ...] = tuple(
             sorted(
@@ -187,13 +193,6 @@ class Folds:
 
     def _repeat(self, repeat: int) -> int:
         return check_int("repeat", repeat, minimum=0, maximum=self.repeats - 1)
-
-
-def check_inner_val(val: Any) -> float:
-    """The inner validation share: a fraction in ``[0, 1)``; ``None`` means ``0`` (none)."""
-    if val is None:
-        return 0.0
-    return check_number("val", val, low=0.0, high=1.0, high_open=True)
 
 
 def make_folds(

@@ -13,10 +13,7 @@ import numpy as np
 
 from tlkit._validation import check_bool, check_choice, check_int, check_number, check_seed
 from tlkit.compare import BootstrapCI, bootstrap_ci
-from tlkit.compare._format import METRIC_LABELS
-from tlkit.compare._metrics import metrics_report
-from tlkit.data import Split, SplitPart
-from tlkit.data._subsets import nested_subsets
+from tlkit.data import Split, SplitPart, nested_subsets
 from tlkit.errors import ArgumentTypeError, InvalidArgumentError
 from tlkit.evaluate._model import (
     ModelFactory,
@@ -27,7 +24,7 @@ from tlkit.evaluate._model import (
     say,
 )
 from tlkit.evaluate._powerlaw import MIN_GAIN, PowerLawFit, fit_power_law
-from tlkit.metrics import CI_METRICS
+from tlkit.metrics import CI_METRICS, METRIC_LABELS, metrics_report
 
 __all__ = ["DEFAULT_FRACTIONS", "LearningCurve", "learning_curve"]
 

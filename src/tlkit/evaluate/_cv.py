@@ -14,12 +14,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tlkit._validation import check_bool, check_int, check_number, check_seed, type_name
+from tlkit._validation import (
+    check_bool,
+    check_holdout_share,
+    check_int,
+    check_number,
+    check_seed,
+    type_name,
+)
 from tlkit.compare import BootstrapCI, ModelComparator, bootstrap_ci
-from tlkit.compare._metrics import metrics_report
-from tlkit.data import Split, make_folds
-from tlkit.data._folds import DEFAULT_INNER_VAL, check_inner_val
-from tlkit.data._scan import SkippedFile
+from tlkit.data import DEFAULT_INNER_VAL, SkippedFile, Split, make_folds
 from tlkit.errors import ArgumentTypeError, ComparisonError
 from tlkit.evaluate._model import (
     ModelFactory,
@@ -29,7 +33,7 @@ from tlkit.evaluate._model import (
     metric_labels,
     say,
 )
-from tlkit.metrics import CI_METRICS
+from tlkit.metrics import CI_METRICS, metrics_report
 
 if TYPE_CHECKING:  # pragma: no cover
     from tlkit.compare import ComparisonReport
@@ -393,7 +397,7 @@ def cross_validate(
     """
     factory = ModelFactory(check_make_model(make_model))
     kwargs = check_fit_kwargs(fit_kwargs)
-    share = check_inner_val(val)
+    share = check_holdout_share("val", val)
     n_boot = check_int("n_boot", n_boot, minimum=0)
     confidence = check_number(
         "confidence", confidence, low=0, high=1, low_open=True, high_open=True

@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tlkit.compare._format import METRIC_LABELS
-from tlkit.metrics import CI_METRICS
+from tlkit.metrics import CI_METRICS, METRIC_LABELS
 
 if TYPE_CHECKING:  # pragma: no cover
     from tlkit.evaluate._curve import LearningCurve

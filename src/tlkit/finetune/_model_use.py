@@ -63,10 +63,7 @@ class ModelUse:
         if views is None:
             probs = [np.asarray(self.model.predict_on_batch(x)) for x in batches(ds)]
         else:
-            from tlkit.augment._views import average_over_views
-
-            predict = self.model.predict_on_batch
-            probs = [average_over_views(predict, x, views) for x in batches(ds)]
+            probs = [views.average(self.model.predict_on_batch, x) for x in batches(ds)]
         k = len(self.class_names or [])
         out = np.concatenate(probs) if probs else np.zeros((0, k))
         if calibrated and self.temperature is not None:

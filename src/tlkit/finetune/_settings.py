@@ -23,7 +23,7 @@ from tlkit._validation import (
     type_name,
 )
 from tlkit.backbones import Backbone
-from tlkit.data._weights import CLASS_WEIGHT_MODES
+from tlkit.data import CLASS_WEIGHT_MODES
 from tlkit.errors import ArgumentTypeError, InvalidArgumentError
 from tlkit.finetune import schedules as sched
 
