@@ -13,11 +13,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tlkit._escape import md_cell
+
+if TYPE_CHECKING:  # pragma: no cover
+    from tlkit.compare._report import ModelResult
 
 __all__ = [
     "BASELINE_NAME",
@@ -27,6 +30,7 @@ __all__ = [
     "METRIC_LABELS",
     "SCHEMA",
     "STANDARD_HISTORY",
+    "ci_metric",
     "clean",
     "fmt",
     "fmt_bytes",
@@ -47,6 +51,15 @@ BASELINE_NAME = "majority-class baseline"
 
 #: Metrics that get bootstrap intervals, in report order.
 CI_KEYS = ("accuracy", "balanced_accuracy", "macro_f1")
+
+
+def ci_metric(r: ModelResult, key: str) -> float:
+    """A metric of :data:`CI_KEYS` of a model: every model has them (never None)."""
+    v = r.metrics[key]
+    if v is None:  # pragma: no cover - CI_METRICS always give a float
+        raise ValueError(f"model {r.name!r} has no {key}")
+    return v
+
 
 #: Display names of the scalar metrics, in report order.
 METRIC_LABELS: dict[str, str] = {
