@@ -235,8 +235,10 @@ class Views:
 
 def average_over_views(predict: Any, images: Any, views: Views) -> np.ndarray:
     """Mean of ``predict(view)`` over the views of a batch (test-time augmentation)."""
-    total = None
+    total: np.ndarray | None = None
     for v in views.all_views(images):
         p = np.asarray(predict(v), dtype=np.float64)
         total = p if total is None else total + p
+    if total is None:  # pragma: no cover - a Views holds at least one view
+        raise ValueError("no views to average over")
     return np.asarray(total / len(views), dtype=np.float32)
