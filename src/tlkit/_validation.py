@@ -38,7 +38,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 from tlkit.errors import ArgumentTypeError, InvalidArgumentError
 
@@ -300,6 +300,24 @@ def check_image_size(
     return (int(value[0]), int(value[1]))
 
 
+@overload
+def check_path(
+    name: str,
+    value: Any,
+    *,
+    exists: str | None = ...,
+    allow_none: Literal[False] = ...,
+    error: type[ValueError] = ...,
+) -> Path: ...
+@overload
+def check_path(
+    name: str,
+    value: Any,
+    *,
+    exists: str | None = ...,
+    allow_none: bool,
+    error: type[ValueError] = ...,
+) -> Path | None: ...
 def check_path(
     name: str,
     value: Any,
@@ -307,7 +325,7 @@ def check_path(
     exists: str | None = None,
     allow_none: bool = False,
     error: type[ValueError] = InvalidArgumentError,
-) -> Any:
+) -> Path | None:
     """``value`` as a :class:`~pathlib.Path`; ``exists`` is ``"file"``, ``"dir"`` or ``None`` (no check)."""
     if value is None and allow_none:
         return None

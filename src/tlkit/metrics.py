@@ -15,7 +15,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -85,7 +85,11 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, labels: np.ndarray) -> floa
 
 #: The headline metrics, ``name -> f(y_true, y_pred, labels)``: reported everywhere, and the
 #: ones the comparison and evaluation reports give bootstrap intervals for.
-CI_METRICS: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], float]] = {
+class _Metric(Protocol):
+    def __call__(self, y_true: np.ndarray, y_pred: np.ndarray, labels: np.ndarray) -> float: ...
+
+
+CI_METRICS: dict[str, _Metric] = {
     "accuracy": accuracy,
     "balanced_accuracy": balanced_accuracy,
     "macro_f1": macro_f1,

@@ -273,7 +273,8 @@ def audit(
         settings=settings,
         notes=notes,
     )
-    conflicts, other = [], []
+    conflicts: list[tuple[str, str]] = []
+    other: list[tuple[str, str]] = []
     for sk in split.skipped:
         (conflicts if sk.reason.startswith("label conflict") else other).append(
             (sk.path, sk.reason)
@@ -372,7 +373,9 @@ def load_images(
             with open_image(path) as im:
                 im.draft("RGB", (size * 2, size * 2))
                 im = ImageOps.exif_transpose(im).convert("RGB")
-                return np.asarray(im.resize((size, size), Image.BILINEAR), dtype=np.uint8)
+                return np.asarray(
+                    im.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8
+                )
         except Exception:  # reported through ``ok``
             return None
 

@@ -195,7 +195,7 @@ class AuditReport:
             across[p.method] = across.get(p.method, 0) + 1
         methods = ", ".join(
             f"{m}: {by_method[m]} ({across.get(m, 0)} across)"
-            for m in sorted(by_method, key=_METHOD_ORDER.get)
+            for m in sorted(by_method, key=lambda m: _METHOD_ORDER.get(m, len(_METHOD_ORDER)))
         )
         lines = [
             f"audit of {self.num_images} images in {len(self.class_names)} classes "

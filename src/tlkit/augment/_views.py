@@ -181,10 +181,12 @@ class Views:
 
         ``predict`` maps a batch of images to class probabilities, shape ``(n, K)``.
         """
-        total = None
+        total: np.ndarray | None = None
         for v in self.all_views(images):
             p = np.asarray(predict(v), dtype=np.float64)
             total = p if total is None else total + p
+        if total is None:  # pragma: no cover - a Views holds at least one view
+            raise ValueError("no views to average over")
         return np.asarray(total / len(self), dtype=np.float32)
 
     # -- the Augmenter protocol: one view per image, drawn at random ---------------------------

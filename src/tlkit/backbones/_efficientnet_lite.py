@@ -165,7 +165,7 @@ def _build(
     torch_file = weights not in (None, "imagenet") and _is_torch_file(weights)
     if weights == "imagenet":
         _load_pth(full, arch, checkpoint_path(arch), cache=True)
-    elif torch_file:
+    elif torch_file and weights is not None:
         _load_pth(full, arch, weights, cache=False)
     if include_top:
         model = full

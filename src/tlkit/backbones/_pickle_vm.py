@@ -148,7 +148,7 @@ class _Interpreter:
                 where = (
                     "a legacy header pickle" if self.opcodes is _DATA_OPCODES else "a state dict"
                 )
-                detail = f" ({arg[:160].replace(' ', '.')})" if name == "GLOBAL" else ""
+                detail = f" ({str(arg)[:160].replace(' ', '.')})" if name == "GLOBAL" else ""
                 raise self.refuse(
                     f"the pickle uses the opcode {name}{detail}, which {where} never needs; "
                     "refused without running it"
@@ -188,7 +188,7 @@ class _Interpreter:
         elif name == "EMPTY_TUPLE":
             stack.append(())
         elif name == "TUPLE":
-            items = tuple(self.pop_mark())
+            items: tuple[Any, ...] | list[Any] = tuple(self.pop_mark())
             self.stack.append(items)
         elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
             n = int(name[-1])

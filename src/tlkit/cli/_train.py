@@ -188,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
         "model": str(args.out),
         "backbone": tuner.backbone_name,
         "image_size": list(tuner.image_size),
-        "class_names": list(tuner.class_names),
+        "class_names": list(tuner.class_names or []),
         "train_images": len(split.train),
         "val_images": len(split.val),
         "epochs": len(getattr(history, "phases", [])),

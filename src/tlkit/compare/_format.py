@@ -13,11 +13,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tlkit._escape import md_cell
+
+if TYPE_CHECKING:  # pragma: no cover
+    from tlkit.compare._report import ModelResult
 
 __all__ = [
     "BASELINE_NAME",
@@ -26,6 +29,7 @@ __all__ = [
     "MAX_HISTORY_POINTS",
     "SCHEMA",
     "STANDARD_HISTORY",
+    "ci_metric",
     "clean",
     "fmt",
     "fmt_bytes",
@@ -46,6 +50,14 @@ BASELINE_NAME = "majority-class baseline"
 
 #: Metrics that get bootstrap intervals, in report order.
 CI_KEYS = ("accuracy", "balanced_accuracy", "macro_f1")
+
+
+def ci_metric(r: ModelResult, key: str) -> float:
+    """A metric of :data:`CI_KEYS` of a model: every model has them (never None)."""
+    v = r.metrics[key]
+    if v is None:  # pragma: no cover - CI_METRICS always give a float
+        raise ValueError(f"model {r.name!r} has no {key}")
+    return v
 
 
 #: Metrics whose training curves are always drawn (each with its ``val_`` pair).

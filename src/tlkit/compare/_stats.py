@@ -342,6 +342,7 @@ def bootstrap_ci(
     confidence = check_fraction("confidence", confidence)
     n_boot = check_int("n_boot", n_boot, minimum=0)
     stratified = check_bool("stratified", stratified)
+    fn: Callable[[np.ndarray, np.ndarray], float]
     if isinstance(metric, str):
         if metric not in CI_METRICS:
             raise InvalidArgumentError(

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tlkit.compare._format import CI_KEYS, fmt_p
+from tlkit.compare._format import CI_KEYS, ci_metric, fmt_p
 from tlkit.metrics import METRIC_LABELS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -26,8 +26,8 @@ def verdict(
     correction: str | None,
 ) -> str:
     """One paragraph: baseline first, then who is better on which metric, and significance."""
-    b_acc = base.metrics["accuracy"]
-    b_bal = base.metrics["balanced_accuracy"]
+    b_acc = ci_metric(base, "accuracy")
+    b_bal = ci_metric(base, "balanced_accuracy")
     conf = f"{confidence:.0%} CI "
 
     def value(r: ModelResult, key: str) -> str:
@@ -38,7 +38,7 @@ def verdict(
     out: list[str] = []
     beat: list[str] = []
     for r in models:
-        acc, bal = r.metrics["accuracy"], r.metrics["balanced_accuracy"]
+        acc, bal = ci_metric(r, "accuracy"), ci_metric(r, "balanced_accuracy")
         ci = r.ci.get("balanced_accuracy")
         clears = ci.low > b_bal if ci is not None else bal > b_bal
         below = "below" if acc < b_acc else "no higher than"
@@ -87,9 +87,9 @@ def verdict(
     tested += "differences rest on their intervals alone.)"
     for key in CI_KEYS:
         label = METRIC_LABELS[key]
-        ranked = sorted(models, key=lambda r: -r.metrics[key])  # stable: ties keep add order
-        top = ranked[0].metrics[key]
-        leaders = [r for r in ranked if np.isclose(r.metrics[key], top)]
+        ranked = sorted(models, key=lambda r: -ci_metric(r, key))  # stable: ties keep add order
+        top = ci_metric(ranked[0], key)
+        leaders = [r for r in ranked if np.isclose(ci_metric(r, key), top)]
         rest = ranked[len(leaders) :]
         if not rest:
             out.append(f"On {label} the models tie at {top:.3f}.")

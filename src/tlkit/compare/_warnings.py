@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from tlkit.compare._format import ci_metric
+
 if TYPE_CHECKING:  # pragma: no cover
     from tlkit.compare._report import ModelResult, PairwiseResult
 
@@ -51,10 +53,10 @@ def comparison_warnings(
     difference is not significant.
     """
     out: list[str] = []
-    b_bal = base.metrics["balanced_accuracy"]
-    b_acc = base.metrics["accuracy"]
+    b_bal = ci_metric(base, "balanced_accuracy")
+    b_acc = ci_metric(base, "accuracy")
     for r in models:
-        bal = r.metrics["balanced_accuracy"]
+        bal = ci_metric(r, "balanced_accuracy")
         ci = r.ci.get("balanced_accuracy")
         if ci is not None:
             if ci.low <= b_bal:
@@ -68,7 +70,7 @@ def comparison_warnings(
                 f"model {r.name!r}: balanced accuracy {bal:.3f} (no interval: n_boot=0) does "
                 f"not clear the majority-class baseline ({b_bal:.3f})"
             )
-        if r.metrics["accuracy"] <= b_acc:
+        if ci_metric(r, "accuracy") <= b_acc:
             out.append(
                 f"model {r.name!r}: accuracy {r.metrics['accuracy']:.3f} is no higher than "
                 f"the majority-class baseline's {b_acc:.3f}"

@@ -102,9 +102,9 @@ def _max_flow_01(allowed: np.ndarray, row_need: np.ndarray, col_need: np.ndarray
         queue = [src]
         while queue and prev[sink] < 0:
             u = queue.pop(0)
-            for v in np.nonzero((cap[u] - flow[u] > 0) & (prev < 0))[0]:
-                prev[v] = u
-                queue.append(int(v))
+            for w in np.nonzero((cap[u] - flow[u] > 0) & (prev < 0))[0]:
+                prev[w] = u
+                queue.append(int(w))
         if prev[sink] < 0:
             break
         v = sink

@@ -255,9 +255,9 @@ def make_folds(
             "on_conflict": on_conflict != "error",
         }
         if any(given.values()):
-            names = ", ".join(k for k, v in given.items() if v)
+            options = ", ".join(k for k, v in given.items() if v)
             raise InvalidArgumentError(
-                f"{names} apply when scanning a folder; a Split already carries its groups. "
+                f"{options} apply when scanning a folder; a Split already carries its groups. "
                 "Pass the dataset folder instead, or re-split it with these options."
             )
         pooled = data

@@ -187,8 +187,8 @@ def group_samples(
     out = []
     for group in members.values():
         group.sort(key=lambda s: s.path)
-        key = group[0].path if len(group) > 1 else ""
-        out.append([replace(s, group=key or s.path) for s in group])
+        name = group[0].path if len(group) > 1 else ""
+        out.append([replace(s, group=name or s.path) for s in group])
     return out
 
 

@@ -21,12 +21,16 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import combinations
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tlkit._files import open_image
 from tlkit._validation import check_int, check_number
 from tlkit.errors import InvalidArgumentError, MissingDependencyError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from PIL import Image
 
 __all__ = [
     "DEFAULT_HASH_SIZE",
@@ -64,7 +68,7 @@ def _popcount_rows(x: np.ndarray) -> np.ndarray:
     return _POP16[words].reshape(len(x), -1).sum(axis=1, dtype=np.int64)  # pragma: no cover
 
 
-def perceptual_hash(image: object, hash_size: int = DEFAULT_HASH_SIZE) -> np.ndarray:
+def perceptual_hash(image: Image.Image, hash_size: int = DEFAULT_HASH_SIZE) -> np.ndarray:
     """The pHash of one PIL image as ``hash_size**2 / 64`` uint64 words.
 
     Examples

@@ -16,7 +16,7 @@ import os
 import sys
 import threading
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
@@ -394,6 +394,7 @@ def inspect_files(
     out: list[FileInfo | str] = []
     with ExitStack() as stack:
         results: Iterator[list[FileInfo | str]]
+        pool: Executor
         if workers <= 1:
             results = ([_inspect_one(p, verify)] for p in paths)
         elif kind == "thread":

@@ -383,9 +383,9 @@ def _leaks(samples: list[dict[str, Any]]) -> list[str]:
         if sha:
             by_hash[sha].add(part)
             by_hash_files[sha].append(rel)
-    for rel, parts in where.items():
-        if len(parts) > 1:
-            out.append(f"{rel!r} is listed {len(parts)} times (in {', '.join(parts)})")
+    for rel, listed in where.items():
+        if len(listed) > 1:
+            out.append(f"{rel!r} is listed {len(listed)} times (in {', '.join(listed)})")
     for group, parts in by_group.items():
         files = sorted(set(by_group_files[group]))
         if len(parts) > 1 and len(files) > 1:  # one file in two parts is reported above

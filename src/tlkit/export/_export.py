@@ -282,7 +282,7 @@ def _converter_options(
     if quantize == "float16":
         opts["target_spec"] = {"supported_types": [tf.float16]}
     elif quantize == "int8":
-        images = []
+        images: list[Any] = []
         for x, _ in batches(representative, size, batch_size):
             images.extend(x[: limit - len(images)])
             if len(images) >= limit:

@@ -103,7 +103,7 @@ def find_cut(backbone: Backbone, k: int) -> Cut | str:
     first = min((i for i, op in enumerate(ops) if id(op) in trainable), default=None)
     if first is None:
         return "the trainable groups' layers are not in the backbone's graph"
-    tensors = {id(t): t for o in ops for t in _flat(o.output)}
+    by_id = {id(t): t for o in ops for t in _flat(o.output)}
     for p in range(first, 0, -1):  # cut between ops[p - 1] and ops[p]
         crossing = [t for t, i in producer.items() if i < p and last_use[t] >= p]
         crossing += [t for t in model_in if last_use[t] >= p]
@@ -123,7 +123,7 @@ def find_cut(backbone: Backbone, k: int) -> Cut | str:
     ]  # fmt: skip
     if random:
         return f"random layers below the cut ({', '.join(random)}) act differently in training"
-    tensor = tensors[crossing[0]]
+    tensor = by_id[crossing[0]]
     if any(d is None for d in tensor.shape[1:]):
         return f"the boundary tensor has an unknown shape {tuple(tensor.shape)}"
     try:
@@ -166,7 +166,7 @@ class _Overflow(Exception):
 
 
 def _images(tuner: FineTuner, data: Data) -> Any:
-    if data.is_part:
+    if data.part is not None:
         return data.part.to_dataset(tuner.image_size, batch_size=tuner.batch_size, shuffle=False)
     return data.dataset
 
@@ -250,6 +250,8 @@ class BoundaryPhase:
         return ds.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(1)
 
     def val_probabilities(self, model: Any) -> Any:
+        if self.val is None:  # pragma: no cover - asked for only in a fit with validation data
+            raise RuntimeError("this phase has no validation features; please report this")
         array, bs = self.val.array, self.tuner.batch_size
 
         def probabilities() -> np.ndarray:

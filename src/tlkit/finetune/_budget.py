@@ -110,7 +110,7 @@ def _first_phase(schedule: Any) -> Any:
 
 def _probe_data(data: Data, batch_size: int, what: str, batches: int = PROBE_BATCHES) -> Data:
     """``batches`` batches of ``data``, taken evenly over it (every class of a sorted part)."""
-    if data.is_part:
+    if data.part is not None:
         part = data.part
         n = min(len(part), batches * batch_size)
         return Data(part=part[:: max(1, len(part) // n)][:n])
@@ -123,7 +123,7 @@ def _probe_data(data: Data, batch_size: int, what: str, batches: int = PROBE_BAT
 
 
 def _steps(data: Data, batch_size: int) -> int:
-    if data.is_part:
+    if data.part is not None:
         return math.ceil(len(data.part) / batch_size)
     return int(data.dataset.cardinality())
 
@@ -186,7 +186,7 @@ def measure(
     # (tlkit.finetune._boundary): the probe computed them for its few images, the fit
     # computes them for the rest too, at about the cost of running the backbone on them.
     left_train = len(train) - len(train_probe)
-    left_val = 0 if val is None else len(val) - len(val_probe)
+    left_val = 0 if val is None or val_probe is None else len(val) - len(val_probe)
     views = tuner.augment if callable(getattr(tuner.augment, "view", None)) else None
     n_views = max(len(views), 1) if views is not None else 1
     per_image = None
@@ -203,7 +203,7 @@ def measure(
             if per_image is None:
                 per_image = _seconds_per_image(tuner, train, clk)
             feature_s[i] = per_image * images
-    val_scale = 1.0 if val is None else len(val) / max(len(val_probe), 1)
+    val_scale = 1.0 if val is None or val_probe is None else len(val) / max(len(val_probe), 1)
     refill = tuple(  # the few images were cached, all of them will not be
         d is not None and d.is_part and tuner.cache_images_here(len(d)) is None
         for d in (train, val)
@@ -217,7 +217,8 @@ def measure(
 class _BatchEnds(keras.callbacks.Callback):
     def __init__(self, clock: Callable[[], float]) -> None:
         super().__init__()
-        self.clock, self.ends = clock, []
+        self.clock = clock
+        self.ends: list[float] = []
 
     def on_predict_batch_end(self, batch: int, logs: Any = None) -> None:
         self.ends.append(self.clock())
@@ -230,7 +231,7 @@ def _seconds_per_image(tuner: FineTuner, train: Data, clk: Callable[[], float]) 
     images cost, without the fixed cost of a pass (starting its pipeline).
     """
     data = _probe_data(train, tuner.batch_size, "train")
-    if data.is_part:
+    if data.part is not None:
         ds = data.part.to_dataset(tuner.image_size, batch_size=tuner.batch_size, shuffle=False)
     else:
         ds = data.dataset.map(lambda *e: e[0])
@@ -312,17 +313,25 @@ class TimeBudget:
         finally:
             tuner.schedule = original
             tuner._budget_deadlines = None
-            tuner.budget_plan["fit_s"] = clock() - self.started
+            self._plan()["fit_s"] = clock() - self.started
 
     def deadlines(self, costs: Sequence[PhaseCost], plan: EpochPlan) -> list[float]:
         """When each phase must end (clock readings) for the later phases to fit as planned."""
+        if self.seconds is None:  # pragma: no cover - applied() plans only with a budget
+            raise RuntimeError("no time budget to plan deadlines for; please report this")
         end = self.started + self.seconds
         later = [e * c.epoch_s + c.fixed_s for c, e in zip(costs, plan.epochs, strict=True)]
         return [end - sum(later[i + 1 :]) for i in range(len(later))]
 
     def _stopped(self, phase: str, epochs: int, planned: int) -> None:
-        stops = self.tuner.budget_plan.setdefault("stopped", [])
+        stops = self._plan().setdefault("stopped", [])
         stops.append({"phase": phase, "epochs": epochs, "planned_epochs": planned})
+
+    def _plan(self) -> dict[str, Any]:
+        """The tuner's ``budget_plan``, which :meth:`record` makes before the schedule runs."""
+        if self.tuner.budget_plan is None:  # pragma: no cover
+            raise RuntimeError("the time budget has no plan yet; please report this")
+        return self.tuner.budget_plan
 
     def record(self, costs: Sequence[PhaseCost], plan: EpochPlan, spent: float) -> None:
         self.tuner.budget_plan = {

@@ -91,7 +91,7 @@ def fit_classes(
     alone (``class_0``, ...): a SplitPart's names then replace them, provided
     the counts agree.
     """
-    if train.is_part:
+    if train.part is not None:
         part_names = list(train.part.class_names)
         if placeholder and class_names is not None:
             if len(part_names) != len(class_names):

@@ -71,7 +71,7 @@ def run_schedule(
     if tuner.seed is not None:
         keras.utils.set_random_seed(tuner.seed)
     phases = tuner.phases
-    k = len(tuner.class_names)
+    k = len(tuner._known_class_names())
     aug = _augment(tuner)
     onehot = tuner.label_smoothing > 0 or bool(aug is not None and aug.mixes_labels)
     class_weight = tuner.class_weight_dict(train)
@@ -170,12 +170,17 @@ class _Context:
             lambda x, y: (x, tf.one_hot(tf.cast(y, tf.int32), k) if y.shape.rank == 1 else y)
         )
 
+    def _val_data(self) -> Data:
+        if self.val is None:  # pragma: no cover - asked for only in a fit with validation data
+            raise RuntimeError("this fit has no validation data; please report this")
+        return self.val
+
     def features(self, which: str) -> np.ndarray:
         if which not in self._features:
-            data = self.train if which == "train" else self.val
+            data = self.train if which == "train" else self._val_data()
             t = self.tuner
             t.log(f"tlkit: computing backbone features of the {which} images once")
-            if data.is_part:
+            if data.part is not None:
                 ds = data.part.to_dataset(t.image_size, batch_size=t.batch_size, shuffle=False)
             else:
                 ds = data.dataset.map(lambda *e: e[0])
@@ -197,10 +202,10 @@ class _Context:
 
     def train_images(self, augment: bool) -> Any:
         t = self.tuner
-        if not self.train.is_part:
+        part = self.train.part
+        if part is None:
             return self.labels_for_loss(self.train.dataset)
         if augment not in self._train_images:
-            part = self.train.part
             ds = part.to_dataset(
                 t.image_size,
                 batch_size=t.batch_size,
@@ -218,13 +223,14 @@ class _Context:
             f = self.features("val")
             return lambda: np.asarray(model.predict_on_batch(f))
         if self._val_images is None:
-            if self.val.is_part:
-                part = self.val.part
+            val = self._val_data()
+            if val.part is not None:
+                part = val.part
                 self._val_images = part.to_dataset(
                     t.image_size, batch_size=t.batch_size, cache=t.cache_images_here(len(part))
                 ).map(lambda x, y: x)
             else:
-                self._val_images = self.val.dataset.map(lambda *e: e[0])
+                self._val_images = val.dataset.map(lambda *e: e[0])
         images = self._val_images
         return lambda: np.concatenate(
             [np.asarray(model.predict_on_batch(x)) for x in images.as_numpy_iterator()]
@@ -389,7 +395,7 @@ def _run_phase(
 def _fingerprint(tuner: FineTuner, train: Data) -> dict[str, Any]:
     return {
         "backbone": tuner.backbone_name,
-        "class_names": list(tuner.class_names),
+        "class_names": list(tuner._known_class_names()),
         "image_size": list(tuner.image_size),
         "schedule": tuner.schedule.get_config(),
         "train_examples": len(train),
@@ -403,13 +409,13 @@ def _save_state(
 ) -> None:  # fmt: skip
     if not tuner.is_chief():  # multi-worker: only the chief writes (TensorFlow's rule)
         return
-    d = Path(tuner.resume_dir)
+    d = _resume_dir(tuner)
     d.mkdir(parents=True, exist_ok=True)
     tag = f"{len(history):04d}{'d' if phase_done else ''}"
     weights = d / f"weights-{tag}.weights.h5"
     tuner.model.save_weights(weights)
     opt_file = d / f"optimizers-{tag}.npz"
-    arrays = {
+    arrays: dict[str, Any] = {
         f"{name}/{i}": np.asarray(v) for name, opt in tuner._optimizers.items()
         for i, v in enumerate(opt.variables)
     }  # fmt: skip
@@ -431,8 +437,14 @@ def _save_state(
             old.unlink(missing_ok=True)
 
 
+def _resume_dir(tuner: FineTuner) -> Path:
+    if tuner.resume_dir is None:  # pragma: no cover - the state is kept only with a resume_dir
+        raise RuntimeError("this fit has no resume_dir; please report this")
+    return Path(tuner.resume_dir)
+
+
 def _load_state(tuner: FineTuner, train: Data) -> dict[str, Any] | None:
-    d = Path(tuner.resume_dir)
+    d = _resume_dir(tuner)
     state = _schema.read_state_file(d, STATE_FILE)  # every field checked, or ScheduleError
     if state is None:
         return None

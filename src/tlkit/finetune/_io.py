@@ -44,7 +44,7 @@ def save_tuner(tuner: FineTuner, path: Path) -> Path:
     meta = {
         "format": FORMAT,
         "version": VERSION,
-        "class_names": list(tuner.class_names),
+        "class_names": list(tuner._known_class_names()),
         "backbone": tuner.backbone_name,
         "backbone_options": dict(getattr(tuner, "_backbone_options", {})),
         "image_size": list(tuner.image_size),
@@ -56,8 +56,9 @@ def save_tuner(tuner: FineTuner, path: Path) -> Path:
         "train_time_s": tuner.train_time_s,
         "history": tuner.history.to_dict() if tuner.history is not None else None,
     }
-    if getattr(tuner, "temperature", None) is not None:  # optional: absent when not calibrated
-        meta["temperature"] = float(tuner.temperature)
+    temperature = getattr(tuner, "temperature", None)
+    if temperature is not None:  # optional: absent when not calibrated
+        meta["temperature"] = float(temperature)
     with zipfile.ZipFile(tmp, "a") as z:
         z.writestr(META, json.dumps(meta))
     os.replace(tmp, path)

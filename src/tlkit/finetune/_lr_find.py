@@ -89,12 +89,14 @@ def lr_find(
         raise InvalidArgumentError(f"need 0 < min_lr < max_lr, got {min_lr!r}, {max_lr!r}")
     steps = check_int("steps", steps, minimum=5)
     data = as_data(train, "train")
-    if data.is_part and tuner.class_names is None:
+    if data.part is not None and tuner.class_names is None:
         tuner.class_names = list(data.part.class_names)
     net = tuner.build()
     phase = tuner.phases[0]
     cache, _ = decide_cache(tuner, data, [phase])
-    ctx = _Context(tuner, data, None, None, tuner.label_smoothing > 0, len(tuner.class_names))
+    ctx = _Context(
+        tuner, data, None, None, tuner.label_smoothing > 0, len(tuner._known_class_names())
+    )
     groups = _trainable_groups(tuner, phase)
     if cache:
         model = head_model(tuner.backbone.feature_dim, tuner._head_layers)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 
@@ -16,6 +16,8 @@ from tlkit.metrics import classification_metrics
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
+
+    from tlkit.finetune._tuner import FineTuner
 
 __all__ = ["ModelUse", "tta_views"]
 
@@ -53,6 +55,15 @@ class ModelUse:
         def is_chief(self) -> bool: ...
 
         def log(self, message: str) -> None: ...
+
+    def _known_class_names(self) -> list[str]:
+        """``class_names`` where they must be known (given to FineTuner, or set by fit or load)."""
+        if self.class_names is None:
+            raise ScheduleError(
+                "the number of classes is not known yet: pass class_names= or num_classes= to "
+                "FineTuner, or fit on a SplitPart (split.train), which knows its classes"
+            )
+        return self.class_names
 
     def _pixels(self, data: Any, batch_size: int | None = None) -> tuple[Any, np.ndarray | None]:
         return as_pixels(data, self.image_size, batch_size or self.batch_size)
@@ -105,7 +116,7 @@ class ModelUse:
         True
         """
         ds, _ = self._pixels(data, batch_size)
-        return Predictions(self._probabilities(ds, tta), self.class_names)
+        return Predictions(self._probabilities(ds, tta), self._known_class_names())
 
     def evaluate(
         self, data: Any, batch_size: int | None = None, *, tta: Any = None
@@ -121,7 +132,7 @@ class ModelUse:
         if labels is None:
             raise ScheduleError("evaluate needs labels: pass a SplitPart or a dataset of pairs")
         probs = self._probabilities(ds, tta)
-        return classification_metrics(np.asarray(labels), probs, len(self.class_names))
+        return classification_metrics(np.asarray(labels), probs, len(self._known_class_names()))
 
     def calibrate(self, val: Any, *, batch_size: int | None = None) -> float:
         """Fit a temperature on labelled validation data so that the probabilities can be trusted.
@@ -202,7 +213,7 @@ class ModelUse:
             )
         data = as_data(val, "val")  # refuses an empty part, a dataset without labels
         k = len(self.class_names or [])
-        if data.is_part and list(data.part.class_names) != list(self.class_names or []):
+        if data.part is not None and list(data.part.class_names) != list(self.class_names or []):
             raise ScheduleError(
                 f"calibrate(val): val has classes {list(data.part.class_names)} but the model "
                 f"was trained on {self.class_names}"
@@ -263,14 +274,14 @@ class ModelUse:
         if not self.is_chief():
             self.log(f"tlkit: not the chief worker: {path} is written by the chief")
             return Path(path)
-        return save_tuner(self, Path(path))
+        return save_tuner(cast("FineTuner", self), Path(path))
 
     @classmethod
     def load(cls: type[_T], path: str | os.PathLike[str]) -> _T:
         """Load a file written by :meth:`save` (Keras safe mode on)."""
         from tlkit.finetune._io import load_tuner
 
-        return load_tuner(cls, Path(path))
+        return cast(_T, load_tuner(cast("type[FineTuner]", cls), Path(path)))
 
     def lr_find(
         self,
@@ -285,4 +296,4 @@ class ModelUse:
         """
         from tlkit.finetune._lr_find import lr_find
 
-        return lr_find(self, train, min_lr=min_lr, max_lr=max_lr, steps=steps)
+        return lr_find(cast("FineTuner", self), train, min_lr=min_lr, max_lr=max_lr, steps=steps)

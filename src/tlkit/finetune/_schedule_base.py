@@ -186,6 +186,7 @@ class Schedule:
 
     def __repr__(self) -> str:
         cfg = self.get_config()["config"]
+        defaults: dict[str, Any]
         defaults = {"lr_decay": None, "lr_multipliers": {}, "warmup": 0.0, "cosine": True}
         defaults["train_bn"] = False
         shown = [f"{k}={v!r}" for k, v in cfg.items() if k not in defaults or defaults[k] != v]

@@ -458,6 +458,8 @@ class FineTuner(ModelUse):
         return self.history
 
     budget_plan: dict[str, Any] | None = None  # the plan of the last fit with a time_budget
+    # (deadlines, clock, on_stop) while a fit with a time_budget runs (see _budget.TimeBudget)
+    _budget_deadlines: tuple[list[float], Any, Any] | None
     _resumed = False
     _placeholder_names = False
     _size_given = True
@@ -468,7 +470,9 @@ class FineTuner(ModelUse):
             return None
         if isinstance(self.class_weight, Mapping):
             return {int(k): float(w) for k, w in self.class_weight.items()}
-        return class_weights(data.labels(), self.class_weight, num_classes=len(self.class_names))
+        return class_weights(
+            data.labels(), self.class_weight, num_classes=len(self._known_class_names())
+        )
 
     def cache_images_here(self, n: int) -> str | None:
         """``"memory"`` when decoded images are cached for ``n`` images, else None."""
