@@ -32,8 +32,7 @@ from tlkit._keras_model import input_image_size, unwrap
 from tlkit._validation import check_bool, check_choice, check_int, check_number, check_path
 from tlkit._version import __version__
 from tlkit.errors import ExportError, InvalidArgumentError
-from tlkit.export._check import check
-from tlkit.export._inputs import FORMATS, QUANTIZATIONS, batches, temperature_of
+from tlkit.export._check import FORMATS, QUANTIZATIONS, batches, check, temperature_of
 from tlkit.export._report import ExportReport, temperature_sentence
 from tlkit.export._runtime import labels_path, labels_text, require
 
@@ -42,7 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from tlkit.protocols import TrainedClassifier
 
-__all__ = ["FORMATS", "MARKER_NAME", "QUANTIZATIONS", "export", "marker_path", "write_export"]
+__all__ = ["MARKER_NAME", "export", "marker_path", "write_export"]
 
 log = logging.getLogger("tlkit.export")
 
