@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -148,35 +149,15 @@ def check(
             f"the Keras model takes {size[0]}x{size[1]}: it was exported from another model"
         )
     notes = list(notes)
-    keras_probs, exp_probs, labels = [], [], []
-    sample = None
-    if check_data is not None:
-        for x, y in batches(check_data, size, batch_size):
-            if sample is None:
-                sample = x[:1]
-            keras_probs.append(np.asarray(keras_model.predict_on_batch(x), np.float64))
-            exp_probs.append(np.asarray(exported.predict_on_batch(x), np.float64))
-            labels.append(y)
-        if not keras_probs:
-            raise ExportError("check_data holds no images")
+    keras_probs, exp_probs, labels, sample = _predict_both(
+        keras_model, exported, check_data, size, batch_size
+    )
     n = 0
     agreement = acc_before = acc_after = max_diff = None
     if keras_probs:
-        kp, ep = np.concatenate(keras_probs), np.concatenate(exp_probs)
-        if kp.shape != ep.shape:
-            raise ExportError(
-                f"{str(path)!r} outputs shape {ep.shape[1:]} but the Keras model {kp.shape[1:]}"
-            )
-        n = len(kp)
-        k_top, e_top = np.argmax(kp, axis=1), np.argmax(ep, axis=1)
-        agreement = float(np.mean(k_top == e_top))
-        max_diff = float(np.max(np.abs(kp - ep))) if np.all(np.isfinite(ep)) else float("inf")
-        if all(y is not None for y in labels):
-            y_true = np.concatenate(labels)
-            acc_before = float(np.mean(k_top == y_true))
-            acc_after = float(np.mean(e_top == y_true))
-        else:
-            notes.append("check data without labels: accuracy not measured")
+        n, agreement, max_diff, acc_before, acc_after = _agreement(
+            path, keras_probs, exp_probs, labels, notes
+        )
     else:
         notes.append("not checked: pass check_data (e.g. split.test) to compare predictions")
         sample = np.full((1, *size, 3), 127.0, np.float32)
@@ -203,19 +184,76 @@ def check(
         temperature=temperature,
     )
     if not report.passed:
-        acc = (
-            f"; accuracy {acc_before:.1%} (Keras) vs {acc_after:.1%} (export)"
-            if acc_before is not None and acc_after is not None
-            else ""
-        )
-        raise ExportCheckError(
-            f"the {report.kind} export {str(path)!r} agrees with the Keras model on "
-            f"{agreement:.1%} of {n} images (top-1), below the {report.min_agreement:.0%} "
-            f"required; max probability difference {max_diff:.3g}{acc}. Do not ship it: check "
-            "that the model includes its own preprocessing (it must take raw pixels in [0, 255])",
-            report,
-        )
+        raise _disagreement(report)
     return report
+
+
+def _predict_both(
+    keras_model: keras.Model,
+    exported: ExportedModel,
+    check_data: Any,
+    size: tuple[int, int],
+    batch_size: int,
+) -> tuple[list[np.ndarray], list[np.ndarray], list[Any], np.ndarray | None]:
+    """Both models' probabilities (float64) and the labels, batch by batch, and a first image."""
+    keras_probs, exp_probs, labels = [], [], []
+    sample = None
+    if check_data is not None:
+        for x, y in batches(check_data, size, batch_size):
+            if sample is None:
+                sample = x[:1]
+            keras_probs.append(np.asarray(keras_model.predict_on_batch(x), np.float64))
+            exp_probs.append(np.asarray(exported.predict_on_batch(x), np.float64))
+            labels.append(y)
+        if not keras_probs:
+            raise ExportError("check_data holds no images")
+    return keras_probs, exp_probs, labels, sample
+
+
+def _agreement(
+    path: Path,
+    keras_probs: list[np.ndarray],
+    exp_probs: list[np.ndarray],
+    labels: list[Any],
+    notes: list[str],
+) -> tuple[int, float, float, float | None, float | None]:
+    """``(n, agreement, max_diff, accuracy before, accuracy after)``; a note when unlabelled."""
+    acc_before = acc_after = None
+    kp, ep = np.concatenate(keras_probs), np.concatenate(exp_probs)
+    if kp.shape != ep.shape:
+        raise ExportError(
+            f"{str(path)!r} outputs shape {ep.shape[1:]} but the Keras model {kp.shape[1:]}"
+        )
+    n = len(kp)
+    k_top, e_top = np.argmax(kp, axis=1), np.argmax(ep, axis=1)
+    agreement = float(np.mean(k_top == e_top))
+    max_diff = float(np.max(np.abs(kp - ep))) if np.all(np.isfinite(ep)) else float("inf")
+    if all(y is not None for y in labels):
+        y_true = np.concatenate(labels)
+        acc_before = float(np.mean(k_top == y_true))
+        acc_after = float(np.mean(e_top == y_true))
+    else:
+        notes.append("check data without labels: accuracy not measured")
+    return n, agreement, max_diff, acc_before, acc_after
+
+
+def _disagreement(report: ExportReport) -> ExportCheckError:
+    """The error of an export that agrees with its Keras model too rarely, naming the figures."""
+    acc_before, acc_after = report.accuracy_before, report.accuracy_after
+    agreement, n, max_diff = report.agreement, report.n_checked, report.max_prob_diff
+    path = report.path
+    acc = (
+        f"; accuracy {acc_before:.1%} (Keras) vs {acc_after:.1%} (export)"
+        if acc_before is not None and acc_after is not None
+        else ""
+    )
+    return ExportCheckError(
+        f"the {report.kind} export {str(path)!r} agrees with the Keras model on "
+        f"{agreement:.1%} of {n} images (top-1), below the {report.min_agreement:.0%} "
+        f"required; max probability difference {max_diff:.3g}{acc}. Do not ship it: check "
+        "that the model includes its own preprocessing (it must take raw pixels in [0, 255])",
+        report,
+    )
 
 
 # -- what export() and check_export() read: the model's temperature, the data -------------------

@@ -178,24 +178,15 @@ def export(
     keras_model, holder = unwrap(model)
     names = getattr(holder, "class_names", None)
     temperature = temperature_of(model)
-    check_choice("format", format, FORMATS)
-    check_choice("quantize", quantize, QUANTIZATIONS)
-    if quantize is not None and format != "litert":
-        raise InvalidArgumentError(
-            f"quantize={quantize!r} works with format 'litert' only; {format} exports are float32"
-        )
-    if quantize == "int8" and representative is None:
-        raise InvalidArgumentError(
-            "quantize='int8' needs representative images to calibrate the int8 ranges: pass "
-            "representative=split.train (a SplitPart, dataset or image array)"
-        )
-    for name, value in [
-        ("max_representative", max_representative),
-        ("batch_size", batch_size),
-        ("latency_runs", latency_runs),
-    ]:
-        check_int(name, value, minimum=1)
-    check_number("min_agreement", min_agreement, low=0.0, high=1.0, allow_none=True)
+    _check_arguments(
+        format,
+        quantize,
+        representative,
+        min_agreement,
+        max_representative=max_representative,
+        batch_size=batch_size,
+        latency_runs=latency_runs,
+    )
     overwrite = check_bool("overwrite", overwrite)
     size = input_image_size(keras_model, ExportError, rgb=True)
     path = _output_path(check_path("path", path), format)
@@ -206,16 +197,8 @@ def export(
     if format == "onnx":
         require("tf2onnx", "onnx", "onnxruntime", why="ONNX export")
 
-    num_classes = int(keras_model.output_shape[-1])
     notes: list[str] = []
-    if names is None:
-        names = [f"class_{i}" for i in range(num_classes)]
-        notes.append("no class names were given: the labels file says class_0, class_1, ...")
-    names = [str(c) for c in names]
-    if len(names) != num_classes:
-        raise ExportError(
-            f"{len(names)} class names {names} but the model has {num_classes} outputs"
-        )
+    names = _class_names(names, int(keras_model.output_shape[-1]), notes)
     text = labels_text(names)  # a name that cannot go in the file is refused before writing
 
     kwargs: dict[str, Any] = {}
@@ -226,21 +209,7 @@ def export(
     # such a model, so call it once on a dummy batch of the input shape.
     keras_model(np.zeros((1, *size, 3), np.float32), training=False)
 
-    def write_model(tmp: Path) -> None:
-        try:
-            with _quiet_converters():
-                keras_model.export(str(tmp), format=keras_format, verbose=False, **kwargs)
-        except (ImportError, ModuleNotFoundError) as exc:
-            raise ExportError(f"{format} export needs a missing package: {exc}") from exc
-        except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            hint = (
-                "; some layers have no int8 kernel: try quantize='dynamic'"
-                if quantize == "int8"
-                else ""
-            )
-            raise ExportError(f"{format} export of the model failed: {first}{hint}") from exc
-
+    write_model = _model_writer(keras_model, format, keras_format, quantize, kwargs)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -263,6 +232,77 @@ def export(
 
 
 # -- helpers ------------------------------------------------------------------------------------
+
+
+def _check_arguments(
+    format: str,
+    quantize: str | None,
+    representative: Any,
+    min_agreement: float | None,
+    *,
+    max_representative: int,
+    batch_size: int,
+    latency_runs: int,
+) -> None:
+    """Refuse an argument value :func:`export` cannot use, naming the argument."""
+    check_choice("format", format, FORMATS)
+    check_choice("quantize", quantize, QUANTIZATIONS)
+    if quantize is not None and format != "litert":
+        raise InvalidArgumentError(
+            f"quantize={quantize!r} works with format 'litert' only; {format} exports are float32"
+        )
+    if quantize == "int8" and representative is None:
+        raise InvalidArgumentError(
+            "quantize='int8' needs representative images to calibrate the int8 ranges: pass "
+            "representative=split.train (a SplitPart, dataset or image array)"
+        )
+    for name, value in [
+        ("max_representative", max_representative),
+        ("batch_size", batch_size),
+        ("latency_runs", latency_runs),
+    ]:
+        check_int(name, value, minimum=1)
+    check_number("min_agreement", min_agreement, low=0.0, high=1.0, allow_none=True)
+
+
+def _class_names(names: Sequence[Any] | None, num_classes: int, notes: list[str]) -> list[str]:
+    """The labels file's class names: ``names``, else ``class_0``, ... (said in ``notes``)."""
+    if names is None:
+        names = [f"class_{i}" for i in range(num_classes)]
+        notes.append("no class names were given: the labels file says class_0, class_1, ...")
+    names = [str(c) for c in names]
+    if len(names) != num_classes:
+        raise ExportError(
+            f"{len(names)} class names {names} but the model has {num_classes} outputs"
+        )
+    return names
+
+
+def _model_writer(
+    keras_model: keras.Model,
+    format: str,
+    keras_format: str,
+    quantize: str | None,
+    kwargs: dict[str, Any],
+) -> Callable[[Path], None]:
+    """``write_model(tmp)`` for :func:`write_export`: Keras's exporter, failures as ExportError."""
+
+    def write_model(tmp: Path) -> None:
+        try:
+            with _quiet_converters():
+                keras_model.export(str(tmp), format=keras_format, verbose=False, **kwargs)
+        except (ImportError, ModuleNotFoundError) as exc:
+            raise ExportError(f"{format} export needs a missing package: {exc}") from exc
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            hint = (
+                "; some layers have no int8 kernel: try quantize='dynamic'"
+                if quantize == "int8"
+                else ""
+            )
+            raise ExportError(f"{format} export of the model failed: {first}{hint}") from exc
+
+    return write_model
 
 
 def _output_path(path: str | os.PathLike[str], format: str) -> Path:
