@@ -36,8 +36,8 @@ example with a tiny model is in :func:`export`)::
 (('litert', 'onnx', 'saved_model'), (None, 'dynamic', 'float16', 'int8'))
 """
 
-from tlkit.export._check import FLOAT_MIN_AGREEMENT, check_export
-from tlkit.export._export import FORMATS, QUANTIZATIONS, export
+from tlkit.export._check import FLOAT_MIN_AGREEMENT, FORMATS, QUANTIZATIONS, check_export
+from tlkit.export._export import export
 from tlkit.export._report import ExportReport
 from tlkit.export._runtime import ExportedModel, format_of, labels_path, read_labels
 
