@@ -22,8 +22,7 @@ Targets (module: functions; the tests that run against them):
   ``apportion``, ``_max_flow_01``, ``assign_groups``, ``_targets``,
   ``group_samples``; the splitter tests
 * ``data/_split.py``: ``Split.load`` and its checks; ``tests/test_manifest.py``
-* ``data/_manifest.py``, ``data/_manifest_trust.py``: the manifest schema, root
-  confinement and edit checks; ``tests/test_manifest_hostile.py``, ``tests/test_manifest_trust.py``
+* ``data/_manifest.py``: the manifest schema, root confinement and edit checks; ``tests/test_manifest_hostile.py``, ``tests/test_manifest_trust.py``
 
 Usage::
 
@@ -146,7 +145,7 @@ TARGETS = [
     ),
     Target(
         "manifest_trust",
-        "data/_manifest_trust.py",
+        "data/_manifest.py",
         ("resolve_root", "check_inside", "edit_problems"),
         ("tests/test_manifest_trust.py",),
     ),

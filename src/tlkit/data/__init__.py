@@ -22,13 +22,12 @@ from tlkit.data._neardup import (
     perceptual_hash,
     perceptual_hashes,
 )
-from tlkit.data._part import SplitPart
 from tlkit.data._pipeline import decode_errors as decode_errors
 from tlkit.data._pipeline import to_dataset
 from tlkit.data._sample import Sample
 from tlkit.data._scan import SUPPORTED_FORMATS, SkippedFile
 from tlkit.data._scan import inspect_file as inspect_file
-from tlkit.data._split import Split
+from tlkit.data._split import Split, SplitPart
 from tlkit.data._splitter import DatasetSplitter
 from tlkit.data._subsets import nested_subsets
 from tlkit.data._weights import CLASS_WEIGHT_MODES, class_weights

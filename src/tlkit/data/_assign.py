@@ -12,11 +12,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tlkit.data._manifest import SPLIT_NAMES
 from tlkit.data._sample import Sample
 from tlkit.errors import DatasetError
 
-__all__ = ["apportion", "assign_groups", "split_targets"]
+__all__ = ["SPLIT_NAMES", "apportion", "assign_groups", "split_targets"]
+
+SPLIT_NAMES = ("train", "val", "test")
 
 
 def apportion(counts: np.ndarray, fractions: np.ndarray) -> np.ndarray:

@@ -27,10 +27,9 @@ from tlkit._validation import (
     check_seed,
     type_name,
 )
-from tlkit.data._part import SplitPart
 from tlkit.data._sample import Sample
 from tlkit.data._scan import SkippedFile
-from tlkit.data._split import Split
+from tlkit.data._split import Split, SplitPart
 from tlkit.data._subsets import carve, derived_seed, leak_free_groups, partition
 from tlkit.errors import ArgumentTypeError, DatasetError, InvalidArgumentError, SmallClassError
 

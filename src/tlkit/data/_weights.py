@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from tlkit._validation import check_choice, check_int
-from tlkit.data._part import SplitPart
 from tlkit.data._sample import Sample
+from tlkit.data._split import SplitPart
 from tlkit.errors import DatasetError
 
 __all__ = ["CLASS_WEIGHT_MODES", "class_weights"]
