@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from tlkit.data._assign import SPLIT_NAMES, assign_groups, split_targets
+from tlkit.data._grouping import SPLIT_NAMES, assign_groups, split_targets
 from tlkit.data._sample import Sample
 from tlkit.data._scan import SkippedFile
 from tlkit.errors import ManifestError, TlkitError
@@ -450,7 +450,7 @@ def edit_problems(manifest: ParsedManifest) -> list[str]:
     """Where the stored assignment differs from what the splitter makes of the stored inputs.
 
     The assignment is a function of the samples' labels and groups, the
-    ``val``/``test`` shares and the seed (:func:`~tlkit.data._assign.assign_groups`),
+    ``val``/``test`` shares and the seed (:func:`~tlkit.data._grouping.assign_groups`),
     all in the manifest. Groups are read from the stored ``group`` keys
     (``groups=`` matches and near-duplicates cannot be recomputed without
     running the stored regex or decoding images), checked for the shape the

@@ -18,7 +18,7 @@ import numpy as np
 from tlkit._atomic import atomic_write_text
 from tlkit._validation import check_choice, check_int
 from tlkit.data import _manifest
-from tlkit.data._assign import SPLIT_NAMES
+from tlkit.data._grouping import SPLIT_NAMES
 from tlkit.data._manifest import MANIFEST_FORMAT, MANIFEST_VERSION
 from tlkit.data._pipeline import to_dataset
 from tlkit.data._sample import Sample, sample_labels, sample_paths

@@ -4,8 +4,8 @@ Cross-validation and learning curves cut a list of samples into parts: K folds,
 an inner validation carve-out, nested training fractions. Each cut regroups the
 samples with the splitter's grouping (:func:`~tlkit.data._grouping.group_samples`:
 identical content and the ``group`` key each sample carries) and places whole
-groups with the splitter's assignment (:func:`~tlkit.data._assign.apportion`,
-:func:`~tlkit.data._assign.assign_groups`), so a group never straddles two parts.
+groups with the splitter's assignment (:func:`~tlkit.data._grouping.apportion`,
+:func:`~tlkit.data._grouping.assign_groups`), so a group never straddles two parts.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tlkit.data._assign import apportion, assign_groups
-from tlkit.data._grouping import group_samples
+from tlkit.data._grouping import apportion, assign_groups, group_samples
 from tlkit.data._sample import Sample
 
 __all__ = ["carve", "derived_seed", "leak_free_groups", "nested_subsets", "partition"]
@@ -68,7 +67,7 @@ def partition(
 
     Each class's count per part is its exact share rounded (controlled
     rounding, :func:`~tlkit.data.apportion`); whole groups then fill those
-    targets (:func:`~tlkit.data._assign.assign_groups`). Parts come back
+    targets (:func:`~tlkit.data._grouping.assign_groups`). Parts come back
     sorted by path.
 
     Examples
