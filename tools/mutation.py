@@ -135,7 +135,7 @@ TARGETS = [
     Target(
         "split_load",
         "data/_split.py",
-        ("Split.load", "_leaks", "_check_file"),
+        ("Split.load", "_leaks_and_edits", "_load_warnings", "_leaks", "_check_file"),
         ("tests/test_manifest.py", "tests/test_manifest_trust.py"),
     ),
     Target(

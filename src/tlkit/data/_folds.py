@@ -265,6 +265,63 @@ def make_folds(
     repeats = check_int("repeats", repeats, minimum=1, maximum=MAX_FOLDS)
     seed = check_seed("seed", seed)
     allow_small_classes = check_bool("allow_small_classes", allow_small_classes)
+    pooled = _pooled(
+        data,
+        seed,
+        groups=groups,
+        groups_on=groups_on,
+        near_duplicates=near_duplicates,
+        on_conflict=on_conflict,
+        allow_small_classes=allow_small_classes,
+        verify=verify,
+        workers=workers,
+        progress=progress,
+    )
+    samples = sorted((s for p in pooled.parts.values() for s in p), key=lambda s: s.path)
+    names = tuple(pooled.class_names)
+    warn = list(pooled.warnings)
+    _check_folds(samples, names, folds, allow_small_classes, warn)
+    fold_names = [f"fold{k}" for k in range(folds)]
+    assignments = []
+    for r in range(repeats):
+        parts = partition(samples, len(names), [1.0 / folds] * folds, seed + r, fold_names)
+        empty = [k for k, n in enumerate(fold_names) if not parts[n]]
+        if empty:  # pragma: no cover - _check_folds guarantees enough groups
+            raise DatasetError(f"fold {empty[0]} is empty; use fewer folds")
+        assignments.append(tuple(parts[n] for n in fold_names))
+    params = {
+        **{k: v for k, v in pooled.params.items() if k not in ("val", "test")},
+        "folds": folds,
+        "repeats": repeats,
+        "seed": seed,
+    }
+    return Folds(
+        root=Path(pooled.root),
+        class_names=names,
+        folds=folds,
+        repeats=repeats,
+        seed=seed,
+        assignments=tuple(assignments),
+        skipped=tuple(pooled.skipped),
+        warnings=tuple(warn),
+        params=params,
+    )
+
+
+def _pooled(
+    data: str | os.PathLike[str] | Split,
+    seed: int,
+    *,
+    groups: str | Callable[[str], Hashable | None] | None,
+    groups_on: str,
+    near_duplicates: str | None,
+    on_conflict: str,
+    allow_small_classes: bool,
+    verify: bool,
+    workers: int | None,
+    progress: bool | None,
+) -> Split:
+    """Every file of ``data`` in one split: a Split as it is, a folder scanned by the splitter."""
     if isinstance(data, Split):
         given = {
             "groups": groups is not None,
@@ -299,35 +356,7 @@ def make_folds(
         raise ArgumentTypeError(
             f"data must be a dataset folder (str or os.PathLike) or a Split, got {type_name(data)}"
         )
-    samples = sorted((s for p in pooled.parts.values() for s in p), key=lambda s: s.path)
-    names = tuple(pooled.class_names)
-    warn = list(pooled.warnings)
-    _check_folds(samples, names, folds, allow_small_classes, warn)
-    fold_names = [f"fold{k}" for k in range(folds)]
-    assignments = []
-    for r in range(repeats):
-        parts = partition(samples, len(names), [1.0 / folds] * folds, seed + r, fold_names)
-        empty = [k for k, n in enumerate(fold_names) if not parts[n]]
-        if empty:  # pragma: no cover - _check_folds guarantees enough groups
-            raise DatasetError(f"fold {empty[0]} is empty; use fewer folds")
-        assignments.append(tuple(parts[n] for n in fold_names))
-    params = {
-        **{k: v for k, v in pooled.params.items() if k not in ("val", "test")},
-        "folds": folds,
-        "repeats": repeats,
-        "seed": seed,
-    }
-    return Folds(
-        root=Path(pooled.root),
-        class_names=names,
-        folds=folds,
-        repeats=repeats,
-        seed=seed,
-        assignments=tuple(assignments),
-        skipped=tuple(pooled.skipped),
-        warnings=tuple(warn),
-        params=params,
-    )
+    return pooled
 
 
 def _check_folds(

@@ -214,32 +214,18 @@ def to_dataset(
     from tlkit.data._decode import decode_stage
 
     if augmenter is not None and source.name in ("val", "test"):
-        warnings.warn(
-            f"augmenting the {source.name!r} part: augmentation is meant for training data; "
-            "evaluate on unaugmented images (augment=None)",
-            UserWarning,
-            stacklevel=3,
-        )
+        _warn_augmenting(source.name)
     paths = sample_paths(source.root, source.samples)
     check_exists(paths, missing_ok=not check_files)
     n = len(paths)
     parallel = tf.data.AUTOTUNE if num_parallel_calls is None else num_parallel_calls
     labels = sample_labels(source.samples)
-    orientations = np.asarray(
-        [s.orientation if 1 <= s.orientation <= 8 else 1 for s in source.samples], dtype=np.int32
-    )
     order = np.arange(n)
     if shuffle and cache_mode is not None:
         # The cache keeps one order; start from a random permutation so the
         # shuffle buffer after it mixes classes even when it holds few images.
         order = np.random.default_rng(seed).permutation(n)
-    ds = tf.data.Dataset.from_tensor_slices(
-        (
-            tf.constant([paths[i] for i in order], dtype=tf.string, shape=(n,)),
-            tf.constant(orientations[order], dtype=tf.int32, shape=(n,)),
-            tf.constant(labels[order], dtype=tf.int32, shape=(n,)),
-        )
-    )
+    ds = _file_list(source, paths, labels, order)
     if shuffle and cache_mode is None:
         ds = ds.shuffle(shuffle_buffer or max(n, 1), seed=seed, reshuffle_each_iteration=True)
 
@@ -248,14 +234,9 @@ def to_dataset(
     # the count is known: say so, and Keras shows epoch progress instead of "ran out of data".
     ds = ds.apply(tf.data.experimental.assert_cardinality(n))
     if cache_mode is not None:
-        ds = ds.cache(
-            cache_file(
-                cache_mode, source.name, source.root, source.samples, size, resize, order, shuffle
-            )
+        ds = _cache_stage(
+            ds, cache_mode, source, size, resize, order, shuffle, shuffle_buffer, seed
         )
-        if shuffle:
-            buffer = shuffle_buffer or (n if cache_mode == "" else FILE_CACHE_SHUFFLE_BUFFER)
-            ds = ds.shuffle(max(1, min(buffer, n)), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     ds = augment_stage(
         ds,
@@ -271,6 +252,59 @@ def to_dataset(
     options = tf.data.Options()
     options.deterministic = deterministic
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _warn_augmenting(part: str) -> None:
+    """Warn that the ``val`` or ``test`` part is being augmented (at the caller of ``to_dataset``)."""
+    warnings.warn(
+        f"augmenting the {part!r} part: augmentation is meant for training data; "
+        "evaluate on unaugmented images (augment=None)",
+        UserWarning,
+        stacklevel=4,
+    )
+
+
+def _file_list(
+    source: _Source, paths: list[str], labels: np.ndarray, order: np.ndarray
+) -> tf.data.Dataset:
+    """The pipeline's first elements: ``(path, EXIF orientation, label)`` per file, in ``order``."""
+    import tensorflow as tf
+
+    n = len(paths)
+    orientations = np.asarray(
+        [s.orientation if 1 <= s.orientation <= 8 else 1 for s in source.samples], dtype=np.int32
+    )
+    return tf.data.Dataset.from_tensor_slices(
+        (
+            tf.constant([paths[i] for i in order], dtype=tf.string, shape=(n,)),
+            tf.constant(orientations[order], dtype=tf.int32, shape=(n,)),
+            tf.constant(labels[order], dtype=tf.int32, shape=(n,)),
+        )
+    )
+
+
+def _cache_stage(
+    ds: tf.data.Dataset,
+    cache_mode: str,
+    source: _Source,
+    size: tuple[int, int],
+    resize: str,
+    order: np.ndarray,
+    shuffle: bool,
+    shuffle_buffer: int | None,
+    seed: int | None,
+) -> tf.data.Dataset:
+    """Cache the decoded images (in memory, or in a file under ``cache_mode``), then shuffle them."""
+    n = len(order)
+    ds = ds.cache(
+        cache_file(
+            cache_mode, source.name, source.root, source.samples, size, resize, order, shuffle
+        )
+    )
+    if shuffle:
+        buffer = shuffle_buffer or (n if cache_mode == "" else FILE_CACHE_SHUFFLE_BUFFER)
+        ds = ds.shuffle(max(1, min(buffer, n)), seed=seed, reshuffle_each_iteration=True)
+    return ds
 
 
 def _as_source(

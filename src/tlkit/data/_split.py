@@ -379,23 +379,7 @@ class Split:
         path = Path(path)
         where = repr(str(path))
         manifest = _manifest.parse_manifest(_manifest.read_manifest(path, limit), path)
-        rows = [{**s.to_dict(), "split": part} for s, part in manifest.entries]
-        leaks = _leaks(rows)
-        if leaks and on_leak == "error":
-            raise ManifestError(
-                f"manifest {where} leaks between its parts ({len(leaks)} problem(s)):\n  "
-                + "\n  ".join(leaks[:20])
-                + (f"\n  ... and {len(leaks) - 20} more" if len(leaks) > 20 else "")
-                + "\nRe-split the folder, or load with on_leak='warn' to inspect it."
-            )
-        edits = _manifest.edit_problems(manifest)
-        if edits and on_edit == "error":
-            raise ManifestMismatchError(
-                f"manifest {where} was edited since tlkit wrote it ({len(edits)} problem(s)):\n  "
-                + "\n  ".join(edits[:5])
-                + (f"\n  ... and {len(edits) - 5} more" if len(edits) > 5 else "")
-                + "\nRe-split the folder, or load with on_edit='warn' to use it as written."
-            )
+        leaks, edits = _leaks_and_edits(manifest, where, on_leak, on_edit)
         root_path = _manifest.resolve_root(path, manifest, root)
         real_root = os.path.realpath(root_path)
         class_names = manifest.class_names
@@ -412,28 +396,8 @@ class Split:
                 continue
             by_split[name].append(sample)
         if problems and on_mismatch == "error":
-            shown = "\n  ".join(problems[:20])
-            more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-            raise ManifestMismatchError(
-                f"{len(problems)} file(s) listed in {where} are missing or changed under "
-                f"{str(root_path)!r}:\n  {shown}{more}\nRestore them, re-split, or load with "
-                f"on_mismatch='skip' to leave them out."
-            )
-        warnings = list(manifest.warnings)
-        if edits:
-            message = f"the manifest was edited since tlkit wrote it: {'; '.join(edits[:5])}" + (
-                f"; ... and {len(edits) - 5} more" if len(edits) > 5 else ""
-            )
-            warnings.append(message)
-            _warnings.warn(f"{where}: {message}", UserWarning, stacklevel=2)
-        if leaks:
-            message = f"the manifest leaks between its parts: {'; '.join(leaks[:5])}" + (
-                f"; ... and {len(leaks) - 5} more" if len(leaks) > 5 else ""
-            )
-            warnings.append(message)
-            _warnings.warn(f"{where}: {message}", UserWarning, stacklevel=2)
-        if problems:
-            warnings.append(f"{len(problems)} file(s) missing or changed since the split was made")
+            raise _mismatch_error(problems, where, root_path)
+        warnings = _load_warnings(manifest, where, leaks, edits, problems)
         parts = {
             n: SplitPart(n, root_path, class_names, tuple(sorted(v, key=lambda s: s.path)))
             for n, v in by_split.items()
@@ -448,6 +412,68 @@ class Split:
             warnings=tuple(warnings),
             params=manifest.params,
         )
+
+
+def _leaks_and_edits(
+    manifest: _manifest.ParsedManifest, where: str, on_leak: str, on_edit: str
+) -> tuple[list[str], list[str]]:
+    """A manifest's leaks between parts and hand edits; raises for those ``on_*="error"`` refuses."""
+    rows = [{**s.to_dict(), "split": part} for s, part in manifest.entries]
+    leaks = _leaks(rows)
+    if leaks and on_leak == "error":
+        raise ManifestError(
+            f"manifest {where} leaks between its parts ({len(leaks)} problem(s)):\n  "
+            + "\n  ".join(leaks[:20])
+            + (f"\n  ... and {len(leaks) - 20} more" if len(leaks) > 20 else "")
+            + "\nRe-split the folder, or load with on_leak='warn' to inspect it."
+        )
+    edits = _manifest.edit_problems(manifest)
+    if edits and on_edit == "error":
+        raise ManifestMismatchError(
+            f"manifest {where} was edited since tlkit wrote it ({len(edits)} problem(s)):\n  "
+            + "\n  ".join(edits[:5])
+            + (f"\n  ... and {len(edits) - 5} more" if len(edits) > 5 else "")
+            + "\nRe-split the folder, or load with on_edit='warn' to use it as written."
+        )
+    return leaks, edits
+
+
+def _mismatch_error(problems: list[str], where: str, root_path: Path) -> ManifestMismatchError:
+    """The error for files missing or changed since the split was made (``on_mismatch="error"``)."""
+    shown = "\n  ".join(problems[:20])
+    more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+    return ManifestMismatchError(
+        f"{len(problems)} file(s) listed in {where} are missing or changed under "
+        f"{str(root_path)!r}:\n  {shown}{more}\nRestore them, re-split, or load with "
+        f"on_mismatch='skip' to leave them out."
+    )
+
+
+def _load_warnings(
+    manifest: _manifest.ParsedManifest,
+    where: str,
+    leaks: list[str],
+    edits: list[str],
+    problems: list[str],
+) -> list[str]:
+    """A loaded split's warnings: the stored ones, hand edits and leaks (each also warned, at the
+    caller of :meth:`Split.load`), then the count of files missing or changed."""
+    warnings = list(manifest.warnings)
+    if edits:
+        message = f"the manifest was edited since tlkit wrote it: {'; '.join(edits[:5])}" + (
+            f"; ... and {len(edits) - 5} more" if len(edits) > 5 else ""
+        )
+        warnings.append(message)
+        _warnings.warn(f"{where}: {message}", UserWarning, stacklevel=3)
+    if leaks:
+        message = f"the manifest leaks between its parts: {'; '.join(leaks[:5])}" + (
+            f"; ... and {len(leaks) - 5} more" if len(leaks) > 5 else ""
+        )
+        warnings.append(message)
+        _warnings.warn(f"{where}: {message}", UserWarning, stacklevel=3)
+    if problems:
+        warnings.append(f"{len(problems)} file(s) missing or changed since the split was made")
+    return warnings
 
 
 def _leaks(samples: list[dict[str, Any]]) -> list[str]:
