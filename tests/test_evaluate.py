@@ -22,7 +22,7 @@ from conftest import make_tree
 
 from tlkit import DatasetSplitter
 from tlkit.compare import ComparisonReport
-from tlkit.data._subsets import leak_free_groups
+from tlkit.data._folds import leak_free_groups
 from tlkit.errors import ArgumentTypeError, ComparisonError, EvaluationError, InvalidArgumentError
 from tlkit.evaluate import (
     CVResult,

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from tlkit import DatasetSplitter
 from tlkit.data import Folds, Sample, make_folds
-from tlkit.data._subsets import leak_free_groups, nested_subsets, partition
+from tlkit.data._folds import leak_free_groups, nested_subsets, partition
 from tlkit.errors import ArgumentTypeError, DatasetError, InvalidArgumentError, SmallClassError
 
 

@@ -16,7 +16,7 @@ tf = pytest.importorskip("tensorflow")
 
 from tlkit.augment import PRESETS  # noqa: E402
 from tlkit.augment._keras_seeding import StatelessSeed, seed_tensor, seeded  # noqa: E402
-from tlkit.augment._presets import preset_layers  # noqa: E402
+from tlkit.augment._pipeline import preset_layers  # noqa: E402
 
 # Every layer type the presets use, and the label-mixing layers the pipeline supports.
 LAYER_TYPES = sorted(

@@ -270,7 +270,7 @@ def test_single_worker_equals_parallel(tree: Path) -> None:
 
 
 def test_apportion_keeps_sums() -> None:
-    from tlkit.data._splitter import apportion
+    from tlkit.data._grouping import apportion
 
     t = apportion(np.array([80, 20, 8]), np.array([0.7, 0.15, 0.15]))
     assert t.sum(axis=1).tolist() == [80, 20, 8]

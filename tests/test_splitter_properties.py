@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tlkit import DatasetSplitter
-from tlkit.data import apportion
+from tlkit.data._grouping import apportion
 
 POOL = 160
 

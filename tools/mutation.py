@@ -18,12 +18,12 @@ Targets (module: functions; the tests that run against them):
   ``tests/test_compare_boundaries.py tests/test_compare_stats.py``
 * ``compare/_comparator.py``: ``_pairwise`` and ``_warnings``;
   ``tests/test_compare_boundaries.py``
-* ``data/_assign.py``, ``data/_splitter.py``, ``data/_grouping.py``:
+* ``data/_grouping.py`` (grouping and assignment), ``data/_splitter.py``:
   ``apportion``, ``_max_flow_01``, ``assign_groups``, ``_targets``,
   ``group_samples``; the splitter tests
 * ``data/_split.py``: ``Split.load`` and its checks; ``tests/test_manifest.py``
-* ``data/_manifest.py``, ``data/_manifest_trust.py``: the manifest schema, root
-  confinement and edit checks; ``tests/test_manifest_hostile.py``, ``tests/test_manifest_trust.py``
+* ``data/_manifest.py``: the manifest schema, root confinement and edit checks;
+  ``tests/test_manifest_hostile.py``, ``tests/test_manifest_trust.py``
 
 Usage::
 
@@ -101,7 +101,7 @@ TARGETS = [
     ),
     Target(
         "splitter_assign",
-        "data/_assign.py",
+        "data/_grouping.py",
         ("apportion", "_max_flow_01", "assign_groups", "split_targets"),
         (
             "tests/test_splitter_determinism.py",
@@ -135,7 +135,7 @@ TARGETS = [
     Target(
         "split_load",
         "data/_split.py",
-        ("Split.load", "_leaks", "_check_file"),
+        ("Split.load", "_leaks_and_edits", "_load_warnings", "_leaks", "_check_file"),
         ("tests/test_manifest.py", "tests/test_manifest_trust.py"),
     ),
     Target(
@@ -146,7 +146,7 @@ TARGETS = [
     ),
     Target(
         "manifest_trust",
-        "data/_manifest_trust.py",
+        "data/_manifest.py",
         ("resolve_root", "check_inside", "edit_problems"),
         ("tests/test_manifest_trust.py",),
     ),
@@ -250,7 +250,7 @@ NAMED = [
     ),
     Named(
         "splitter orders ties by hash() instead of blake2b",
-        "data/_assign.py",
+        "data/_grouping.py",
         (
             (
                 (

@@ -3,8 +3,7 @@
 Importing this package imports TensorFlow and Keras.
 """
 
-from tlkit.augment._pipeline import AugmentationPipeline
-from tlkit.augment._presets import PRESETS
+from tlkit.augment._pipeline import PRESETS, AugmentationPipeline
 from tlkit.augment._views import VIEW_SETS, VIEWS, Views
 
 __all__ = ["PRESETS", "VIEWS", "VIEW_SETS", "AugmentationPipeline", "Views"]

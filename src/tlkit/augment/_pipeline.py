@@ -1,4 +1,4 @@
-"""AugmentationPipeline: an ordered list of Keras image augmentation layers."""
+"""AugmentationPipeline: an ordered list of Keras augmentation layers, and the named presets."""
 
 from __future__ import annotations
 
@@ -14,13 +14,12 @@ import tensorflow as tf
 
 from tlkit._validation import check_choice, check_seed, type_name
 from tlkit.augment._keras_seeding import seed_tensor, seeded
-from tlkit.augment._presets import PRESETS, preset_layers
 from tlkit.errors import ArgumentTypeError, InvalidArgumentError
 
 if TYPE_CHECKING:  # pragma: no cover
     from tlkit.data import Sample, SplitPart
 
-__all__ = ["AugmentationPipeline"]
+__all__ = ["PRESETS", "AugmentationPipeline", "preset_layers"]
 
 # Config keys every layer has that say nothing about the augmentation itself.
 _REPR_SKIP = frozenset({"name", "trainable", "dtype", "data_format", "seed"})
@@ -345,3 +344,51 @@ def _normalised(config: dict[str, Any]) -> str:
         inner = {k: v for k, v in layer.get("config", {}).items() if k != "name"}
         layers.append({**layer, "config": inner})
     return json.dumps({**config, "layers": layers}, sort_keys=True)
+
+
+# -- the named presets: lists of Keras 3 layers ------------------------------------------
+
+#: Preset names, weakest first.
+PRESETS = ("none", "light", "standard", "heavy")
+
+
+def preset_layers(name: str, seed: int | None, interpolation: str) -> list[keras.layers.Layer]:
+    """Fresh layers of preset ``name``; layer ``i`` gets seed ``seed + i`` (if a seed is set).
+
+    Geometric warps reflect at the borders and run after resizing, at the
+    output size. The cheap flip comes first and the photometric layer last.
+    """
+    counter = iter(range(100))
+
+    def s() -> int | None:
+        i = next(counter)
+        return None if seed is None else seed + i
+
+    warp = {"fill_mode": "reflect", "interpolation": interpolation}
+    L = keras.layers
+    if name == "none":
+        return []
+    if name == "light":
+        return [
+            L.RandomFlip("horizontal", seed=s()),
+            L.RandomTranslation(0.05, 0.05, seed=s(), **warp),
+        ]
+    if name == "standard":
+        return [
+            L.RandomFlip("horizontal", seed=s()),
+            L.RandomRotation(0.05, seed=s(), **warp),
+            L.RandomZoom(0.1, seed=s(), **warp),
+            L.RandomContrast((0.1, 0.1), seed=s()),
+        ]
+    if name == "heavy":
+        return [
+            L.RandomFlip("horizontal", seed=s()),
+            L.RandomRotation(0.1, seed=s(), **warp),
+            L.RandomZoom(0.2, seed=s(), **warp),
+            L.RandomTranslation(0.1, 0.1, seed=s(), **warp),
+            L.RandomContrast((0.2, 0.2), seed=s()),
+            L.RandomBrightness(0.2, seed=s()),
+        ]
+    raise InvalidArgumentError(
+        f"preset must be one of {', '.join(map(repr, PRESETS))}; got {name!r}"
+    )

@@ -12,7 +12,7 @@ own layers (augmentation previews, the command line) but are not part of the
 public API: they are left out of ``__all__``.
 """
 
-from tlkit.data._folds import DEFAULT_INNER_VAL, Folds, make_folds
+from tlkit.data._folds import DEFAULT_INNER_VAL, Folds, make_folds, nested_subsets
 from tlkit.data._neardup import (
     DEFAULT_HASH_SIZE,
     DEFAULT_HASH_THRESHOLD,
@@ -22,15 +22,13 @@ from tlkit.data._neardup import (
     perceptual_hash,
     perceptual_hashes,
 )
-from tlkit.data._part import SplitPart
 from tlkit.data._pipeline import decode_errors as decode_errors
 from tlkit.data._pipeline import to_dataset
 from tlkit.data._sample import Sample
 from tlkit.data._scan import SUPPORTED_FORMATS, SkippedFile
 from tlkit.data._scan import inspect_file as inspect_file
-from tlkit.data._split import Split
+from tlkit.data._split import Split, SplitPart
 from tlkit.data._splitter import DatasetSplitter
-from tlkit.data._subsets import nested_subsets
 from tlkit.data._weights import CLASS_WEIGHT_MODES, class_weights
 
 __all__ = [

@@ -1,4 +1,11 @@
-"""Cross-validation folds: stratified, seeded and leak-free, by the splitter's rules.
+"""Cross-validation folds and nested training subsets: stratified, seeded, leak-free cuts.
+
+Cross-validation and learning curves cut a list of samples into parts: K folds,
+an inner validation carve-out, nested training fractions. Each cut regroups the
+samples with the splitter's grouping (:func:`~tlkit.data._grouping.group_samples`:
+identical content and the ``group`` key each sample carries) and places whole
+groups with the splitter's assignment (:func:`~tlkit.data._grouping.apportion`,
+:func:`~tlkit.data._grouping.assign_groups`), so a group never straddles two parts.
 
 :func:`make_folds` pools a folder (scanned by :class:`~tlkit.DatasetSplitter`,
 which checks every file, resolves label conflicts and groups duplicates,
@@ -6,14 +13,16 @@ which checks every file, resolves label conflicts and groups duplicates,
 :class:`~tlkit.data.Split`, then places whole groups into ``K`` folds with the
 splitter's own assignment. :meth:`Folds.split` turns one fold into a
 :class:`~tlkit.data.Split` (the other folds train, with an inner validation
-carve-out; this fold tests).
+carve-out; this fold tests). :func:`nested_subsets` makes the nested training
+fractions of a learning curve.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings as _warnings
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,14 +36,23 @@ from tlkit._validation import (
     check_seed,
     type_name,
 )
-from tlkit.data._part import SplitPart
+from tlkit.data._grouping import apportion, assign_groups, group_samples
 from tlkit.data._sample import Sample
 from tlkit.data._scan import SkippedFile
-from tlkit.data._split import Split
-from tlkit.data._subsets import carve, derived_seed, leak_free_groups, partition
+from tlkit.data._split import Split, SplitPart
 from tlkit.errors import ArgumentTypeError, DatasetError, InvalidArgumentError, SmallClassError
 
-__all__ = ["DEFAULT_INNER_VAL", "MAX_FOLDS", "Folds", "make_folds"]
+__all__ = [
+    "DEFAULT_INNER_VAL",
+    "MAX_FOLDS",
+    "Folds",
+    "carve",
+    "derived_seed",
+    "leak_free_groups",
+    "make_folds",
+    "nested_subsets",
+    "partition",
+]
 
 #: Share of the training folds carved out (stratified, group-safe) to choose the best epoch.
 DEFAULT_INNER_VAL = 0.15
@@ -247,6 +265,63 @@ def make_folds(
     repeats = check_int("repeats", repeats, minimum=1, maximum=MAX_FOLDS)
     seed = check_seed("seed", seed)
     allow_small_classes = check_bool("allow_small_classes", allow_small_classes)
+    pooled = _pooled(
+        data,
+        seed,
+        groups=groups,
+        groups_on=groups_on,
+        near_duplicates=near_duplicates,
+        on_conflict=on_conflict,
+        allow_small_classes=allow_small_classes,
+        verify=verify,
+        workers=workers,
+        progress=progress,
+    )
+    samples = sorted((s for p in pooled.parts.values() for s in p), key=lambda s: s.path)
+    names = tuple(pooled.class_names)
+    warn = list(pooled.warnings)
+    _check_folds(samples, names, folds, allow_small_classes, warn)
+    fold_names = [f"fold{k}" for k in range(folds)]
+    assignments = []
+    for r in range(repeats):
+        parts = partition(samples, len(names), [1.0 / folds] * folds, seed + r, fold_names)
+        empty = [k for k, n in enumerate(fold_names) if not parts[n]]
+        if empty:  # pragma: no cover - _check_folds guarantees enough groups
+            raise DatasetError(f"fold {empty[0]} is empty; use fewer folds")
+        assignments.append(tuple(parts[n] for n in fold_names))
+    params = {
+        **{k: v for k, v in pooled.params.items() if k not in ("val", "test")},
+        "folds": folds,
+        "repeats": repeats,
+        "seed": seed,
+    }
+    return Folds(
+        root=Path(pooled.root),
+        class_names=names,
+        folds=folds,
+        repeats=repeats,
+        seed=seed,
+        assignments=tuple(assignments),
+        skipped=tuple(pooled.skipped),
+        warnings=tuple(warn),
+        params=params,
+    )
+
+
+def _pooled(
+    data: str | os.PathLike[str] | Split,
+    seed: int,
+    *,
+    groups: str | Callable[[str], Hashable | None] | None,
+    groups_on: str,
+    near_duplicates: str | None,
+    on_conflict: str,
+    allow_small_classes: bool,
+    verify: bool,
+    workers: int | None,
+    progress: bool | None,
+) -> Split:
+    """Every file of ``data`` in one split: a Split as it is, a folder scanned by the splitter."""
     if isinstance(data, Split):
         given = {
             "groups": groups is not None,
@@ -281,35 +356,7 @@ def make_folds(
         raise ArgumentTypeError(
             f"data must be a dataset folder (str or os.PathLike) or a Split, got {type_name(data)}"
         )
-    samples = sorted((s for p in pooled.parts.values() for s in p), key=lambda s: s.path)
-    names = tuple(pooled.class_names)
-    warn = list(pooled.warnings)
-    _check_folds(samples, names, folds, allow_small_classes, warn)
-    fold_names = [f"fold{k}" for k in range(folds)]
-    assignments = []
-    for r in range(repeats):
-        parts = partition(samples, len(names), [1.0 / folds] * folds, seed + r, fold_names)
-        empty = [k for k, n in enumerate(fold_names) if not parts[n]]
-        if empty:  # pragma: no cover - _check_folds guarantees enough groups
-            raise DatasetError(f"fold {empty[0]} is empty; use fewer folds")
-        assignments.append(tuple(parts[n] for n in fold_names))
-    params = {
-        **{k: v for k, v in pooled.params.items() if k not in ("val", "test")},
-        "folds": folds,
-        "repeats": repeats,
-        "seed": seed,
-    }
-    return Folds(
-        root=Path(pooled.root),
-        class_names=names,
-        folds=folds,
-        repeats=repeats,
-        seed=seed,
-        assignments=tuple(assignments),
-        skipped=tuple(pooled.skipped),
-        warnings=tuple(warn),
-        params=params,
-    )
+    return pooled
 
 
 def _check_folds(
@@ -345,3 +392,131 @@ def _check_folds(
             )
         warn.append(msg)
         _warnings.warn(msg, stacklevel=3)
+
+
+# -- leak-free subsets: the cuts folds and learning curves make --------------------------
+
+
+def derived_seed(seed: int, *parts: object) -> int:
+    """A seed for one sub-task (``seed`` and a label such as ``("val", repeat, fold)``).
+
+    Examples
+    --------
+    >>> derived_seed(0, "val", 0, 1) == derived_seed(0, "val", 0, 1) != derived_seed(0, "val", 0, 2)
+    True
+    """
+    text = "\x00".join(map(str, (seed, *parts)))
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=6).digest(), "big")
+
+
+def leak_free_groups(samples: Sequence[Sample]) -> list[list[Sample]]:
+    """The samples as the splitter's leak-free groups.
+
+    Files with identical content, and files sharing a non-empty ``group`` key
+    (set by the splitter for duplicates, ``groups=`` matches and
+    near-duplicates, or read from a manifest), form one group.
+
+    Examples
+    --------
+    >>> a, b = Sample("x/1.png", 0, "h1", group="g"), Sample("x/2.png", 0, "h2", group="g")
+    >>> [[s.path for s in g] for g in leak_free_groups([a, b, Sample("y/3.png", 1, "h3")])]
+    [['x/1.png', 'x/2.png'], ['y/3.png']]
+    """
+    key = {s.path: (s.group or None) for s in samples}
+    return group_samples(list(samples), key.get)
+
+
+def _labels(samples: Sequence[Sample], num_classes: int) -> np.ndarray:
+    return np.bincount(
+        np.asarray([s.label for s in samples], dtype=np.int64), minlength=num_classes
+    ).astype(np.int64)
+
+
+def partition(
+    samples: Sequence[Sample],
+    num_classes: int,
+    fractions: Sequence[float],
+    seed: int,
+    names: Sequence[str],
+) -> dict[str, tuple[Sample, ...]]:
+    """Cut ``samples`` into stratified parts of the given shares, whole groups only.
+
+    Each class's count per part is its exact share rounded (controlled
+    rounding, :func:`~tlkit.data.apportion`); whole groups then fill those
+    targets (:func:`~tlkit.data._grouping.assign_groups`). Parts come back
+    sorted by path.
+
+    Examples
+    --------
+    >>> s = [Sample(f"{c}/{i}.png", k, f"{c}{i}") for k, c in enumerate("ab") for i in range(4)]
+    >>> parts = partition(s, 2, [0.5, 0.5], seed=0, names=["f0", "f1"])
+    >>> [sorted(x.label for x in p) for p in parts.values()]
+    [[0, 0, 1, 1], [0, 0, 1, 1]]
+    """
+    counts = _labels(samples, num_classes)
+    targets = apportion(counts, np.asarray(fractions, dtype=np.float64))
+    return _place(samples, targets, seed, names)
+
+
+def _place(
+    samples: Sequence[Sample], targets: np.ndarray, seed: int, names: Sequence[str]
+) -> dict[str, tuple[Sample, ...]]:
+    assigned = assign_groups(leak_free_groups(samples), targets, seed, names=tuple(names))
+    given = {s.path: s for s in samples}  # the samples as given (grouping rewrote their keys)
+    return {
+        n: tuple(sorted((given[s.path] for s in assigned[n]), key=lambda s: s.path)) for n in names
+    }
+
+
+def carve(
+    samples: Sequence[Sample], num_classes: int, share: float, seed: int
+) -> tuple[tuple[Sample, ...], tuple[Sample, ...]]:
+    """Split off a stratified, group-safe ``share`` of ``samples``: ``(rest, carved)``.
+
+    Examples
+    --------
+    >>> s = [Sample(f"{c}/{i}.png", k, f"{c}{i}") for k, c in enumerate("ab") for i in range(10)]
+    >>> rest, val = carve(s, 2, 0.2, seed=0)
+    >>> len(rest), sorted(x.label for x in val)
+    (16, [0, 0, 1, 1])
+    """
+    parts = partition(samples, num_classes, [1.0 - share, share], seed, ("rest", "carved"))
+    return parts["rest"], parts["carved"]
+
+
+def nested_subsets(
+    samples: Sequence[Sample],
+    num_classes: int,
+    fractions: Sequence[float],
+    seed: int,
+) -> list[tuple[Sample, ...]]:
+    """Nested, stratified, group-safe subsets: one per fraction, each inside the next.
+
+    ``fractions`` increase in ``(0, 1]``. Each subset holds about its fraction
+    of every class (the exact share of the full list, rounded; at least one
+    image of each class present), cut out of the next larger subset, so a
+    smaller subset is always contained in a larger one; a fraction of ``1``
+    is the whole list.
+
+    Examples
+    --------
+    >>> s = [Sample(f"{c}/{i}.png", k, f"{c}{i}") for k, c in enumerate("ab") for i in range(10)]
+    >>> subs = nested_subsets(s, 2, [0.2, 0.6, 1.0], seed=0)
+    >>> [len(x) for x in subs], set(subs[0]) <= set(subs[1]) <= set(subs[2])
+    ([4, 12, 20], True)
+    """
+    counts = _labels(samples, num_classes)
+    parent: tuple[Sample, ...] = tuple(sorted(samples, key=lambda s: s.path))
+    out: list[tuple[Sample, ...]] = []
+    for f in sorted(fractions, reverse=True):
+        if f >= 1.0:
+            out.append(parent)
+            continue
+        want = apportion(counts, np.asarray([f, 1.0 - f]))[:, 0]
+        want = np.maximum(want, np.minimum(counts, 1))  # every class present keeps an image
+        have = _labels(parent, num_classes)
+        want = np.minimum(want, have)
+        targets = np.stack([want, have - want], axis=1)
+        parent = _place(parent, targets, seed, ("keep", "drop"))["keep"]
+        out.append(parent)
+    return out[::-1]

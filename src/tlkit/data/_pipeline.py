@@ -1,22 +1,32 @@
 """The input pipeline: samples to a batched, augmented ``tf.data.Dataset``.
 
-:func:`to_dataset` checks its arguments and chains the stages, each in its own
-module: decoding (``_decode_stage``), caching (``_cache``), augmentation
-(``_augment_step``) and error translation (``_decode_errors``). TensorFlow is
-imported when :func:`to_dataset` is first called, not when this module is
-imported, so ``import tlkit`` stays cheap.
+:func:`to_dataset` checks its arguments and chains the stages. The module holds
+the pipeline whole but for decoding (:mod:`tlkit.data._decode`, which imports
+TensorFlow): the check that every file exists and may be read, and the
+translation of decode failures back into
+:class:`~tlkit.errors.ImageDecodeError` (:func:`decode_errors`); the cache of
+decoded images; and the augmentation step, which calls any
+:class:`~tlkit.protocols.Augmenter` once per batch. TensorFlow is imported when
+:func:`to_dataset` is first called, not when this module is imported, so
+``import tlkit`` stays cheap.
 """
 
 from __future__ import annotations
 
+import codecs
+import contextlib
+import hashlib
+import json
 import os
+import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from tlkit._files import file_problem
 from tlkit._validation import (
     check_bool,
     check_choice,
@@ -25,18 +35,24 @@ from tlkit._validation import (
     check_seed,
     type_name,
 )
-from tlkit.data._augment_step import augment_stage, check_augmenter
-from tlkit.data._cache import FILE_CACHE_SHUFFLE_BUFFER, cache_file, check_cache
-from tlkit.data._decode_errors import check_exists, decode_errors
 from tlkit.data._sample import PartLike, Sample, sample_labels, sample_paths
-from tlkit.errors import ArgumentTypeError, DatasetError, InvalidArgumentError
+from tlkit.errors import ArgumentTypeError, DatasetError, ImageDecodeError, InvalidArgumentError
+from tlkit.protocols import Augmenter
 
 if TYPE_CHECKING:  # pragma: no cover
     import tensorflow as tf
 
-    from tlkit.protocols import Augmenter
-
-__all__ = ["decode_errors", "to_dataset"]
+__all__ = [
+    "FILE_CACHE_SHUFFLE_BUFFER",
+    "as_decode_error",
+    "augment_stage",
+    "cache_file",
+    "check_augmenter",
+    "check_cache",
+    "check_exists",
+    "decode_errors",
+    "to_dataset",
+]
 
 _RESIZE_POLICIES = ("stretch", "crop", "pad")
 
@@ -195,35 +211,21 @@ def to_dataset(
 
     import tensorflow as tf
 
-    from tlkit.data._decode_stage import decode_stage
+    from tlkit.data._decode import decode_stage
 
     if augmenter is not None and source.name in ("val", "test"):
-        warnings.warn(
-            f"augmenting the {source.name!r} part: augmentation is meant for training data; "
-            "evaluate on unaugmented images (augment=None)",
-            UserWarning,
-            stacklevel=3,
-        )
+        _warn_augmenting(source.name)
     paths = sample_paths(source.root, source.samples)
     check_exists(paths, missing_ok=not check_files)
     n = len(paths)
     parallel = tf.data.AUTOTUNE if num_parallel_calls is None else num_parallel_calls
     labels = sample_labels(source.samples)
-    orientations = np.asarray(
-        [s.orientation if 1 <= s.orientation <= 8 else 1 for s in source.samples], dtype=np.int32
-    )
     order = np.arange(n)
     if shuffle and cache_mode is not None:
         # The cache keeps one order; start from a random permutation so the
         # shuffle buffer after it mixes classes even when it holds few images.
         order = np.random.default_rng(seed).permutation(n)
-    ds = tf.data.Dataset.from_tensor_slices(
-        (
-            tf.constant([paths[i] for i in order], dtype=tf.string, shape=(n,)),
-            tf.constant(orientations[order], dtype=tf.int32, shape=(n,)),
-            tf.constant(labels[order], dtype=tf.int32, shape=(n,)),
-        )
-    )
+    ds = _file_list(source, paths, labels, order)
     if shuffle and cache_mode is None:
         ds = ds.shuffle(shuffle_buffer or max(n, 1), seed=seed, reshuffle_each_iteration=True)
 
@@ -232,14 +234,9 @@ def to_dataset(
     # the count is known: say so, and Keras shows epoch progress instead of "ran out of data".
     ds = ds.apply(tf.data.experimental.assert_cardinality(n))
     if cache_mode is not None:
-        ds = ds.cache(
-            cache_file(
-                cache_mode, source.name, source.root, source.samples, size, resize, order, shuffle
-            )
+        ds = _cache_stage(
+            ds, cache_mode, source, size, resize, order, shuffle, shuffle_buffer, seed
         )
-        if shuffle:
-            buffer = shuffle_buffer or (n if cache_mode == "" else FILE_CACHE_SHUFFLE_BUFFER)
-            ds = ds.shuffle(max(1, min(buffer, n)), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     ds = augment_stage(
         ds,
@@ -255,6 +252,59 @@ def to_dataset(
     options = tf.data.Options()
     options.deterministic = deterministic
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _warn_augmenting(part: str) -> None:
+    """Warn that the ``val`` or ``test`` part is being augmented (at the caller of ``to_dataset``)."""
+    warnings.warn(
+        f"augmenting the {part!r} part: augmentation is meant for training data; "
+        "evaluate on unaugmented images (augment=None)",
+        UserWarning,
+        stacklevel=4,
+    )
+
+
+def _file_list(
+    source: _Source, paths: list[str], labels: np.ndarray, order: np.ndarray
+) -> tf.data.Dataset:
+    """The pipeline's first elements: ``(path, EXIF orientation, label)`` per file, in ``order``."""
+    import tensorflow as tf
+
+    n = len(paths)
+    orientations = np.asarray(
+        [s.orientation if 1 <= s.orientation <= 8 else 1 for s in source.samples], dtype=np.int32
+    )
+    return tf.data.Dataset.from_tensor_slices(
+        (
+            tf.constant([paths[i] for i in order], dtype=tf.string, shape=(n,)),
+            tf.constant(orientations[order], dtype=tf.int32, shape=(n,)),
+            tf.constant(labels[order], dtype=tf.int32, shape=(n,)),
+        )
+    )
+
+
+def _cache_stage(
+    ds: tf.data.Dataset,
+    cache_mode: str,
+    source: _Source,
+    size: tuple[int, int],
+    resize: str,
+    order: np.ndarray,
+    shuffle: bool,
+    shuffle_buffer: int | None,
+    seed: int | None,
+) -> tf.data.Dataset:
+    """Cache the decoded images (in memory, or in a file under ``cache_mode``), then shuffle them."""
+    n = len(order)
+    ds = ds.cache(
+        cache_file(
+            cache_mode, source.name, source.root, source.samples, size, resize, order, shuffle
+        )
+    )
+    if shuffle:
+        buffer = shuffle_buffer or (n if cache_mode == "" else FILE_CACHE_SHUFFLE_BUFFER)
+        ds = ds.shuffle(max(1, min(buffer, n)), seed=seed, reshuffle_each_iteration=True)
+    return ds
 
 
 def _as_source(
@@ -303,3 +353,299 @@ def _as_source(
                 f"class_names were given"
             )
     return _Source(part.name if part is not None else "samples", folder, names, items)
+
+
+# -- files: checked before, decode failures translated after -----------------------------
+# A failure inside a tf.data graph can only surface as a TensorFlow error; the decode stage
+# puts the file path in its message (tlkit.data._decode.decode_error_message), and
+# decode_errors turns such an error back into ImageDecodeError.
+
+# TensorFlow prints the message C-escaped (quote as backslash-quote, non-ASCII bytes as octal).
+_ERROR_RE = re.compile(
+    r"ImageDecodeError: (cannot (?:read|decode) image file \\?'(.*?)\\?': "
+    r"(?:it is|the file)[^\]\n]*)"
+)
+
+
+def check_exists(paths: list[str], missing_ok: bool = False) -> None:
+    """Raise :class:`~tlkit.errors.ImageDecodeError` naming the files of ``paths`` that
+    are missing, or that the pipeline must not read.
+
+    Each path is checked with ``os.stat`` only (:func:`tlkit._files.file_problem`),
+    never opened: a named pipe, socket or device (or a symlink to one), a folder,
+    or a file over :data:`tlkit._files.MAX_FILE_BYTES` is refused with its reason,
+    whatever ``missing_ok`` says (reading one would hang or exhaust memory).
+    Missing files are refused unless ``missing_ok``.
+
+    Examples
+    --------
+    >>> check_exists([])
+    >>> check_exists(["/no/such/file.png"])
+    Traceback (most recent call last):
+    ...
+    tlkit.errors.ImageDecodeError: 1 image file(s) of the split are missing: '/no/such/file.png'. Restore them, or make a new split.
+    >>> check_exists(["/dev/zero"], missing_ok=True)
+    Traceback (most recent call last):
+    ...
+    tlkit.errors.ImageDecodeError: refused to read image file '/dev/zero': not a regular file: a character device. Remove it from the split, or replace it with the image file.
+    """
+    missing = []
+    for p in paths:
+        reason = file_problem(p)
+        if reason is None:
+            continue
+        if not reason.startswith("missing"):
+            err = ImageDecodeError(
+                f"refused to read image file {p!r}: {reason}. Remove it from the split, or "
+                "replace it with the image file."
+            )
+            err.path = p  # type: ignore[attr-defined]
+            raise err
+        missing.append(p)
+    if missing and not missing_ok:
+        shown = ", ".join(repr(p) for p in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        err = ImageDecodeError(
+            f"{len(missing)} image file(s) of the split are missing: {shown}{more}. "
+            "Restore them, or make a new split."
+        )
+        err.path = missing[0]  # type: ignore[attr-defined]
+        raise err
+
+
+@contextlib.contextmanager
+def decode_errors() -> Iterator[None]:
+    """Turn the pipeline's decode failures into :class:`~tlkit.errors.ImageDecodeError`.
+
+    Inside a TensorFlow graph an error can only be a TensorFlow error; the
+    pipeline's carries the file path in its message. Within this context, such
+    an error is re-raised as ``ImageDecodeError`` with the path in ``.path``.
+
+    Examples
+    --------
+    >>> with decode_errors():
+    ...     raise RuntimeError("ImageDecodeError: cannot read image file 'a.png': it is missing")
+    Traceback (most recent call last):
+    ...
+    tlkit.errors.ImageDecodeError: cannot read image file 'a.png': it is missing
+    """
+    try:
+        yield
+    except Exception as exc:
+        converted = as_decode_error(exc)
+        if converted is None:
+            raise
+        raise converted from exc
+
+
+def as_decode_error(exc: BaseException) -> ImageDecodeError | None:
+    """The :class:`~tlkit.errors.ImageDecodeError` a TensorFlow error stands for, if any."""
+    match = _ERROR_RE.search(str(exc))
+    if match is None:
+        return None
+    path = _unescape(match.group(2))
+    err = ImageDecodeError(_unescape(match.group(1).strip()))
+    err.path = path  # type: ignore[attr-defined]
+    return err
+
+
+def _unescape(text: str) -> str:
+    """Undo TensorFlow's C escaping of a message fragment."""
+    try:
+        raw = codecs.escape_decode(text.encode("utf-8"))[0]
+    except ValueError:
+        return text
+    return raw.decode("utf-8", errors="replace")
+
+
+# -- the cache of decoded images ---------------------------------------------------------
+
+
+_CACHE_VERSION = 1
+#: Default shuffle buffer after a file cache (a memory cache shuffles everything).
+FILE_CACHE_SHUFFLE_BUFFER = 1024
+
+
+def check_cache(cache: str | os.PathLike[str] | None) -> str | None:
+    """``None`` (no cache), ``""`` (memory) or a folder path.
+
+    Examples
+    --------
+    >>> check_cache("memory"), check_cache(None)
+    ('', None)
+    >>> check_cache(3)
+    Traceback (most recent call last):
+    ...
+    tlkit.errors.ArgumentTypeError: cache must be None, 'memory' or a folder path, got 3 (int)
+    """
+    if cache is None:
+        return None
+    if cache == "memory":
+        return ""
+    if not isinstance(cache, (str, os.PathLike)):
+        raise ArgumentTypeError(
+            f"cache must be None, 'memory' or a folder path, got {cache!r} ({type_name(cache)})"
+        )
+    if not os.fspath(cache):
+        raise InvalidArgumentError("cache must be None, 'memory' or a folder path, got ''")
+    return os.fspath(cache)
+
+
+def cache_file(
+    folder: str,
+    name: str,
+    root: str | os.PathLike[str],
+    samples: Sequence[Sample],
+    size: tuple[int, int],
+    resize: str,
+    order: np.ndarray,
+    shuffled: bool,
+) -> str:
+    """``""`` for memory, else a file prefix in ``folder`` named by a fingerprint.
+
+    The fingerprint covers the samples (path, content hash, label, orientation)
+    in the order they are cached, the root, the size and resize policy, so a
+    cache file is never reused for other images or settings.
+    """
+    if folder == "":
+        return ""
+    h = hashlib.sha256()
+    h.update(
+        json.dumps(
+            {
+                "version": _CACHE_VERSION,
+                "root": os.path.abspath(root),
+                "size": size,
+                "resize": resize,
+                "shuffled": shuffled,
+            }
+        ).encode()
+    )
+    for i in order:
+        s = samples[int(i)]
+        h.update(f"\0{s.path}\0{s.sha256}\0{s.label}\0{s.orientation}".encode())
+    os.makedirs(folder, exist_ok=True)
+    return os.path.join(folder, f"tlkit-{name}-{size[0]}x{size[1]}-{h.hexdigest()[:16]}")
+
+
+# -- the augmentation step ---------------------------------------------------------------
+# The data layer does not know tlkit.augment (a higher layer): it calls any object that
+# implements tlkit.protocols.Augmenter, such as AugmentationPipeline, with one stateless seed
+# per batch.
+
+# What isinstance(x, Augmenter) looks for, to name what an object lacks.
+_AUGMENTER_MEMBERS = ("seed", "layers", "mixes_labels", "clone", "output_size", "apply")
+
+
+def check_augmenter(augment: Any) -> Augmenter | None:
+    """``augment`` if it is an :class:`~tlkit.protocols.Augmenter` or ``None``.
+
+    A preset name or a list of layers is refused with the call to make instead:
+    resolving them needs :mod:`tlkit.augment`, which this layer does not import.
+
+    Examples
+    --------
+    >>> check_augmenter(None) is None
+    True
+    >>> check_augmenter("light")
+    Traceback (most recent call last):
+    ...
+    tlkit.errors.ArgumentTypeError: augment='light': pass tlkit.augment.AugmentationPipeline.preset('light', seed=...) (to_dataset takes an Augmenter or None, not a preset name)
+    """
+    if augment is None or isinstance(augment, Augmenter):
+        return augment
+    if isinstance(augment, str):
+        raise ArgumentTypeError(
+            f"augment={augment!r}: pass tlkit.augment.AugmentationPipeline.preset({augment!r}, "
+            "seed=...) (to_dataset takes an Augmenter or None, not a preset name)"
+        )
+    if isinstance(augment, Sequence):
+        raise ArgumentTypeError(
+            f"augment is a {type_name(augment)} of {len(augment)} item(s): pass "
+            "tlkit.augment.AugmentationPipeline([...layers], seed=...) (to_dataset takes an "
+            "Augmenter or None, not a list of layers)"
+        )
+    missing = [m for m in _AUGMENTER_MEMBERS if not hasattr(augment, m)]
+    raise ArgumentTypeError(
+        "augment must be an Augmenter (e.g. tlkit.augment.AugmentationPipeline, or any object "
+        f"implementing tlkit.protocols.Augmenter) or None, got {type_name(augment)}, "
+        f"which lacks {', '.join(missing)}"
+    )
+
+
+def augment_stage(
+    ds: tf.data.Dataset,
+    augmenter: Augmenter | None,
+    *,
+    seed: int | None,
+    num_classes: int,
+    size: tuple[int, int],
+    batch_size: int,
+    drop_remainder: bool,
+    parallel: int | None,
+    deterministic: bool,
+) -> tf.data.Dataset:
+    """Batches of ``(uint8 images, labels)`` to ``(float32 images, labels)``, augmented.
+
+    Each batch gets its own stateless seed, drawn from a seeded stream that
+    changes every epoch: augmentation can run on several batches at once and
+    stay reproducible. ``parallel=None`` means one batch per core (at most 8).
+    """
+    import tensorflow as tf
+
+    if augmenter is None or not augmenter.layers:
+        return ds.map(
+            lambda x, y: (tf.cast(x, tf.float32), y),
+            num_parallel_calls=tf.data.AUTOTUNE if parallel is None else parallel,
+            deterministic=deterministic,
+        )
+    if augmenter.mixes_labels and num_classes < 1:
+        raise InvalidArgumentError(
+            "MixUp/CutMix need one-hot labels: pass class_names= (or a SplitPart)"
+        )
+    fn = _augment_fn(augmenter.clone(), num_classes, size, batch_size, drop_remainder)
+    aug_seed = augmenter.seed if augmenter.seed is not None else seed
+    seeds = tf.data.Dataset.random(seed=aug_seed, rerandomize_each_iteration=True)
+    seeds = seeds.batch(2, drop_remainder=True)  # static shape (2,), as Augmenter promises
+    return tf.data.Dataset.zip((ds, seeds)).map(
+        fn,
+        num_parallel_calls=_augment_parallelism() if parallel is None else parallel,
+        deterministic=deterministic,
+    )
+
+
+def _augment_parallelism() -> int:
+    """Batches augmented at once: one per core (at most 8, each holds a float32 batch).
+
+    Fixed rather than AUTOTUNE: with a cache, augmentation is the only work
+    left and the autotuner was seen to keep it at one batch at a time.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 8))
+
+
+def _augment_fn(
+    augmenter: Augmenter,
+    num_classes: int,
+    size: tuple[int, int],
+    batch_size: int,
+    drop_remainder: bool,
+):
+    import tensorflow as tf
+
+    out_h, out_w = augmenter.output_size(size)
+    batch = batch_size if drop_remainder else None
+
+    def fn(batch_xy: tuple[tf.Tensor, tf.Tensor], seed: tf.Tensor):
+        images, labels = batch_xy
+        images = tf.cast(images, tf.float32)
+        if augmenter.mixes_labels:
+            labels = tf.one_hot(labels, num_classes, dtype=tf.float32)
+        images, labels = augmenter.apply(images, labels, seed=seed)
+        images = tf.ensure_shape(tf.cast(images, tf.float32), (batch, out_h, out_w, 3))
+        return images, labels
+
+    return fn

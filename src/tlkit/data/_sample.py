@@ -1,6 +1,6 @@
 """The sample record, and what the input pipeline reads from a list of samples.
 
-:class:`~tlkit.data.SplitPart` (``_part.py``) is built on these; the input pipeline
+:class:`~tlkit.data.SplitPart` (``_split.py``) is built on these; the input pipeline
 (``_pipeline.py``) reads a :class:`PartLike`, so it needs no ``SplitPart`` import.
 """
 

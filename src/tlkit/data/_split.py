@@ -1,4 +1,6 @@
-"""The result of a split: three parts, the class names, what was skipped, and a manifest."""
+"""The result of a split: :class:`Split` (three parts, the class names, what was skipped, and a
+manifest) and :class:`SplitPart`, the ordered, read-only sequence of samples that makes one part.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +8,104 @@ import json
 import os
 import warnings as _warnings
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
+
+import numpy as np
 
 from tlkit._atomic import atomic_write_text
 from tlkit._validation import check_choice, check_int
-from tlkit.data import _manifest, _manifest_trust
-from tlkit.data._manifest import MANIFEST_FORMAT, MANIFEST_VERSION, SPLIT_NAMES
-from tlkit.data._part import SplitPart
-from tlkit.data._sample import Sample
+from tlkit.data import _manifest
+from tlkit.data._grouping import SPLIT_NAMES
+from tlkit.data._manifest import MANIFEST_FORMAT, MANIFEST_VERSION
+from tlkit.data._pipeline import to_dataset
+from tlkit.data._sample import Sample, sample_labels, sample_paths
 from tlkit.data._scan import SkippedFile, inspect_file
 from tlkit.errors import DatasetError, ManifestError, ManifestMismatchError
 
-__all__ = ["SPLIT_NAMES", "Split"]
+if TYPE_CHECKING:  # pragma: no cover
+    import tensorflow as tf
+
+__all__ = ["SPLIT_NAMES", "Split", "SplitPart"]
+
+
+@dataclass(frozen=True)
+class SplitPart(Sequence[Sample]):
+    """An ordered, read-only sequence of samples (``split.train`` and friends).
+
+    Parameters
+    ----------
+    name : str
+        ``"train"``, ``"val"`` or ``"test"``.
+    root : pathlib.Path
+        Folder the sample paths are relative to.
+    class_names : tuple of str
+        Class names; ``sample.label`` indexes into it.
+    samples : tuple of Sample
+        The samples, sorted by relative path.
+
+    Examples
+    --------
+    >>> part = SplitPart("train", Path("."), ("a", "b"), (Sample("a/1.png", 0),))
+    >>> len(part), part.labels.tolist()
+    (1, [0])
+    """
+
+    name: str
+    root: Path
+    class_names: tuple[str, ...]
+    samples: tuple[Sample, ...] = field(default=())
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @overload
+    def __getitem__(self, i: int) -> Sample: ...
+    @overload
+    def __getitem__(self, i: slice) -> SplitPart: ...
+    def __getitem__(self, i: int | slice) -> Sample | SplitPart:
+        if isinstance(i, slice):
+            return SplitPart(self.name, self.root, self.class_names, self.samples[i])
+        return self.samples[i]
+
+    def __iter__(self) -> Iterator[Sample]:
+        return iter(self.samples)
+
+    def __repr__(self) -> str:
+        return f"SplitPart(name={self.name!r}, n={len(self)}, root={str(self.root)!r})"
+
+    @property
+    def paths(self) -> list[str]:
+        """Absolute file paths, in sample order."""
+        return sample_paths(self.root, self.samples)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Class indices as an ``int32`` array, in sample order."""
+        return sample_labels(self.samples)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes of the split this part belongs to."""
+        return len(self.class_names)
+
+    def class_counts(self) -> dict[str, int]:
+        """Number of samples per class name (every class listed, zeros included)."""
+        counts = (
+            np.bincount(self.labels, minlength=self.num_classes)
+            if len(self)
+            else (np.zeros(self.num_classes, dtype=int))
+        )
+        return {c: int(n) for c, n in zip(self.class_names, counts, strict=True)}
+
+    def to_dataset(self, image_size: int | tuple[int, int] = 224, **kwargs: Any) -> tf.data.Dataset:
+        """Return a ``tf.data.Dataset`` of ``(images, labels)`` batches.
+
+        See :func:`tlkit.data.to_dataset` for the arguments.
+        """
+        return to_dataset(self, image_size=image_size, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -294,24 +379,8 @@ class Split:
         path = Path(path)
         where = repr(str(path))
         manifest = _manifest.parse_manifest(_manifest.read_manifest(path, limit), path)
-        rows = [{**s.to_dict(), "split": part} for s, part in manifest.entries]
-        leaks = _leaks(rows)
-        if leaks and on_leak == "error":
-            raise ManifestError(
-                f"manifest {where} leaks between its parts ({len(leaks)} problem(s)):\n  "
-                + "\n  ".join(leaks[:20])
-                + (f"\n  ... and {len(leaks) - 20} more" if len(leaks) > 20 else "")
-                + "\nRe-split the folder, or load with on_leak='warn' to inspect it."
-            )
-        edits = _manifest_trust.edit_problems(manifest)
-        if edits and on_edit == "error":
-            raise ManifestMismatchError(
-                f"manifest {where} was edited since tlkit wrote it ({len(edits)} problem(s)):\n  "
-                + "\n  ".join(edits[:5])
-                + (f"\n  ... and {len(edits) - 5} more" if len(edits) > 5 else "")
-                + "\nRe-split the folder, or load with on_edit='warn' to use it as written."
-            )
-        root_path = _manifest_trust.resolve_root(path, manifest, root)
+        leaks, edits = _leaks_and_edits(manifest, where, on_leak, on_edit)
+        root_path = _manifest.resolve_root(path, manifest, root)
         real_root = os.path.realpath(root_path)
         class_names = manifest.class_names
         by_split: dict[str, list[Sample]] = {n: [] for n in SPLIT_NAMES}
@@ -319,7 +388,7 @@ class Split:
         problems: list[str] = []
         for sample, name in manifest.entries:
             rel = sample.path
-            _manifest_trust.check_inside(root_path, real_root, rel, where)
+            _manifest.check_inside(root_path, real_root, rel, where)
             problem = _check_file(root_path / rel, sample, verify)
             if problem:
                 problems.append(f"{rel}: {problem}")
@@ -327,28 +396,8 @@ class Split:
                 continue
             by_split[name].append(sample)
         if problems and on_mismatch == "error":
-            shown = "\n  ".join(problems[:20])
-            more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-            raise ManifestMismatchError(
-                f"{len(problems)} file(s) listed in {where} are missing or changed under "
-                f"{str(root_path)!r}:\n  {shown}{more}\nRestore them, re-split, or load with "
-                f"on_mismatch='skip' to leave them out."
-            )
-        warnings = list(manifest.warnings)
-        if edits:
-            message = f"the manifest was edited since tlkit wrote it: {'; '.join(edits[:5])}" + (
-                f"; ... and {len(edits) - 5} more" if len(edits) > 5 else ""
-            )
-            warnings.append(message)
-            _warnings.warn(f"{where}: {message}", UserWarning, stacklevel=2)
-        if leaks:
-            message = f"the manifest leaks between its parts: {'; '.join(leaks[:5])}" + (
-                f"; ... and {len(leaks) - 5} more" if len(leaks) > 5 else ""
-            )
-            warnings.append(message)
-            _warnings.warn(f"{where}: {message}", UserWarning, stacklevel=2)
-        if problems:
-            warnings.append(f"{len(problems)} file(s) missing or changed since the split was made")
+            raise _mismatch_error(problems, where, root_path)
+        warnings = _load_warnings(manifest, where, leaks, edits, problems)
         parts = {
             n: SplitPart(n, root_path, class_names, tuple(sorted(v, key=lambda s: s.path)))
             for n, v in by_split.items()
@@ -363,6 +412,68 @@ class Split:
             warnings=tuple(warnings),
             params=manifest.params,
         )
+
+
+def _leaks_and_edits(
+    manifest: _manifest.ParsedManifest, where: str, on_leak: str, on_edit: str
+) -> tuple[list[str], list[str]]:
+    """A manifest's leaks between parts and hand edits; raises for those ``on_*="error"`` refuses."""
+    rows = [{**s.to_dict(), "split": part} for s, part in manifest.entries]
+    leaks = _leaks(rows)
+    if leaks and on_leak == "error":
+        raise ManifestError(
+            f"manifest {where} leaks between its parts ({len(leaks)} problem(s)):\n  "
+            + "\n  ".join(leaks[:20])
+            + (f"\n  ... and {len(leaks) - 20} more" if len(leaks) > 20 else "")
+            + "\nRe-split the folder, or load with on_leak='warn' to inspect it."
+        )
+    edits = _manifest.edit_problems(manifest)
+    if edits and on_edit == "error":
+        raise ManifestMismatchError(
+            f"manifest {where} was edited since tlkit wrote it ({len(edits)} problem(s)):\n  "
+            + "\n  ".join(edits[:5])
+            + (f"\n  ... and {len(edits) - 5} more" if len(edits) > 5 else "")
+            + "\nRe-split the folder, or load with on_edit='warn' to use it as written."
+        )
+    return leaks, edits
+
+
+def _mismatch_error(problems: list[str], where: str, root_path: Path) -> ManifestMismatchError:
+    """The error for files missing or changed since the split was made (``on_mismatch="error"``)."""
+    shown = "\n  ".join(problems[:20])
+    more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+    return ManifestMismatchError(
+        f"{len(problems)} file(s) listed in {where} are missing or changed under "
+        f"{str(root_path)!r}:\n  {shown}{more}\nRestore them, re-split, or load with "
+        f"on_mismatch='skip' to leave them out."
+    )
+
+
+def _load_warnings(
+    manifest: _manifest.ParsedManifest,
+    where: str,
+    leaks: list[str],
+    edits: list[str],
+    problems: list[str],
+) -> list[str]:
+    """A loaded split's warnings: the stored ones, hand edits and leaks (each also warned, at the
+    caller of :meth:`Split.load`), then the count of files missing or changed."""
+    warnings = list(manifest.warnings)
+    if edits:
+        message = f"the manifest was edited since tlkit wrote it: {'; '.join(edits[:5])}" + (
+            f"; ... and {len(edits) - 5} more" if len(edits) > 5 else ""
+        )
+        warnings.append(message)
+        _warnings.warn(f"{where}: {message}", UserWarning, stacklevel=3)
+    if leaks:
+        message = f"the manifest leaks between its parts: {'; '.join(leaks[:5])}" + (
+            f"; ... and {len(leaks) - 5} more" if len(leaks) > 5 else ""
+        )
+        warnings.append(message)
+        _warnings.warn(f"{where}: {message}", UserWarning, stacklevel=3)
+    if problems:
+        warnings.append(f"{len(problems)} file(s) missing or changed since the split was made")
+    return warnings
 
 
 def _leaks(samples: list[dict[str, Any]]) -> list[str]:

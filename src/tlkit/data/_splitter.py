@@ -20,8 +20,15 @@ from tlkit._validation import (
     check_str_list,
     type_name,
 )
-from tlkit.data._assign import apportion, assign_groups, split_targets
-from tlkit.data._grouping import group_function, group_samples, near_pairs, resolve_conflicts
+from tlkit.data._grouping import (
+    apportion,
+    assign_groups,
+    group_function,
+    group_samples,
+    near_pairs,
+    resolve_conflicts,
+    split_targets,
+)
 from tlkit.data._sample import Sample
 from tlkit.data._scan import EXECUTORS, SkippedFile, inspect_files, list_class_tree
 from tlkit.data._split import SPLIT_NAMES, Split, parts_from_assignment

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from tlkit._validation import check_choice, check_int
-from tlkit.data._part import SplitPart
 from tlkit.data._sample import Sample
+from tlkit.data._split import SplitPart
 from tlkit.errors import DatasetError
 
 __all__ = ["CLASS_WEIGHT_MODES", "class_weights"]
@@ -65,6 +65,39 @@ def class_weights(
     """
     mode = check_choice("mode", mode, CLASS_WEIGHT_MODES)
     num_classes = check_int("num_classes", num_classes, minimum=1, allow_none=True)
+    labels, names, num_classes = _labels(samples, num_classes)
+
+    counts = np.bincount(labels, minlength=num_classes)
+    present = np.flatnonzero(counts)
+    weights = np.zeros(num_classes, dtype=np.float64)
+    if mode == "none":
+        weights[:] = 1.0
+    else:
+        from sklearn.utils.class_weight import compute_class_weight
+
+        balanced = compute_class_weight("balanced", classes=present, y=labels)
+        if mode == "balanced":
+            weights[present] = balanced
+        else:
+            root = np.sqrt(balanced)
+            # Rescale so that sum(count * weight) == n_samples, as for "balanced".
+            weights[present] = root * labels.size / float(np.sum(counts[present] * root))
+    absent = [int(i) for i in np.flatnonzero(counts == 0)]
+    if absent and mode != "none":
+        shown = ", ".join(repr(names[i]) if i < len(names) else str(i) for i in absent)
+        warnings.warn(
+            f"class(es) {shown} have no samples; their weight is 0.0",
+            UserWarning,
+            stacklevel=2,
+        )
+        weights[absent] = 0.0
+    return {i: float(w) for i, w in enumerate(weights)}
+
+
+def _labels(
+    samples: SplitPart | Sequence[Sample] | Sequence[int] | np.ndarray, num_classes: int | None
+) -> tuple[np.ndarray, tuple[str, ...], int]:
+    """The labels of ``samples``, checked, with the class names and the number of classes."""
     names: tuple[str, ...] = ()
     if isinstance(samples, SplitPart):
         labels = samples.labels
@@ -93,29 +126,4 @@ def class_weights(
         raise DatasetError(
             f"label {int(labels.max())} is out of range for num_classes={num_classes}"
         )
-
-    counts = np.bincount(labels, minlength=num_classes)
-    present = np.flatnonzero(counts)
-    weights = np.zeros(num_classes, dtype=np.float64)
-    if mode == "none":
-        weights[:] = 1.0
-    else:
-        from sklearn.utils.class_weight import compute_class_weight
-
-        balanced = compute_class_weight("balanced", classes=present, y=labels)
-        if mode == "balanced":
-            weights[present] = balanced
-        else:
-            root = np.sqrt(balanced)
-            # Rescale so that sum(count * weight) == n_samples, as for "balanced".
-            weights[present] = root * labels.size / float(np.sum(counts[present] * root))
-    absent = [int(i) for i in np.flatnonzero(counts == 0)]
-    if absent and mode != "none":
-        shown = ", ".join(repr(names[i]) if i < len(names) else str(i) for i in absent)
-        warnings.warn(
-            f"class(es) {shown} have no samples; their weight is 0.0",
-            UserWarning,
-            stacklevel=2,
-        )
-        weights[absent] = 0.0
-    return {i: float(w) for i, w in enumerate(weights)}
+    return labels, names, num_classes
