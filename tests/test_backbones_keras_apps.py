@@ -15,14 +15,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from keras import applications as apps
-
 from tlkit.backbones import (
     BackboneError,
     ImagePreprocessing,
     WeightsFileError,
     WeightsUnavailableError,
     _keras_apps,
-    _keras_weights,
     get_backbone,
     get_config,
     list_backbones,
@@ -205,7 +203,7 @@ def test_unreachable_host_fails_without_downloading(
 
 def test_failed_download_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TLKIT_OFFLINE")
-    monkeypatch.setattr(_keras_weights, "_host_reachable", lambda origin, timeout=5.0: (True, ""))
+    monkeypatch.setattr(_keras_apps, "_host_reachable", lambda origin, timeout=5.0: (True, ""))
 
     def failing_download(*args: Any, **kwargs: Any) -> Any:
         raise Exception("URL fetch failure on https://example.invalid: 403 -- Forbidden")
@@ -354,7 +352,7 @@ def test_efficientnet_imagenet_scale_matches_keras(
     from keras.src.applications import efficientnet as keras_efficientnet
     from keras.src.utils import file_utils
 
-    assert tuple(keras_efficientnet.IMAGENET_STDDEV_RGB) == _keras_weights._EFFICIENTNET_STDDEV_RGB
+    assert tuple(keras_efficientnet.IMAGENET_STDDEV_RGB) == _keras_apps._EFFICIENTNET_STDDEV_RGB
     keras.utils.set_random_seed(5)
     source = apps.EfficientNetB0(
         include_top=False, weights=None, input_shape=(SIZE, SIZE, 3), pooling="avg"
@@ -365,7 +363,7 @@ def test_efficientnet_imagenet_scale_matches_keras(
     path = offline / "models" / "efficientnetb0_notop.h5"
     write_legacy_h5(source, path)
 
-    monkeypatch.setattr(_keras_weights, "_hash_matches", lambda *args: True)  # a stand-in file
+    monkeypatch.setattr(_keras_apps, "_hash_matches", lambda *args: True)  # a stand-in file
     ours = get_backbone("efficientnet_b0", weights="imagenet", image_size=SIZE)
     monkeypatch.setattr(file_utils, "get_file", lambda *args, **kwargs: str(path))
     theirs = apps.EfficientNetB0(
@@ -399,7 +397,7 @@ def test_download_goes_through_keras_get_file(
 ) -> None:
     """With a network, the file comes from the public keras.utils.get_file, into $KERAS_HOME."""
     monkeypatch.delenv("TLKIT_OFFLINE")
-    monkeypatch.setattr(_keras_weights, "_host_reachable", lambda origin, timeout=5.0: (True, ""))
+    monkeypatch.setattr(_keras_apps, "_host_reachable", lambda origin, timeout=5.0: (True, ""))
     keras.utils.set_random_seed(4)
     source = apps.MobileNetV2(
         alpha=0.35, input_shape=(96, 96, 3), include_top=False, weights=None, pooling="avg"

@@ -22,13 +22,22 @@ from __future__ import annotations
 from tlkit.backbones import _efficientnet_lite, _keras_apps, _scratch  # noqa: F401
 from tlkit.backbones._backbone import Backbone, BackboneConfig, LayerGroup, WeightsFile
 from tlkit.backbones._efficientnet_lite import tlkit_cache_dir
-from tlkit.backbones._errors import BackboneError, WeightsFileError
 from tlkit.backbones._imagenet import decode_predictions, imagenet_class_names
-from tlkit.backbones._keras_weights import keras_cache_dir
+from tlkit.backbones._keras_apps import keras_cache_dir
 from tlkit.backbones._layers import PREPROCESSING_MODES, ImagePreprocessing
-from tlkit.backbones._registry import get_backbone, get_config, list_backbones, register_backbone
+from tlkit.backbones._registry import (
+    get_backbone,
+    get_config,
+    list_backbones,
+    register_backbone,
+)
 from tlkit.backbones._torch_checkpoint import load_state_dict, load_torch_checkpoint
-from tlkit.errors import UnsafeCheckpointError, WeightsUnavailableError
+from tlkit.errors import (
+    BackboneError,
+    UnsafeCheckpointError,
+    WeightsFileError,
+    WeightsUnavailableError,
+)
 
 __all__ = [
     "PREPROCESSING_MODES",

@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tlkit._validation import check_image_size, check_int
-from tlkit.backbones._errors import BackboneError, WeightsFileError
-from tlkit.errors import ArgumentTypeError
+from tlkit.errors import ArgumentTypeError, BackboneError, WeightsFileError
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras

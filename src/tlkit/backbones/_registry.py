@@ -25,8 +25,7 @@ from tlkit._validation import (
     type_name,
 )
 from tlkit.backbones._backbone import Backbone, BackboneConfig
-from tlkit.backbones._errors import BackboneError, WeightsFileError
-from tlkit.errors import ArgumentTypeError
+from tlkit.errors import ArgumentTypeError, BackboneError, WeightsFileError
 
 __all__ = ["get_backbone", "get_config", "list_backbones", "register_backbone"]
 
