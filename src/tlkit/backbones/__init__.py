@@ -26,8 +26,8 @@ from tlkit.backbones._imagenet import decode_predictions, imagenet_class_names
 from tlkit.backbones._keras_apps import keras_cache_dir
 from tlkit.backbones._layers import PREPROCESSING_MODES, ImagePreprocessing
 from tlkit.backbones._registry import (
+    backbone_config,
     get_backbone,
-    get_config,
     list_backbones,
     register_backbone,
 )
@@ -50,9 +50,9 @@ __all__ = [
     "WeightsFile",
     "WeightsFileError",
     "WeightsUnavailableError",
+    "backbone_config",
     "decode_predictions",
     "get_backbone",
-    "get_config",
     "imagenet_class_names",
     "keras_cache_dir",
     "list_backbones",
