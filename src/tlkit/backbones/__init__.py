@@ -31,7 +31,11 @@ from tlkit.backbones._registry import (
     list_backbones,
     register_backbone,
 )
-from tlkit.backbones._torch_checkpoint import load_state_dict, load_torch_checkpoint
+
+# The checkpoint reader: importable and documented (docs/guide/backbones.rst) for your
+# own .pth files, but left out of __all__, which lists what every user needs.
+from tlkit.backbones._torch_checkpoint import load_state_dict as load_state_dict
+from tlkit.backbones._torch_checkpoint import load_torch_checkpoint as load_torch_checkpoint
 from tlkit.errors import (
     BackboneError,
     UnsafeCheckpointError,
@@ -56,8 +60,6 @@ __all__ = [
     "imagenet_class_names",
     "keras_cache_dir",
     "list_backbones",
-    "load_state_dict",
-    "load_torch_checkpoint",
     "register_backbone",
     "tlkit_cache_dir",
 ]
