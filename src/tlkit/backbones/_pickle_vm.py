@@ -33,6 +33,9 @@ from tlkit.errors import UnsafeCheckpointError, WeightsFileError
 
 __all__: list[str] = []
 
+# ---------------------------------------------------------------------------
+# What a pickle may build: storages, tensors (bounds-checked), the saved object
+
 # Limits that no real state dict comes near; they keep a hostile file from
 # exhausting memory or the stack before it is refused.
 _MAX_NDIM = 32  # numpy's own limit is 64
@@ -259,6 +262,9 @@ def _materialize(obj: Any, source: str, depth: int = 0) -> Any:
         )
     return obj
 
+
+# ---------------------------------------------------------------------------
+# The interpreter: allowlists, opcodes, one handler per opcode
 
 _MAX_KEY_CHARS = 256  # a storage key
 
