@@ -25,11 +25,11 @@ import time
 import keras
 import numpy as np
 
-from tlkit.backbones import get_backbone, get_config, list_backbones
+from tlkit.backbones import backbone_config, get_backbone, list_backbones
 
 
 def measure(name: str, batch: int, seconds: float, min_batches: int) -> dict[str, object]:
-    config = get_config(name)
+    config = backbone_config(name)
     bb = get_backbone(name, weights=None)
     h, w = bb.image_size
     x = np.random.default_rng(0).uniform(0, 255, size=(batch, h, w, 3)).astype(np.float32)

@@ -22,9 +22,8 @@ from tlkit.backbones import (
     WeightsFileError,
     WeightsUnavailableError,
     _keras_apps,
-    _keras_weights,
+    backbone_config,
     get_backbone,
-    get_config,
     list_backbones,
 )
 
@@ -92,7 +91,7 @@ def test_registry_model_equals_plain_app_on_preprocess_input(name: str) -> None:
 
     # The comparison has teeth: where the family needs preprocess_input, skipping it changes
     # the output; where it does not (a pass-through), the Keras model preprocesses inside.
-    config = get_config(name)
+    config = backbone_config(name)
     if np.allclose(preprocess_input(x.copy()), x):
         assert config.preprocessing == "none"
         assert "inside the Keras model" in config.preprocessing_detail
@@ -205,7 +204,7 @@ def test_unreachable_host_fails_without_downloading(
 
 def test_failed_download_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TLKIT_OFFLINE")
-    monkeypatch.setattr(_keras_weights, "_host_reachable", lambda origin, timeout=5.0: (True, ""))
+    monkeypatch.setattr(_keras_apps, "_host_reachable", lambda origin, timeout=5.0: (True, ""))
 
     def failing_download(*args: Any, **kwargs: Any) -> Any:
         raise Exception("URL fetch failure on https://example.invalid: 403 -- Forbidden")
@@ -294,7 +293,7 @@ def pinned_cases() -> list[tuple[str, bool, float | None, int]]:
     """Every pinned file of the fixed-size families; MobileNet v1/v2 along each axis."""
     cases = []
     for name in sorted(PLAIN):
-        files = get_config(name).weights_files
+        files = backbone_config(name).weights_files
         for f in files:
             if name in ("mobilenet", "mobilenet_v2"):
                 alphas = {g.alpha for g in files}
@@ -305,7 +304,7 @@ def pinned_cases() -> list[tuple[str, bool, float | None, int]]:
                     continue  # headless files along both axes (every alpha at 224, every
                     # size at alpha 1.0); the classifier files at (1.0, 224)
                 assert len(alphas) >= 4 and len(sizes) >= 4
-            size = f.image_size or get_config(name).default_image_size[0]
+            size = f.image_size or backbone_config(name).default_image_size[0]
             cases.append((name, f.include_top, f.alpha, size))
     return cases
 
@@ -321,7 +320,9 @@ def test_pinned_weights_files_match_what_keras_downloads(
     if name.startswith("mobilenet_v3"):
         kwargs["include_preprocessing"] = True
     fname, origin, file_hash, subdir = keras_weights_request(constructor, **kwargs)
-    pinned = get_config(name).weights_file(include_top=include_top, alpha=alpha, image_size=size)
+    pinned = backbone_config(name).weights_file(
+        include_top=include_top, alpha=alpha, image_size=size
+    )
     assert pinned is not None
     assert (pinned.fname, pinned.origin, pinned.file_hash) == (fname, origin, file_hash)
     assert subdir == "models"
@@ -330,16 +331,16 @@ def test_pinned_weights_files_match_what_keras_downloads(
 
 def test_every_keras_backbone_pins_its_files() -> None:
     for name in PLAIN:
-        files = get_config(name).weights_files
+        files = backbone_config(name).weights_files
         assert {f.include_top for f in files} == {False, True}, name
         assert len({f.fname for f in files}) == len(files), name
         assert all(f.origin.startswith("https://storage.googleapis.com/") for f in files)
         assert all(f.origin.endswith("/" + f.fname) for f in files)
     # MobileNet v1/v2: one file per alpha and size, as Keras names them
-    assert len(get_config("mobilenet").weights_files) == 4 * 4 * 2
-    assert len(get_config("mobilenet_v2").weights_files) == 6 * 5 * 2
+    assert len(backbone_config("mobilenet").weights_files) == 4 * 4 * 2
+    assert len(backbone_config("mobilenet_v2").weights_files) == 6 * 5 * 2
     # a size with no file of its own gets the 224 file, as Keras does
-    f = get_config("mobilenet_v2").weights_file(include_top=False, alpha=0.35, image_size=100)
+    f = backbone_config("mobilenet_v2").weights_file(include_top=False, alpha=0.35, image_size=100)
     assert f is not None and f.fname.endswith("_0.35_224_no_top.h5")
 
 
@@ -354,7 +355,7 @@ def test_efficientnet_imagenet_scale_matches_keras(
     from keras.src.applications import efficientnet as keras_efficientnet
     from keras.src.utils import file_utils
 
-    assert tuple(keras_efficientnet.IMAGENET_STDDEV_RGB) == _keras_weights._EFFICIENTNET_STDDEV_RGB
+    assert tuple(keras_efficientnet.IMAGENET_STDDEV_RGB) == _keras_apps._EFFICIENTNET_STDDEV_RGB
     keras.utils.set_random_seed(5)
     source = apps.EfficientNetB0(
         include_top=False, weights=None, input_shape=(SIZE, SIZE, 3), pooling="avg"
@@ -365,7 +366,7 @@ def test_efficientnet_imagenet_scale_matches_keras(
     path = offline / "models" / "efficientnetb0_notop.h5"
     write_legacy_h5(source, path)
 
-    monkeypatch.setattr(_keras_weights, "_hash_matches", lambda *args: True)  # a stand-in file
+    monkeypatch.setattr(_keras_apps, "_hash_matches", lambda *args: True)  # a stand-in file
     ours = get_backbone("efficientnet_b0", weights="imagenet", image_size=SIZE)
     monkeypatch.setattr(file_utils, "get_file", lambda *args, **kwargs: str(path))
     theirs = apps.EfficientNetB0(
@@ -399,7 +400,7 @@ def test_download_goes_through_keras_get_file(
 ) -> None:
     """With a network, the file comes from the public keras.utils.get_file, into $KERAS_HOME."""
     monkeypatch.delenv("TLKIT_OFFLINE")
-    monkeypatch.setattr(_keras_weights, "_host_reachable", lambda origin, timeout=5.0: (True, ""))
+    monkeypatch.setattr(_keras_apps, "_host_reachable", lambda origin, timeout=5.0: (True, ""))
     keras.utils.set_random_seed(4)
     source = apps.MobileNetV2(
         alpha=0.35, input_shape=(96, 96, 3), include_top=False, weights=None, pooling="avg"
@@ -464,7 +465,7 @@ def test_weights_file_follows_keras_size_rule(
     name: str, h: int, w: int, include_top: bool, data: st.DataObject
 ) -> None:
     """Keras's rule: the file for ``rows`` if the input is square and rows has a file, else 224."""
-    config = get_config(name)
+    config = backbone_config(name)
     alpha = data.draw(st.sampled_from(sorted({f.alpha for f in config.weights_files})))
     sizes = {f.image_size for f in config.weights_files}
     f = config.weights_file(include_top=include_top, alpha=alpha, image_size=h if h == w else None)

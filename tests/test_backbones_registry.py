@@ -20,9 +20,9 @@ from tlkit.backbones import (
     ImagePreprocessing,
     LayerGroup,
     _registry,
+    backbone_config,
     decode_predictions,
     get_backbone,
-    get_config,
     imagenet_class_names,
     list_backbones,
     register_backbone,
@@ -107,7 +107,7 @@ def test_wildcards_and_pretrained_filter() -> None:
 
 @pytest.mark.parametrize("name", REQUIRED)
 def test_every_config_describes_inputs_weights_and_licence(name: str) -> None:
-    config = get_config(name)
+    config = backbone_config(name)
     assert config.name == name
     assert "[0, 255]" in config.input_range and "raw RGB pixels" in config.input_range
     assert config.preprocessing in (*PREPROCESSING_MODES, "none")
@@ -129,7 +129,7 @@ def test_register_duplicate_and_override(scratch_registry: None) -> None:
     calls: list[dict[str, Any]] = []
     register_backbone("tiny_test")(tiny_builder(calls))
     assert "tiny_test" in list_backbones()
-    assert get_config("tiny_test").family == "custom"
+    assert backbone_config("tiny_test").family == "custom"
     with pytest.raises(BackboneError, match=r"already registered.*override=True"):
         register_backbone("tiny_test")(tiny_builder(calls))
     with pytest.raises(BackboneError, match="already registered"):
@@ -145,7 +145,7 @@ def test_register_duplicate_and_override(scratch_registry: None) -> None:
         options=("depth",),
     )
     register_backbone("tiny_test", config=config, override=True)(tiny_builder(calls))
-    assert get_config("tiny_test").family == "Tiny"
+    assert backbone_config("tiny_test").family == "Tiny"
 
     bb = get_backbone("tiny_test", weights=None, depth=3)
     assert calls[-1] == dict(weights=None, image_size=(40, 40), include_top=False, depth=3)
@@ -157,7 +157,7 @@ def test_register_duplicate_and_override(scratch_registry: None) -> None:
 def test_register_rejects_bad_names_and_mismatched_config(scratch_registry: None) -> None:
     with pytest.raises(BackboneError, match="lowercase"):
         register_backbone("My Net")
-    config = get_config("mobilenet")
+    config = backbone_config("mobilenet")
     with pytest.raises(BackboneError, match=r"config\.name is 'mobilenet'"):
         register_backbone("other_net", config=config)
 
@@ -180,12 +180,12 @@ def test_builders_register_themselves_and_the_registry_imports_none_of_them() ->
     assert all("_ensure" not in name for name in vars(_registry))
     # however the user imports, the built-ins are there (a fresh interpreter each way)
     for statement in (
-        "from tlkit.backbones._registry import list_backbones, get_config",
-        "from tlkit.backbones import list_backbones, get_config",
-        "import tlkit.backbones._registry as r; list_backbones, get_config = "
-        "r.list_backbones, r.get_config",
+        "from tlkit.backbones._registry import list_backbones, backbone_config",
+        "from tlkit.backbones import list_backbones, backbone_config",
+        "import tlkit.backbones._registry as r; list_backbones, backbone_config = "
+        "r.list_backbones, r.backbone_config",
     ):
-        code = f"{statement}; print(len(list_backbones()), get_config('scratch_cnn').family)"
+        code = f"{statement}; print(len(list_backbones()), backbone_config('scratch_cnn').family)"
         out = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, check=True
         ).stdout.split()

@@ -8,8 +8,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from tlkit.backbones import get_backbone  # noqa: E402
-from tlkit.backbones._errors import BackboneError  # noqa: E402
-from tlkit.errors import ArgumentTypeError  # noqa: E402
+from tlkit.errors import ArgumentTypeError, BackboneError  # noqa: E402
 
 
 def test_default_architecture_and_groups() -> None:

@@ -35,7 +35,7 @@ from tlkit.backbones import (
     list_backbones,
 )
 from tlkit.backbones import _efficientnet_lite as lite
-from tlkit.backbones._torch_pickle import load_state_dict
+from tlkit.backbones._torch_checkpoint import load_state_dict
 
 LITE0 = lite.LITE_VARIANTS["efficientnet_lite0"]
 CAT_CLASSES = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
@@ -213,7 +213,7 @@ def test_stem_convolution_pads_like_tensorflow_same(
     raw_photos: dict[str, np.ndarray], lite0_state: dict[str, np.ndarray]
 ) -> None:
     full = lite.build_lite_model(LITE0, (224, 224))
-    lite._assign(full, lite.convert_state_dict(lite0_state, full, LITE0))
+    lite.assign(full, lite.convert_state_dict(lite0_state, full, LITE0))
     stem = keras.Model(full.inputs[0], full.get_layer("stem_conv").output)
     x = photos_at(raw_photos, 224, ["cat"])
     got = np.asarray(stem(x, training=False))
@@ -255,7 +255,7 @@ def test_checkpoint_conventions_reproduce_its_batchnorm_statistics(
 
     def mismatch(**conventions: object) -> float:
         model = lite.build_lite_model(LITE0, (224, 224), **conventions)  # type: ignore[arg-type]
-        lite._assign(model, lite.convert_state_dict(lite0_state, model, LITE0))
+        lite.assign(model, lite.convert_state_dict(lite0_state, model, LITE0))
         return bn_log_variance_mismatch(model, x)
 
     chosen = mismatch()
@@ -276,7 +276,7 @@ def test_epsilon_matters_because_running_variances_are_zero(
     outs = []
     for eps in (1e-3, 1e-5):
         model = lite.build_lite_model(LITE0, (224, 224), bn_epsilon=eps, classifier_activation=None)
-        lite._assign(model, lite.convert_state_dict(lite0_state, model, LITE0))
+        lite.assign(model, lite.convert_state_dict(lite0_state, model, LITE0))
         outs.append(np.asarray(model(x, training=False)))
     assert np.abs(outs[0] - outs[1]).max() > 0.5  # logits move: the epsilon is not cosmetic
 

@@ -1,4 +1,4 @@
-"""The torch-free, code-free reader of ``torch.save`` files (tlkit.backbones._torch_pickle).
+"""The torch-free, code-free reader of ``torch.save`` files (tlkit.backbones._torch_checkpoint).
 
 The files here are written without torch by a small pickler that emits the same
 opcodes ``torch.save`` does (GLOBAL ``torch._utils._rebuild_tensor_v2``,
@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from tlkit.backbones import UnsafeCheckpointError, WeightsFileError
-from tlkit.backbones._torch_pickle import load_state_dict, load_torch_checkpoint
+from tlkit.backbones._torch_checkpoint import load_state_dict, load_torch_checkpoint
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 STORAGE_NAMES = {

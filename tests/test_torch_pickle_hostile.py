@@ -43,14 +43,15 @@ CHILD_PRELUDE = textwrap.dedent(
     _pkg = types.ModuleType("tlkit.backbones")
     _pkg.__path__ = [os.path.join(os.path.dirname(tlkit.__file__), "backbones")]
     sys.modules["tlkit.backbones"] = _pkg
-    from tlkit.backbones import _torch_pickle as tp
+    from tlkit.backbones import _pickle_vm as vm
+    from tlkit.backbones import _torch_checkpoint as tp
 
     def snapshot():
         out = {"module": {k: id(v) for k, v in vars(tp).items()}}
         for name, mod in sorted(sys.modules.items()):  # the reader's other modules too
             if name.startswith("tlkit.backbones._"):
                 out[name] = {k: id(v) for k, v in vars(mod).items()}
-        for key, value in tp._ALLOWED_GLOBALS.items():
+        for key, value in vm._ALLOWED_GLOBALS.items():
             if isinstance(value, tuple):
                 out[key] = (type(value).__name__, tuple(value), id(value))
             else:
@@ -58,9 +59,9 @@ CHILD_PRELUDE = textwrap.dedent(
                     id(value), value.__code__, value.__defaults__, value.__kwdefaults__,
                     dict(vars(value)), value.__qualname__, id(value.__globals__),
                 )
-        out["storage_types"] = [(id(s), tuple(s), s.dtype.str) for s in tp._STORAGE_TYPES]
-        out["callables"] = [id(f) for f in tp._CALLABLES]
-        out["allowlist_type"] = type(tp._ALLOWED_GLOBALS).__name__
+        out["storage_types"] = [(id(s), tuple(s), s.dtype.str) for s in vm._STORAGE_TYPES]
+        out["callables"] = [id(f) for f in vm._CALLABLES]
+        out["allowlist_type"] = type(vm._ALLOWED_GLOBALS).__name__
         return out
 
     def clean_loads_exactly(clean_path, expected_path):
@@ -523,7 +524,7 @@ def test_hostile_checkpoints_are_refused_in_a_subprocess(tmp_path: Path, layout:
 
 def test_corpus_files_are_valid_apart_from_the_attack(tmp_path: Path) -> None:
     """The harness itself: the clean file and a benign twin of an attack load in-process."""
-    from tlkit.backbones._torch_pickle import load_state_dict
+    from tlkit.backbones._torch_checkpoint import load_state_dict
 
     for layout in ("legacy", "zip"):
         legacy = layout == "legacy"
@@ -693,7 +694,7 @@ def test_fuzzed_checkpoints_never_crash_or_change_state(tmp_path: Path) -> None:
 
 
 def _load(tmp_path: Path, layout: str, main: bytes, storages: dict[str, np.ndarray] | None = None):
-    from tlkit.backbones._torch_pickle import load_torch_checkpoint
+    from tlkit.backbones._torch_checkpoint import load_torch_checkpoint
 
     path = asm.write(
         tmp_path / f"edge_{layout}.pth", layout, main, F4 if storages is None else storages
@@ -832,18 +833,28 @@ def test_bounds_are_checked_before_any_storage_is_read(tmp_path: Path, layout: s
 def test_stand_ins_cannot_be_changed() -> None:
     import dataclasses
 
-    from tlkit.backbones import _torch_pickle as tp
+    from tlkit.backbones import _pickle_vm as vm
 
-    for stype in tp._STORAGE_TYPES:
+    for stype in vm._STORAGE_TYPES:
         with pytest.raises(AttributeError):
             stype.typestr = "<f8"  # type: ignore[misc]
         with pytest.raises(AttributeError):
             stype.extra = 1  # type: ignore[attr-defined]
-    storage = tp._Storage("0", tp._STORAGE_TYPES[0], 4)
-    view = tp._StorageView(storage, 0, 4)
-    ref = tp._TensorRef(storage, 0, (4,), (1,))
+    storage = vm._Storage("0", vm._STORAGE_TYPES[0], 4)
+    view = vm._StorageView(storage, 0, 4)
+    ref = vm._TensorRef(storage, 0, (4,), (1,))
     for obj, field_name in ((view, "numel"), (ref, "size")):
         with pytest.raises(dataclasses.FrozenInstanceError):
             setattr(obj, field_name, 10**6)
     with pytest.raises(TypeError):
-        tp._ALLOWED_GLOBALS["builtins getattr"] = getattr  # type: ignore[index]
+        vm._ALLOWED_GLOBALS["builtins getattr"] = getattr  # type: ignore[index]
+    with pytest.raises(TypeError):
+        vm._Interpreter.dispatch["INST"] = vm._Interpreter._none  # type: ignore[index]
+
+
+def test_every_allowed_opcode_has_a_handler() -> None:
+    """The dispatch table covers both allowlists (STOP ends run()) and nothing beyond them."""
+    from tlkit.backbones import _pickle_vm as vm
+
+    assert set(vm._Interpreter.dispatch) == vm._OBJECT_OPCODES - {"STOP"}
+    assert vm._DATA_OPCODES <= vm._OBJECT_OPCODES

@@ -1,9 +1,9 @@
 """pytest plugin for tools/mutation.py: import the checkpoint reader without TensorFlow.
 
 ``tlkit.backbones/__init__`` imports Keras (seconds per test run). The reader's
-tests need only ``tlkit.backbones._torch_pickle`` and the two error classes, so
-this plugin registers a bare ``tlkit.backbones`` package that exposes them; the
-module under test is the real file. Used only by the mutation driver.
+tests need only ``tlkit.backbones._torch_checkpoint``, ``_pickle_vm`` and the two
+error classes, so this plugin registers a bare ``tlkit.backbones`` package that
+exposes them; the modules under test are the real files. Used only by the mutation driver.
 """
 
 from __future__ import annotations

@@ -10,10 +10,9 @@ which mutants survived. Two mutants run at a time, niced.
 
 Targets (module: functions; the tests that run against them):
 
-* the checkpoint reader, ``backbones/_torch_pickle.py`` (containers),
-  ``backbones/_pickle_vm.py`` (opcode walker, allowlists) and
-  ``backbones/_torch_tensors.py`` (storages, bounds checks): all code but
-  error-message helpers; ``tests/test_torch_pickle_hostile.py tests/test_torch_pickle.py``
+* the checkpoint reader, ``backbones/_torch_checkpoint.py`` (the file layouts) and
+  ``backbones/_pickle_vm.py`` (opcode interpreter, allowlists, storages, bounds
+  checks): all code but error-message helpers; ``tests/test_torch_pickle_hostile.py tests/test_torch_pickle.py``
 * ``compare/_stats.py``: McNemar, Holm, the bootstrap;
   ``tests/test_compare_boundaries.py tests/test_compare_stats.py``
 * ``compare/_comparator.py``: ``_pairwise`` and ``_warnings``;
@@ -32,7 +31,7 @@ Usage::
     python tools/mutation.py --target stats --jobs 2
     python tools/mutation.py --tree /tmp/old-checkout  # score another checkout
 
-The tests import the reader (``tlkit.backbones._torch_pickle`` and its modules) through a pytest plugin
+The tests import the reader (``tlkit.backbones._torch_checkpoint`` and ``_pickle_vm``) through a pytest plugin
 (``tools/_mutation_stub.py``) that skips ``tlkit.backbones/__init__``, so
 no mutant run pays for importing TensorFlow.
 """
@@ -81,9 +80,8 @@ TARGETS = [
             stub_backbones=True,
         )
         for name, module in (
-            ("torch_pickle", "backbones/_torch_pickle.py"),
-            ("torch_pickle_vm", "backbones/_pickle_vm.py"),
-            ("torch_pickle_tensors", "backbones/_torch_tensors.py"),
+            ("torch_checkpoint", "backbones/_torch_checkpoint.py"),
+            ("pickle_vm", "backbones/_pickle_vm.py"),
         )
     ),
     Target(
@@ -165,7 +163,9 @@ class Named:
 
 
 # The mutants issue 13 found surviving, in the old and the new code (the first
-# alternative whose "old" text is present is applied).
+# alternative whose "old" text is present is applied). A tuple of modules names the
+# current one first, then the one of older checkouts (``--tree``): before issue 11 the
+# checkpoint reader was the one module ``_torch_pickle.py``.
 NAMED = [
     Named(
         "reader allows builtins.getattr",
@@ -204,7 +204,7 @@ NAMED = [
     ),
     Named(
         "backward hooks accepted",
-        ("backbones/_torch_tensors.py", "backbones/_torch_pickle.py"),
+        ("backbones/_pickle_vm.py", "backbones/_torch_pickle.py"),
         (
             (("    if hooks:\n", "    if False:\n"),),
             (("    if backward_hooks:\n", "    if False:\n"),),

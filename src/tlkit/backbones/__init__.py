@@ -22,13 +22,26 @@ from __future__ import annotations
 from tlkit.backbones import _efficientnet_lite, _keras_apps, _scratch  # noqa: F401
 from tlkit.backbones._backbone import Backbone, BackboneConfig, LayerGroup, WeightsFile
 from tlkit.backbones._efficientnet_lite import tlkit_cache_dir
-from tlkit.backbones._errors import BackboneError, WeightsFileError
 from tlkit.backbones._imagenet import decode_predictions, imagenet_class_names
-from tlkit.backbones._keras_weights import keras_cache_dir
+from tlkit.backbones._keras_apps import keras_cache_dir
 from tlkit.backbones._layers import PREPROCESSING_MODES, ImagePreprocessing
-from tlkit.backbones._registry import get_backbone, get_config, list_backbones, register_backbone
-from tlkit.backbones._torch_pickle import load_state_dict, load_torch_checkpoint
-from tlkit.errors import UnsafeCheckpointError, WeightsUnavailableError
+from tlkit.backbones._registry import (
+    backbone_config,
+    get_backbone,
+    list_backbones,
+    register_backbone,
+)
+
+# The checkpoint reader: importable and documented (docs/guide/backbones.rst) for your
+# own .pth files, but left out of __all__, which lists what every user needs.
+from tlkit.backbones._torch_checkpoint import load_state_dict as load_state_dict
+from tlkit.backbones._torch_checkpoint import load_torch_checkpoint as load_torch_checkpoint
+from tlkit.errors import (
+    BackboneError,
+    UnsafeCheckpointError,
+    WeightsFileError,
+    WeightsUnavailableError,
+)
 
 __all__ = [
     "PREPROCESSING_MODES",
@@ -41,14 +54,12 @@ __all__ = [
     "WeightsFile",
     "WeightsFileError",
     "WeightsUnavailableError",
+    "backbone_config",
     "decode_predictions",
     "get_backbone",
-    "get_config",
     "imagenet_class_names",
     "keras_cache_dir",
     "list_backbones",
-    "load_state_dict",
-    "load_torch_checkpoint",
     "register_backbone",
     "tlkit_cache_dir",
 ]

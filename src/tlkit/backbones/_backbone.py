@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tlkit._validation import check_image_size, check_int
-from tlkit.backbones._errors import BackboneError, WeightsFileError
-from tlkit.errors import ArgumentTypeError
+from tlkit.errors import ArgumentTypeError, BackboneError, WeightsFileError
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -53,8 +52,8 @@ class WeightsFile:
 
     Examples
     --------
-    >>> from tlkit.backbones import get_config
-    >>> f = get_config("resnet50").weights_file(include_top=False)
+    >>> from tlkit.backbones import backbone_config
+    >>> f = backbone_config("resnet50").weights_file(include_top=False)
     >>> f.fname, f.file_hash
     ('resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5', '4d473c1dd8becc155b73f8504c6f6626')
     """

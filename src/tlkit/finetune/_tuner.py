@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tlkit._validation import check_seed
-from tlkit.backbones import Backbone, get_backbone, get_config
+from tlkit.backbones import Backbone, backbone_config, get_backbone
 from tlkit.data import SplitPart, class_weights
 from tlkit.errors import ScheduleError
 from tlkit.finetune import _devices
@@ -257,7 +257,7 @@ class FineTuner(ModelUse):
         self._placeholder_names = class_names is None and num_classes is not None
         self._size_given = image_size is not None or self._backbone is not None
         self.weights = weights
-        cfg = self._backbone.config if self._backbone else get_config(self.backbone_name)
+        cfg = self._backbone.config if self._backbone else backbone_config(self.backbone_name)
         checked = v.settings(
             default_size=cfg.default_image_size, image_size=image_size,
             backbone_size=self._backbone.image_size if self._backbone else None,

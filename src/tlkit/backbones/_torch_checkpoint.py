@@ -1,4 +1,4 @@
-"""Read PyTorch ``state_dict`` files into numpy arrays, without torch and without running code.
+"""The checkpoint reader: torch ``state_dict`` files as numpy arrays, no torch, no code run.
 
 A ``.pth`` file written by ``torch.save`` is a pickle, and unpickling an
 untrusted pickle can run any code. This reader never hands the file to
@@ -43,6 +43,10 @@ Both layouts of ``torch.save`` are read:
   pickles may hold plain data only (no globals, calls or storage ids);
 * the **zip** layout (torch >= 1.6): ``<archive>/data.pkl`` and one file
   ``<archive>/data/<key>`` per storage.
+
+This module reads the two layouts and holds the public entry points;
+:mod:`tlkit.backbones._pickle_vm` holds the opcode interpreter, its
+allowlists and the tensor stand-ins it builds.
 """
 
 from __future__ import annotations
@@ -57,23 +61,10 @@ from typing import Any
 
 import numpy as np
 
-from tlkit.backbones._errors import WeightsFileError
-from tlkit.backbones._pickle_vm import _ALLOWED_GLOBALS, _CALLABLES, _unpickle
-from tlkit.backbones._torch_tensors import (
-    _STORAGE_TYPES,
-    _materialize,
-    _r,
-    _Storage,
-    _StorageView,
-    _TensorRef,
-)
-from tlkit.errors import UnsafeCheckpointError
+from tlkit.backbones._pickle_vm import _materialize, _r, _Storage, _unpickle
+from tlkit.errors import UnsafeCheckpointError, WeightsFileError
 
 __all__ = ["load_state_dict", "load_torch_checkpoint"]
-
-# The allowlists and stand-ins, seen from the module that reads files (tests check
-# that loading hostile files leaves them unchanged).
-_REEXPORTED = (_ALLOWED_GLOBALS, _CALLABLES, _STORAGE_TYPES, _Storage, _StorageView, _TensorRef)
 
 # Legacy torch.save format constants (torch/serialization.py).
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
