@@ -1,9 +1,9 @@
 """ModelComparator: predict once per model, then compare against a baseline, honestly.
 
 The class orchestrates; the jobs live in their own modules: :mod:`._testset` (the
-test-set forms), :mod:`._models` (the model forms), :mod:`._predict` (the prediction
-pass), :mod:`._cost` (size and latency), :mod:`._analysis` (metrics, intervals, tests),
-:mod:`._warnings` and :mod:`._verdict` (what the report says first).
+test-set forms and the prediction pass), :mod:`._inputs` (the model forms and their data),
+:mod:`._cost` (size and latency), :mod:`._analysis` (metrics, intervals, tests),
+:mod:`._verdict` (the warnings and the verdict: what the report says first).
 """
 
 from __future__ import annotations
@@ -27,21 +27,18 @@ from tlkit._validation import (
 from tlkit.compare import _analysis, _cost
 from tlkit.compare._format import BASELINE_NAME
 from tlkit.compare._inputs import (
-    as_history,
-    check_labels,
-    check_model_name,
-    resolve_class_names,
-)
-from tlkit.compare._models import (
     Entry,
+    as_history,
     check_class_names,
     check_exported,
+    check_labels,
+    check_model_name,
     predictions_entry,
+    resolve_class_names,
     unwrap_model,
 )
-from tlkit.compare._predict import as_probabilities
 from tlkit.compare._report import ComparisonReport
-from tlkit.compare._testset import TestSet
+from tlkit.compare._testset import TestSet, as_probabilities
 from tlkit.errors import ComparisonError
 from tlkit.protocols import TrainedClassifier
 
