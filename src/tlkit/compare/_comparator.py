@@ -305,7 +305,7 @@ class ModelComparator:
             "train_time_s", extras.get("train_time_s"), low=0, allow_none=True
         )
         tfl = tflite_path if tflite_path is not None else extras.get("tflite_path")
-        tflite_bytes = _cost.tflite_size(name, tfl)
+        tflite_size_bytes = _cost.tflite_size(name, tfl)
         temperature = check_number(
             f"the temperature of model {name!r}",
             extras.get("temperature"),
@@ -324,7 +324,7 @@ class ModelComparator:
             keras_model,
             sample,
             predict_time_s=seconds,
-            tflite_bytes=tflite_bytes,
+            tflite_size_bytes=tflite_size_bytes,
             train_time_s=train_time,
             measure=measure_cost,
             runs=self.latency_runs,
@@ -354,8 +354,8 @@ class ModelComparator:
         *,
         params: int | None = None,
         size_bytes: int | None = None,
-        tflite_bytes: int | None = None,
-        latency_ms_batch1: float | None = None,
+        tflite_size_bytes: int | None = None,
+        latency_ms: float | None = None,
         latency_ms_batch32: float | None = None,
         train_time_s: float | None = None,
         history: Any = None,
@@ -372,10 +372,10 @@ class ModelComparator:
             Class probabilities (rows summing to 1); for ``K == 2`` also shape
             ``(n,)``, the probability of class 1. Enables top-k accuracy, log
             loss and ROC-AUC.
-        params, size_bytes, tflite_bytes : int, optional
+        params, size_bytes, tflite_size_bytes : int, optional
             Parameter count and sizes on disk (``.keras`` or other, TFLite), for
             the cost table.
-        latency_ms_batch1, latency_ms_batch32 : float, optional
+        latency_ms, latency_ms_batch32 : float, optional
             Mean milliseconds per image at batch 1 and 32.
         train_time_s : float, optional
             Training time in seconds.
@@ -403,8 +403,8 @@ class ModelComparator:
             history=history,
             params=params,
             size_bytes=size_bytes,
-            tflite_bytes=tflite_bytes,
-            latency_ms_batch1=latency_ms_batch1,
+            tflite_size_bytes=tflite_size_bytes,
+            latency_ms=latency_ms,
             latency_ms_batch32=latency_ms_batch32,
             train_time_s=train_time_s,
         )

@@ -238,8 +238,8 @@ def predictions_entry(
     history: Any = None,
     params: Any = None,
     size_bytes: Any = None,
-    tflite_bytes: Any = None,
-    latency_ms_batch1: Any = None,
+    tflite_size_bytes: Any = None,
+    latency_ms: Any = None,
     latency_ms_batch32: Any = None,
     train_time_s: Any = None,
 ) -> Entry:
@@ -258,11 +258,11 @@ def predictions_entry(
             )
     cost = Cost(
         params=check_int("params", params, minimum=0, allow_none=True),
-        keras_bytes=check_int("size_bytes", size_bytes, minimum=0, allow_none=True),
-        tflite_bytes=check_int("tflite_bytes", tflite_bytes, minimum=0, allow_none=True),
-        latency_ms_batch1=check_number(
-            "latency_ms_batch1", latency_ms_batch1, low=0, allow_none=True
+        size_bytes=check_int("size_bytes", size_bytes, minimum=0, allow_none=True),
+        tflite_size_bytes=check_int(
+            "tflite_size_bytes", tflite_size_bytes, minimum=0, allow_none=True
         ),
+        latency_ms=check_number("latency_ms", latency_ms, low=0, allow_none=True),
         latency_ms_batch32=check_number(
             "latency_ms_batch32", latency_ms_batch32, low=0, allow_none=True
         ),

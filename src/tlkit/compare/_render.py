@@ -201,9 +201,9 @@ def cost_table(report: ComparisonReport) -> Table:
             [
                 r.name,
                 f"{c.params:,}" if c.params is not None else "—",
-                fmt_bytes(c.keras_bytes),
-                fmt_bytes(c.tflite_bytes),
-                fmt_ms(c.latency_ms_batch1),
+                fmt_bytes(c.size_bytes),
+                fmt_bytes(c.tflite_size_bytes),
+                fmt_ms(c.latency_ms),
                 fmt_ms(c.latency_ms_batch32),
                 fmt_s(c.train_time_s),
                 fmt_s(c.predict_time_s),

@@ -41,14 +41,20 @@ class Cost:
     ----------
     params : int or None
         Number of parameters (``model.count_params()``).
-    keras_bytes : int or None
-        Size of the model saved as a ``.keras`` file.
-    tflite_bytes : int or None
+    size_bytes : int or None
+        Size of the model's own file: the model saved as a ``.keras`` file, or
+        the ``size_bytes`` passed to :meth:`~tlkit.ModelComparator.add_predictions`.
+    tflite_size_bytes : int or None
         Size of the exported ``.tflite`` file, when one was given.
-    latency_ms_batch1, latency_ms_batch32 : float or None
-        Mean milliseconds per image when predicting batches of 1 and of 32
-        images on the machine that ran the comparison (median of several timed
-        runs after a warm-up run).
+    latency_ms : float or None
+        Mean milliseconds per image when predicting one image at a time (batch 1)
+        on the machine that ran the comparison (median of several timed runs
+        after a warm-up run).
+    latency_ms_batch32 : float or None
+        The same per image when predicting batches of 32 images.
+
+    The names are those of :class:`tlkit.export.ExportReport`: ``size_bytes`` is the
+    file the row is about, a prefix names another file (``tflite_size_bytes``).
     train_time_s : float or None
         Training time in seconds: the ``train_time_s`` of a
         :class:`~tlkit.protocols.TrainedClassifier` such as a FineTuner.
@@ -58,9 +64,9 @@ class Cost:
     """
 
     params: int | None = None
-    keras_bytes: int | None = None
-    tflite_bytes: int | None = None
-    latency_ms_batch1: float | None = None
+    size_bytes: int | None = None
+    tflite_size_bytes: int | None = None
+    latency_ms: float | None = None
     latency_ms_batch32: float | None = None
     train_time_s: float | None = None
     predict_time_s: float | None = None
@@ -360,7 +366,7 @@ class ComparisonReport:
         return d
 
     def to_json(self, *, indent: int | None = 2, include_predictions: bool = True) -> str:
-        """Return the report as JSON (schema ``"tlkit.comparison/2"``).
+        """Return the report as JSON (schema ``"tlkit.comparison/3"``).
 
         Top-level keys: ``schema``, ``tlkit_version``, ``n_test``, ``classes``
         (``index``, ``name``, ``support``), ``settings``, ``baseline``
