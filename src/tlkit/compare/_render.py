@@ -412,6 +412,23 @@ def render_html(report: ComparisonReport, figures: Mapping[str, tuple[str, bytes
         f"<style>{_CSS}</style></head><body>",
         "<h1>Model comparison</h1>",
     ]
+    parts += _html_warnings(report)
+    parts.append(
+        f'<section id="test-set"><h2>Test set</h2><p>{escape(testset_text(report))}</p></section>'
+    )
+    parts += _html_tables(report, figures)
+    slugs = unique_slugs(list(report.models))
+    thumbnails = _gallery.ThumbnailBudget()  # one budget for the page's thumbnails
+    for name, r in report.models.items():
+        parts += _html_model(report, r, slugs[name], figures, thumbnails)
+    parts.append(f'<footer class="small"><p>Made by tlkit; schema {escape(SCHEMA)}.</p></footer>')
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _html_warnings(report: ComparisonReport) -> list[str]:
+    """The first section: the warnings (or "No warnings.") and the verdict."""
+    parts = []
     if report.warnings:
         parts.append(
             f'<section class="warnings" id="warnings"><h2>⚠ Warnings ({len(report.warnings)})</h2><ol>'
@@ -423,10 +440,12 @@ def render_html(report: ComparisonReport, figures: Mapping[str, tuple[str, bytes
     if report.verdict:
         parts.append(f'<p class="verdict"><strong>Verdict.</strong> {escape(report.verdict)}</p>')
     parts.append("</section>")
-    parts.append(
-        f'<section id="test-set"><h2>Test set</h2><p>{escape(testset_text(report))}</p></section>'
-    )
+    return parts
 
+
+def _html_tables(report: ComparisonReport, figures: Mapping[str, tuple[str, bytes]]) -> list[str]:
+    """The sections over all models: metrics, calibration, cost, McNemar tests, per-class F1."""
+    parts = []
     head, body = metrics_table(report)
     row_classes = ["baseline" if r.kind == "baseline" else "" for r in report.rows]
     parts.append('<section id="metrics"><h2>Metrics</h2>')
@@ -462,42 +481,48 @@ def render_html(report: ComparisonReport, figures: Mapping[str, tuple[str, bytes
         parts.append('<section id="per-class-f1"><h2>Per-class F1</h2>')
         parts.append(_img(figures["per_class_f1"][1], "per-class F1 of each model"))
         parts.append("</section>")
+    return parts
 
-    slugs = unique_slugs(list(report.models))
-    thumbnails = _gallery.ThumbnailBudget()  # one budget for the page's thumbnails
-    for name, r in report.models.items():
-        parts.append(f'<section class="model" id="model-{escape(slugs[name])}">')
-        parts.append(f"<h2>{escape(name)}</h2>")
-        if r.output:
-            parts.append(f"<p>Outputs: {escape(r.output)}.</p>")
-        parts.append("<h3>Classification report</h3>")
-        parts.append(_classification_table(r))
-        parts.append(
-            "<details><summary>scikit-learn's text</summary>"
-            f"<pre>{escape(r.classification_report)}</pre></details>"
-        )
-        parts.append("<h3>Confusion matrix</h3>")
-        parts.append(
-            '<p class="small">Rows: true class; columns: predicted class; count and share of '
-            "the true class.</p>"
-        )
-        head, body = confusion_table(report, r)
-        parts.append(_table(head, body, cls="confusion", attrs=f' data-model="{escape(name)}"'))
-        if f"confusion:{name}" in figures:
-            parts.append(_img(figures[f"confusion:{name}"][1], f"confusion matrix of {name}"))
-        parts.append(f"<p>Most confused: {escape(confused_text(r))}</p>")
-        parts.append(_gallery.gallery_html(report, r, thumbnails))
-        if f"training:{name}" in figures:
-            parts.append("<h3>Training history</h3>")
-            parts.append(_img(figures[f"training:{name}"][1], f"training curves of {name}"))
-        if r.notes:
-            parts.append("<ul class='notes'>")
-            parts += [f"<li>{escape(n)}</li>" for n in r.notes]
-            parts.append("</ul>")
-        parts.append("</section>")
-    parts.append(f'<footer class="small"><p>Made by tlkit; schema {escape(SCHEMA)}.</p></footer>')
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+
+def _html_model(
+    report: ComparisonReport,
+    r: ModelResult,
+    slug: str,
+    figures: Mapping[str, tuple[str, bytes]],
+    thumbnails: _gallery.ThumbnailBudget,
+) -> list[str]:
+    """One model's section: its outputs, classification report, confusion matrix, gallery."""
+    name = r.name
+    parts = [f'<section class="model" id="model-{escape(slug)}">']
+    parts.append(f"<h2>{escape(name)}</h2>")
+    if r.output:
+        parts.append(f"<p>Outputs: {escape(r.output)}.</p>")
+    parts.append("<h3>Classification report</h3>")
+    parts.append(_classification_table(r))
+    parts.append(
+        "<details><summary>scikit-learn's text</summary>"
+        f"<pre>{escape(r.classification_report)}</pre></details>"
+    )
+    parts.append("<h3>Confusion matrix</h3>")
+    parts.append(
+        '<p class="small">Rows: true class; columns: predicted class; count and share of '
+        "the true class.</p>"
+    )
+    head, body = confusion_table(report, r)
+    parts.append(_table(head, body, cls="confusion", attrs=f' data-model="{escape(name)}"'))
+    if f"confusion:{name}" in figures:
+        parts.append(_img(figures[f"confusion:{name}"][1], f"confusion matrix of {name}"))
+    parts.append(f"<p>Most confused: {escape(confused_text(r))}</p>")
+    parts.append(_gallery.gallery_html(report, r, thumbnails))
+    if f"training:{name}" in figures:
+        parts.append("<h3>Training history</h3>")
+        parts.append(_img(figures[f"training:{name}"][1], f"training curves of {name}"))
+    if r.notes:
+        parts.append("<ul class='notes'>")
+        parts += [f"<li>{escape(n)}</li>" for n in r.notes]
+        parts.append("</ul>")
+    parts.append("</section>")
+    return parts
 
 
 def figures(report: ComparisonReport) -> dict[str, tuple[str, bytes]]:

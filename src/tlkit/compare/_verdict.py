@@ -123,15 +123,36 @@ def verdict(
     correction: str | None,
 ) -> str:
     """One paragraph: baseline first, then who is better on which metric, and significance."""
+    out = _against_baseline(base, models, majority, confidence)
+    if len(models) == 1:
+        r = models[0]
+        out.append(
+            f"{r.name} scores accuracy {_value(r, 'accuracy')}, balanced accuracy "
+            f"{_value(r, 'balanced_accuracy')} and macro-F1 {_value(r, 'macro_f1')}; "
+            "with one model there is no other to test it against."
+        )
+        return " ".join(out)
+
+    tested = " (McNemar's test covers accuracy only; the balanced-accuracy and macro-F1 "
+    tested += "differences rest on their intervals alone.)"
+    out += _leaders(models, pairwise, correction)
+    return " ".join(out) + tested
+
+
+def _value(r: ModelResult, key: str) -> str:
+    """A metric with its interval in brackets, when it has one."""
+    c = r.ci.get(key)
+    v = r.metrics[key]
+    return f"{v:.3f} [{c.low:.3f}, {c.high:.3f}]" if c is not None else f"{v:.3f}"
+
+
+def _against_baseline(
+    base: ModelResult, models: Sequence[ModelResult], majority: str, confidence: float
+) -> list[str]:
+    """The verdict's first sentences: each model against the majority-class baseline."""
     b_acc = base.metrics["accuracy"]
     b_bal = base.metrics["balanced_accuracy"]
     conf = f"{confidence:.0%} CI "
-
-    def value(r: ModelResult, key: str) -> str:
-        c = r.ci.get(key)
-        v = r.metrics[key]
-        return f"{v:.3f} [{c.low:.3f}, {c.high:.3f}]" if c is not None else f"{v:.3f}"
-
     out: list[str] = []
     beat: list[str] = []
     for r in models:
@@ -158,7 +179,7 @@ def verdict(
         elif acc <= b_acc:
             out.append(
                 f"{r.name} clears the majority-class baseline on balanced accuracy "
-                f"({value(r, 'balanced_accuracy')} vs {b_bal:.3f}), but its accuracy "
+                f"({_value(r, 'balanced_accuracy')} vs {b_bal:.3f}), but its accuracy "
                 f"{acc:.3f} is {below} the baseline's {b_acc:.3f}."
             )
         else:
@@ -170,18 +191,14 @@ def verdict(
             f"balanced accuracy (interval above {b_bal:.3f}) and on accuracy (above "
             f"{b_acc:.3f})."
         )
+    return out
 
-    if len(models) == 1:
-        r = models[0]
-        out.append(
-            f"{r.name} scores accuracy {value(r, 'accuracy')}, balanced accuracy "
-            f"{value(r, 'balanced_accuracy')} and macro-F1 {value(r, 'macro_f1')}; "
-            "with one model there is no other to test it against."
-        )
-        return " ".join(out)
 
-    tested = " (McNemar's test covers accuracy only; the balanced-accuracy and macro-F1 "
-    tested += "differences rest on their intervals alone.)"
+def _leaders(
+    models: Sequence[ModelResult], pairwise: Sequence[PairwiseResult], correction: str | None
+) -> list[str]:
+    """One sentence per headline metric: who leads, by how much, and (accuracy) how surely."""
+    out: list[str] = []
     for key in CI_KEYS:
         label = METRIC_LABELS[key]
         ranked = sorted(models, key=lambda r: -r.metrics[key])  # stable: ties keep add order
@@ -195,12 +212,12 @@ def verdict(
             lead = f"{leaders[0].name} is {'better' if len(models) == 2 else 'best'}"
         else:
             lead = " and ".join(r.name for r in leaders) + " tie for best"
-        others = ", ".join(f"{r.name} {value(r, key)}" for r in rest)
-        sentence = f"On {label} {lead}, {value(leaders[0], key)} vs {others}"
+        others = ", ".join(f"{r.name} {_value(r, key)}" for r in rest)
+        sentence = f"On {label} {lead}, {_value(leaders[0], key)} vs {others}"
         if key == "accuracy":
             sentence += _significance(leaders[0], pairwise, correction)
         out.append(sentence + ".")
-    return " ".join(out) + tested
+    return out
 
 
 def _significance(

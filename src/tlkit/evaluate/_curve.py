@@ -523,22 +523,12 @@ def learning_curve(
         absent = [c for c, n in counts.items() if n == 0]
         if absent:
             warn.append(f"fraction {f:g} has no training image of {', '.join(map(repr, absent))}")
-        what = f"fraction {f:g} ({len(part)} training images)"
-        say(verbose, f"tlkit learning-curve: {what}: training")
-        model = factory(what)
-        p, seconds = fit_and_predict(model, part, val, held, k, kwargs, what)
-        del model
-        pred = np.argmax(p, axis=1)
-        m = metrics_report(y, pred, p, names)["metrics"]
-        cis = {
-            name: bootstrap_ci(
-                y, pred, name, n_boot=n_boot, confidence=confidence, seed=seed,
-                labels=metric_labels(names),
+        points.append(
+            _train_point(
+                factory, f, part, counts, val, held, y, kwargs,
+                n_boot=n_boot, confidence=confidence, seed=seed, metric=metric, verbose=verbose,
             )
-            for name in CI_METRICS
-        }  # fmt: skip
-        points.append(CurvePoint(f, len(part), counts, m, cis, seconds))
-        say(verbose, f"tlkit learning-curve: {what}: {metric} {_value(m[metric]):.3f}")
+        )  # fmt: skip
     ns = [p.n_train for p in points]
     fit = fit_power_law(ns, [_value(p.metrics[metric]) for p in points])
     if len(set(ns)) < len(ns):
@@ -561,3 +551,39 @@ def learning_curve(
             "n_boot": n_boot,
         },
     )
+
+
+def _train_point(
+    factory: ModelFactory,
+    fraction: float,
+    part: SplitPart,
+    counts: dict[str, int],
+    val: SplitPart | None,
+    held: SplitPart,
+    y: np.ndarray,
+    kwargs: dict[str, Any],
+    *,
+    n_boot: int,
+    confidence: float,
+    seed: int,
+    metric: str,
+    verbose: bool,
+) -> CurvePoint:
+    """One point of the curve: a model trained on ``part``, scored on ``held`` with intervals."""
+    names = part.class_names
+    what = f"fraction {fraction:g} ({len(part)} training images)"
+    say(verbose, f"tlkit learning-curve: {what}: training")
+    model = factory(what)
+    p, seconds = fit_and_predict(model, part, val, held, len(names), kwargs, what)
+    del model
+    pred = np.argmax(p, axis=1)
+    m = metrics_report(y, pred, p, names)["metrics"]
+    cis = {
+        name: bootstrap_ci(
+            y, pred, name, n_boot=n_boot, confidence=confidence, seed=seed,
+            labels=metric_labels(names),
+        )
+        for name in CI_METRICS
+    }  # fmt: skip
+    say(verbose, f"tlkit learning-curve: {what}: {metric} {_value(m[metric]):.3f}")
+    return CurvePoint(fraction, len(part), counts, m, cis, seconds)
