@@ -86,11 +86,11 @@ def main() -> None:
             indent=1,
         )
     )
-    keras_bytes = reports[0].keras_size_bytes or 0
+    keras_size_bytes = reports[0].keras_size_bytes or 0
     rows = [
         [
             "Keras (.keras)",
-            f"{keras_bytes / 1e6:.2f} MB",
+            f"{keras_size_bytes / 1e6:.2f} MB",
             "—",
             f"{reports[0].accuracy_before:.1%}",
             "—",

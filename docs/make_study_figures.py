@@ -51,7 +51,7 @@ from scipy.stats import binomtest
 from sklearn.metrics import classification_report
 
 from tlkit.compare import ComparisonReport, ModelComparator, mcnemar_exact
-from tlkit.compare._tables import ci_text, machine_text, pairwise_text, testset_text
+from tlkit.compare._render import ci_text, machine_text, pairwise_text, testset_text
 
 CLASSES = ["class 0", "class 1", "class 2"]
 SUPPORTS = [80, 20, 8]

@@ -64,7 +64,7 @@ def test_wrong_types_are_argument_type_errors(call) -> None:
         lambda: comparator(batch_size=0),
         lambda: ModelComparator(Y),
         lambda: ModelComparator(Y, ["a", "a"]),
-        lambda: comparator(n_boot=0).add_predictions("m", P, latency_ms_batch1=-1.0),
+        lambda: comparator(n_boot=0).add_predictions("m", P, latency_ms=-1.0),
         lambda: comparator(n_boot=0).add_predictions("m", P, size_bytes=-5),
         lambda: comparator(n_boot=0).add_predictions(" ", P),
         lambda: bootstrap_ci(Y, P, "accuracy", n_boot=-1),
@@ -149,7 +149,7 @@ def test_seed_is_the_name_and_the_report_stores_it() -> None:
     assert c.seed == 7 and not hasattr(c, "random_state")
     d = json.loads(c.add_predictions("m", P).run().to_json())
     # Schema 2 stores the seed under "seed" ("random_state" in schema 1).
-    assert d["schema"] == "tlkit.comparison/2"
+    assert d["schema"] == "tlkit.comparison/3"
     assert d["settings"]["seed"] == 7 and "random_state" not in d["settings"]
 
 

@@ -77,10 +77,10 @@ def test_add_keras_model_from_dataset(images) -> None:
     assert 0.5 < res.metrics["accuracy"] < 1.0  # some images mislead it, most do not
     cost = res.cost
     assert cost.params == model.count_params() == 3 * 3 + 3
-    assert cost.keras_bytes is not None and cost.keras_bytes > 1000
-    assert cost.latency_ms_batch1 > 0 and cost.latency_ms_batch32 > 0
+    assert cost.size_bytes is not None and cost.size_bytes > 1000
+    assert cost.latency_ms > 0 and cost.latency_ms_batch32 > 0
     assert cost.predict_time_s > 0
-    assert cost.train_time_s is None and cost.tflite_bytes is None
+    assert cost.train_time_s is None and cost.tflite_size_bytes is None
     md = r.to_markdown()
     assert "| colour | 12 |" in md
     assert "Latency: mean milliseconds per image" in md
@@ -113,8 +113,8 @@ def test_trained_classifier_protocol(images, tmp_path) -> None:
     )
     res = r["tuned"]
     assert res.cost.train_time_s == 42.0
-    assert res.cost.tflite_bytes == 1234
-    assert res.cost.keras_bytes is None and res.cost.latency_ms_batch1 is None  # not measured
+    assert res.cost.tflite_size_bytes == 1234
+    assert res.cost.size_bytes is None and res.cost.latency_ms is None  # not measured
     assert res.history == {"loss": [0.9, 0.5], "val_loss": [1.0, 0.7]}
     assert any(p.name == "training_tuned.png" for p in r.save(tmp_path / "out"))
     # A FineTuner trained with another class order would be read wrongly: refused.

@@ -25,7 +25,7 @@ def make_report(**kwargs):
     return (
         ModelComparator(y, CLASSES, n_boot=100, **kwargs)
         .add_predictions("MobileNet", np.zeros(108, int), params=2_257_984, train_time_s=312.5)
-        .add_predictions("CNN <b>&</b>", cnn, prob, history=history, latency_ms_batch1=3.5)
+        .add_predictions("CNN <b>&</b>", cnn, prob, history=history, latency_ms=3.5)
         .run()
     )
 
@@ -122,7 +122,7 @@ def test_markdown_layout(report) -> None:
 def test_json_schema(report) -> None:
     text = report.to_json()
     d = json.loads(text)  # strict JSON: allow_nan=False would have raised on NaN
-    assert d["schema"] == SCHEMA == "tlkit.comparison/2"
+    assert d["schema"] == SCHEMA == "tlkit.comparison/3"
     assert list(d) == [
         "schema",
         "tlkit_version",
@@ -193,9 +193,9 @@ def test_json_schema(report) -> None:
     assert mob["never_predicted"] == ["rust", "scab"]
     assert mob["cost"] == {
         "params": 2_257_984,
-        "keras_bytes": None,
-        "tflite_bytes": None,
-        "latency_ms_batch1": None,
+        "size_bytes": None,
+        "tflite_size_bytes": None,
+        "latency_ms": None,
         "latency_ms_batch32": None,
         "train_time_s": 312.5,
         "predict_time_s": None,

@@ -49,13 +49,13 @@ def study_report():
             np.zeros(60, int),
             params=2_257_984,
             size_bytes=9_400_000,
-            tflite_bytes=2_600_000,
-            latency_ms_batch1=12.25,
+            tflite_size_bytes=2_600_000,
+            latency_ms=12.25,
             latency_ms_batch32=1.5,
             train_time_s=312.5,
         )
         .add_predictions("CNN <b>&</b> | v2", y_prob=prob, history=history, train_time_s=4000)
-        .add_predictions("cnn v2", good, latency_ms_batch1=3.5)
+        .add_predictions("cnn v2", good, latency_ms=3.5)
         .add_predictions("cnn/v2", good[::-1].copy(), size_bytes=999)
         .run()
     )

@@ -63,7 +63,7 @@ def test_split_to_comparison_report(split: Split, tmp_path: Path) -> None:
     assert "majority-class baseline" in text and "efficientnet_lite0" in text
     assert "model 'always healthy' never predicts classes 'rust', 'scab'" in text
     data = json.loads(report.to_json())
-    assert data["schema"] == "tlkit.comparison/2"
+    assert data["schema"] == "tlkit.comparison/3"
     written = {p.name: p for p in report.save(tmp_path / "report")}
     assert written["report.html"].stat().st_size > 10_000
     assert "confusion_efficientnet_lite0.png" in written

@@ -255,8 +255,8 @@ def test_exported_model_is_a_comparator_row(trained, tmp_path: Path) -> None:
     comparator.add_exported("float32", ExportedModel(f32.path))
     comparator.add_exported("int8", ExportedModel(q8.path))
     report = comparator.run()
-    assert report["float32"].cost.tflite_bytes == f32.size_bytes
-    assert report["int8"].cost.tflite_bytes == q8.size_bytes < f32.size_bytes
+    assert report["float32"].cost.tflite_size_bytes == f32.size_bytes
+    assert report["int8"].cost.tflite_size_bytes == q8.size_bytes < f32.size_bytes
     assert np.array_equal(report["float32"].y_pred, report["keras"].y_pred)
     assert report["int8"].kind == "exported"
     with pytest.raises(ValueError, match="class_names"):

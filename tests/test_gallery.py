@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from tlkit._escape import md_cell
-from tlkit.compare import ModelComparator, _gallery, _mistakes
-from tlkit.compare._mistakes import (
+from tlkit.compare import ModelComparator, _gallery
+from tlkit.compare._gallery import (
     GALLERY_SIZE,
     PAIR_EXAMPLES,
     ImageFiles,
@@ -280,13 +280,13 @@ def test_data_without_paths_gives_the_no_gallery_note(part) -> None:
     for data in ((x, y), y):
         report = ModelComparator(data, CLASSES, n_boot=0).add_predictions("m", y_prob=prob).run()
         g = report["m"].gallery
-        assert g.note == _mistakes.NO_FILES_NOTE and g.mistakes == () and g.files is None
+        assert g.note == _gallery.NO_FILES_NOTE and g.mistakes == () and g.files is None
         assert g.n_mistakes == 9 and sum(c.count for c in g.confused_pairs) <= 9
         assert all(c.examples == () for c in g.confused_pairs)
         html = report.to_html()
         assert "No gallery of mistakes: the test data has no image files" in html
         assert thumbnails(html) == []
-        assert _mistakes.NO_FILES_NOTE in report.to_markdown()
+        assert _gallery.NO_FILES_NOTE in report.to_markdown()
         assert json.loads(report.to_json())["models"][1]["gallery"]["note"] == g.note
 
 
@@ -295,7 +295,7 @@ def test_model_without_probabilities_shows_pairs_in_test_order(part) -> None:
     pred = (y + 1) % 3
     report = ModelComparator(part, n_boot=0).add_predictions("hard", pred).run()
     g = report["hard"].gallery
-    assert g.mistakes == () and g.note == _mistakes.NO_PROBABILITIES_NOTE
+    assert g.mistakes == () and g.note == _gallery.NO_PROBABILITIES_NOTE
     first = g.confused_pairs[0]
     assert [m.index for m in first.examples] == list(range(PAIR_EXAMPLES))
     assert first.examples[0].p_predicted is None

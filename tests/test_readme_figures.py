@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tlkit.compare import SCHEMA
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 RUN = ROOT / "docs" / "_static" / "elpv_study"
@@ -27,7 +29,12 @@ def _flat(text: str) -> str:
 
 @pytest.fixture(scope="module")
 def report() -> dict:
-    return json.loads((RUN / "report.json").read_text(encoding="utf-8"))
+    data = json.loads((RUN / "report.json").read_text(encoding="utf-8"))
+    assert data["schema"] == SCHEMA, (
+        f"docs/_static/elpv_study/report.json is {data['schema']!r}, not {SCHEMA!r}: rename "
+        "its keys as docs/guide/comparing.rst lists, or rerun the study"
+    )
+    return data
 
 
 @pytest.fixture(scope="module")

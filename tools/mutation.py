@@ -15,8 +15,8 @@ Targets (module: functions; the tests that run against them):
   checks): all code but error-message helpers; ``tests/test_torch_pickle_hostile.py tests/test_torch_pickle.py``
 * ``compare/_stats.py``: McNemar, Holm, the bootstrap;
   ``tests/test_compare_boundaries.py tests/test_compare_stats.py``
-* ``compare/_comparator.py``: ``_pairwise`` and ``_warnings``;
-  ``tests/test_compare_boundaries.py``
+* ``compare/_verdict.py``: ``comparison_warnings`` (until issue 21 ``_pairwise`` and
+  ``_warnings`` of ``compare/_comparator.py``); ``tests/test_compare_boundaries.py``
 * ``data/_grouping.py`` (grouping and assignment), ``data/_splitter.py``:
   ``apportion``, ``_max_flow_01``, ``assign_groups``, ``_targets``,
   ``group_samples``; the splitter tests
@@ -92,8 +92,8 @@ TARGETS = [
     ),
     Target(
         "comparator_warnings",
-        "compare/_comparator.py",
-        ("ModelComparator._pairwise", "ModelComparator._warnings"),
+        "compare/_verdict.py",
+        ("comparison_warnings",),
         ("tests/test_compare_boundaries.py",),
         fallback_tests=("tests/test_compare_stats.py", "tests/test_compare_report.py"),
     ),
@@ -214,8 +214,11 @@ NAMED = [
     ),
     Named(
         "McNemar significance on the raw p",
-        "compare/_comparator.py",
-        ((("bool(p < self.alpha)", "bool(t.p_value < self.alpha)"),),),
+        ("compare/_analysis.py", "compare/_comparator.py"),
+        (
+            (("bool(p < alpha)", "bool(t.p_value < alpha)"),),
+            (("bool(p < self.alpha)", "bool(t.p_value < self.alpha)"),),
+        ),
         (
             "tests/test_compare_boundaries.py",
             "tests/test_compare_stats.py",
@@ -224,7 +227,7 @@ NAMED = [
     ),
     Named(
         "baseline warning from the point estimate",
-        "compare/_comparator.py",
+        ("compare/_verdict.py", "compare/_comparator.py"),
         ((("if ci.low <= b_bal:", "if bal <= b_bal:"),),),
         (
             "tests/test_compare_boundaries.py",
@@ -234,8 +237,11 @@ NAMED = [
     ),
     Named(
         "min_support: <= instead of <",
-        "compare/_comparator.py",
-        ((("if n < self.min_support:", "if n <= self.min_support:"),),),
+        ("compare/_verdict.py", "compare/_comparator.py"),
+        (
+            (("if n < min_support:", "if n <= min_support:"),),
+            (("if n < self.min_support:", "if n <= self.min_support:"),),
+        ),
         (
             "tests/test_compare_boundaries.py",
             "tests/test_compare_stats.py",

@@ -187,14 +187,8 @@ def metrics_report(
     """
     from sklearn.metrics import (
         classification_report,
-        cohen_kappa_score,
         confusion_matrix,
-        f1_score,
-        log_loss,
-        matthews_corrcoef,
         precision_recall_fscore_support,
-        roc_auc_score,
-        top_k_accuracy_score,
     )
 
     k_classes = len(class_names)
@@ -204,38 +198,9 @@ def metrics_report(
         top_k = min(5, k_classes - 1)
     with quiet_sklearn():
         metrics: dict[str, float | None] = {
-            **{name: fn(y_true, y_pred, labels) for name, fn in CI_METRICS.items()},
-            "weighted_f1": float(
-                f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)
-            ),
-            "mcc": float(matthews_corrcoef(y_true, y_pred)),
-            "cohen_kappa": float(cohen_kappa_score(y_true, y_pred, labels=labels)),
-            "top_k_accuracy": None,
-            "log_loss": None,
-            "roc_auc_ovr": None,
+            **_label_metrics(y_true, y_pred, labels),
+            **_probability_metrics(y_true, y_prob, labels, top_k, notes),
         }
-        if y_prob is not None:
-            if 1 < top_k < k_classes:
-                metrics["top_k_accuracy"] = _try(
-                    lambda: top_k_accuracy_score(y_true, y_prob, k=top_k, labels=labels),
-                    notes,
-                    f"top-{top_k} accuracy",
-                )
-            metrics["log_loss"] = _try(
-                lambda: log_loss(y_true, y_prob, labels=labels), notes, "log loss"
-            )
-            if k_classes == 2:
-                metrics["roc_auc_ovr"] = _try(
-                    lambda: roc_auc_score(y_true, y_prob[:, 1]), notes, "ROC-AUC"
-                )
-            else:
-                metrics["roc_auc_ovr"] = _try(
-                    lambda: roc_auc_score(
-                        y_true, y_prob, multi_class="ovr", average="macro", labels=labels
-                    ),
-                    notes,
-                    "ROC-AUC (one-vs-rest)",
-                )
         precision, recall, f1, support = precision_recall_fscore_support(
             y_true, y_pred, labels=labels, zero_division=0
         )
@@ -265,22 +230,6 @@ def metrics_report(
         name: {k: float(v) for k, v in report_dict[name].items()}
         for name in ("macro avg", "weighted avg")
     }
-    off = [
-        (int(cm[i, j]), i, j)
-        for i in range(k_classes)
-        for j in range(k_classes)
-        if i != j and cm[i, j]
-    ]
-    off.sort(key=lambda t: (-t[0], t[1], t[2]))
-    most_confused = [
-        {
-            "true": class_names[i],
-            "predicted": class_names[j],
-            "count": n,
-            "share_of_true": float(cm_norm[i, j]),
-        }
-        for n, i, j in off[:n_confused]
-    ]
     never = [int(i) for i in labels if not np.any(y_pred == i)]
     return {
         "metrics": metrics,
@@ -290,7 +239,90 @@ def metrics_report(
         "classification_report": report_text,
         "confusion": cm.astype(int),
         "confusion_normalized": np.asarray(cm_norm, dtype=float),
-        "most_confused": most_confused,
+        "most_confused": _most_confused(cm, cm_norm, class_names, n_confused),
         "never_predicted": never,
         "notes": notes,
     }
+
+
+def _label_metrics(
+    y_true: np.ndarray, y_pred: np.ndarray, labels: np.ndarray
+) -> dict[str, float | None]:
+    """The metrics read from the predicted labels alone (the headline ones first)."""
+    from sklearn.metrics import cohen_kappa_score, f1_score, matthews_corrcoef
+
+    return {
+        **{name: fn(y_true, y_pred, labels) for name, fn in CI_METRICS.items()},
+        "weighted_f1": float(
+            f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)
+        ),
+        "mcc": float(matthews_corrcoef(y_true, y_pred)),
+        "cohen_kappa": float(cohen_kappa_score(y_true, y_pred, labels=labels)),
+    }
+
+
+def _probability_metrics(
+    y_true: np.ndarray,
+    y_prob: np.ndarray | None,
+    labels: np.ndarray,
+    top_k: int,
+    notes: list[str],
+) -> dict[str, float | None]:
+    """Top-k accuracy, log loss and ROC-AUC: ``None`` without probabilities or where undefined.
+
+    What could not be computed is appended to ``notes``.
+    """
+    from sklearn.metrics import log_loss, roc_auc_score, top_k_accuracy_score
+
+    k_classes = labels.size
+    metrics: dict[str, float | None] = {
+        "top_k_accuracy": None,
+        "log_loss": None,
+        "roc_auc_ovr": None,
+    }
+    if y_prob is not None:
+        if 1 < top_k < k_classes:
+            metrics["top_k_accuracy"] = _try(
+                lambda: top_k_accuracy_score(y_true, y_prob, k=top_k, labels=labels),
+                notes,
+                f"top-{top_k} accuracy",
+            )
+        metrics["log_loss"] = _try(
+            lambda: log_loss(y_true, y_prob, labels=labels), notes, "log loss"
+        )
+        if k_classes == 2:
+            metrics["roc_auc_ovr"] = _try(
+                lambda: roc_auc_score(y_true, y_prob[:, 1]), notes, "ROC-AUC"
+            )
+        else:
+            metrics["roc_auc_ovr"] = _try(
+                lambda: roc_auc_score(
+                    y_true, y_prob, multi_class="ovr", average="macro", labels=labels
+                ),
+                notes,
+                "ROC-AUC (one-vs-rest)",
+            )
+    return metrics
+
+
+def _most_confused(
+    cm: np.ndarray, cm_norm: np.ndarray, class_names: Sequence[str], n_confused: int
+) -> list[dict[str, Any]]:
+    """The ``n_confused`` largest off-diagonal cells of the confusion matrix, largest first."""
+    k_classes = len(class_names)
+    off = [
+        (int(cm[i, j]), i, j)
+        for i in range(k_classes)
+        for j in range(k_classes)
+        if i != j and cm[i, j]
+    ]
+    off.sort(key=lambda t: (-t[0], t[1], t[2]))
+    return [
+        {
+            "true": class_names[i],
+            "predicted": class_names[j],
+            "count": n,
+            "share_of_true": float(cm_norm[i, j]),
+        }
+        for n, i, j in off[:n_confused]
+    ]

@@ -26,11 +26,12 @@ Examples
 
 from tlkit._calibration import Reliability, expected_calibration_error, reliability_bins
 from tlkit.compare._comparator import ModelComparator
-from tlkit.compare._gallery import MAX_GALLERY_BYTES, THUMBNAIL_SIZE
-from tlkit.compare._mistakes import (
+from tlkit.compare._gallery import (
     CONFUSED_PAIRS,
     GALLERY_SIZE,
+    MAX_GALLERY_BYTES,
     PAIR_EXAMPLES,
+    THUMBNAIL_SIZE,
     ConfusedPair,
     Mistake,
     MistakeGallery,
@@ -44,7 +45,7 @@ from tlkit.compare._stats import (
     holm,
     mcnemar_exact,
 )
-from tlkit.compare._warnings import ECE_WARNING
+from tlkit.compare._verdict import ECE_WARNING
 
 __all__ = [
     "CONFUSED_PAIRS",

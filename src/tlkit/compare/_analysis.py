@@ -15,8 +15,8 @@ from sklearn.dummy import DummyClassifier
 from tlkit._calibration import reliability_bins
 from tlkit.compare._cost import machine
 from tlkit.compare._format import BASELINE_NAME, CI_KEYS, history_note
-from tlkit.compare._mistakes import ImageFiles, mistake_gallery
-from tlkit.compare._models import Entry
+from tlkit.compare._gallery import ImageFiles, mistake_gallery
+from tlkit.compare._inputs import Entry
 from tlkit.compare._report import ComparisonReport, ModelResult, PairwiseResult
 from tlkit.compare._stats import (
     BootstrapCI,
@@ -25,8 +25,7 @@ from tlkit.compare._stats import (
     mcnemar_exact,
     percentile_interval,
 )
-from tlkit.compare._verdict import verdict
-from tlkit.compare._warnings import comparison_warnings
+from tlkit.compare._verdict import comparison_warnings, verdict
 from tlkit.metrics import CI_METRICS, metrics_report
 
 __all__ = ["analyse", "baseline_entry", "pairwise", "result"]

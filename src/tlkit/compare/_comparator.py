@@ -1,9 +1,9 @@
 """ModelComparator: predict once per model, then compare against a baseline, honestly.
 
 The class orchestrates; the jobs live in their own modules: :mod:`._testset` (the
-test-set forms), :mod:`._models` (the model forms), :mod:`._predict` (the prediction
-pass), :mod:`._cost` (size and latency), :mod:`._analysis` (metrics, intervals, tests),
-:mod:`._warnings` and :mod:`._verdict` (what the report says first).
+test-set forms and the prediction pass), :mod:`._inputs` (the model forms and their data),
+:mod:`._cost` (size and latency), :mod:`._analysis` (metrics, intervals, tests),
+:mod:`._verdict` (the warnings and the verdict: what the report says first).
 """
 
 from __future__ import annotations
@@ -27,21 +27,18 @@ from tlkit._validation import (
 from tlkit.compare import _analysis, _cost
 from tlkit.compare._format import BASELINE_NAME
 from tlkit.compare._inputs import (
-    as_history,
-    check_labels,
-    check_model_name,
-    resolve_class_names,
-)
-from tlkit.compare._models import (
     Entry,
+    as_history,
     check_class_names,
     check_exported,
+    check_labels,
+    check_model_name,
     predictions_entry,
+    resolve_class_names,
     unwrap_model,
 )
-from tlkit.compare._predict import as_probabilities
 from tlkit.compare._report import ComparisonReport
-from tlkit.compare._testset import TestSet
+from tlkit.compare._testset import TestSet, as_probabilities
 from tlkit.errors import ComparisonError
 from tlkit.protocols import TrainedClassifier
 
@@ -308,7 +305,7 @@ class ModelComparator:
             "train_time_s", extras.get("train_time_s"), low=0, allow_none=True
         )
         tfl = tflite_path if tflite_path is not None else extras.get("tflite_path")
-        tflite_bytes = _cost.tflite_size(name, tfl)
+        tflite_size_bytes = _cost.tflite_size(name, tfl)
         temperature = check_number(
             f"the temperature of model {name!r}",
             extras.get("temperature"),
@@ -327,7 +324,7 @@ class ModelComparator:
             keras_model,
             sample,
             predict_time_s=seconds,
-            tflite_bytes=tflite_bytes,
+            tflite_size_bytes=tflite_size_bytes,
             train_time_s=train_time,
             measure=measure_cost,
             runs=self.latency_runs,
@@ -357,8 +354,8 @@ class ModelComparator:
         *,
         params: int | None = None,
         size_bytes: int | None = None,
-        tflite_bytes: int | None = None,
-        latency_ms_batch1: float | None = None,
+        tflite_size_bytes: int | None = None,
+        latency_ms: float | None = None,
         latency_ms_batch32: float | None = None,
         train_time_s: float | None = None,
         history: Any = None,
@@ -375,10 +372,10 @@ class ModelComparator:
             Class probabilities (rows summing to 1); for ``K == 2`` also shape
             ``(n,)``, the probability of class 1. Enables top-k accuracy, log
             loss and ROC-AUC.
-        params, size_bytes, tflite_bytes : int, optional
+        params, size_bytes, tflite_size_bytes : int, optional
             Parameter count and sizes on disk (``.keras`` or other, TFLite), for
             the cost table.
-        latency_ms_batch1, latency_ms_batch32 : float, optional
+        latency_ms, latency_ms_batch32 : float, optional
             Mean milliseconds per image at batch 1 and 32.
         train_time_s : float, optional
             Training time in seconds.
@@ -406,8 +403,8 @@ class ModelComparator:
             history=history,
             params=params,
             size_bytes=size_bytes,
-            tflite_bytes=tflite_bytes,
-            latency_ms_batch1=latency_ms_batch1,
+            tflite_size_bytes=tflite_size_bytes,
+            latency_ms=latency_ms,
             latency_ms_batch32=latency_ms_batch32,
             train_time_s=train_time_s,
         )

@@ -40,7 +40,7 @@ def keras_cost(
     sample: np.ndarray,
     *,
     predict_time_s: float,
-    tflite_bytes: int | None,
+    tflite_size_bytes: int | None,
     train_time_s: float | None,
     measure: bool,
     runs: int,
@@ -49,7 +49,7 @@ def keras_cost(
     notes: list[str] = []
     cost = Cost(
         params=count_params(model),
-        tflite_bytes=tflite_bytes,
+        tflite_size_bytes=tflite_size_bytes,
         train_time_s=train_time_s,
         predict_time_s=predict_time_s,
     )
@@ -59,7 +59,7 @@ def keras_cost(
             notes.append(f".keras size not measured: {why}")
         lat1, lat32 = latencies(model, sample, runs)
         cost = dataclasses.replace(
-            cost, keras_bytes=size_bytes, latency_ms_batch1=lat1, latency_ms_batch32=lat32
+            cost, size_bytes=size_bytes, latency_ms=lat1, latency_ms_batch32=lat32
         )
     return cost, notes
 
@@ -82,10 +82,12 @@ def exported_cost(
     ]
     if nbytes is not None and fmt != "litert":
         notes.append(f"{fmt} file size {nbytes:,} bytes")
-    cost = Cost(tflite_bytes=nbytes if fmt == "litert" else None, predict_time_s=predict_time_s)
+    cost = Cost(
+        tflite_size_bytes=nbytes if fmt == "litert" else None, predict_time_s=predict_time_s
+    )
     if measure:
         lat1, lat32 = latencies(exported, sample, runs)
-        cost = dataclasses.replace(cost, latency_ms_batch1=lat1, latency_ms_batch32=lat32)
+        cost = dataclasses.replace(cost, latency_ms=lat1, latency_ms_batch32=lat32)
     return cost, notes
 
 

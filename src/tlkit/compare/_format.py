@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 #: Identifier and version of the JSON layout written by ``ComparisonReport.to_json``.
-SCHEMA = "tlkit.comparison/2"
+SCHEMA = "tlkit.comparison/3"
 
 #: Name of the majority-class baseline row.
 BASELINE_NAME = "majority-class baseline"

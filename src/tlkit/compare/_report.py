@@ -1,7 +1,7 @@
 """ComparisonReport and its rows: the results of a comparison, as data and as JSON.
 
-Rendering lives elsewhere and reads these objects: :mod:`._tables` (the tables and
-sentences), :mod:`._markdown`, :mod:`._html`, :mod:`._plots`; :mod:`._files` writes them.
+Rendering lives elsewhere and reads these objects: :mod:`._render` (the tables and
+sentences, Markdown, HTML, and the files written) and :mod:`._plots`.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 
 from tlkit._calibration import Reliability
-from tlkit.compare import _files, _html, _markdown, _tables
+from tlkit.compare import _render
 from tlkit.compare._format import BASELINE_NAME, CI_KEYS, SCHEMA
 from tlkit.compare._format import clean as _clean
-from tlkit.compare._mistakes import MistakeGallery
+from tlkit.compare._gallery import MistakeGallery
 from tlkit.compare._stats import BootstrapCI, McNemarResult
 
 __all__ = [
@@ -41,14 +41,20 @@ class Cost:
     ----------
     params : int or None
         Number of parameters (``model.count_params()``).
-    keras_bytes : int or None
-        Size of the model saved as a ``.keras`` file.
-    tflite_bytes : int or None
+    size_bytes : int or None
+        Size of the model's own file: the model saved as a ``.keras`` file, or
+        the ``size_bytes`` passed to :meth:`~tlkit.ModelComparator.add_predictions`.
+    tflite_size_bytes : int or None
         Size of the exported ``.tflite`` file, when one was given.
-    latency_ms_batch1, latency_ms_batch32 : float or None
-        Mean milliseconds per image when predicting batches of 1 and of 32
-        images on the machine that ran the comparison (median of several timed
-        runs after a warm-up run).
+    latency_ms : float or None
+        Mean milliseconds per image when predicting one image at a time (batch 1)
+        on the machine that ran the comparison (median of several timed runs
+        after a warm-up run).
+    latency_ms_batch32 : float or None
+        The same per image when predicting batches of 32 images.
+
+    The names are those of :class:`tlkit.export.ExportReport`: ``size_bytes`` is the
+    file the row is about, a prefix names another file (``tflite_size_bytes``).
     train_time_s : float or None
         Training time in seconds: the ``train_time_s`` of a
         :class:`~tlkit.protocols.TrainedClassifier` such as a FineTuner.
@@ -58,9 +64,9 @@ class Cost:
     """
 
     params: int | None = None
-    keras_bytes: int | None = None
-    tflite_bytes: int | None = None
-    latency_ms_batch1: float | None = None
+    size_bytes: int | None = None
+    tflite_size_bytes: int | None = None
+    latency_ms: float | None = None
     latency_ms_batch32: float | None = None
     train_time_s: float | None = None
     predict_time_s: float | None = None
@@ -360,7 +366,7 @@ class ComparisonReport:
         return d
 
     def to_json(self, *, indent: int | None = 2, include_predictions: bool = True) -> str:
-        """Return the report as JSON (schema ``"tlkit.comparison/2"``).
+        """Return the report as JSON (schema ``"tlkit.comparison/3"``).
 
         Top-level keys: ``schema``, ``tlkit_version``, ``n_test``, ``classes``
         (``index``, ``name``, ``support``), ``settings``, ``baseline``
@@ -399,27 +405,27 @@ class ComparisonReport:
         -------
         str
         """
-        return _markdown.render_markdown(self)
+        return _render.render_markdown(self)
 
     def metrics_table(self) -> tuple[list[str], list[list[str]]]:
         """Return the header and rows of the metrics table (strings, as rendered)."""
-        return _tables.metrics_table(self)
+        return _render.metrics_table(self)
 
     def cost_table(self) -> tuple[list[str], list[list[str]]]:
         """Return the header and rows of the cost table (strings, as rendered)."""
-        return _tables.cost_table(self)
+        return _render.cost_table(self)
 
     def pairwise_table(self) -> tuple[list[str], list[list[str]]]:
         """Return the header and rows of the McNemar table (strings, as rendered)."""
-        return _tables.pairwise_table(self)
+        return _render.pairwise_table(self)
 
     def confusion_table(self, r: ModelResult) -> tuple[list[str], list[list[str]]]:
         """Return the header and rows of one model's confusion matrix (count and row share)."""
-        return _tables.confusion_table(self, r)
+        return _render.confusion_table(self, r)
 
     def calibration_table(self) -> tuple[list[str], list[list[str]]]:
         """Return the header and rows of the calibration table (ECE per model, as rendered)."""
-        return _tables.calibration_table(self)
+        return _render.calibration_table(self)
 
     def to_html(self) -> str:
         """Return a self-contained HTML page: warnings first, tables, plots embedded as PNG.
@@ -434,7 +440,7 @@ class ComparisonReport:
         -------
         str
         """
-        return _html.render_html(self, _files.figures(self))
+        return _render.render_html(self, _render.figures(self))
 
     def _repr_html_(self) -> str:  # pragma: no cover - notebooks
         return self.to_html()
@@ -469,4 +475,4 @@ class ComparisonReport:
         >>> sorted(p.name for p in report.save(tempfile.mkdtemp()))[:3]
         ['confusion_m.png', 'metrics.png', 'per_class_f1.png']
         """
-        return _files.save(self, directory)
+        return _render.save(self, directory)

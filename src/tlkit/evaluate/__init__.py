@@ -25,10 +25,17 @@ this one predicts the class it saw most:
 (0.5, (20, 2))
 """
 
-from tlkit.evaluate._curve import DEFAULT_FRACTIONS, CurvePoint, LearningCurve, learning_curve
+from tlkit.evaluate._curve import (
+    DEFAULT_FRACTIONS,
+    MIN_GAIN,
+    CurvePoint,
+    LearningCurve,
+    PowerLawFit,
+    fit_power_law,
+    learning_curve,
+)
 from tlkit.evaluate._cv import CVResult, compare_cv, cross_validate
 from tlkit.evaluate._model import Estimator
-from tlkit.evaluate._powerlaw import MIN_GAIN, PowerLawFit, fit_power_law
 
 __all__ = [
     "DEFAULT_FRACTIONS",

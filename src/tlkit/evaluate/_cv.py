@@ -37,6 +37,7 @@ from tlkit.metrics import CI_METRICS, metrics_report
 
 if TYPE_CHECKING:  # pragma: no cover
     from tlkit.compare import ComparisonReport
+    from tlkit.data import Folds
 
 __all__ = ["CVResult", "compare_cv", "cross_validate"]
 
@@ -423,33 +424,12 @@ def cross_validate(
     fold_of = np.full((fs.repeats, len(samples)), -1, dtype=np.int64)
     results: list[dict[str, Any]] = []
     for split in fs.splits(val=share):
-        r, f = split.params["repeat"], split.params["fold"]
-        what = f"fold {f + 1}/{fs.folds}" + (f" of repeat {r + 1}" if fs.repeats > 1 else "")
-        say(
-            verbose,
-            f"tlkit cv: {what}: training on {len(split.train)} images "
-            f"({len(split.val)} for validation), testing on {len(split.test)}",
-        )
-        model = factory(what)
-        p, seconds = fit_and_predict(model, split.train, split.val, split.test, k, kwargs, what)
-        del model
+        p, result = _one_fold(factory, split, fs, kwargs, verbose)
+        r, f = result["repeat"], result["fold"]
         rows = [index[s.path] for s in split.test]
         probs[r, rows] = p
         fold_of[r, rows] = f
-        y = split.test.labels.astype(np.int64)
-        m = metrics_report(y, np.argmax(p, axis=1), p, fs.class_names)["metrics"]
-        results.append(
-            {
-                "repeat": r,
-                "fold": f,
-                "n_train": len(split.train),
-                "n_val": len(split.val),
-                "n_test": len(split.test),
-                "train_time_s": seconds,
-                "metrics": m,
-            }
-        )
-        say(verbose, f"tlkit cv: {what}: balanced accuracy {m['balanced_accuracy']:.3f}")
+        results.append(result)
     params = {
         **fs.params,
         "inner_val": share,
@@ -473,3 +453,34 @@ def cross_validate(
         n_boot=n_boot,
         confidence=confidence,
     )
+
+
+def _one_fold(
+    factory: ModelFactory, split: Split, fs: Folds, kwargs: dict[str, Any], verbose: bool
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Train and test one fold: its test images' probabilities and its row of ``fold_results``."""
+    r, f = split.params["repeat"], split.params["fold"]
+    what = f"fold {f + 1}/{fs.folds}" + (f" of repeat {r + 1}" if fs.repeats > 1 else "")
+    say(
+        verbose,
+        f"tlkit cv: {what}: training on {len(split.train)} images "
+        f"({len(split.val)} for validation), testing on {len(split.test)}",
+    )
+    model = factory(what)
+    p, seconds = fit_and_predict(
+        model, split.train, split.val, split.test, fs.num_classes, kwargs, what
+    )
+    del model
+    y = split.test.labels.astype(np.int64)
+    m = metrics_report(y, np.argmax(p, axis=1), p, fs.class_names)["metrics"]
+    say(verbose, f"tlkit cv: {what}: balanced accuracy {m['balanced_accuracy']:.3f}")
+    result = {
+        "repeat": r,
+        "fold": f,
+        "n_train": len(split.train),
+        "n_val": len(split.val),
+        "n_test": len(split.test),
+        "train_time_s": seconds,
+        "metrics": m,
+    }
+    return p, result
