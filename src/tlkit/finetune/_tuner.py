@@ -35,7 +35,6 @@ from tlkit.finetune._data import (
     image_bytes,
     tta_views,
 )
-from tlkit.finetune._schedule_base import with_epochs
 from tlkit.finetune._settings import default_schedule
 from tlkit.metrics import classification_metrics
 
@@ -480,7 +479,7 @@ class FineTuner:
         if val_data is not None:
             fit_image_size(self.image_size, val_data, adoptable=False)
         if epochs is not None:
-            self.schedule = with_epochs(self.schedule, epochs)
+            self.schedule = sched.with_epochs(self.schedule, epochs)
         if self._loaded:  # a loaded model: rebuild with layer groups, keep its weights
             loaded, self._net, self._loaded = self._net, None, False
             self._backbone = None
