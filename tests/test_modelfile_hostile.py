@@ -30,7 +30,7 @@ from tlkit.backbones import get_backbone
 from tlkit.datasets import make_synthetic_dataset
 from tlkit.errors import ModelFileError, ScheduleError
 from tlkit.finetune import TrainingHistory
-from tlkit.finetune._io import read_metadata
+from tlkit.finetune._saving import read_metadata
 
 SIZE = 32
 #: Address-space cap of the loading subprocess: a plain load of the tiny model peaks at
@@ -259,7 +259,7 @@ def test_a_model_file_of_another_format_version_says_what_to_do(good: Path, tmp_
 
 
 def test_keras_stateless_scope_behaviour_is_pinned(good: Path) -> None:
-    """Pins what ``tlkit.finetune._modelzip`` relies on (it imports ``keras.src``).
+    """Pins what ``tlkit.finetune._saving`` relies on (it imports ``keras.src``).
 
     ``keras.StatelessScope(initialize_variables=False)`` gives variables a shape and no
     memory, and registers them in Keras's ``uninitialized_variables`` list, which the
@@ -269,7 +269,7 @@ def test_keras_stateless_scope_behaviour_is_pinned(good: Path) -> None:
     import keras
     from keras.src.backend.common import global_state
 
-    from tlkit.finetune._modelzip import check_declared_weights
+    from tlkit.finetune._saving import check_declared_weights
 
     def pending() -> list[Any]:
         return global_state.get_global_attribute("uninitialized_variables", [], set_to_default=True)

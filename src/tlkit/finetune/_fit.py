@@ -9,7 +9,7 @@ import numpy as np
 
 from tlkit.errors import ScheduleError
 from tlkit.finetune import _callbacks as cb
-from tlkit.finetune import _schema
+from tlkit.finetune import _saving
 from tlkit.finetune._boundary import plan_boundary
 from tlkit.finetune._data import Data
 from tlkit.finetune._devices import strategy_scope
@@ -416,7 +416,7 @@ def _save_state(
     with open(opt_file, "wb") as f:
         np.savez(f, **arrays)
     state = {
-        "version": _schema.STATE_VERSION,
+        "version": _saving.STATE_VERSION,
         "fingerprint": _fingerprint(tuner, train),
         "phase_index": phase_index,
         "epochs_in_phase": epochs_in_phase,
@@ -433,7 +433,7 @@ def _save_state(
 
 def _load_state(tuner: FineTuner, train: Data) -> dict[str, Any] | None:
     d = Path(tuner.resume_dir)
-    state = _schema.read_state_file(d, STATE_FILE)  # every field checked, or ScheduleError
+    state = _saving.read_state_file(d, STATE_FILE)  # every field checked, or ScheduleError
     if state is None:
         return None
     history, index, epochs = state["history"], state["phase_index"], state["epochs_in_phase"]

@@ -771,7 +771,7 @@ class FineTuner:
         Under a multi-worker strategy only the chief writes (:meth:`is_chief`);
         the other workers write nothing and return the same path.
         """
-        from tlkit.finetune._io import save_tuner
+        from tlkit.finetune._saving import save_tuner
 
         if not self.is_chief():
             self.log(f"tlkit: not the chief worker: {path} is written by the chief")
@@ -781,7 +781,7 @@ class FineTuner:
     @classmethod
     def load(cls: type[_T], path: str | os.PathLike[str]) -> _T:
         """Load a file written by :meth:`save` (Keras safe mode on)."""
-        from tlkit.finetune._io import load_tuner
+        from tlkit.finetune._saving import load_tuner
 
         return load_tuner(cls, Path(path))
 
