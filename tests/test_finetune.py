@@ -341,7 +341,7 @@ def test_every_checked_setting_is_an_attribute() -> None:
 
     t = FineTuner("scratch_cnn", weights=None, num_classes=2, image_size=48, dropout=0.1, seed=3)
     checked = _settings.settings(
-        default_size=(224, 224), image_size=48, backbone_size=None, head=None, dropout=0.1,
+        default_size=(224, 224), image_size=48, backbone_size=None, head_units=None, dropout=0.1,
         class_weight=None, label_smoothing=0.0, optimizer="adam", learning_rate=None,
         batch_size=32, cache_features="auto", cache_images="auto", memory_budget_mb=2048,
         monitor="val_balanced_accuracy", monitor_window=5, restore_best=True,

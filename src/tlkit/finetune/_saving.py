@@ -71,8 +71,9 @@ __all__ = [
 ]
 
 FORMAT = "tlkit.finetuner"
-#: Version of the ``tlkit.json`` layout; 2 renamed ``input_size`` to ``image_size``.
-VERSION = 2
+#: Version of the ``tlkit.json`` layout; 2 renamed ``input_size`` to ``image_size``, 3 ``head``
+#: to ``head_units``.
+VERSION = 3
 
 
 # -- saving and loading ---------------------------------------------------------------------
@@ -93,7 +94,7 @@ def save_tuner(tuner: FineTuner, path: Path) -> Path:
         "image_size": list(tuner.image_size),
         "schedule": tuner.schedule.get_config(),
         "progress": dict(tuner.progress),
-        "head": tuner.head,
+        "head_units": tuner.head_units,
         "dropout": tuner.dropout,
         "seed": tuner.seed,
         "train_time_s": tuner.train_time_s,
@@ -185,8 +186,8 @@ def _check_meta(meta: Any, c: Checker, where: str) -> dict[str, Any]:
             raise c.fail(f"progress.{key}", "is not a progress counter")
         c.integer(f"progress.{key}", value, 0, MAX_EPOCHS)
     meta["progress"] = {k: progress.get(k, 0) for k in ("phases_done", "epochs_done")}
-    if meta.get("head") is not None:
-        c.integer("head", meta["head"], 1, MAX_OPTION_INT)
+    if meta.get("head_units") is not None:
+        c.integer("head_units", meta["head_units"], 1, MAX_OPTION_INT)
     meta["dropout"] = c.number("dropout", meta.get("dropout", 0.2), 0.0, 0.99)
     if meta.get("seed") is not None:
         c.integer("seed", meta["seed"], 0, 2**32 - 1)
@@ -234,7 +235,7 @@ def load_tuner(cls: type[FineTuner], path: Path) -> FineTuner:
             weights=None,
             image_size=tuple(meta["image_size"]),
             schedule=meta["schedule"],
-            head=meta.get("head"),
+            head_units=meta.get("head_units"),
             dropout=meta["dropout"],
             seed=meta.get("seed"),
         )

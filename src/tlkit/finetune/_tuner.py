@@ -105,9 +105,9 @@ class FineTuner:
         lr_factor=0.05, lr_decay=0.8, warmup=1)``: the head to convergence on
         cached features, then every group at a twentieth of the rate, lower
         groups slower.
-    head : int, optional
-        Hidden units of an extra ReLU layer in the head (default: none, a
-        linear classifier on the pooled features).
+    head_units : int, optional
+        Hidden units of an extra ReLU layer in the head, the new classifier
+        (default: none, a linear classifier on the pooled features).
     dropout : float
         Dropout before the classifier.
     class_weight : None, "balanced", "sqrt" or dict
@@ -230,7 +230,7 @@ class FineTuner:
     image_size: tuple[int, int]
     schedule: sched.Schedule
     weights: str | os.PathLike[str] | None
-    head: int | None
+    head_units: int | None
     dropout: float
     class_weight: str | Mapping[int, float] | None
     label_smoothing: float
@@ -265,7 +265,7 @@ class FineTuner:
         weights: str | os.PathLike[str] | None = "imagenet",
         image_size: int | tuple[int, int] | None = None,
         schedule: sched.Schedule | Mapping[str, Any] | str | None = None,
-        head: int | None = None,
+        head_units: int | None = None,
         dropout: float = 0.2,
         class_weight: str | Mapping[int, float] | None = None,
         label_smoothing: float = 0.0,
@@ -298,7 +298,7 @@ class FineTuner:
         checked = v.settings(
             default_size=cfg.default_image_size, image_size=image_size,
             backbone_size=self._backbone.image_size if self._backbone else None,
-            head=head, dropout=dropout, class_weight=class_weight,
+            head_units=head_units, dropout=dropout, class_weight=class_weight,
             label_smoothing=label_smoothing, optimizer=optimizer,
             learning_rate=learning_rate, batch_size=batch_size,
             cache_features=cache_features, cache_images=cache_images,
@@ -308,7 +308,7 @@ class FineTuner:
             verbose=verbose,
         )  # fmt: skip
         self.image_size = checked["image_size"]
-        self.head = checked["head"]
+        self.head_units = checked["head_units"]
         self.dropout = checked["dropout"]
         self.class_weight = checked["class_weight"]
         self.label_smoothing = checked["label_smoothing"]
@@ -399,7 +399,7 @@ class FineTuner:
                 self.backbone,
                 num_classes=len(self.class_names),
                 dropout=self.dropout,
-                hidden=self.head,
+                hidden=self.head_units,
                 train_bn=self.schedule.train_bn,
                 seed=self.seed,
             )
