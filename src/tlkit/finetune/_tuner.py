@@ -47,17 +47,32 @@ log = logging.getLogger("tlkit.finetune")
 
 
 class Predictions:
-    """Class predictions: ``labels`` (names), ``indices`` and ``probabilities`` (n x K)."""
+    """Class predictions of ``n`` images.
+
+    Attributes
+    ----------
+    labels : numpy.ndarray
+        The predicted class index of each image (int64, shape ``(n,)``), as in
+        :attr:`tlkit.data.SplitPart.labels`.
+    names : list of str
+        The predicted class name of each image: ``class_names[labels[i]]``.
+    probabilities : numpy.ndarray
+        Class probabilities, shape ``(n, K)``.
+    class_names : list of str
+        The model's K class names.
+
+    ``labels, probabilities = tuner.predict(...)`` unpacks the first and third.
+    """
 
     def __init__(self, probabilities: np.ndarray, class_names: Sequence[str]) -> None:
         self.probabilities = np.asarray(probabilities, dtype=np.float64)
-        self.indices = np.argmax(self.probabilities, axis=1) if len(self.probabilities) else []
-        self.indices = np.asarray(self.indices, dtype=np.int64)
+        labels = np.argmax(self.probabilities, axis=1) if len(self.probabilities) else []
+        self.labels = np.asarray(labels, dtype=np.int64)
         self.class_names = list(class_names)
-        self.labels = [self.class_names[i] for i in self.indices]
+        self.names = [self.class_names[i] for i in self.labels]
 
     def __len__(self) -> int:
-        return len(self.indices)
+        return len(self.labels)
 
     def __iter__(self) -> Any:  # labels, probabilities = tuner.predict(...)
         return iter((self.labels, self.probabilities))
@@ -587,7 +602,7 @@ class FineTuner:
         return out
 
     def predict(self, data: Any, batch_size: int | None = None, *, tta: Any = None) -> Predictions:
-        """Class names and probabilities for images.
+        """Predicted classes (``labels``, indices; ``names``) and probabilities for images.
 
         ``data``: an array ``(n, h, w, 3)`` of raw RGB in [0, 255] (resized to
         ``image_size`` if needed), a ``SplitPart``, a ``tf.data.Dataset`` of
