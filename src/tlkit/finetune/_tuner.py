@@ -722,6 +722,30 @@ class FineTuner:
                 "calibrate needs a trained model: call fit(train, val) first (or FineTuner.load "
                 "a saved one); a temperature fitted to an untrained model's outputs means nothing"
             )
+        ds, y = self._calibration_data(val, batch_size)
+        probs = self._probabilities(ds, None, calibrated=False)
+        if len(probs) != y.size:
+            raise ScheduleError(
+                f"calibrate(val): val yields {len(probs)} images but {y.size} labels"
+            )
+        t = fit_temperature(y, probs)
+        before = (negative_log_likelihood(y, probs), reliability_bins(y, probs).ece)
+        self.temperature = t
+        scaled = apply_temperature(probs, t)
+        after = (negative_log_likelihood(y, scaled), reliability_bins(y, scaled).ece)
+        edge = (
+            f" (at the bound of [{MIN_TEMPERATURE:g}, {MAX_TEMPERATURE:g}])"
+            if t <= MIN_TEMPERATURE * 1.0001 or t >= MAX_TEMPERATURE * 0.9999
+            else ""
+        )
+        self.log(
+            f"tlkit: calibrated on {y.size} validation images: temperature T={t:.4g}{edge}; "
+            f"NLL {before[0]:.4f} -> {after[0]:.4f}, ECE {before[1]:.4f} -> {after[1]:.4f}"
+        )
+        return t
+
+    def _calibration_data(self, val: Any, batch_size: int | None) -> tuple[Any, np.ndarray]:
+        """``val``'s image batches and labels for :meth:`calibrate`, checked against the model."""
         if not isinstance(val, SplitPart) and not hasattr(val, "element_spec"):
             raise ScheduleError(
                 "calibrate(val): val must be labelled data, a SplitPart (split.val) or a "
@@ -752,26 +776,7 @@ class FineTuner:
                 f"calibrate(val): val holds label {bad} but the model has {k} classes "
                 f"(0 .. {k - 1}: {self.class_names})"
             )
-        probs = self._probabilities(ds, None, calibrated=False)
-        if len(probs) != y.size:
-            raise ScheduleError(
-                f"calibrate(val): val yields {len(probs)} images but {y.size} labels"
-            )
-        t = fit_temperature(y, probs)
-        before = (negative_log_likelihood(y, probs), reliability_bins(y, probs).ece)
-        self.temperature = t
-        scaled = apply_temperature(probs, t)
-        after = (negative_log_likelihood(y, scaled), reliability_bins(y, scaled).ece)
-        edge = (
-            f" (at the bound of [{MIN_TEMPERATURE:g}, {MAX_TEMPERATURE:g}])"
-            if t <= MIN_TEMPERATURE * 1.0001 or t >= MAX_TEMPERATURE * 0.9999
-            else ""
-        )
-        self.log(
-            f"tlkit: calibrated on {y.size} validation images: temperature T={t:.4g}{edge}; "
-            f"NLL {before[0]:.4f} -> {after[0]:.4f}, ECE {before[1]:.4f} -> {after[1]:.4f}"
-        )
-        return t
+        return ds, y
 
     def _is_trained(self) -> bool:
         """Whether :meth:`fit` ran or the model was loaded from a file."""
