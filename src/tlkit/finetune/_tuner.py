@@ -49,19 +49,12 @@ log = logging.getLogger("tlkit.finetune")
 class Predictions:
     """Class predictions of ``n`` images.
 
-    Attributes
-    ----------
-    labels : numpy.ndarray
-        The predicted class index of each image (int64, shape ``(n,)``), as in
-        :attr:`tlkit.data.SplitPart.labels`.
-    names : list of str
-        The predicted class name of each image: ``class_names[labels[i]]``.
-    probabilities : numpy.ndarray
-        Class probabilities, shape ``(n, K)``.
-    class_names : list of str
-        The model's K class names.
-
-    ``labels, probabilities = tuner.predict(...)`` unpacks the first and third.
+    ``labels`` holds the predicted class index of each image (an int64 array of
+    shape ``(n,)``, like ``SplitPart.labels``), ``names`` its class name
+    (``class_names[labels[i]]``, a list of str), ``probabilities`` the class
+    probabilities ``(n, K)``, and ``class_names`` the model's K class names.
+    ``labels, probabilities = tuner.predict(...)`` unpacks the indices and the
+    probabilities.
     """
 
     def __init__(self, probabilities: np.ndarray, class_names: Sequence[str]) -> None:
