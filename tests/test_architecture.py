@@ -57,7 +57,7 @@ LAYERS: dict[str, int] = {
 }
 
 # Keras internals (``keras.src``) may be used in these modules only, each pinned by a test.
-KERAS_PRIVATE_ALLOWED: set[str] = {"tlkit.augment._keras_seeding", "tlkit.finetune._modelzip"}
+KERAS_PRIVATE_ALLOWED: set[str] = {"tlkit.augment._keras_seeding", "tlkit.finetune._saving"}
 
 
 def _modules(src: Path = SRC, package: str = PACKAGE) -> dict[str, Path]:

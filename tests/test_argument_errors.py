@@ -69,6 +69,7 @@ VALUES = [
     ("feature_duplicates", _audit(feature_duplicates="yes")),
     ("batch_size", _tuner(batch_size=0)),
     ("dropout", _tuner(dropout=1.5)),
+    ("head_units", _tuner(head_units=0)),
     ("optimizer", _tuner(optimizer="adagrad")),
     ("seed", _tuner(seed=-1)),
     ("seed", _comparator(seed=-1)),

@@ -269,7 +269,7 @@ def test_calibrate_lowers_nll_and_ece_and_survives_save_load(trained, tmp_path: 
         assert tuner.temperature == t and t > 1.0  # the sharpened model is softened
         cal = tuner.predict(split.val)
         assert np.allclose(cal.probabilities, apply_temperature(raw, t))
-        assert np.array_equal(cal.indices, raw.argmax(axis=1))  # same classes
+        assert np.array_equal(cal.labels, raw.argmax(axis=1))  # same classes
         assert negative_log_likelihood(y, cal.probabilities) < before[0]
         assert expected_calibration_error(y, cal.probabilities) < before[1]
         assert tuner.evaluate(split.val)["loss"] < loss_before

@@ -244,8 +244,10 @@ def test_tf_data_input_and_predict_forms(split: Split, tmp_path: Path) -> None:
     for other in (by_path, by_array):
         np.testing.assert_allclose(other.probabilities, by_part.probabilities, atol=1e-5)
     labels, probs = by_part
-    assert labels == by_part.labels and probs.shape == (len(split.test), 3)
-    assert set(labels) <= set(split.class_names)
+    assert labels is by_part.labels and probs.shape == (len(split.test), 3)
+    assert labels.dtype == np.int64 and np.array_equal(labels, probs.argmax(axis=1))
+    assert by_part.names == [split.class_names[i] for i in labels]
+    assert set(by_part.names) <= set(split.class_names)
     assert set(t.evaluate(split.test)) == {"loss", "accuracy", "balanced_accuracy", "macro_f1"}
 
 
@@ -341,7 +343,7 @@ def test_every_checked_setting_is_an_attribute() -> None:
 
     t = FineTuner("scratch_cnn", weights=None, num_classes=2, image_size=48, dropout=0.1, seed=3)
     checked = _settings.settings(
-        default_size=(224, 224), image_size=48, backbone_size=None, head=None, dropout=0.1,
+        default_size=(224, 224), image_size=48, backbone_size=None, head_units=None, dropout=0.1,
         class_weight=None, label_smoothing=0.0, optimizer="adam", learning_rate=None,
         batch_size=32, cache_features="auto", cache_images="auto", memory_budget_mb=2048,
         monitor="val_balanced_accuracy", monitor_window=5, restore_best=True,
@@ -503,7 +505,7 @@ def test_num_classes_alone_takes_the_names_from_the_split(split: Split) -> None:
     assert t.class_names == ["class_0", "class_1", "class_2"]
     t.fit(split.train)
     assert t.class_names == list(split.class_names)
-    assert set(t.predict(split.test).labels) <= set(split.class_names)
+    assert set(t.predict(split.test).names) <= set(split.class_names)
 
 
 def _sized_dataset(split: Split, size: int) -> tf.data.Dataset:

@@ -54,6 +54,18 @@ def test_round_trip_predicts_identically(split: Split, saved: tuple[FineTuner, P
     assert loaded.train_time_s == pytest.approx(tuner.train_time_s)
 
 
+def test_head_units_round_trip(tmp_path: Path) -> None:
+    """The hidden layer of the head is saved as ``head_units`` and rebuilt on load."""
+    bb = get_backbone("scratch_cnn", weights=None, image_size=SIZE, widths=(8,))
+    t = FineTuner(bb, class_names=["a", "b"], head_units=4, seed=0, verbose=0)
+    path = t.save(tmp_path / "hidden.keras")
+    meta = json.loads(zipfile.ZipFile(path).read("tlkit.json"))
+    assert meta["head_units"] == 4 and "head" not in meta
+    loaded = FineTuner.load(path)
+    assert loaded.head_units == 4
+    assert loaded.model.get_layer("head_hidden").units == 4
+
+
 def test_loaded_model_trains_on(split: Split, saved: tuple[FineTuner, Path]) -> None:
     _, path = saved
     loaded = FineTuner.load(path)

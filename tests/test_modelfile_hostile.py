@@ -30,7 +30,7 @@ from tlkit.backbones import get_backbone
 from tlkit.datasets import make_synthetic_dataset
 from tlkit.errors import ModelFileError, ScheduleError
 from tlkit.finetune import TrainingHistory
-from tlkit.finetune._io import read_metadata
+from tlkit.finetune._saving import read_metadata
 
 SIZE = 32
 #: Address-space cap of the loading subprocess: a plain load of the tiny model peaks at
@@ -148,7 +148,7 @@ def model_corpus(good: Path, d: Path) -> dict[str, Path]:
     hist = {"history": {"loss": [1.0]}, "phases": ["head"], "epoch_seconds": [2.0]}
     sched = meta["schedule"]
     bad_fields: list[tuple[str, Any]] = [
-        ("version", True), ("version", "1"), ("version", 1), ("version", 3), ("format", None),
+        ("version", True), ("version", "1"), ("version", 2), ("version", 4), ("format", None),
         ("class_names", "ab"), ("class_names", ["a", "a"]), ("class_names", ["a", 2]),
         ("image_size", ["32", 32]), ("image_size", [32.0, 32]), ("image_size", [10**9, 32]),
         ("backbone", 7), ("backbone", "no_such_backbone"), ("backbone_options", []),
@@ -157,7 +157,7 @@ def model_corpus(good: Path, d: Path) -> dict[str, Path]:
         ("schedule", "frozen"), ("schedule", {**sched, "config": {**sched["config"], "epochs": 10**30}}),
         ("schedule", {**sched, "config": {**sched["config"], "warmup": math.nan}}),
         ("progress", []), ("progress", {"epochs_done": "1"}), ("progress", {"epochs_done": 10**30}),
-        ("head", "x"), ("head", True), ("head", 10**9),
+        ("head_units", "x"), ("head_units", True), ("head_units", 10**9),
         ("dropout", True), ("dropout", "0.2"), ("dropout", math.nan), ("dropout", 5.0),
         ("seed", -1), ("seed", 1.5), ("seed", 10**30), ("seed", "0"),
         ("train_time_s", "1"), ("train_time_s", -1.0), ("train_time_s", math.nan), ("train_time_s", math.inf),
@@ -236,10 +236,10 @@ def test_hostile_model_files_raise_model_file_error_without_allocating(
 
 def test_a_model_file_of_another_format_version_says_what_to_do(good: Path, tmp_path: Path) -> None:
     meta = json.loads(members(good)["tlkit.json"])
-    assert meta["version"] == 2 and "input_size" not in meta
-    # What tlkit wrote before version 2: the image size under "input_size".
-    old = {k: v for k, v in meta.items() if k != "image_size"}
-    old.update(version=1, input_size=meta["image_size"])
+    assert meta["version"] == 3 and "input_size" not in meta and "head" not in meta
+    # What tlkit wrote before version 3: the head's hidden units under "head".
+    old = {k: v for k, v in meta.items() if k != "head_units"}
+    old.update(version=2, head=meta["head_units"])
     files = {n: b for n, b in members(good).items() if n != "tlkit.json"}
     path = write_zip(
         tmp_path / "old.keras", [*files.items(), ("tlkit.json", json.dumps(old).encode())]
@@ -248,18 +248,18 @@ def test_a_model_file_of_another_format_version_says_what_to_do(good: Path, tmp_
         FineTuner.load(path)
     message = str(info.value)
     assert str(path) in message, message
-    assert "format version 1, written by an older tlkit" in message, message
-    assert "reads version 2 only" in message, message
+    assert "format version 2, written by an older tlkit" in message, message
+    assert "reads version 3 only" in message, message
     assert "train the model again with this tlkit" in message and "FineTuner.save" in message
-    newer = with_meta(good, tmp_path / "newer.keras", version=3)
+    newer = with_meta(good, tmp_path / "newer.keras", version=4)
     with pytest.raises(
-        ModelFileError, match=r"format version 3, written by a newer tlkit.*upgrade"
+        ModelFileError, match=r"format version 4, written by a newer tlkit.*upgrade"
     ):
         FineTuner.load(newer)
 
 
 def test_keras_stateless_scope_behaviour_is_pinned(good: Path) -> None:
-    """Pins what ``tlkit.finetune._modelzip`` relies on (it imports ``keras.src``).
+    """Pins what ``tlkit.finetune._saving`` relies on (it imports ``keras.src``).
 
     ``keras.StatelessScope(initialize_variables=False)`` gives variables a shape and no
     memory, and registers them in Keras's ``uninitialized_variables`` list, which the
@@ -269,7 +269,7 @@ def test_keras_stateless_scope_behaviour_is_pinned(good: Path) -> None:
     import keras
     from keras.src.backend.common import global_state
 
-    from tlkit.finetune._modelzip import check_declared_weights
+    from tlkit.finetune._saving import check_declared_weights
 
     def pending() -> list[Any]:
         return global_state.get_global_attribute("uninitialized_variables", [], set_to_default=True)
@@ -303,7 +303,7 @@ def _json_values() -> st.SearchStrategy[Any]:
 
 FIELDS = [
     "format", "version", "class_names", "backbone", "backbone_options", "image_size", "schedule",
-    "progress", "head", "dropout", "seed", "train_time_s", "history",
+    "progress", "head_units", "dropout", "seed", "train_time_s", "history",
 ]  # fmt: skip
 
 

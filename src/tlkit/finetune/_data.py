@@ -15,7 +15,17 @@ from tlkit._validation import MIN_IMAGE_SIZE, type_name
 from tlkit.data import Sample, SplitPart
 from tlkit.errors import ArgumentTypeError, ScheduleError
 
-__all__ = ["Data", "as_data", "fit_classes", "fit_image_size", "image_bytes", "paths_part"]
+__all__ = [
+    "Data",
+    "as_data",
+    "as_pixels",
+    "batches",
+    "fit_classes",
+    "fit_image_size",
+    "image_bytes",
+    "paths_part",
+    "tta_views",
+]
 
 
 @dataclass
@@ -168,3 +178,50 @@ def paths_part(paths: Sequence[str | os.PathLike[str]]) -> SplitPart:
             orientation = 1  # the decoder reports unreadable files, naming them
         samples.append(Sample(str(path).lstrip("/"), 0, orientation=orientation))
     return SplitPart("predict", Path("/"), (), tuple(samples))
+
+
+def as_pixels(
+    data: Any, image_size: tuple[int, int], batch_size: int
+) -> tuple[Any, np.ndarray | None]:
+    """A batched dataset of images at ``image_size``, and their labels when known."""
+    import tensorflow as tf
+
+    bs = batch_size
+    if isinstance(data, (str, os.PathLike)):
+        p = Path(data)
+        files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
+        data = [str(q) for q in files]
+    if isinstance(data, (list, tuple)) and data and isinstance(data[0], (str, os.PathLike)):
+        part = paths_part(data)
+        return part.to_dataset(image_size, batch_size=bs, check_files=False), None
+    if isinstance(data, SplitPart):
+        return data.to_dataset(image_size, batch_size=bs, shuffle=False), data.labels
+    if hasattr(data, "element_spec"):
+        d = as_data(data, "data")
+        return d.dataset.map(lambda *e: e[0]), d.labels()
+    arr = np.asarray(data, dtype=np.float32)
+    if arr.ndim == 3:
+        arr = arr[None]
+    if arr.ndim != 4 or arr.shape[-1] != 3:
+        raise ScheduleError(
+            f"images must be an array (n, height, width, 3) of raw RGB in [0, 255], got "
+            f"shape {arr.shape}"
+        )
+    if tuple(arr.shape[1:3]) != tuple(image_size):
+        arr = tf.image.resize(arr, image_size).numpy()
+    return tf.data.Dataset.from_tensor_slices(arr).batch(bs), None
+
+
+def batches(ds: Any) -> Any:
+    """The image batches of a dataset (of images, or of ``(images, labels)`` pairs)."""
+    for x in ds.as_numpy_iterator():
+        yield x[0] if isinstance(x, tuple) else x
+
+
+def tta_views(tta: Any) -> Any:
+    """``tta`` as a :class:`~tlkit.augment.Views` (see :meth:`~tlkit.augment.Views.coerce`)."""
+    if tta is None:
+        return None
+    from tlkit.augment import Views
+
+    return Views.coerce(tta)

@@ -9,7 +9,7 @@ import numpy as np
 
 from tlkit.errors import ScheduleError
 from tlkit.finetune import _callbacks as cb
-from tlkit.finetune import _schema
+from tlkit.finetune import _saving
 from tlkit.finetune._boundary import plan_boundary
 from tlkit.finetune._data import Data
 from tlkit.finetune._devices import strategy_scope
@@ -282,15 +282,16 @@ def _group_optimizer(
     return GroupOptimizer(entries, name=f"phase_{phase.name}")
 
 
-def _run_phase(
-    ctx: _Context, index: int, phase: Phase, cached: bool, done_in_phase: int,
-    history: cb.TrainingHistory, class_weight: Any, user_callbacks: list[Any], state: Any,
-) -> None:  # fmt: skip
+def _phase_model(ctx: _Context, index: int, phase: Phase, cached: bool) -> tuple[Any, Any, Any]:
+    """The model the phase trains, its training batches, and its cached boundary (or None).
+
+    Cached features: the head alone on the features; a cached boundary: the
+    layers above the cut on its outputs; else the whole network on images.
+    """
     import keras
 
     tuner = ctx.tuner
     net = tuner.model
-    groups = _trainable_groups(tuner, phase)
     boundary = None
     if not cached and not phase.frozen:  # the top groups train: cache below them if possible
         boundary = plan_boundary(tuner, index, phase, ctx.train, ctx.val, ctx.aug)
@@ -303,11 +304,19 @@ def _run_phase(
     else:
         model = keras.Model(net.inputs, net.outputs, name=f"{net.name}_training")
         ds = ctx.train_images(augment=ctx.aug is not None)
-    steps = int(ds.cardinality())
-    if steps < 1:
-        raise ScheduleError("the training data has no batches (unknown or zero cardinality)")
+    return model, ds, boundary
+
+
+def _compile(
+    ctx: _Context, model: Any, phase: Phase, groups: list[tuple[str, int, list[Any]]],
+    steps: int, done_steps: int,
+) -> GroupOptimizer:  # fmt: skip
+    """Compile ``model`` with the phase's per-group optimizer and the loss; return the optimizer."""
+    import keras
+
+    tuner = ctx.tuner
     with strategy_scope(tuner.strategy):
-        optimizer = _group_optimizer(tuner, phase, groups, steps, done_in_phase * steps)
+        optimizer = _group_optimizer(tuner, phase, groups, steps, done_steps)
         loss = (
             keras.losses.CategoricalCrossentropy(label_smoothing=tuner.label_smoothing)
             if ctx.onehot
@@ -316,8 +325,15 @@ def _run_phase(
         # No XLA: on a CPU it doubled the time of short fits (compile per phase), see the guide.
         model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=False)
         optimizer.build(model.trainable_variables)
-    if state is not None:
-        _restore_optimizers(tuner, state)
+    return optimizer
+
+
+def _log_phase(
+    tuner: FineTuner, index: int, phase: Phase, model: Any, groups: list[tuple[str, int, list[Any]]],
+    optimizer: GroupOptimizer, cached: bool, boundary: Any, first: int, done_in_phase: int,
+    history: cb.TrainingHistory,
+) -> None:  # fmt: skip
+    """Note the phase in ``tuner.phase_log`` and log its line (epochs, groups, weights, rate)."""
     trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
     tuner.phase_log.append(
         {
@@ -332,7 +348,6 @@ def _run_phase(
             },
         }
     )
-    first = len(history) - done_in_phase
     tuner.log(
         f"tlkit: phase {index + 1}/{len(tuner.phases)} {phase.name!r}: epochs {first + 1}-"
         f"{first + phase.epochs}, {phase.unfrozen} of {len(tuner.backbone.layer_groups)} "
@@ -341,6 +356,17 @@ def _run_phase(
         + f", lr {tuner.learning_rate * phase.lr_scale:.2g}"
         + (f" (resuming after epoch {len(history)})" if done_in_phase else "")
     )
+
+
+def _phase_callbacks(
+    ctx: _Context, index: int, phase: Phase, model: Any, optimizer: GroupOptimizer,
+    cached: bool, boundary: Any, first: int, history: cb.TrainingHistory,
+    user_callbacks: list[Any],
+) -> list[Any]:  # fmt: skip
+    """tlkit's callbacks of the phase, in order, then the user's."""
+    import keras
+
+    tuner = ctx.tuner
     callbacks: list[Any] = []
     if ctx.val is not None:
         probabilities = (
@@ -374,6 +400,31 @@ def _run_phase(
     if tuner.tensorboard_dir:
         callbacks.append(keras.callbacks.TensorBoard(str(tuner.tensorboard_dir / phase.name)))
     callbacks.extend(user_callbacks)
+    return callbacks
+
+
+def _run_phase(
+    ctx: _Context, index: int, phase: Phase, cached: bool, done_in_phase: int,
+    history: cb.TrainingHistory, class_weight: Any, user_callbacks: list[Any], state: Any,
+) -> None:  # fmt: skip
+    """Train one phase: its model and data, compiled, logged, fitted with its callbacks."""
+    tuner = ctx.tuner
+    groups = _trainable_groups(tuner, phase)
+    model, ds, boundary = _phase_model(ctx, index, phase, cached)
+    steps = int(ds.cardinality())
+    if steps < 1:
+        raise ScheduleError("the training data has no batches (unknown or zero cardinality)")
+    optimizer = _compile(ctx, model, phase, groups, steps, done_in_phase * steps)
+    if state is not None:
+        _restore_optimizers(tuner, state)
+    first = len(history) - done_in_phase
+    _log_phase(
+        tuner, index, phase, model, groups, optimizer, cached, boundary, first, done_in_phase,
+        history,
+    )  # fmt: skip
+    callbacks = _phase_callbacks(
+        ctx, index, phase, model, optimizer, cached, boundary, first, history, user_callbacks
+    )
     try:
         model.fit(
             ds,
@@ -422,7 +473,7 @@ def _save_state(
     with open(opt_file, "wb") as f:
         np.savez(f, **arrays)
     state = {
-        "version": _schema.STATE_VERSION,
+        "version": _saving.STATE_VERSION,
         "fingerprint": _fingerprint(tuner, train),
         "phase_index": phase_index,
         "epochs_in_phase": epochs_in_phase,
@@ -445,7 +496,7 @@ def _resume_dir(tuner: FineTuner) -> Path:
 
 def _load_state(tuner: FineTuner, train: Data) -> dict[str, Any] | None:
     d = _resume_dir(tuner)
-    state = _schema.read_state_file(d, STATE_FILE)  # every field checked, or ScheduleError
+    state = _saving.read_state_file(d, STATE_FILE)  # every field checked, or ScheduleError
     if state is None:
         return None
     history, index, epochs = state["history"], state["phase_index"], state["epochs_in_phase"]

@@ -19,7 +19,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from tlkit.finetune._schedule_base import rate_factor
+from tlkit.finetune.schedules import rate_factor
 
 __all__ = ["GroupOptimizer", "PhaseRate", "make_optimizer"]
 

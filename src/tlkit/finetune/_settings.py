@@ -139,7 +139,7 @@ def settings(
     default_size: tuple[int, int],
     image_size: Any,
     backbone_size: tuple[int, int] | None,
-    head: Any,
+    head_units: Any,
     dropout: Any,
     class_weight: Any,
     label_smoothing: Any,
@@ -173,7 +173,7 @@ def settings(
         )
     return {
         "image_size": size,
-        "head": check_int("head", head, minimum=1, allow_none=True),
+        "head_units": check_int("head_units", head_units, minimum=1, allow_none=True),
         "dropout": check_number("dropout", dropout, low=0.0, high=0.95),
         "class_weight": class_weight_arg(class_weight),
         "label_smoothing": check_number("label_smoothing", label_smoothing, low=0.0, high=0.5),
