@@ -241,6 +241,7 @@ def test_label_conflict_policies(tree: Path) -> None:
     reasons = {s.path: s.reason for s in dropped.skipped}
     assert set(reasons) == {"a/a_001.png", "b/stolen.png"}
     assert all(r.startswith("label conflict") for r in reasons.values())
+    assert {s.code for s in dropped.skipped} == {"label_conflict"}
     assert len(dropped) == 59
 
     kept = DatasetSplitter(on_conflict="keep_first").split(tree)

@@ -275,7 +275,7 @@ def audit(
     )
     conflicts, other = [], []
     for sk in split.skipped:
-        (conflicts if sk.reason.startswith("label conflict") else other).append(
+        (conflicts if sk.code == "label_conflict" else other).append(
             (sk.path, sk.reason)
         )
     report.label_conflicts = conflicts
