@@ -67,6 +67,9 @@ VALUES = [
     ("cv_folds", _audit(cv_folds=1)),
     ("hash_threshold", _audit(hash_threshold=1000)),
     ("feature_duplicates", _audit(feature_duplicates="yes")),
+    ("near_duplicates", _audit(near_duplicates="yes")),
+    ("near_duplicates", _audit(near_duplicates="group")),
+    ("image_size", _audit(image_size=(32, 0))),
     ("batch_size", _tuner(batch_size=0)),
     ("dropout", _tuner(dropout=1.5)),
     ("optimizer", _tuner(optimizer="adagrad")),
@@ -88,7 +91,8 @@ VALUES = [
 TYPES = [
     ("seed", _audit(seed="0")),
     ("batch_size", _audit(batch_size=8.0)),
-    ("near_duplicates", _audit(near_duplicates="yes")),
+    ("near_duplicates", _audit(near_duplicates=True)),
+    ("image_size", _audit(image_size=(32, 32, 3))),
     ("batch_size", _tuner(batch_size="8")),
     ("dropout", _tuner(dropout="0.2")),
     ("seed", _tuner(seed=1.0)),
@@ -110,6 +114,7 @@ def test_a_bad_value_is_an_invalid_argument_error(name: str, call) -> None:
     with pytest.raises(InvalidArgumentError, match=name) as info:
         call()
     assert isinstance(info.value, ValueError) and isinstance(info.value, TlkitError)
+    assert info.value.argument in (None, name)  # when the raiser names it, it names this one
     assert not isinstance(info.value, SUBSYSTEM_ERRORS)
 
 
@@ -120,6 +125,7 @@ def test_a_wrong_type_is_an_argument_type_error(name: str, call) -> None:
     with pytest.raises(ArgumentTypeError, match=name) as info:
         call()
     assert isinstance(info.value, TypeError) and isinstance(info.value, TlkitError)
+    assert info.value.argument in (None, name)
     assert not isinstance(info.value, SUBSYSTEM_ERRORS)
 
 
