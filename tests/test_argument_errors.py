@@ -138,3 +138,22 @@ def test_shares_are_checked_by_the_shared_module() -> None:
         check_split_share("val", float("nan"))
     with pytest.raises(ArgumentTypeError, match="val"):
         check_split_share("val", True)
+
+
+def test_the_checks_name_the_argument_and_it_survives_pickling() -> None:
+    import pickle
+
+    from tlkit._validation import check_choice, check_image_size, check_int
+
+    for call, error in [
+        (lambda: check_int("batch_size", 0, minimum=1), InvalidArgumentError),
+        (lambda: check_int("batch_size", "8"), ArgumentTypeError),
+        (lambda: check_choice("batch_size", "x", ("a",)), InvalidArgumentError),
+        (lambda: check_image_size("batch_size", (8, 0)), InvalidArgumentError),
+    ]:
+        with pytest.raises(error) as info:
+            call()
+        assert info.value.argument == "batch_size"
+        copy = pickle.loads(pickle.dumps(info.value))
+        assert (type(copy), str(copy), copy.argument) == (error, str(info.value), "batch_size")
+    assert InvalidArgumentError("no name given").argument is None

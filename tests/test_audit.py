@@ -153,7 +153,7 @@ def test_input_size_the_old_name_of_image_size_is_refused(planted) -> None:
 
 
 def test_near_duplicates_takes_the_splitters_words(planted) -> None:
-    split, pairs = planted
+    split, _ = planted
     report = audit(split, label_issues=False, backbone=None)  # default "report": look
     assert len(report.near_duplicates) > 0
     assert report.settings["duplicate_methods"] == ["identical", "phash"]
