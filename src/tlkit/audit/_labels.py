@@ -112,8 +112,11 @@ def find_label_issues(
     cv_folds: int,
     seed: int,
 ) -> list[LabelIssue]:
-    """Likely label errors, ranked: from ``oof`` (rows from :func:`oof_rows`) when given, else
-    from a probe on ``feats``; none without either."""
+    """Likely label errors, ranked.
+
+    From ``oof`` (the rows and their source, from :func:`oof_rows`) when given,
+    else from a cross-validated probe on ``feats``; none without either.
+    """
     if oof is not None:
         probs, source = oof
         return _rank_label_issues(
