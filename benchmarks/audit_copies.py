@@ -48,7 +48,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from tlkit.audit import DEFAULT_FEATURE_THRESHOLD, audit
-from tlkit.audit._audit import _features
+from tlkit.audit._images import features_of
 from tlkit.data import cosine_pairs, perceptual_hashes
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "hymenoptera" / "train"
@@ -125,7 +125,7 @@ def measure(root: Path, planted, size: int, backbone: str, threshold: float) -> 
     rels = sorted(p.relative_to(root).as_posix() for p in root.glob("*/*"))
     idx = {r: k for k, r in enumerate(rels)}
     paths = [str(root / r) for r in rels]
-    feats, _, ok, _ = _features(paths, None, backbone, "imagenet", size, 32, None)
+    feats, _, ok, _ = features_of(paths, None, backbone, "imagenet", size, 32, None)
     i, j, sim = cosine_pairs(feats, -1.0)  # every pair, centred as the audit does
     hashes, _ = perceptual_hashes(paths)
     dist = np.bitwise_count(hashes[i] ^ hashes[j]).sum(axis=1)

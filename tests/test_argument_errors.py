@@ -67,6 +67,9 @@ VALUES = [
     ("cv_folds", _audit(cv_folds=1)),
     ("hash_threshold", _audit(hash_threshold=1000)),
     ("feature_duplicates", _audit(feature_duplicates="yes")),
+    ("near_duplicates", _audit(near_duplicates="yes")),
+    ("near_duplicates", _audit(near_duplicates="group")),
+    ("image_size", _audit(image_size=(32, 0))),
     ("batch_size", _tuner(batch_size=0)),
     ("dropout", _tuner(dropout=1.5)),
     ("head_units", _tuner(head_units=0)),
@@ -89,7 +92,8 @@ VALUES = [
 TYPES = [
     ("seed", _audit(seed="0")),
     ("batch_size", _audit(batch_size=8.0)),
-    ("near_duplicates", _audit(near_duplicates="yes")),
+    ("near_duplicates", _audit(near_duplicates=True)),
+    ("image_size", _audit(image_size=(32, 32, 3))),
     ("batch_size", _tuner(batch_size="8")),
     ("dropout", _tuner(dropout="0.2")),
     ("seed", _tuner(seed=1.0)),
@@ -111,6 +115,7 @@ def test_a_bad_value_is_an_invalid_argument_error(name: str, call) -> None:
     with pytest.raises(InvalidArgumentError, match=name) as info:
         call()
     assert isinstance(info.value, ValueError) and isinstance(info.value, TlkitError)
+    assert info.value.argument in (None, name)  # when the raiser names it, it names this one
     assert not isinstance(info.value, SUBSYSTEM_ERRORS)
 
 
@@ -121,6 +126,7 @@ def test_a_wrong_type_is_an_argument_type_error(name: str, call) -> None:
     with pytest.raises(ArgumentTypeError, match=name) as info:
         call()
     assert isinstance(info.value, TypeError) and isinstance(info.value, TlkitError)
+    assert info.value.argument in (None, name)
     assert not isinstance(info.value, SUBSYSTEM_ERRORS)
 
 
@@ -133,3 +139,22 @@ def test_shares_are_checked_by_the_shared_module() -> None:
         check_split_share("val", float("nan"))
     with pytest.raises(ArgumentTypeError, match="val"):
         check_split_share("val", True)
+
+
+def test_the_checks_name_the_argument_and_it_survives_pickling() -> None:
+    import pickle
+
+    from tlkit._validation import check_choice, check_image_size, check_int
+
+    for call, error in [
+        (lambda: check_int("batch_size", 0, minimum=1), InvalidArgumentError),
+        (lambda: check_int("batch_size", "8"), ArgumentTypeError),
+        (lambda: check_choice("batch_size", "x", ("a",)), InvalidArgumentError),
+        (lambda: check_image_size("batch_size", (8, 0)), InvalidArgumentError),
+    ]:
+        with pytest.raises(error) as info:
+            call()
+        assert info.value.argument == "batch_size"
+        copy = pickle.loads(pickle.dumps(info.value))
+        assert (type(copy), str(copy), copy.argument) == (error, str(info.value), "batch_size")
+    assert InvalidArgumentError("no name given").argument is None

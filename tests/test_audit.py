@@ -116,8 +116,13 @@ def test_precomputed_features_and_bad_shapes(planted) -> None:
         ({"seed": -1}, InvalidArgumentError, "seed must be an int >= 0"),
         ({"batch_size": 0}, InvalidArgumentError, "batch_size must be an int >= 1"),
         ({"workers": 0}, InvalidArgumentError, "workers must be an int >= 1 or None"),
-        ({"image_size": 0}, InvalidArgumentError, "image_size must be an int >= 1"),
-        ({"near_duplicates": "yes"}, ArgumentTypeError, "near_duplicates must be True or False"),
+        ({"image_size": 0}, InvalidArgumentError, r"image_size must be an int or a \(height"),
+        ({"image_size": (64, 0)}, InvalidArgumentError, "image_size must be an int or a"),
+        ({"image_size": "64"}, ArgumentTypeError, "image_size must be an int or a"),
+        ({"near_duplicates": "yes"}, InvalidArgumentError, "near_duplicates must be one of"),
+        ({"near_duplicates": True}, ArgumentTypeError, "'report' or None.*True is now 'report'"),
+        ({"near_duplicates": False}, ArgumentTypeError, "False is None"),
+        ({"near_duplicates": "group"}, InvalidArgumentError, "the splitter's job"),
         ({"backbone": 3}, ArgumentTypeError, "backbone must be a string"),
     ],
 )
@@ -147,6 +152,45 @@ def test_input_size_the_old_name_of_image_size_is_refused(planted) -> None:
     assert "half the 64 px training size" in report.summary()
 
 
+def test_near_duplicates_takes_the_splitters_words(planted) -> None:
+    split, _ = planted
+    report = audit(split, label_issues=False, backbone=None)  # default "report": look
+    assert len(report.near_duplicates) > 0
+    assert report.settings["duplicate_methods"] == ["identical", "phash"]
+    quiet = audit(split, label_issues=False, backbone=None, near_duplicates=None)
+    assert quiet.near_duplicates == [] and "duplicate_methods" not in quiet.settings
+    assert not any("near-duplicates not checked" in n for n in quiet.notes)
+    with pytest.raises(InvalidArgumentError, match="splitter's job") as info:
+        audit(split, near_duplicates="group")
+    assert "DatasetSplitter(near_duplicates='group')" in str(info.value)
+    assert info.value.argument == "near_duplicates"
+
+
+def test_image_size_is_an_int_or_a_height_width_pair(planted) -> None:
+    split, _ = planted
+    shapes: set[tuple[int, ...]] = set()
+
+    def features(x: np.ndarray) -> np.ndarray:
+        shapes.add(x.shape[1:])
+        return x[:, ::8, ::8].reshape(len(x), -1).astype(float)
+
+    square = audit(split, features=features, image_size=64, feature_duplicates=False)
+    assert shapes == {(64, 64, 3)}
+    assert square.settings["image_size"] == 64 and square.settings["small_side"] == 32
+    assert square.settings["features"].endswith("at 64 px")
+    same = audit(split, features=features, image_size=(64, 64), feature_duplicates=False)
+    assert same.settings == square.settings
+    shapes.clear()
+    wide = audit(split, features=features, image_size=(48, 64), feature_duplicates=False)
+    assert shapes == {(48, 64, 3)}  # (height, width), as FineTuner(image_size=) reads it
+    assert wide.settings["image_size"] == [48, 64] and wide.settings["small_side"] == 24
+    assert wide.settings["features"].endswith("at 48x64 px")
+    assert "half the 48x64 px training size" in wide.summary()
+    # without features the size still sets what a small image is
+    hashed = audit(split, backbone=None, label_issues=False, image_size=[40, 80])
+    assert hashed.settings["image_size"] == [40, 80] and hashed.settings["small_side"] == 20
+
+
 def test_label_flips_rank_near_the_top(tmp_path: Path) -> None:
     root = make_synthetic_dataset(
         tmp_path / "d", {"a": 40, "b": 40, "c": 40}, image_size=32, seed=3
@@ -162,7 +206,7 @@ def test_label_flips_rank_near_the_top(tmp_path: Path) -> None:
             lab = (lab + 1 + int(rng.integers(0, 2))) % 3
         pairs.append((p, names[lab]))
     split = DatasetSplitter(seed=0).split_samples(pairs, root=root, class_names=names)
-    report = audit(split, features=colour_features, image_size=32, near_duplicates=False)
+    report = audit(split, features=colour_features, image_size=32, near_duplicates=None)
     flipped_paths = {files[k].relative_to(root).as_posix() for k in flipped}
     top = [x.path for x in report.label_issues[: len(flipped_paths)]]
     # nearly every flip is flagged, and nothing but flips ranks in the top 8

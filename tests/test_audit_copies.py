@@ -142,7 +142,7 @@ def _oof(split: Split, flip: int) -> tuple[np.ndarray, str]:
 
 def test_oof_array_drives_the_label_issues_without_features(split: Split) -> None:
     probs, wrong = _oof(split, flip=7)
-    report = audit(split, oof=probs, backbone=None, near_duplicates=False)
+    report = audit(split, oof=probs, backbone=None, near_duplicates=None)
     assert [x.path for x in report.label_issues] == [wrong]
     issue = report.label_issues[0]
     assert issue.score == pytest.approx(0.03) and issue.suggested != issue.given
@@ -162,12 +162,12 @@ def test_oof_from_a_cv_result_or_a_mapping_matches_by_path_and_class(split: Spli
         class_names=("b", "a"),
         oof_probabilities=probs[order][:, ::-1],
     )
-    by_cv = audit(split, oof=cv_like, backbone=None, near_duplicates=False)
+    by_cv = audit(split, oof=cv_like, backbone=None, near_duplicates=None)
     assert [x.path for x in by_cv.label_issues] == [wrong]
     assert "SimpleNamespace over 40 images" in by_cv.settings["label_probe"]
     mapping = {p: probs[k] for k, p in enumerate(paths)}
     mapping["a/not_in_the_split.png"] = np.array([0.5, 0.5])  # extra rows are ignored
-    by_map = audit(split, oof=mapping, backbone=None, near_duplicates=False)
+    by_map = audit(split, oof=mapping, backbone=None, near_duplicates=None)
     assert [x.path for x in by_map.label_issues] == [wrong]
 
 

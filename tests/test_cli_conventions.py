@@ -135,3 +135,40 @@ def test_old_flag_names_are_refused_and_messages_name_the_new_flag(capsys) -> No
     assert exit_info.value.code == 2
     assert "unrecognized arguments: --input-size" in capsys.readouterr().err
     assert issubclass(UsageError, TlkitError) and issubclass(UsageError, ValueError)
+
+
+def _failing_train(monkeypatch, error: Exception) -> None:
+    """``tlkit train`` whose run raises ``error`` (a library error, as FineTuner would)."""
+    import tlkit.cli._train as train
+
+    def run(args: object) -> int:
+        raise error
+
+    run.__module__ = train.__name__  # main() reads the command's FLAG_NAMES through it
+    monkeypatch.setattr(train, "run", run)
+
+
+def test_argument_error_names_the_flag(monkeypatch, capsys) -> None:
+    from tlkit._validation import check_int
+    from tlkit.errors import InvalidArgumentError
+
+    with pytest.raises(InvalidArgumentError) as raised:
+        check_int("batch_size", 0, minimum=1)
+    assert raised.value.argument == "batch_size"
+    _failing_train(monkeypatch, raised.value)
+    assert main(["train", "s.json", "-o", "m.keras"]) == 1
+    err = capsys.readouterr().err
+    assert "tlkit train: error: --batch-size must be an int >= 1, got 0" in err
+    assert "batch_size" not in err
+
+
+def test_argument_unknown_to_the_command_is_left_as_it_is(monkeypatch, capsys) -> None:
+    from tlkit.errors import ArgumentTypeError, InvalidArgumentError
+
+    for error in (
+        InvalidArgumentError("label_smoothing must be < 1, got 1.5", argument="label_smoothing"),
+        ArgumentTypeError("batch_size must be an int, got 'x' (str)"),  # no .argument: as is
+    ):
+        _failing_train(monkeypatch, error)
+        assert main(["train", "s.json", "-o", "m.keras"]) == 1
+        assert f"tlkit train: error: {error}" in capsys.readouterr().err

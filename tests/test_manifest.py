@@ -30,7 +30,7 @@ def test_round_trip_is_equal(saved: tuple[Split, Path]) -> None:
 def test_manifest_content(saved: tuple[Split, Path]) -> None:
     _, path = saved
     data = json.loads(path.read_text())
-    assert data["format"] == "tlkit.split" and data["version"] == 1
+    assert data["format"] == "tlkit.split" and data["version"] == 2
     assert data["class_names"] == ["a", "b", "c"]
     assert data["params"]["seed"] == 7
     assert data["root"] == "photos"
@@ -46,7 +46,23 @@ def test_manifest_content(saved: tuple[Split, Path]) -> None:
         "group",
     }
     assert not Path(entry["path"]).is_absolute() and len(entry["sha256"]) == 64
-    assert {"path": "a/.DS_Store", "reason": "hidden file"} in data["skipped"]
+    assert {"path": "a/.DS_Store", "reason": "hidden file", "code": "hidden"} in data["skipped"]
+
+
+def test_a_version_1_manifest_loads_its_skips_without_codes(
+    saved: tuple[Split, Path], tmp_path: Path
+) -> None:
+    split, path = saved
+    data = json.loads(path.read_text())
+    data["version"] = 1  # written before skip codes: nothing is guessed from the reasons
+    data["skipped"] = [{"path": s["path"], "reason": s["reason"]} for s in data["skipped"]]
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(data))
+    loaded = Split.load(old, root=split.root)
+    assert [(s.path, s.reason) for s in loaded.skipped] == [
+        (s.path, s.reason) for s in split.skipped
+    ]
+    assert {s.code for s in loaded.skipped} == {"unknown"} and loaded.skipped
 
 
 def test_moved_dataset_with_manifest_still_loads(saved: tuple[Split, Path], tmp_path: Path) -> None:
@@ -91,6 +107,8 @@ def test_changed_and_missing_files_are_reported(saved: tuple[Split, Path]) -> No
     reasons = {s.path: s.reason for s in loaded.skipped}
     assert reasons[gone.path] == "missing since the split was made"
     assert reasons[victim.path].startswith("changed")
+    codes = {s.path: s.code for s in loaded.skipped}
+    assert codes[gone.path] == "missing" and codes[victim.path] == "changed"
     # "exists" only notices the missing one; None notices nothing.
     with pytest.raises(ManifestMismatchError, match="1 file"):
         Split.load(path, verify="exists")
@@ -123,7 +141,7 @@ def test_malformed_manifests(tmp_path: Path, saved: tuple[Split, Path]) -> None:
     p.write_text(json.dumps(data))
     with pytest.raises(ManifestError, match="version 99"):
         Split.load(p)
-    data["version"] = 1
+    data["version"] = 2
     data["samples"][0]["split"] = "holdout"
     p.write_text(json.dumps(data))
     with pytest.raises(ManifestError, match="split 'holdout'"):

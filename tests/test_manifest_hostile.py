@@ -43,7 +43,13 @@ def _dumps(data: Any) -> bytes:
     return json.dumps(data, allow_nan=True).encode()
 
 
-_VALID_TOP = {("root", "None"), ("root", "'x'"), ("skipped", "[]"), ("warnings", "[]")}
+_VALID_TOP = {
+    ("root", "None"),
+    ("root", "'x'"),
+    ("skipped", "[]"),
+    ("warnings", "[]"),
+    ("version", "1"),
+}
 
 
 def hostile_corpus(good: bytes) -> dict[str, bytes]:
@@ -74,7 +80,7 @@ def hostile_corpus(good: bytes) -> dict[str, bytes]:
     out["duplicate_key"] = good.replace(b'"label": 0', b'"label": 0, "label": 1', 1)
     for name, value in [("list", []), ("string", "x"), ("number", 1), ("null", None)]:
         out[f"top_level_{name}"] = _dumps(value)
-    for v in (2, 0, "1", 1.0, True, None):
+    for v in (3, 0, "1", 1.0, "2", 2.0, True, None):
         variant(f"version_{v!r}", lambda d, v=v: d.update(version=v))
     variant("format_missing", lambda d: d.pop("format"))
     variant("format_wrong", lambda d: d.update(format="tlkit.model"))
@@ -110,6 +116,11 @@ def hostile_corpus(good: bytes) -> dict[str, bytes]:
             variant(f"params_{key}_{i}", lambda d, key=key, v=v: d["params"].update({key: v}))
     variant("skipped_strings", lambda d: d.update(skipped=["a.png"]))
     variant("skipped_extra_key", lambda d: d.update(skipped=[{"path": "x", "reason": "r", "k": 1}]))
+    skip = {"path": "x", "reason": "r", "code": "hidden"}
+    for i, code in enumerate(["no_such_code", "", "HIDDEN", None, 1, ["hidden"]]):
+        variant(f"skipped_bad_code_{i}", lambda d, c=code: d.update(skipped=[{**skip, "code": c}]))
+    variant("skipped_no_code", lambda d: d.update(skipped=[{"path": "x", "reason": "r"}]))
+    variant("skipped_code_in_version_1", lambda d: d.update(version=1, skipped=[skip]))
     variant("warnings_numbers", lambda d: d.update(warnings=[1]))
     variant("sample_not_object", lambda d: d["samples"].append("a/a_000.png"))
     variant("sample_unknown_key", lambda d: d["samples"][0].update(lable=0))

@@ -241,6 +241,7 @@ def test_label_conflict_policies(tree: Path) -> None:
     reasons = {s.path: s.reason for s in dropped.skipped}
     assert set(reasons) == {"a/a_001.png", "b/stolen.png"}
     assert all(r.startswith("label conflict") for r in reasons.values())
+    assert {s.code for s in dropped.skipped} == {"label_conflict"}
     assert len(dropped) == 59
 
     kept = DatasetSplitter(on_conflict="keep_first").split(tree)
@@ -327,3 +328,28 @@ def test_auto_executor_forks_in_a_clean_process_only() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["process", "thread"]
+
+
+def test_every_skip_carries_its_code(tree: Path) -> None:
+    from tlkit.data import SKIP_CODES
+
+    (tree / "a" / ".DS_Store").write_bytes(b"x")
+    (tree / "a" / "notes.txt").write_text("hello")
+    (tree / "a" / "empty.png").write_bytes(b"")
+    write_image(tree / "b" / "scan.tif", fmt="TIFF")
+    good = (tree / "b" / "b_000.png").read_bytes()
+    (tree / "b" / "cut.png").write_bytes(good[: len(good) // 2])
+    (tree / "README.md").write_text("photos")
+    (tree / "c" / "gone.png").symlink_to(tree / "nowhere.png")
+    split = DatasetSplitter(val=0.2, test=0.2, seed=0).split(tree)
+    codes = {s.path: s.code for s in split.skipped}
+    assert codes == {
+        "a/.DS_Store": "hidden",
+        "a/notes.txt": "not_an_image",
+        "a/empty.png": "empty",
+        "b/scan.tif": "unsupported_format",
+        "b/cut.png": "undecodable",
+        "README.md": "outside_class",
+        "c/gone.png": "refused",  # a broken symlink inside a class is not read
+    }
+    assert set(codes.values()) <= set(SKIP_CODES)

@@ -8,6 +8,9 @@ int-like, a ``(height, width)`` tuple for an image size, ...) or raises:
 - :class:`~tlkit.errors.InvalidArgumentError` (a ``ValueError``) when the
   value is out of range, naming the allowed values.
 
+Both carry the argument's name (the first parameter of every ``check_*``) as
+``.argument``, so a front end can name it its own way (``--batch-size``).
+
 The rule, everywhere in tlkit: a bad argument *value* is an
 ``InvalidArgumentError``, a wrong *type* an ``ArgumentTypeError``. The
 subsystem errors (``ScheduleError``, ``AuditError``, ``ComparisonError``,
@@ -28,6 +31,11 @@ Examples
 Traceback (most recent call last):
 ...
 tlkit.errors.InvalidArgumentError: epochs must be an int >= 1, got 0
+>>> try:
+...     check_int("batch_size", 0, minimum=1)
+... except InvalidArgumentError as exc:
+...     print(exc.argument)
+batch_size
 """
 
 from __future__ import annotations
@@ -84,6 +92,13 @@ def _got(value: Any) -> str:
     return f"{text} ({type_name(value)})"
 
 
+def _value_error(error: type[ValueError], name: str, message: str) -> ValueError:
+    """``error(message)``, naming the argument (``.argument``) when ``error`` is an argument error."""
+    if issubclass(error, InvalidArgumentError):
+        return error(message, argument=name)
+    return error(message)
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
@@ -123,9 +138,9 @@ def check_int(
     )
     what += " or None" if allow_none else ""
     if not _is_int(value):
-        raise ArgumentTypeError(f"{name} must be {what}, got {_got(value)}")
+        raise ArgumentTypeError(f"{name} must be {what}, got {_got(value)}", argument=name)
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-        raise error(f"{name} must be {what}, got {value!r}")
+        raise _value_error(error, name, f"{name} must be {what}, got {value!r}")
     return int(value)
 
 
@@ -152,14 +167,14 @@ def check_number(
     bounds = _bounds(low, high, low_open=low_open, high_open=high_open)
     what = "a number" + (f" {bounds}" if bounds else "") + (" or None" if allow_none else "")
     if not isinstance(value, numbers.Real) or isinstance(value, bool):
-        raise ArgumentTypeError(f"{name} must be {what}, got {_got(value)}")
+        raise ArgumentTypeError(f"{name} must be {what}, got {_got(value)}", argument=name)
     v = float(value)
     if (
         not math.isfinite(v)
         or (low is not None and (v <= low if low_open else v < low))
         or (high is not None and (v >= high if high_open else v > high))
     ):
-        raise error(f"{name} must be {what}, got {value!r}")
+        raise _value_error(error, name, f"{name} must be {what}, got {value!r}")
     return v
 
 
@@ -169,7 +184,7 @@ def check_bool(name: str, value: Any) -> bool:
         return value
     if type(value).__name__ == "bool" and type(value).__module__ == "numpy":
         return bool(value)
-    raise ArgumentTypeError(f"{name} must be True or False, got {_got(value)}")
+    raise ArgumentTypeError(f"{name} must be True or False, got {_got(value)}", argument=name)
 
 
 def check_seed(name: str, value: Any, *, allow_none: bool = False) -> Any:
@@ -220,16 +235,20 @@ or an image count
     """
     if _is_int(value):
         if value < 0:
-            raise InvalidArgumentError(f"{name}={value!r} must not be negative; pass a count >= 0")
+            raise InvalidArgumentError(
+                f"{name}={value!r} must not be negative; pass a count >= 0", argument=name
+            )
         return int(value)
     if not isinstance(value, numbers.Real) or isinstance(value, bool):
         raise ArgumentTypeError(
-            f"{name} must be a fraction (float) or a count (int), got {_got(value)}"
+            f"{name} must be a fraction (float) or a count (int), got {_got(value)}",
+            argument=name,
         )
     v = float(value)
     if not 0.0 <= v < 1.0:  # NaN fails too
         raise InvalidArgumentError(
-            f"{name}={v!r} is not a valid fraction; use a value in [0, 1) or an image count"
+            f"{name}={v!r} is not a valid fraction; use a value in [0, 1) or an image count",
+            argument=name,
         )
     return v
 
@@ -239,9 +258,9 @@ def check_str(name: str, value: Any, *, allow_none: bool = False, nonempty: bool
     if value is None and allow_none:
         return None
     if not isinstance(value, str):
-        raise ArgumentTypeError(f"{name} must be a string, got {_got(value)}")
+        raise ArgumentTypeError(f"{name} must be a string, got {_got(value)}", argument=name)
     if nonempty and not value.strip():
-        raise InvalidArgumentError(f"{name} must not be empty")
+        raise InvalidArgumentError(f"{name} must not be empty", argument=name)
     return value
 
 
@@ -259,7 +278,9 @@ def check_choice(
     for a in allowed:
         if value is a or (type(value) is type(a) and value == a):
             return value
-    raise error(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+    raise _value_error(
+        error, name, f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}"
+    )
 
 
 def check_image_size(
@@ -294,9 +315,9 @@ def check_image_size(
         or len(value) != 2
         or not all(_is_int(v) for v in value)
     ):
-        raise ArgumentTypeError(f"{name} must be {what}, got {_got(value)}")
+        raise ArgumentTypeError(f"{name} must be {what}, got {_got(value)}", argument=name)
     if min(value) < minimum:
-        raise error(f"{name} must be {what}, got {tuple(value)!r}")
+        raise _value_error(error, name, f"{name} must be {what}, got {tuple(value)!r}")
     return (int(value[0]), int(value[1]))
 
 
@@ -330,28 +351,34 @@ def check_path(
     if value is None and allow_none:
         return None
     if not isinstance(value, (str, os.PathLike)):
-        raise ArgumentTypeError(f"{name} must be a path (str or os.PathLike), got {_got(value)}")
+        raise ArgumentTypeError(
+            f"{name} must be a path (str or os.PathLike), got {_got(value)}", argument=name
+        )
     path = Path(value)
     if exists == "file" and not path.is_file():
-        raise error(f"{name}: {str(path)!r} is not a file; check the path")
+        raise _value_error(error, name, f"{name}: {str(path)!r} is not a file; check the path")
     if exists == "dir" and not path.is_dir():
-        raise error(f"{name}: {str(path)!r} is not a folder; check the path")
+        raise _value_error(error, name, f"{name}: {str(path)!r} is not a folder; check the path")
     return path
 
 
 def check_str_list(name: str, value: Any, *, min_len: int = 0, unique: bool = False) -> list[str]:
     """A list of strings from a list or tuple (a lone ``str`` is refused: it is not a list of names)."""
     if isinstance(value, str) or not isinstance(value, Sequence):
-        raise ArgumentTypeError(f"{name} must be a list of strings, got {_got(value)}")
+        raise ArgumentTypeError(
+            f"{name} must be a list of strings, got {_got(value)}", argument=name
+        )
     items = list(value)
     bad = [v for v in items if not isinstance(v, str)]
     if bad:
-        raise ArgumentTypeError(f"{name} must hold strings only, got {_got(bad[0])}")
+        raise ArgumentTypeError(f"{name} must hold strings only, got {_got(bad[0])}", argument=name)
     if len(items) < min_len:
-        raise InvalidArgumentError(f"{name} must hold at least {min_len} names, got {items}")
+        raise InvalidArgumentError(
+            f"{name} must hold at least {min_len} names, got {items}", argument=name
+        )
     if unique and len(set(items)) != len(items):
         dup = sorted({v for v in items if items.count(v) > 1})
-        raise InvalidArgumentError(f"{name} must not repeat names; repeated: {dup}")
+        raise InvalidArgumentError(f"{name} must not repeat names; repeated: {dup}", argument=name)
     return items
 
 
@@ -406,11 +433,13 @@ like '90s', '10min', '1.5h' or '1h30min' (units s, min, h), got 'ten minutes'
         else:
             seconds = math.nan
         if not 0 < seconds < math.inf:
-            raise InvalidArgumentError(f"{name} must be {what}, got {_got(value)[:-6]}")
+            raise InvalidArgumentError(
+                f"{name} must be {what}, got {_got(value)[:-6]}", argument=name
+            )
         return seconds
     if not isinstance(value, numbers.Real) or isinstance(value, bool):
-        raise ArgumentTypeError(f"{name} must be {what}, got {_got(value)}")
+        raise ArgumentTypeError(f"{name} must be {what}, got {_got(value)}", argument=name)
     v = float(value)
     if not 0 < v < math.inf:
-        raise InvalidArgumentError(f"{name} must be {what}, got {value!r}")
+        raise InvalidArgumentError(f"{name} must be {what}, got {value!r}", argument=name)
     return v

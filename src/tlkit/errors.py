@@ -22,6 +22,8 @@ True seed must be an int >= 0, got '42' (str)
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "ArgumentTypeError",
     "AuditError",
@@ -55,12 +57,40 @@ class TlkitError(Exception):
     """Base class of every error raised by tlkit."""
 
 
-class InvalidArgumentError(TlkitError, ValueError):
-    """An argument has an accepted type but a value tlkit cannot use (the message names the allowed values)."""
+class _ArgumentErrorMixin:
+    """``.argument``: the name of the argument at fault (``"batch_size"``), or ``None``."""
+
+    argument: str | None
+
+    def __init__(self, message: str = "", argument: str | None = None) -> None:
+        super().__init__(message)  # type: ignore[call-arg]
+        self.argument = argument
+
+    def __reduce__(self) -> tuple[Any, ...]:  # keep .argument through pickling (process pools)
+        return (type(self), (*self.args[:1], self.argument))  # type: ignore[attr-defined]
 
 
-class ArgumentTypeError(TlkitError, TypeError):
-    """An argument has a type tlkit does not accept (the message names the accepted types)."""
+class InvalidArgumentError(_ArgumentErrorMixin, TlkitError, ValueError):
+    """An argument has an accepted type but a value tlkit cannot use (the message names the allowed values).
+
+    ``.argument`` names the argument when the raiser knows it (the ``check_*``
+    functions set it), so a front end can show its own name for it (the
+    command line shows ``--batch-size`` for ``batch_size``); else ``None``.
+
+    Examples
+    --------
+    >>> InvalidArgumentError("batch_size must be an int >= 1, got 0", argument="batch_size").argument
+    'batch_size'
+    >>> InvalidArgumentError("bad value").argument is None
+    True
+    """
+
+
+class ArgumentTypeError(_ArgumentErrorMixin, TlkitError, TypeError):
+    """An argument has a type tlkit does not accept (the message names the accepted types).
+
+    ``.argument`` names the argument when known, as for :class:`InvalidArgumentError`.
+    """
 
 
 class DatasetError(TlkitError, ValueError):

@@ -31,7 +31,8 @@ so only the hashes look for those):
 ['audit.html', 'audit.json', 'audit.md']
 """
 
-from tlkit.audit._audit import DEFAULT_FEATURE_THRESHOLD, audit, load_images
+from tlkit.audit._audit import DEFAULT_FEATURE_THRESHOLD, audit
+from tlkit.audit._images import load_images
 from tlkit.audit._report import SCHEMA, AuditReport, LabelIssue, NearDuplicate, SmallImage
 
 __all__ = [

@@ -224,9 +224,11 @@ class AuditReport:
             + ", ".join(f"{c}={n}" for c, n in totals.items())
         )
         if "small_side" in s:
+            size = s.get("image_size")
+            shown = "x".join(map(str, size)) if isinstance(size, list) else size
             lines.append(
                 f"images with a side under {s['small_side']} px (half the "
-                f"{s.get('image_size')} px training size): {len(self.small_images)}"
+                f"{shown} px training size): {len(self.small_images)}"
             )
         lines.append(f"identical files under several classes: {len(self.label_conflicts)}")
         lines.append(f"unreadable or skipped files: {len(self.unreadable)}")

@@ -6,8 +6,11 @@ Each subcommand lives in its own module ``tlkit.cli._<name>`` with
 ``--debug`` exists) and sets ``run(args) -> int`` as its default. Register a
 command by adding its name to ``_COMMANDS``, one line per command (a ``-`` in
 the name is a ``_`` in the module name). A module
-may define ``FLAG_PHRASES`` (exact phrases of library messages -> the same in
-flag terms) for :func:`tlkit.cli._common.as_flags`.
+may define ``FLAG_NAMES`` (library argument -> flag, for an argument whose
+flag is not named after it; an argument error's ``.argument`` is shown as its
+flag, see :func:`tlkit.cli._common.flag_names`) and ``FLAG_PHRASES`` (exact
+phrases of library advice -> the same in flag terms) for
+:func:`tlkit.cli._common.as_flags`.
 
 Exit status: 0 done, 2 usage error, 1 failure with a one-line reason on
 stderr (traceback with ``--debug``). Results go to stdout, progress to stderr.
@@ -65,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``tlkit`` command; returns the exit status."""
-    from tlkit.cli._common import UsageError, as_flags, one_line, quiet_native_stderr
+    from tlkit.cli._common import UsageError, as_flags, flag_names, one_line, quiet_native_stderr
 
     parser = build_parser()
     try:
@@ -79,7 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not debug:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sub = getattr(args, "_parser", parser)
-    phrases = getattr(sys.modules.get(args.run.__module__), "FLAG_PHRASES", {})
+    module = sys.modules.get(args.run.__module__)
+    phrases = getattr(module, "FLAG_PHRASES", {})
+    names = getattr(module, "FLAG_NAMES", {})
     # C++ logs of TensorFlow and friends only with --debug (and never under a capturing test).
     quiet = not debug and sys.stderr is sys.__stderr__
     try:
@@ -96,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             traceback.print_exc()
         reason = _reason(exc)
-        reason = one_line(as_flags(reason, sub, phrases))
+        reason = one_line(as_flags(flag_names(reason, exc, sub, names), sub, phrases))
         hint = "" if debug else " (--debug shows the traceback)"
         if _is_user_error(exc):
             hint = ""

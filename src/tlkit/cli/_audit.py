@@ -61,7 +61,11 @@ def add_parser(sub: Any) -> None:
         help="identical bytes and perceptual hashes only (no backbone with --no-label-issues)",
     )
     p.add_argument("--feature-threshold", type=float, default=None, help="centred cosine")
-    p.add_argument("--no-near-duplicates", action="store_true")
+    p.add_argument(
+        "--no-near-duplicates",
+        action="store_true",
+        help="do not look for near-duplicates (default: find and report them)",
+    )
     p.add_argument("--no-label-issues", action="store_true", help="skip the label-error probe")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -89,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         source = load_split(source, skip_missing=True, root=args.root, on_edit=args.on_edit)
     report = audit(
         source,
-        near_duplicates=not args.no_near_duplicates,
+        near_duplicates=None if args.no_near_duplicates else "report",
         label_issues=not args.no_label_issues,
         backbone=args.backbone if needs_backbone else None,
         image_size=args.image_size,

@@ -7,7 +7,10 @@ Conventions
   with a one-line reason on stderr (the traceback only with ``--debug``).
 * Machine-readable output goes to stdout, progress and logs to stderr.
 * Reasons name command-line flags (``--on-conflict drop``), never the Python
-  arguments they map to (``on_conflict='drop'``).
+  arguments they map to (``on_conflict='drop'``). An argument error names its
+  argument (``.argument`` of :class:`~tlkit.errors.InvalidArgumentError` and
+  :class:`~tlkit.errors.ArgumentTypeError`); :func:`flag_names` shows it as
+  the command's flag.
 """
 
 from __future__ import annotations
@@ -20,13 +23,14 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from tlkit.errors import InvalidArgumentError
+from tlkit.errors import ArgumentTypeError, InvalidArgumentError
 
 __all__ = [
     "UsageError",
     "add_command",
     "add_image_size",
     "as_flags",
+    "flag_names",
     "log",
     "one_line",
     "quiet_native_stderr",
@@ -103,11 +107,7 @@ def as_flags(message: str, parser: argparse.ArgumentParser, extra: dict[str, str
     """
     for phrase, flags in {**extra, **COMMON_PHRASES}.items():
         message = message.replace(phrase, flags)
-    dests = {
-        a.dest: max(a.option_strings, key=len)
-        for a in parser._actions  # argparse keeps them here; there is no public accessor
-        if a.option_strings
-    }
+    dests = _flags_by_dest(parser)
 
     def repl(m: re.Match[str]) -> str:
         flag = dests.get(m.group(1))
@@ -119,6 +119,47 @@ def as_flags(message: str, parser: argparse.ArgumentParser, extra: dict[str, str
         return flag if value == "True" else f"{flag} {value}"
 
     return _PY_ARG.sub(repl, message)
+
+
+def flag_names(
+    message: str, exc: BaseException, parser: argparse.ArgumentParser, names: dict[str, str]
+) -> str:
+    """Show the argument an argument error names as this command's flag.
+
+    When ``exc`` is an :class:`~tlkit.errors.InvalidArgumentError` or
+    :class:`~tlkit.errors.ArgumentTypeError` whose ``argument`` the command
+    takes as a flag (``names`` first: a command's ``FLAG_NAMES``, for library
+    arguments named unlike their flag; then the destinations of ``parser``'s
+    flags), the argument's name becomes the flag in ``message``. Any other
+    message is returned as it is.
+
+    Examples
+    --------
+    >>> p = argparse.ArgumentParser()
+    >>> _ = p.add_argument("--batch-size", type=int)
+    >>> err = InvalidArgumentError("batch_size must be an int >= 1, got 0", argument="batch_size")
+    >>> flag_names(str(err), err, p, {})
+    '--batch-size must be an int >= 1, got 0'
+    >>> err = InvalidArgumentError("alpha must be > 0", argument="alpha")
+    >>> flag_names(str(err), err, p, {})
+    'alpha must be > 0'
+    """
+    argument = getattr(exc, "argument", None)
+    if not isinstance(exc, (InvalidArgumentError, ArgumentTypeError)) or not argument:
+        return message
+    flag = names.get(argument) or _flags_by_dest(parser).get(argument)
+    if flag is None:
+        return message
+    # the first mention: check_* messages start with the name; later words may be advice
+    return re.sub(rf"(?<![\w-]){re.escape(argument)}\b(?!=)", flag, message, count=1)
+
+
+def _flags_by_dest(parser: argparse.ArgumentParser) -> dict[str, str]:
+    return {
+        a.dest: max(a.option_strings, key=len)
+        for a in parser._actions  # argparse keeps them here; there is no public accessor
+        if a.option_strings
+    }
 
 
 def one_line(message: str, keep: int = 3) -> str:

@@ -25,7 +25,7 @@ from tlkit.data._neardup import (
 from tlkit.data._pipeline import decode_errors as decode_errors
 from tlkit.data._pipeline import to_dataset
 from tlkit.data._sample import Sample
-from tlkit.data._scan import SUPPORTED_FORMATS, SkippedFile
+from tlkit.data._scan import SKIP_CODES, SUPPORTED_FORMATS, SkippedFile
 from tlkit.data._scan import inspect_file as inspect_file
 from tlkit.data._split import Split, SplitPart
 from tlkit.data._splitter import DatasetSplitter
@@ -36,6 +36,7 @@ __all__ = [
     "DEFAULT_HASH_SIZE",
     "DEFAULT_HASH_THRESHOLD",
     "DEFAULT_INNER_VAL",
+    "SKIP_CODES",
     "SUPPORTED_FORMATS",
     "DatasetSplitter",
     "Folds",

@@ -106,7 +106,7 @@ def resolve_conflicts(
             elif s.label != first.label:
                 drop[s.path] = f"label conflict: identical to {first.path!r}, which was kept"
     kept = [s for s in samples if s.path not in drop]
-    skips = [SkippedFile(p, r) for p, r in drop.items()]
+    skips = [SkippedFile(p, r, "label_conflict") for p, r in drop.items()]
     msgs = (
         [
             f"{conflicts} identical file(s) under several classes, resolved with "

@@ -27,7 +27,7 @@ import numpy as np
 
 from tlkit.data._grouping import SPLIT_NAMES, assign_groups, split_targets
 from tlkit.data._sample import Sample
-from tlkit.data._scan import SkippedFile
+from tlkit.data._scan import SKIP_CODES, SkippedFile
 from tlkit.errors import ManifestError, TlkitError
 
 __all__ = [
@@ -45,7 +45,10 @@ __all__ = [
 ]
 
 MANIFEST_FORMAT = "tlkit.split"
-MANIFEST_VERSION = 1
+#: Version 2 records each skipped file's ``code``; version 1 (no codes) is still read,
+#: its skips with the code ``"unknown"``.
+MANIFEST_VERSION = 2
+READ_VERSIONS = (1, 2)
 
 #: Largest manifest read, in bytes (64 MiB: about 250,000 files). ``Split.load(max_bytes=...)``
 #: raises it for one call; ``tlkit.data._manifest.MAX_MANIFEST_BYTES`` for all.
@@ -192,10 +195,10 @@ def parse_manifest(data: Any, path: Path) -> ParsedManifest:
             f'{where} is not a tlkit split manifest (no "format": "{MANIFEST_FORMAT}")'
         )
     version = data.get("version")
-    if type(version) is not int or version != MANIFEST_VERSION:
+    if type(version) is not int or version not in READ_VERSIONS:
         raise ManifestError(
-            f"manifest {where} has version {_show(version)}; this tlkit reads version "
-            f"{MANIFEST_VERSION}"
+            f"manifest {where} has version {_show(version)}; this tlkit reads versions "
+            f"{', '.join(map(str, READ_VERSIONS))}"
         )
     unknown = sorted(set(data) - _TOP_KEYS)
     if unknown:
@@ -234,25 +237,35 @@ def parse_manifest(data: Any, path: Path) -> ParsedManifest:
         raise ManifestError(f"manifest {where} lists no files; re-split the folder")
     entries = [_parse_sample(i, d, len(names), bad, where) for i, d in enumerate(samples)]
 
-    skipped_raw = data.get("skipped", [])
-    if not isinstance(skipped_raw, list):
-        raise bad("skipped", "a list of objects", skipped_raw)
-    skipped = []
-    for i, d in enumerate(skipped_raw):
-        if (
-            not isinstance(d, dict)
-            or set(d) != {"path", "reason"}
-            or not _is_text(d["path"])
-            or not _is_text(d["reason"])
-        ):
-            raise bad(f"skipped[{i}]", 'an object {"path": string, "reason": string}', d)
-        skipped.append(SkippedFile(d["path"], d["reason"]))
+    skipped = _parse_skipped(data.get("skipped", []), version, bad)
     warns = data.get("warnings", [])
     if not isinstance(warns, list) or not all(_is_text(w) for w in warns):
         raise bad("warnings", "a list of strings", warns)
     return ParsedManifest(
         root, root_abs, tuple(names), dict(params), tuple(entries), tuple(skipped), tuple(warns)
     )
+
+
+def _parse_skipped(skipped_raw: Any, version: int, bad: Any) -> list[SkippedFile]:
+    """The skipped files; a version-1 manifest has no codes (``"unknown"``, nothing guessed)."""
+    if not isinstance(skipped_raw, list):
+        raise bad("skipped", "a list of objects", skipped_raw)
+    keys = {"path", "reason"} if version == 1 else {"path", "reason", "code"}
+    want = 'an object {"path": string, "reason": string' + (
+        "}" if version == 1 else f', "code": one of {list(SKIP_CODES)}}}'
+    )
+    skipped = []
+    for i, d in enumerate(skipped_raw):
+        if (
+            not isinstance(d, dict)
+            or set(d) != keys
+            or not _is_text(d["path"])
+            or not _is_text(d["reason"])
+            or (version > 1 and (type(d["code"]) is not str or d["code"] not in SKIP_CODES))
+        ):
+            raise bad(f"skipped[{i}]", want, d)
+        skipped.append(SkippedFile(d["path"], d["reason"], d.get("code", "unknown")))
+    return skipped
 
 
 def _parse_sample(i: int, d: Any, n_classes: int, bad: Any, where: str) -> tuple[Sample, str]:

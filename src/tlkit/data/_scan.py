@@ -29,6 +29,7 @@ from tlkit._validation import check_choice
 from tlkit.errors import DatasetError, FileLimitError, InvalidArgumentError
 
 __all__ = [
+    "SKIP_CODES",
     "SUPPORTED_FORMATS",
     "FileInfo",
     "SkippedFile",
@@ -46,22 +47,68 @@ _EXIF_ORIENTATION = 0x0112
 PROGRESS_THRESHOLD = 2000
 
 
+#: The codes of :attr:`SkippedFile.code`, one per kind of reason (see :class:`SkippedFile`).
+SKIP_CODES = (
+    "hidden",
+    "outside_class",
+    "broken_symlink",
+    "symlink_loop",
+    "unreadable",
+    "refused",
+    "empty",
+    "not_an_image",
+    "unsupported_format",
+    "too_large",
+    "undecodable",
+    "label_conflict",
+    "missing",
+    "changed",
+    "unknown",
+)
+
+
 @dataclass(frozen=True)
 class SkippedFile:
     """A file that did not enter the split, and why.
 
+    ``reason`` is the text for people; ``code`` the kind of reason, for code
+    to match on (never match on ``reason``). The codes (:data:`SKIP_CODES`):
+
+    * ``"hidden"``: a hidden file or folder (``.DS_Store``, ``Thumbs.db``, ``.git/``);
+    * ``"outside_class"``: a file beside the class folders, in none of them;
+    * ``"broken_symlink"``: a symlink whose target does not exist;
+    * ``"symlink_loop"``: a symlinked folder already scanned;
+    * ``"unreadable"``: a file or folder the operating system would not read or list;
+    * ``"refused"``: not read: not a regular file (a pipe, socket or device, a
+      broken symlink or loop), or over the file-size limit (``MAX_FILE_BYTES``);
+    * ``"empty"``: a file of 0 bytes;
+    * ``"not_an_image"``: Pillow cannot identify the format;
+    * ``"unsupported_format"``: an image format (or BMP variant) the input pipeline cannot decode;
+    * ``"too_large"``: over the pixel limit (``MAX_IMAGE_PIXELS``);
+    * ``"undecodable"``: a truncated or damaged image;
+    * ``"label_conflict"``: identical content under several classes (``on_conflict=``);
+    * ``"missing"``, ``"changed"``: listed in a manifest, and gone or changed on disk since;
+    * ``"unknown"``: not recorded: the default, and every skip of a manifest of
+      format version 1 (written before codes; nothing is guessed from its reason).
+
     Examples
     --------
-    >>> SkippedFile("cat/.DS_Store", "hidden file").reason
-    'hidden file'
+    >>> SkippedFile("cat/.DS_Store", "hidden file", "hidden").code
+    'hidden'
+    >>> SkippedFile("cat/.DS_Store", "hidden file").to_dict()
+    {'path': 'cat/.DS_Store', 'reason': 'hidden file', 'code': 'unknown'}
     """
 
     path: str
     reason: str
+    code: str = "unknown"
+
+    def __post_init__(self) -> None:
+        check_choice("code", self.code, SKIP_CODES)
 
     def to_dict(self) -> dict[str, str]:
         """Return the record as a JSON-ready dict."""
-        return {"path": self.path, "reason": self.reason}
+        return {"path": self.path, "reason": self.reason, "code": self.code}
 
 
 @dataclass(frozen=True)
@@ -76,7 +123,19 @@ class FileInfo:
 
 
 class _Skip(Exception):
-    """Internal: the file is not a usable image; the message is the reason."""
+    """Internal: the file is not a usable image; the message is the reason, ``code`` its kind."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Unusable:
+    """What :func:`inspect_files` returns for a file that is not a usable image."""
+
+    code: str
+    reason: str
 
 
 def _is_hidden(name: str) -> bool:
@@ -134,13 +193,21 @@ def list_class_tree(
         if _is_hidden(entry.name):
             n = _count_files(entry.path) if entry.is_dir() else 1
             what = f"hidden folder ({n} files not scanned)" if entry.is_dir() else "hidden file"
-            skipped.append(SkippedFile(entry.name, what))
+            skipped.append(SkippedFile(entry.name, what, "hidden"))
         elif entry.is_dir():
             classes.append(entry.name)
         elif entry.is_symlink() and not os.path.exists(entry.path):
-            skipped.append(SkippedFile(entry.name, "broken symlink (its target does not exist)"))
+            skipped.append(
+                SkippedFile(
+                    entry.name, "broken symlink (its target does not exist)", "broken_symlink"
+                )
+            )
         else:
-            skipped.append(SkippedFile(entry.name, "not inside a class folder (move it into one)"))
+            skipped.append(
+                SkippedFile(
+                    entry.name, "not inside a class folder (move it into one)", "outside_class"
+                )
+            )
     _check_linked_classes(root, classes)
     for cls in classes:
         _walk_class(root, cls, files, skipped)
@@ -190,26 +257,33 @@ def _walk_class(
         try:
             st = os.stat(full)
         except OSError as exc:  # broken or looping symlink to a folder
-            skipped.append(SkippedFile(rel, f"cannot open folder: {exc.strerror or exc}"))
+            skipped.append(
+                SkippedFile(rel, f"cannot open folder: {exc.strerror or exc}", "unreadable")
+            )
             continue
         key = (st.st_dev, st.st_ino)
         if key in seen:
-            skipped.append(SkippedFile(rel, "symlink loop (folder already scanned)"))
+            skipped.append(
+                SkippedFile(rel, "symlink loop (folder already scanned)", "symlink_loop")
+            )
             continue
         seen.add(key)
         try:
             entries = sorted(os.scandir(full), key=lambda e: e.name)
         except OSError as exc:
-            skipped.append(SkippedFile(rel, f"cannot list folder: {exc.strerror or exc}"))
+            skipped.append(
+                SkippedFile(rel, f"cannot list folder: {exc.strerror or exc}", "unreadable")
+            )
             continue
         for e in entries:
             erel = f"{rel}/{e.name}"
             if _is_hidden(e.name):
                 if e.is_dir(follow_symlinks=False):
                     n = _count_files(e.path)
-                    skipped.append(SkippedFile(erel, f"hidden folder ({n} files not scanned)"))
+                    what = f"hidden folder ({n} files not scanned)"
+                    skipped.append(SkippedFile(erel, what, "hidden"))
                 else:
-                    skipped.append(SkippedFile(erel, "hidden file"))
+                    skipped.append(SkippedFile(erel, "hidden file", "hidden"))
                 continue
             try:
                 is_dir = e.is_dir()
@@ -258,26 +332,27 @@ def _inspect(path: str, verify: bool) -> FileInfo:
     try:
         data = read_file(path)
     except FileLimitError as exc:
-        raise _Skip(exc.reason) from None
+        raise _Skip("refused", exc.reason) from None
     except OSError as exc:
-        raise _Skip(f"cannot read file: {exc.strerror or exc}") from None
+        raise _Skip("unreadable", f"cannot read file: {exc.strerror or exc}") from None
     if not data:
-        raise _Skip("empty file (0 bytes)")
+        raise _Skip("empty", "empty file (0 bytes)")
     digest = hashlib.sha256(data).hexdigest()
     try:
         with Image.open(io.BytesIO(data)) as im:
             fmt = im.format or "?"
             if fmt not in SUPPORTED_FORMATS:
                 raise _Skip(
+                    "unsupported_format",
                     f"{fmt} images are not supported by the input pipeline "
-                    f"(supported: {', '.join(sorted(SUPPORTED_FORMATS))}); convert the file"
+                    f"(supported: {', '.join(sorted(SUPPORTED_FORMATS))}); convert the file",
                 )
             if fmt == "BMP":
                 _check_bmp(data)
             width, height = im.size
             problem = image_problem(width, height, fmt)
             if problem is not None:
-                raise _Skip(problem)
+                raise _Skip("too_large", problem)
             orientation = 1
             if fmt == "JPEG":
                 tag = im.getexif().get(_EXIF_ORIENTATION, 1)
@@ -289,11 +364,11 @@ def _inspect(path: str, verify: bool) -> FileInfo:
     except _Skip:
         raise
     except UnidentifiedImageError:
-        raise _Skip("not an image (Pillow cannot identify the format)") from None
+        raise _Skip("not_an_image", "not an image (Pillow cannot identify the format)") from None
     except Image.DecompressionBombError as exc:
-        raise _Skip(f"image too large: {exc}") from None
+        raise _Skip("too_large", f"image too large: {exc}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise _Skip(f"cannot decode image: {exc}") from None
+        raise _Skip("undecodable", f"cannot decode image: {exc}") from None
     return FileInfo(digest, fmt, width, height, orientation)
 
 
@@ -308,8 +383,9 @@ def _check_bmp(data: bytes) -> None:
     compression = int.from_bytes(data[30:34], "little")
     if header < 40 or bpp not in (8, 24, 32) or compression not in (0, 3):
         raise _Skip(
+            "unsupported_format",
             f"{bpp}-bit or compressed BMP is not supported by the input pipeline "
-            "(uncompressed 8-, 24- and 32-bit only); convert the file to PNG"
+            "(uncompressed 8-, 24- and 32-bit only); convert the file to PNG",
         )
 
 
@@ -356,14 +432,14 @@ def choose_executor(executor: str, n_files: int, workers: int) -> str:
     return "process" if n_files >= _PROCESS_MIN_FILES and _fork_is_safe() else "thread"
 
 
-def _inspect_one(path: str, verify: bool) -> FileInfo | str:
+def _inspect_one(path: str, verify: bool) -> FileInfo | Unusable:
     try:
         return _inspect(path, verify)
     except _Skip as exc:
-        return str(exc)
+        return Unusable(exc.code, str(exc))
 
 
-def _inspect_chunk(paths: Sequence[str], verify: bool) -> list[FileInfo | str]:
+def _inspect_chunk(paths: Sequence[str], verify: bool) -> list[FileInfo | Unusable]:
     return [_inspect_one(p, verify) for p in paths]
 
 
@@ -374,11 +450,11 @@ def inspect_files(
     progress: bool | None = None,
     desc: str = "checking images",
     executor: str = "auto",
-) -> list[FileInfo | str]:
+) -> list[FileInfo | Unusable]:
     """Inspect many files in parallel.
 
-    Returns, in input order, a :class:`FileInfo` for each usable image or the
-    reason string for each unusable file. ``executor`` picks threads or
+    Returns, in input order, a :class:`FileInfo` for each usable image or an
+    :class:`Unusable` (the skip code and reason) for each unusable file. ``executor`` picks threads or
     forked worker processes (see :func:`choose_executor`).
     """
     kind = choose_executor(executor, len(paths), workers or 2)
@@ -391,9 +467,9 @@ def inspect_files(
     else:
         workers = workers or min(32, (os.cpu_count() or 1) + 2)
     show = progress if progress is not None else len(paths) >= PROGRESS_THRESHOLD
-    out: list[FileInfo | str] = []
+    out: list[FileInfo | Unusable] = []
     with ExitStack() as stack:
-        results: Iterator[list[FileInfo | str]]
+        results: Iterator[list[FileInfo | Unusable]]
         pool: Executor
         if workers <= 1:
             results = ([_inspect_one(p, verify)] for p in paths)

@@ -389,10 +389,11 @@ class Split:
         for sample, name in manifest.entries:
             rel = sample.path
             _manifest.check_inside(root_path, real_root, rel, where)
-            problem = _check_file(root_path / rel, sample, verify)
-            if problem:
+            found = _check_file(root_path / rel, sample, verify)
+            if found:
+                code, problem = found
                 problems.append(f"{rel}: {problem}")
-                skipped.append(SkippedFile(rel, f"{problem} since the split was made"))
+                skipped.append(SkippedFile(rel, f"{problem} since the split was made", code))
                 continue
             by_split[name].append(sample)
         if problems and on_mismatch == "error":
@@ -520,22 +521,25 @@ def _reason_kind(reason: str) -> str:
     return reason.split(":")[0].split(" (")[0]
 
 
-def _check_file(full: Path, sample: Sample, verify: str | None) -> str | None:
-    """Why the file on disk is not the one the manifest records (``None``: it is)."""
+def _check_file(full: Path, sample: Sample, verify: str | None) -> tuple[str, str] | None:
+    """Why the file on disk is not the one the manifest records: ``(skip code, reason)``.
+
+    ``None``: it is the one recorded.
+    """
     if verify is None:
         return None
     if not full.is_file():
-        return "missing"
+        return "missing", "missing"
     if verify == "hash":
         try:
             info = inspect_file(full, verify=False)
         except DatasetError as exc:
-            return f"changed (now unreadable: {exc})"
+            return "changed", f"changed (now unreadable: {exc})"
         if info.sha256 != sample.sha256:
-            return "changed (content hash differs)"
+            return "changed", "changed (content hash differs)"
         stored = (sample.orientation, sample.width, sample.height)
         if (info.orientation, info.width, info.height) != stored:
-            return (
+            return "changed", (
                 "changed (the manifest records orientation {}, size {}x{}; the file has "
                 "orientation {}, size {}x{})".format(
                     *stored, info.orientation, info.width, info.height

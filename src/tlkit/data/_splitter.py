@@ -30,7 +30,7 @@ from tlkit.data._grouping import (
     split_targets,
 )
 from tlkit.data._sample import Sample
-from tlkit.data._scan import EXECUTORS, SkippedFile, inspect_files, list_class_tree
+from tlkit.data._scan import EXECUTORS, SkippedFile, Unusable, inspect_files, list_class_tree
 from tlkit.data._split import SPLIT_NAMES, Split, parts_from_assignment
 from tlkit.errors import ArgumentTypeError, DatasetError, InvalidArgumentError, SmallClassError
 
@@ -287,8 +287,8 @@ class DatasetSplitter:
         label_of = {c: i for i, c in enumerate(class_names)}
         samples: list[Sample] = []
         for (rel, cls), info in zip(files, infos, strict=True):
-            if isinstance(info, str):
-                skipped.append(SkippedFile(rel, info))
+            if isinstance(info, Unusable):
+                skipped.append(SkippedFile(rel, info.reason, info.code))
                 continue
             samples.append(
                 Sample(rel, label_of[cls], info.sha256, info.orientation, info.width, info.height)
