@@ -17,15 +17,13 @@ from hypothesis import strategies as st
 from keras import applications as apps
 
 from tlkit.backbones import (
-    BackboneError,
     ImagePreprocessing,
-    WeightsFileError,
-    WeightsUnavailableError,
     _keras_apps,
     backbone_config,
     get_backbone,
     list_backbones,
 )
+from tlkit.errors import BackboneError, WeightsFileError, WeightsUnavailableError
 
 # name -> (plain constructor, the family's own preprocess_input, extra constructor kwargs,
 #          number of stages between stem and head). Written out here, independently of the

@@ -16,7 +16,6 @@ from tlkit.backbones import (
     PREPROCESSING_MODES,
     Backbone,
     BackboneConfig,
-    BackboneError,
     ImagePreprocessing,
     LayerGroup,
     _registry,
@@ -27,7 +26,13 @@ from tlkit.backbones import (
     list_backbones,
     register_backbone,
 )
-from tlkit.errors import ArgumentTypeError, InvalidArgumentError, TlkitError, WeightsFileError
+from tlkit.errors import (
+    ArgumentTypeError,
+    BackboneError,
+    InvalidArgumentError,
+    TlkitError,
+    WeightsFileError,
+)
 
 REQUIRED = [
     "mobilenet",

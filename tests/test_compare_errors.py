@@ -8,7 +8,8 @@ import warnings
 import numpy as np
 import pytest
 
-from tlkit.compare import ModelComparator, bootstrap_ci, bootstrap_indices, holm, mcnemar_exact
+from tlkit.compare import ModelComparator, bootstrap_ci, holm, mcnemar_exact
+from tlkit.compare._stats import bootstrap_indices
 from tlkit.errors import ArgumentTypeError, ComparisonError, InvalidArgumentError, TlkitError
 
 Y = [0, 0, 1, 1, 1, 0]

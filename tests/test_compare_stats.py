@@ -11,14 +11,8 @@ from hypothesis import strategies as st
 from scipy.stats import binomtest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
-from tlkit.compare import (
-    ModelComparator,
-    bootstrap_ci,
-    bootstrap_indices,
-    holm,
-    mcnemar_exact,
-)
-from tlkit.compare._stats import bootstrap_values
+from tlkit.compare import ModelComparator, bootstrap_ci, holm, mcnemar_exact
+from tlkit.compare._stats import bootstrap_indices, bootstrap_values
 from tlkit.metrics import CI_METRICS
 
 # -- McNemar -----------------------------------------------------------------------------------

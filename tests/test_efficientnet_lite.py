@@ -26,16 +26,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tlkit.backbones import (
-    ImagePreprocessing,
-    WeightsFileError,
-    WeightsUnavailableError,
-    decode_predictions,
-    get_backbone,
-    list_backbones,
-)
+from tlkit.backbones import ImagePreprocessing, decode_predictions, get_backbone, list_backbones
 from tlkit.backbones import _efficientnet_lite as lite
 from tlkit.backbones._torch_checkpoint import load_state_dict
+from tlkit.errors import WeightsFileError, WeightsUnavailableError
 
 LITE0 = lite.LITE_VARIANTS["efficientnet_lite0"]
 CAT_CLASSES = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat

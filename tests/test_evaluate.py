@@ -30,9 +30,9 @@ from tlkit.evaluate import (
     LearningCurve,
     compare_cv,
     cross_validate,
-    fit_power_law,
     learning_curve,
 )
+from tlkit.evaluate._curve import fit_power_law
 from tlkit.metrics import metrics_report
 
 

@@ -21,8 +21,8 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from tlkit.backbones import UnsafeCheckpointError, WeightsFileError
 from tlkit.backbones._torch_checkpoint import load_state_dict, load_torch_checkpoint
+from tlkit.errors import UnsafeCheckpointError, WeightsFileError
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 STORAGE_NAMES = {

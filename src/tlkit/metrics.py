@@ -19,16 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-__all__ = [
-    "CI_METRICS",
-    "METRIC_LABELS",
-    "accuracy",
-    "balanced_accuracy",
-    "classification_metrics",
-    "macro_f1",
-    "metrics_report",
-    "quiet_sklearn",
-]
+__all__ = ["CI_METRICS", "classification_metrics", "metrics_report"]
 
 
 #: Display names of the scalar metrics, in report order.

@@ -32,7 +32,6 @@ so only the hashes look for those):
 """
 
 from tlkit.audit._audit import DEFAULT_FEATURE_THRESHOLD, audit
-from tlkit.audit._images import load_images
 from tlkit.audit._report import SCHEMA, AuditReport, LabelIssue, NearDuplicate, SmallImage
 
 __all__ = [
@@ -43,5 +42,4 @@ __all__ = [
     "NearDuplicate",
     "SmallImage",
     "audit",
-    "load_images",
 ]

@@ -36,24 +36,14 @@ from tlkit.backbones._registry import (
 # own .pth files, but left out of __all__, which lists what every user needs.
 from tlkit.backbones._torch_checkpoint import load_state_dict as load_state_dict
 from tlkit.backbones._torch_checkpoint import load_torch_checkpoint as load_torch_checkpoint
-from tlkit.errors import (
-    BackboneError,
-    UnsafeCheckpointError,
-    WeightsFileError,
-    WeightsUnavailableError,
-)
 
 __all__ = [
     "PREPROCESSING_MODES",
     "Backbone",
     "BackboneConfig",
-    "BackboneError",
     "ImagePreprocessing",
     "LayerGroup",
-    "UnsafeCheckpointError",
     "WeightsFile",
-    "WeightsFileError",
-    "WeightsUnavailableError",
     "backbone_config",
     "decode_predictions",
     "get_backbone",

@@ -193,7 +193,7 @@ def load_torch_checkpoint(path: str | os.PathLike[str]) -> Any:
         The file asks for anything but tensors and containers, or a tensor
         reads outside its storage (the offending name is in the message);
         nothing from the file was run.
-    tlkit.backbones.WeightsFileError
+    tlkit.errors.WeightsFileError
         The file is truncated, corrupt or not a torch checkpoint.
 
     Examples

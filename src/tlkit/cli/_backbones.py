@@ -53,7 +53,8 @@ def weights_here(name: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tlkit.backbones import BackboneError, backbone_config, list_backbones
+    from tlkit.backbones import backbone_config, list_backbones
+    from tlkit.errors import BackboneError
 
     names = list_backbones(args.pattern, pretrained=True if args.pretrained else None)
     if not names:

@@ -26,35 +26,20 @@ Examples
 
 from tlkit._calibration import Reliability, expected_calibration_error, reliability_bins
 from tlkit.compare._comparator import ModelComparator
-from tlkit.compare._gallery import (
-    CONFUSED_PAIRS,
-    GALLERY_SIZE,
-    MAX_GALLERY_BYTES,
-    PAIR_EXAMPLES,
-    THUMBNAIL_SIZE,
-    ConfusedPair,
-    Mistake,
-    MistakeGallery,
-)
+from tlkit.compare._gallery import ConfusedPair, Mistake, MistakeGallery
 from tlkit.compare._report import SCHEMA, ComparisonReport, Cost, ModelResult, PairwiseResult
 from tlkit.compare._stats import (
     BootstrapCI,
     McNemarResult,
     bootstrap_ci,
-    bootstrap_indices,
     holm,
     mcnemar_exact,
 )
 from tlkit.compare._verdict import ECE_WARNING
 
 __all__ = [
-    "CONFUSED_PAIRS",
     "ECE_WARNING",
-    "GALLERY_SIZE",
-    "MAX_GALLERY_BYTES",
-    "PAIR_EXAMPLES",
     "SCHEMA",
-    "THUMBNAIL_SIZE",
     "BootstrapCI",
     "ComparisonReport",
     "ConfusedPair",
@@ -67,7 +52,6 @@ __all__ = [
     "PairwiseResult",
     "Reliability",
     "bootstrap_ci",
-    "bootstrap_indices",
     "expected_calibration_error",
     "holm",
     "mcnemar_exact",

@@ -10,8 +10,8 @@ gallery says why it is empty. The JSON report lists it under each model's ``gall
 
 Showing. Each model's :class:`MistakeGallery` is shown after its confusion matrix
 (:func:`gallery_html`, :func:`gallery_markdown`). In ``report.html`` every image is a small
-JPEG (longest side :data:`THUMBNAIL_SIZE` pixels) embedded as a ``data:`` URI, so the page
-stays one file; all thumbnails of a page together take at most :data:`MAX_GALLERY_BYTES`
+JPEG (longest side ``THUMBNAIL_SIZE`` pixels) embedded as a ``data:`` URI, so the page
+stays one file; all thumbnails of a page together take at most ``MAX_GALLERY_BYTES``
 bytes, and past that the page shows a placeholder and says so. Images are read only
 through :func:`tlkit._files.thumbnail` (regular files within the size and pixel limits); a
 file that cannot be read gets a placeholder with the reason. Every caption (class names,
@@ -162,7 +162,7 @@ class ConfusedPair:
     count : int
         Test images of class ``true`` predicted as ``predicted``.
     examples : tuple of Mistake
-        Up to :data:`PAIR_EXAMPLES` of them (none without image files).
+        Up to ``PAIR_EXAMPLES`` of them (none without image files).
     """
 
     true: str
@@ -189,11 +189,11 @@ class MistakeGallery:
     n_mistakes : int
         Test images the model gets wrong.
     mistakes : tuple of Mistake
-        The :data:`GALLERY_SIZE` most confidently wrong ones, highest probability of the
+        The ``GALLERY_SIZE`` (12) most confidently wrong ones, highest probability of the
         (wrong) prediction first (ties: test-set order). Empty without image files or
         probabilities.
     confused_pairs : tuple of ConfusedPair
-        The :data:`CONFUSED_PAIRS` most frequent (true, predicted) pairs, largest first.
+        The ``CONFUSED_PAIRS`` most frequent (true, predicted) pairs, largest first.
     files : ImageFiles or None
         Where the images are (not written to the JSON report: paths there are relative).
     note : str or None
@@ -278,8 +278,8 @@ def mistake_gallery(
     files : ImageFiles or None
         The test images' files; ``None`` gives no images, with a note saying so.
     size, pairs, examples : int, optional
-        Mistakes, pairs, and examples per pair kept (default :data:`GALLERY_SIZE`,
-        :data:`CONFUSED_PAIRS`, :data:`PAIR_EXAMPLES`).
+        Mistakes, pairs, and examples per pair kept (default ``GALLERY_SIZE``,
+        ``CONFUSED_PAIRS``, ``PAIR_EXAMPLES``).
 
     Returns
     -------
@@ -363,9 +363,9 @@ class ThumbnailBudget:
     Parameters
     ----------
     max_bytes : int, optional
-        Default :data:`MAX_GALLERY_BYTES` (read when the budget is made).
+        Default ``MAX_GALLERY_BYTES`` (read when the budget is made).
     size : int, optional
-        Longest side in pixels; default :data:`THUMBNAIL_SIZE`.
+        Longest side in pixels; default ``THUMBNAIL_SIZE``.
     """
 
     def __init__(self, max_bytes: int | None = None, size: int | None = None) -> None:
@@ -442,7 +442,7 @@ def gallery_html(
         The model; its ``gallery`` is shown.
     budget : ThumbnailBudget, optional
         Shared by every model of the page, so that the page's thumbnails stay within
-        :data:`MAX_GALLERY_BYTES`; a fresh one by default.
+        ``MAX_GALLERY_BYTES``; a fresh one by default.
 
     Returns
     -------

@@ -433,7 +433,7 @@ class ComparisonReport:
         Each model's section ends with what it gets wrong (:class:`MistakeGallery`): with a
         SplitPart as test data, thumbnails of its most confidently wrong images and of its
         most confused pairs, embedded as JPEG ``data:`` URIs (at most
-        :data:`~tlkit.compare.MAX_GALLERY_BYTES` per page). The image files are read
+        ``MAX_GALLERY_BYTES`` = 2 MB per page). The image files are read
         each time the page is made; one that cannot be read gets a placeholder.
 
         Returns

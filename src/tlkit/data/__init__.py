@@ -7,16 +7,17 @@ nested training subsets (learning curves) from :func:`nested_subsets`, and the
 near-duplicate search the splitter and the audit share from
 :func:`perceptual_hashes`, :func:`hamming_pairs` and :func:`cosine_pairs`.
 
-``decode_errors`` and ``inspect_file`` are importable from here for tlkit's
-own layers (augmentation previews, the command line) but are not part of the
-public API: they are left out of ``__all__``.
+A few names are importable from here for tlkit's own layers (the audit, the
+command line, augmentation previews) but are not part of the public API and are
+left out of ``__all__``: ``decode_errors``, ``inspect_file``, ``DEFAULT_HASH_SIZE``,
+``DEFAULT_INNER_VAL`` and ``CLASS_WEIGHT_MODES``.
 """
 
-from tlkit.data._folds import DEFAULT_INNER_VAL, Folds, make_folds, nested_subsets
+from tlkit.data._folds import DEFAULT_INNER_VAL as DEFAULT_INNER_VAL
+from tlkit.data._folds import Folds, make_folds, nested_subsets
+from tlkit.data._neardup import DEFAULT_HASH_SIZE as DEFAULT_HASH_SIZE
 from tlkit.data._neardup import (
-    DEFAULT_HASH_SIZE,
     DEFAULT_HASH_THRESHOLD,
-    HammingSearch,
     cosine_pairs,
     hamming_pairs,
     perceptual_hash,
@@ -29,18 +30,15 @@ from tlkit.data._scan import SKIP_CODES, SUPPORTED_FORMATS, SkippedFile
 from tlkit.data._scan import inspect_file as inspect_file
 from tlkit.data._split import Split, SplitPart
 from tlkit.data._splitter import DatasetSplitter
-from tlkit.data._weights import CLASS_WEIGHT_MODES, class_weights
+from tlkit.data._weights import CLASS_WEIGHT_MODES as CLASS_WEIGHT_MODES
+from tlkit.data._weights import class_weights
 
 __all__ = [
-    "CLASS_WEIGHT_MODES",
-    "DEFAULT_HASH_SIZE",
     "DEFAULT_HASH_THRESHOLD",
-    "DEFAULT_INNER_VAL",
     "SKIP_CODES",
     "SUPPORTED_FORMATS",
     "DatasetSplitter",
     "Folds",
-    "HammingSearch",
     "Sample",
     "SkippedFile",
     "Split",

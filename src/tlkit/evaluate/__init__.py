@@ -25,21 +25,11 @@ this one predicts the class it saw most:
 (0.5, (20, 2))
 """
 
-from tlkit.evaluate._curve import (
-    DEFAULT_FRACTIONS,
-    MIN_GAIN,
-    CurvePoint,
-    LearningCurve,
-    PowerLawFit,
-    fit_power_law,
-    learning_curve,
-)
+from tlkit.evaluate._curve import CurvePoint, LearningCurve, PowerLawFit, learning_curve
 from tlkit.evaluate._cv import CVResult, compare_cv, cross_validate
 from tlkit.evaluate._model import Estimator
 
 __all__ = [
-    "DEFAULT_FRACTIONS",
-    "MIN_GAIN",
     "CVResult",
     "CurvePoint",
     "Estimator",
@@ -47,6 +37,5 @@ __all__ = [
     "PowerLawFit",
     "compare_cv",
     "cross_validate",
-    "fit_power_law",
     "learning_curve",
 ]

@@ -39,7 +39,7 @@ example with a tiny model is in :func:`export`)::
 from tlkit.export._check import FLOAT_MIN_AGREEMENT, FORMATS, QUANTIZATIONS, check_export
 from tlkit.export._export import export
 from tlkit.export._report import ExportReport
-from tlkit.export._runtime import ExportedModel, format_of, labels_path, read_labels
+from tlkit.export._runtime import ExportedModel, labels_path, read_labels
 
 __all__ = [
     "FLOAT_MIN_AGREEMENT",
@@ -49,7 +49,6 @@ __all__ = [
     "ExportedModel",
     "check_export",
     "export",
-    "format_of",
     "labels_path",
     "read_labels",
 ]
