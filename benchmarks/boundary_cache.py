@@ -12,8 +12,16 @@ Usage::
 
     python benchmarks/boundary_cache.py                      # ELPV, 512 images, 160 px
     python benchmarks/boundary_cache.py --data generated --images 32 --epochs 2 --image-size 64
+    python benchmarks/boundary_cache.py --macs               # arithmetic per layer group only
 
 Prints, per path, the median epoch time, the fit's wall time, and the speed-up.
+``--macs`` prints instead each layer group's share of the network's multiply-adds
+(convolutions and dense layers) and, for the top k groups, the speed-up that the
+arithmetic alone allows: an epoch on images runs the whole network forward and the
+top groups backward (about twice their forward cost), one on the cache the top
+groups forward and backward, so ``(1 + 2s) / 3s`` for a share ``s``. Measured
+speed-ups can pass it: the image path also decodes and resizes, and the early,
+high-resolution depthwise layers cost more time per multiply-add than the late ones.
 """
 
 from __future__ import annotations
@@ -24,6 +32,33 @@ import tempfile
 import time
 
 import keras
+
+
+def layer_macs(layer: keras.layers.Layer) -> int:
+    """Multiply-adds of one convolution or dense layer for one image (0 for any other layer)."""
+    kind = type(layer).__name__
+    if kind not in ("Conv2D", "DepthwiseConv2D", "Dense"):
+        return 0
+    out, inp = layer.output.shape, layer.input.shape
+    if kind == "Dense":
+        return int(inp[-1] * out[-1])
+    k = layer.kernel_size[0] * layer.kernel_size[1]
+    per_output = k if kind == "DepthwiseConv2D" else k * inp[-1] // layer.groups
+    return int(out[1] * out[2] * out[3] * per_output)
+
+
+def print_macs(image_size: int) -> None:
+    """Each layer group's share of the multiply-adds, and the speed-up they allow."""
+    from tlkit.backbones import get_backbone
+
+    bb = get_backbone("efficientnet_lite0", weights=None, image_size=image_size)
+    per = [(g.name, sum(layer_macs(layer) for layer in g.layers)) for g in bb.layer_groups]
+    total = sum(m for _, m in per)
+    for name, m in per:
+        print(f"{name:8s} {m / 1e6:7.1f} M multiply-adds  {m / total:6.1%}")
+    for k in range(1, len(per) + 1):
+        s = sum(m for _, m in per[-k:]) / total
+        print(f"top {k} groups: {s:6.1%} of the arithmetic, at most {(1 + 2 * s) / (3 * s):.1f}x")
 
 
 class EpochTimes(keras.callbacks.Callback):
@@ -46,7 +81,11 @@ def main() -> None:
     p.add_argument("--groups", type=int, default=3, help="top layer groups that train")
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--macs", action="store_true", help="print each group's arithmetic only")
     args = p.parse_args()
+    if args.macs:
+        print_macs(args.image_size)
+        return
 
     from tlkit import DatasetSplitter, FineTuner, schedules
     from tlkit.backbones import get_backbone
