@@ -68,6 +68,7 @@ def test_split_small_class_names_the_flag(tmp_path: Path, capsys) -> None:
     assert main(["split", str(root)]) == 1
     err = capsys.readouterr().err
     assert "--allow-small-classes" in err and "allow_small_classes" not in err
+    assert "lower the --val or --test share" in err
 
 
 def test_split_missing_folder(tmp_path: Path) -> None:
@@ -144,7 +145,7 @@ def _failing_train(monkeypatch, error: Exception) -> None:
     def run(args: object) -> int:
         raise error
 
-    run.__module__ = train.__name__  # main() reads the command's FLAG_NAMES through it
+    run.__module__ = train.__name__  # main() reads the command's FLAG_NAMES, FLAG_VALUES by it
     monkeypatch.setattr(train, "run", run)
 
 
@@ -172,3 +173,70 @@ def test_argument_unknown_to_the_command_is_left_as_it_is(monkeypatch, capsys) -
         _failing_train(monkeypatch, error)
         assert main(["train", "s.json", "-o", "m.keras"]) == 1
         assert f"tlkit train: error: {error}" in capsys.readouterr().err
+
+
+def test_argument_values_that_are_flags_of_their_own(monkeypatch, capsys) -> None:
+    """``on_mismatch='skip'`` in a library message is ``--skip-missing``: an argument, not a phrase."""
+    import argparse
+
+    from tlkit.cli._common import as_flags
+    from tlkit.cli._train import FLAG_VALUES
+    from tlkit.errors import ManifestMismatchError
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--skip-missing", action="store_true")
+    said = "1 file(s) are missing. Restore them, or pass on_mismatch='skip' to leave them out."
+    assert as_flags(said, p, FLAG_VALUES) == (
+        "1 file(s) are missing. Restore them, or pass --skip-missing to leave them out."
+    )
+    assert as_flags("on_mismatch='error'", p, FLAG_VALUES) == "on_mismatch='error'"  # no flag
+    _failing_train(monkeypatch, ManifestMismatchError(f"any words at all; {said}"))
+    assert main(["train", "s.json", "-o", "m.keras"]) == 1
+    err = capsys.readouterr().err
+    assert "or pass --skip-missing to leave them out" in err and "on_mismatch" not in err
+
+
+def test_export_int8_needs_representative_before_any_model_loads(monkeypatch, capsys) -> None:
+    import tlkit.cli._model as model
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("loaded before the flags were checked")
+
+    monkeypatch.setattr(model, "load_model", never)
+    monkeypatch.setattr(model, "load_split", never)
+    assert main(["export", "no_such_model.keras", "--quantize", "int8"]) == 2
+    err = capsys.readouterr().err
+    assert "--quantize int8 needs calibration images: pass --representative SPLIT.json" in err
+    assert "representative=" not in err and "split.train" not in err
+
+
+def test_unknown_backbone_points_at_the_command(capsys) -> None:
+    """Refused before the split is read (s.json does not exist), in the command's words."""
+    assert main(["train", "s.json", "--backbone", "MobileNet-V2", "-o", "m.keras"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("tlkit train: error: unknown backbone 'MobileNet-V2'. Did you mean")
+    assert "'mobilenet_v2'" in err[0] and "Registered backbones (tlkit backbones):" in err[0]
+    assert "list_backbones()" not in err[0]
+
+
+def test_model_file_advice_is_the_commands_own(tmp_path: Path, capsys) -> None:
+    """A file tlkit did not save: the command names tlkit train, not Python functions."""
+    import zipfile
+
+    image = write_image(tmp_path / "a.png")
+    notzip = tmp_path / "notzip.keras"
+    notzip.write_bytes(b"not a zip at all")
+    foreign = tmp_path / "foreign.keras"
+    with zipfile.ZipFile(foreign, "w") as z:
+        z.writestr("metadata.json", "{}")
+        z.writestr("config.json", "{}")
+        z.writestr("model.weights.h5", b"")
+    for path, said in [
+        (notzip, "is not a .keras model file"),
+        (foreign, "is a Keras model without tlkit metadata"),
+    ]:
+        assert main(["predict", str(path), str(image)]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith(f"tlkit predict: error: {str(path)!r} {said}"), err
+        assert "tlkit train" in err[-1] and "keras.saving" not in err[-1]

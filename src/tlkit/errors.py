@@ -172,7 +172,27 @@ class ScheduleError(TlkitError, ValueError):
 
 
 class ModelFileError(TlkitError, ValueError):
-    """A saved model file is missing, corrupt, or not a tlkit model; the message names the file."""
+    """A saved model file is missing, corrupt, or not a tlkit model; the message names the file.
+
+    ``.code`` names the cases whose advice a front end gives in its own words
+    (the message tells a Python user which function to call): ``"not_keras"``
+    (not a ``.keras`` archive), ``"not_tlkit"`` (a Keras model without tlkit
+    metadata), ``"old_format"`` (written by an older tlkit); else ``None``.
+
+    Examples
+    --------
+    >>> ModelFileError("'m.keras' is a Keras model without tlkit metadata", code="not_tlkit").code
+    'not_tlkit'
+    """
+
+    code: str | None
+
+    def __init__(self, message: str = "", code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+    def __reduce__(self) -> tuple[Any, ...]:  # keep .code through pickling (process pools)
+        return (type(self), (*self.args[:1], self.code))
 
 
 class TrainingDivergedError(TlkitError, FloatingPointError):

@@ -8,9 +8,13 @@ command by adding its name to ``_COMMANDS``, one line per command (a ``-`` in
 the name is a ``_`` in the module name). A module
 may define ``FLAG_NAMES`` (library argument -> flag, for an argument whose
 flag is not named after it; an argument error's ``.argument`` is shown as its
-flag, see :func:`tlkit.cli._common.flag_names`) and ``FLAG_PHRASES`` (exact
-phrases of library advice -> the same in flag terms) for
-:func:`tlkit.cli._common.as_flags`.
+flag, see :func:`tlkit.cli._common.flag_names`) and ``FLAG_VALUES``
+(``(argument, value)`` -> flag, for an argument value that is a flag of its
+own: ``("on_mismatch", "skip")`` is ``--skip-missing``), which
+:func:`tlkit.cli._common.as_flags` applies to the ``name=value`` advice of
+library messages. Advice no flag can follow (a Python function to call) is the
+command's own concern: it checks the condition before calling the library, or
+catches the error and says it in its own words.
 
 Exit status: 0 done, 2 usage error, 1 failure with a one-line reason on
 stderr (traceback with ``--debug``). Results go to stdout, progress to stderr.
@@ -83,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sub = getattr(args, "_parser", parser)
     module = sys.modules.get(args.run.__module__)
-    phrases = getattr(module, "FLAG_PHRASES", {})
+    values = getattr(module, "FLAG_VALUES", {})
     names = getattr(module, "FLAG_NAMES", {})
     # C++ logs of TensorFlow and friends only with --debug (and never under a capturing test).
     quiet = not debug and sys.stderr is sys.__stderr__
@@ -101,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             traceback.print_exc()
         reason = _reason(exc)
-        reason = one_line(as_flags(flag_names(reason, exc, sub, names), sub, phrases))
+        reason = one_line(as_flags(flag_names(reason, exc, sub, names), sub, values))
         hint = "" if debug else " (--debug shows the traceback)"
         if _is_user_error(exc):
             hint = ""

@@ -30,6 +30,7 @@ __all__ = [
     "add_command",
     "add_image_size",
     "as_flags",
+    "check_backbone",
     "flag_names",
     "log",
     "one_line",
@@ -76,47 +77,52 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-#: Phrases of library messages that every command rewrites (a command's own FLAG_PHRASES first).
-COMMON_PHRASES = {
-    "load with on_mismatch='skip'": "pass --skip-missing",
-    "on_mismatch='skip'": "--skip-missing",
-    "(list_backbones())": "(tlkit backbones)",
-    "load it with keras.saving.load_model, or save it with FineTuner.save": (
-        "tlkit commands read models saved by tlkit train (FineTuner.save)"
-    ),
-    "save models with FineTuner.save": "save models with tlkit train",
-}
-
-_PY_ARG = re.compile(r"\b([a-z][a-z0-9_]*)=('([^']*)'|\"([^\"]*)\"|True|False|None|[\w.\-]+)")
+_PY_ARG = re.compile(
+    r"\b([a-z][a-z0-9_]*)="
+    r"(?:('([^']*)'|\"([^\"]*)\"|True|False|None|[\w\-]+(?:\.[\w\-]+)*)|(?![\w'\"\[({]))"
+)
 
 
-def as_flags(message: str, parser: argparse.ArgumentParser, extra: dict[str, str]) -> str:
+def as_flags(
+    message: str,
+    parser: argparse.ArgumentParser,
+    values: dict[tuple[str, str], str] | None = None,
+) -> str:
     """Rewrite Python arguments in ``message`` as this command's flags.
 
-    ``extra`` maps exact phrases first (``"on_conflict='drop' ... or 'keep_first'"``);
-    then every ``name=value`` whose ``name`` is the destination of a flag of
-    ``parser`` becomes ``--flag value`` (``--flag`` alone for ``=True``).
+    Every ``name=value`` becomes ``values[(name, value)]`` when a command maps
+    that argument value to a flag of its own (its ``FLAG_VALUES``:
+    ``("on_mismatch", "skip")`` is ``--skip-missing``); else, when ``name`` is
+    the destination of a flag of ``parser``, ``--flag value`` (``--flag`` alone
+    for ``=True``, and for a bare ``name=`` that names the argument only).
+    Other words are left as they are: the rewrite reads arguments, never phrases.
 
     Examples
     --------
     >>> p = argparse.ArgumentParser()
     >>> _ = p.add_argument("--on-conflict")
     >>> _ = p.add_argument("--allow-small-classes", action="store_true")
-    >>> as_flags("pass on_conflict='drop' or allow_small_classes=True", p, {})
+    >>> _ = p.add_argument("--val")
+    >>> as_flags("pass on_conflict='drop' or allow_small_classes=True", p)
     'pass --on-conflict drop or --allow-small-classes'
+    >>> as_flags("lower the val= share, or set image_size=64.", p)
+    'lower the --val share, or set image_size=64.'
+    >>> as_flags("or pass on_mismatch='skip'", p, {("on_mismatch", "skip"): "--skip-missing"})
+    'or pass --skip-missing'
     """
-    for phrase, flags in {**extra, **COMMON_PHRASES}.items():
-        message = message.replace(phrase, flags)
+    values = values or {}
     dests = _flags_by_dest(parser)
 
     def repl(m: re.Match[str]) -> str:
-        flag = dests.get(m.group(1))
-        if flag is None:
-            return m.group(0)
-        value = m.group(3) if m.group(3) is not None else m.group(4)
+        name, value = m.group(1), m.group(3) if m.group(3) is not None else m.group(4)
         if value is None:
             value = m.group(2)
-        return flag if value == "True" else f"{flag} {value}"
+        if value is not None and (name, value) in values:
+            return values[(name, value)]
+        flag = dests.get(name)
+        if flag is None:
+            return m.group(0)
+        return flag if value in (None, "True") else f"{flag} {value}"
 
     return _PY_ARG.sub(repl, message)
 
@@ -152,6 +158,32 @@ def flag_names(
         return message
     # the first mention: check_* messages start with the name; later words may be advice
     return re.sub(rf"(?<![\w-]){re.escape(argument)}\b(?!=)", flag, message, count=1)
+
+
+def check_backbone(name: str) -> None:
+    """Refuse an unknown ``--backbone`` before anything loads, pointing at ``tlkit backbones``.
+
+    The library's own message points Python users at ``list_backbones()``;
+    the command line says it in its own words (a :class:`~tlkit.errors.BackboneError`).
+    """
+    import difflib
+
+    from tlkit.backbones import list_backbones
+    from tlkit.errors import BackboneError
+
+    names = list_backbones()
+    if name in names:
+        return
+    squash = {n.replace("_", "").replace("-", ""): n for n in names}
+    close = difflib.get_close_matches(name.lower(), names, n=3, cutoff=0.6)
+    exact = squash.get(name.lower().replace("_", "").replace("-", ""))
+    if exact:  # same name but for case and separators: the best guess
+        close = [exact, *(c for c in close if c != exact)][:3]
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise BackboneError(
+        f"unknown backbone {name!r}.{hint} Registered backbones (tlkit backbones): "
+        + ", ".join(sorted(names))
+    )
 
 
 def _flags_by_dest(parser: argparse.ArgumentParser) -> dict[str, str]:

@@ -9,6 +9,9 @@ from typing import Any
 from tlkit.cli._common import UsageError, add_command, log
 from tlkit.cli._model import add_manifest_args
 
+#: Library argument values that are a flag of this command (see tlkit.cli._common.as_flags).
+FLAG_VALUES = {("on_mismatch", "skip"): "--skip-missing"}
+
 
 def add_parser(sub: Any) -> None:
     p = add_command(

@@ -13,12 +13,6 @@ from tlkit.cli._common import UsageError, add_command, log
 from tlkit.cli._model import add_manifest_args
 from tlkit.cli._recipe import add_recipe_args, check_recipe, fit_kwargs, model_factory
 
-#: Library phrases -> the same advice in flags.
-FLAG_PHRASES = {
-    "a Split already carries its groups. Pass the dataset folder instead, or re-split it with "
-    "these options.": "a split manifest already carries its groups: pass the dataset folder.",
-}
-
 
 def add_parser(sub: Any) -> None:
     p = add_command(

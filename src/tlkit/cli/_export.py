@@ -10,13 +10,8 @@ from typing import Any
 from tlkit.cli._common import UsageError, add_command, log
 from tlkit.cli._model import add_manifest_args
 
-FLAG_PHRASES = {
-    "quantize='int8' needs representative images to calibrate the int8 ranges: pass "
-    "representative=split.train (a SplitPart, dataset or image array)": (
-        "--quantize int8 needs calibration images: pass --representative SPLIT.json "
-        "(its train part is used)"
-    ),
-}
+#: Library argument values that are a flag of this command (see tlkit.cli._common.as_flags).
+FLAG_VALUES = {("on_mismatch", "skip"): "--skip-missing"}
 
 
 def add_parser(sub: Any) -> None:

@@ -22,6 +22,10 @@ def _fractions(text: str) -> list[float]:
         ) from None
 
 
+#: Library argument values that are a flag of this command (see tlkit.cli._common.as_flags).
+FLAG_VALUES = {("on_mismatch", "skip"): "--skip-missing"}
+
+
 def add_parser(sub: Any) -> None:
     p = add_command(
         sub,

@@ -11,12 +11,32 @@ from tlkit.cli._common import log
 __all__ = ["add_manifest_args", "load_model", "load_split", "manifest_options"]
 
 
+#: What a command says when a model file cannot be used, by ModelFileError.code (the
+#: library's messages name the Python functions that make and open model files).
+_MODEL_FILE_ADVICE = {
+    "not_keras": "{where} is not a .keras model file (not a zip archive: truncated, corrupt, or "
+    "another format); save models with tlkit train",
+    "not_tlkit": "{where} is a Keras model without tlkit metadata; tlkit commands read models "
+    "saved by tlkit train (FineTuner.save)",
+    "old_format": "{where} was written by an older tlkit, whose model file format this tlkit "
+    "does not read: train the model again with tlkit train, or use the tlkit that wrote it",
+}
+
+
 def load_model(path: Path) -> Any:
     """A :class:`~tlkit.finetune.FineTuner` from a ``.keras`` file it saved."""
+    from tlkit.errors import ModelFileError
     from tlkit.finetune import FineTuner
 
     log(f"loading {path}")
-    return FineTuner.load(path)
+    try:
+        return FineTuner.load(path)
+    except ModelFileError as exc:
+        advice = _MODEL_FILE_ADVICE.get(exc.code or "")
+        if advice is None:
+            raise
+        where = repr(str(path))
+        raise ModelFileError(advice.format(where=where), code=exc.code) from exc
 
 
 def add_manifest_args(p: argparse.ArgumentParser) -> None:

@@ -7,7 +7,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from tlkit.cli._common import UsageError, add_image_size
+from tlkit.cli._common import UsageError, add_image_size, check_backbone
 
 __all__ = ["add_recipe_args", "check_recipe", "fit_kwargs", "model_factory"]
 
@@ -64,9 +64,7 @@ def check_recipe(args: argparse.Namespace) -> None:
         raise UsageError(
             f"--time-budget must be a positive number of seconds, got {args.time_budget}"
         )
-    from tlkit.backbones import backbone_config
-
-    backbone_config(args.backbone)  # unknown backbone: fail before loading anything
+    check_backbone(args.backbone)  # unknown backbone: fail before loading anything
 
 
 def fit_kwargs(args: argparse.Namespace) -> dict[str, Any]:

@@ -9,14 +9,6 @@ from typing import Any
 
 from tlkit.cli._common import add_command, log
 
-#: Library phrases -> the same advice in flags (the generic name=value rewrite does the rest).
-FLAG_PHRASES = {
-    "on_conflict='drop' (drop every copy) or 'keep_first'": (
-        "--on-conflict drop (drop every copy) or --on-conflict keep_first"
-    ),
-    "lower val/test": "lower --val/--test",
-}
-
 
 def _share(text: str) -> float | int:
     """Parse "0.15" as a fraction and "20" as an image count."""

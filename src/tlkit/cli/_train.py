@@ -10,8 +10,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tlkit.cli._common import UsageError, add_command, add_image_size, log
+from tlkit.cli._common import UsageError, add_command, add_image_size, check_backbone, log
 from tlkit.cli._model import add_manifest_args
+
+#: Library argument values that are a flag of this command (see tlkit.cli._common.as_flags).
+FLAG_VALUES = {("on_mismatch", "skip"): "--skip-missing"}
 
 
 def add_parser(sub: Any) -> None:
@@ -148,9 +151,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"-o must name a .keras file, got {str(args.out)!r}")
     if args.image_size is not None and args.image_size < 32:
         raise UsageError(f"--image-size must be at least 32, got {args.image_size}")
-    from tlkit.backbones import backbone_config
-
-    backbone_config(args.backbone)  # unknown backbone: fail before loading anything
+    check_backbone(args.backbone)  # unknown backbone: fail before loading anything
     from tlkit.cli._model import load_split, manifest_options
     from tlkit.finetune import FineTuner
 

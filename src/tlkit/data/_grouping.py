@@ -98,7 +98,7 @@ def resolve_conflicts(
                 f"identical files carry different labels: {first.path!r} "
                 f"(class {class_names[first.label]!r}) and {other.path!r} (class "
                 f"{class_names[other.label]!r}). Remove the wrong copy, or pass "
-                "on_conflict='drop' (drop every copy) or 'keep_first'."
+                "on_conflict='drop' (drop every copy) or on_conflict='keep_first'."
             )
         for s in copies:
             if on_conflict == "drop":

@@ -445,7 +445,7 @@ def _mismatch_error(problems: list[str], where: str, root_path: Path) -> Manifes
     more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
     return ManifestMismatchError(
         f"{len(problems)} file(s) listed in {where} are missing or changed under "
-        f"{str(root_path)!r}:\n  {shown}{more}\nRestore them, re-split, or load with "
+        f"{str(root_path)!r}:\n  {shown}{more}\nRestore them, re-split, or pass "
         f"on_mismatch='skip' to leave them out."
     )
 

@@ -357,7 +357,8 @@ class DatasetSplitter:
             )
             if not self.allow_small_classes:
                 raise SmallClassError(
-                    msg + "; add images, lower val/test, or pass allow_small_classes=True"
+                    msg
+                    + "; add images, lower the val= or test= share, or pass allow_small_classes=True"
                 )
             if counts[c] == 0:
                 msg = f"class {name!r} has no valid images; it is kept in class_names but empty"

@@ -127,13 +127,15 @@ def _read(p: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     if not zipfile.is_zipfile(p):
         raise ModelFileError(
             f"{where} is not a .keras model file (not a zip archive: truncated, corrupt, or "
-            "another format); save models with FineTuner.save"
+            "another format); save models with FineTuner.save",
+            code="not_keras",
         )
     members = check_archive(p, where)
     if META not in members:
         raise ModelFileError(
             f"{where} is a Keras model without tlkit metadata; load it with "
-            "keras.saving.load_model, or save it with FineTuner.save"
+            "keras.saving.load_model, or save it with FineTuner.save",
+            code="not_tlkit",
         )
     check = Checker(ModelFileError, f"{where} ({META})")
     meta = parse_json(members[META], check, META)
@@ -154,7 +156,8 @@ def _check_meta(meta: Any, c: Checker, where: str) -> dict[str, Any]:
             f"{where} is a model file of format version {version}, written by an older tlkit; "
             f"this tlkit reads version {VERSION} only: train the model again with this tlkit "
             "and save it (save models with FineTuner.save), or load it with the tlkit that "
-            "wrote it"
+            "wrote it",
+            code="old_format",
         )
     if version != VERSION:
         raise ModelFileError(
