@@ -15,6 +15,7 @@ from tlkit import DatasetSplitter
 from tlkit.errors import (
     ArgumentTypeError,
     AuditError,
+    BackboneError,
     ComparisonError,
     ExportError,
     InvalidArgumentError,
@@ -23,7 +24,7 @@ from tlkit.errors import (
 )
 
 Y = [0, 0, 1, 1, 1, 0]
-SUBSYSTEM_ERRORS = (AuditError, ComparisonError, ExportError, ScheduleError)
+SUBSYSTEM_ERRORS = (AuditError, BackboneError, ComparisonError, ExportError, ScheduleError)
 
 
 def _audit(**kwargs):
@@ -61,6 +62,25 @@ def _export(**kwargs):
     return call
 
 
+def _schedule(name: str, *args, **kwargs):
+    def call():
+        from tlkit import schedules
+
+        return getattr(schedules, name)(*args, **kwargs)
+
+    return call
+
+
+def _backbone(function: str, *args, **kwargs):
+    def call():
+        from tlkit import backbones
+
+        return getattr(backbones, function)(*args, **kwargs)
+
+    return call
+
+
+# (argument, call) or (argument, call, pattern of the message when it does not name the argument)
 VALUES = [
     ("seed", _audit(seed=-1)),
     ("batch_size", _audit(batch_size=0)),
@@ -87,6 +107,21 @@ VALUES = [
     ("quantize", _export(quantize="int4")),
     ("batch_size", _export(batch_size=0)),
     ("min_agreement", _export(min_agreement=2.0)),
+    ("epochs", _schedule("Frozen", epochs=0)),
+    ("head_epochs", _schedule("FreezeThenUnfreeze", head_epochs=-1)),
+    ("lr_factor", _schedule("FreezeThenUnfreeze", lr_factor=-0.5)),
+    ("lr_decay", _schedule("Frozen", lr_decay=1.5)),
+    ("milestones", _schedule("GradualUnfreezing", {2: 1}, epochs=4)),
+    ("identifier", _schedule("get", "nope"), "cannot read schedule 'nope'"),
+    ("config", _schedule("from_config", {"class_name": "Nope", "config": {}}), "unknown schedule"),
+    ("name", _backbone("get_backbone", "nope"), "unknown backbone 'nope'"),
+    ("image_size", _backbone("get_backbone", "mobilenet_v2", image_size=-3)),
+    ("weights", _backbone("get_backbone", "mobilenet_v2", weights="foo")),
+    ("pooling", _backbone("get_backbone", "mobilenet_v2", weights=None, pooling="mean")),
+    ("alpha", _backbone("get_backbone", "mobilenet_v2", weights=None, alpha=-1)),
+    ("widths", _backbone("get_backbone", "scratch_cnn", weights=None, widths=[])),
+    ("name", _backbone("backbone_config", "nope"), "unknown backbone 'nope'"),
+    ("name", _backbone("register_backbone", "Not Valid"), "backbone name must be"),
 ]
 
 TYPES = [
@@ -105,25 +140,35 @@ TYPES = [
     ("verify", lambda: DatasetSplitter(verify=1)),
     ("batch_size", _export(batch_size=True)),
     ("min_agreement", _export(min_agreement="0.9")),
+    ("epochs", _schedule("Frozen", epochs="3")),
+    ("lr_factor", _schedule("FreezeThenUnfreeze", lr_factor="0.1")),
+    ("identifier", _schedule("get", 3), "schedule must be"),
+    ("backbone name", _backbone("get_backbone", 3)),
+    ("backbone name", _backbone("backbone_config", None)),
+    ("image_size", _backbone("get_backbone", "mobilenet_v2", image_size="96")),
+    ("weights", _backbone("get_backbone", "mobilenet_v2", weights=3)),
 ]
 
 
-@pytest.mark.parametrize(
-    ("name", "call"), VALUES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(VALUES)]
-)
-def test_a_bad_value_is_an_invalid_argument_error(name: str, call) -> None:
-    with pytest.raises(InvalidArgumentError, match=name) as info:
+def _cases(table: list[tuple]) -> list:
+    return [
+        pytest.param(name, call, match[0] if match else name, id=f"{name}-{i}")
+        for i, (name, call, *match) in enumerate(table)
+    ]
+
+
+@pytest.mark.parametrize(("name", "call", "match"), _cases(VALUES))
+def test_a_bad_value_is_an_invalid_argument_error(name: str, call, match: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=match) as info:
         call()
     assert isinstance(info.value, ValueError) and isinstance(info.value, TlkitError)
     assert info.value.argument in (None, name)  # when the raiser names it, it names this one
     assert not isinstance(info.value, SUBSYSTEM_ERRORS)
 
 
-@pytest.mark.parametrize(
-    ("name", "call"), TYPES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(TYPES)]
-)
-def test_a_wrong_type_is_an_argument_type_error(name: str, call) -> None:
-    with pytest.raises(ArgumentTypeError, match=name) as info:
+@pytest.mark.parametrize(("name", "call", "match"), _cases(TYPES))
+def test_a_wrong_type_is_an_argument_type_error(name: str, call, match: str) -> None:
+    with pytest.raises(ArgumentTypeError, match=match) as info:
         call()
     assert isinstance(info.value, TypeError) and isinstance(info.value, TlkitError)
     assert info.value.argument in (None, name)

@@ -23,7 +23,12 @@ from tlkit.backbones import (
     get_backbone,
     list_backbones,
 )
-from tlkit.errors import BackboneError, WeightsFileError, WeightsUnavailableError
+from tlkit.errors import (
+    BackboneError,
+    InvalidArgumentError,
+    WeightsFileError,
+    WeightsUnavailableError,
+)
 
 # name -> (plain constructor, the family's own preprocess_input, extra constructor kwargs,
 #          number of stages between stem and head). Written out here, independently of the
@@ -130,7 +135,7 @@ def test_pooling_options() -> None:
     assert fmap.model.output_shape == (None, 2, 2, 1280) and fmap.feature_dim == 1280
     peak = get_backbone("mobilenet_v2", weights=None, image_size=SIZE, pooling="max")
     assert peak.model.output_shape == (None, 1280)
-    with pytest.raises(BackboneError, match="pooling must be"):
+    with pytest.raises(InvalidArgumentError, match="pooling must be"):
         get_backbone("mobilenet_v2", weights=None, pooling="mean")
     keras.backend.clear_session()
 
@@ -139,11 +144,13 @@ def test_alpha_option_is_validated() -> None:
     small = get_backbone("mobilenet_v2", weights=None, image_size=SIZE, alpha=0.35)
     full = get_backbone("mobilenet_v2", weights=None, image_size=SIZE)
     assert small.model.count_params() < full.model.count_params() / 3
+    # no ImageNet weights for this alpha: valid arguments that cannot go together
     with pytest.raises(BackboneError, match=r"alpha in \[0\.35, 0\.5, 0\.75, 1\.0, 1\.3, 1\.4\]"):
         get_backbone("mobilenet_v2", weights="imagenet", alpha=0.6)
-    with pytest.raises(BackboneError, match=r"alpha must be a number > 0, got -1"):
+    with pytest.raises(InvalidArgumentError, match=r"alpha must be a number > 0, got -1") as info:
         get_backbone("mobilenet", weights=None, alpha=-1)
-    with pytest.raises(BackboneError, match=r"does not take option.*alpha"):
+    assert info.value.argument == "alpha" and str(info.value).startswith("mobilenet: alpha")
+    with pytest.raises(InvalidArgumentError, match=r"does not take option.*alpha"):
         get_backbone("resnet50", weights=None, alpha=0.5)
     with pytest.raises(BackboneError, match="needs image_size=224"):
         get_backbone("resnet50", include_top=True, image_size=128)

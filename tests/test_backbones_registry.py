@@ -160,10 +160,10 @@ def test_register_duplicate_and_override(scratch_registry: None) -> None:
 
 
 def test_register_rejects_bad_names_and_mismatched_config(scratch_registry: None) -> None:
-    with pytest.raises(BackboneError, match="lowercase"):
+    with pytest.raises(InvalidArgumentError, match="lowercase"):
         register_backbone("My Net")
     config = backbone_config("mobilenet")
-    with pytest.raises(BackboneError, match=r"config\.name is 'mobilenet'"):
+    with pytest.raises(InvalidArgumentError, match=r"config\.name is 'mobilenet'"):
         register_backbone("other_net", config=config)
 
 
@@ -215,7 +215,7 @@ def test_register_checks_its_arguments(scratch_registry: None) -> None:
 
 
 def test_input_size_the_old_name_of_image_size_is_refused() -> None:
-    with pytest.raises(BackboneError, match=r"does not take option.*input_size"):
+    with pytest.raises(InvalidArgumentError, match=r"does not take option.*input_size"):
         get_backbone("scratch_cnn", weights=None, input_size=48, widths=(4,))
     bb = get_backbone("scratch_cnn", weights=None, image_size=48, widths=(4,))
     assert bb.image_size == (48, 48) and not hasattr(bb, "input_size")
@@ -276,36 +276,41 @@ def test_builders_are_called_with_image_size_only(scratch_registry: None) -> Non
 
 @pytest.mark.parametrize("typo", ["mobilenetv2", "MobileNetV2", "mobilenet-v2", "mobilenet_2"])
 def test_unknown_name_suggests_close_names(typo: str) -> None:
-    with pytest.raises(BackboneError) as info:
+    with pytest.raises(InvalidArgumentError) as info:
         get_backbone(typo, weights=None)
     message = str(info.value)
     assert "Did you mean 'mobilenet_v2'" in message
     assert "list_backbones()" in message and "convnext_tiny" in message
     assert isinstance(info.value, TlkitError) and isinstance(info.value, ValueError)
+    assert info.value.argument == "name" and not isinstance(info.value, BackboneError)
 
 
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        ({"image_size": 16}, BackboneError, r"image_size must be .*each >= 32, got \(16, 16\)"),
+        (
+            {"image_size": 16},
+            InvalidArgumentError,
+            r"image_size must be .*each >= 32, got \(16, 16\)",
+        ),
         # wrong types are TypeErrors (ArgumentTypeError) since issue 11
         ({"image_size": (64,)}, ArgumentTypeError, "height, width"),
         ({"image_size": "big"}, ArgumentTypeError, "height, width"),
         ({"image_size": (64.0, 64.0)}, ArgumentTypeError, "pair of ints"),
-        ({"weights": "imagenett"}, BackboneError, "'imagenet', None, or the path"),
+        ({"weights": "imagenett"}, InvalidArgumentError, "'imagenet', None, or the path"),
         ({"weights": 3}, ArgumentTypeError, "'imagenet', None, or the path"),
         # a missing weights file is a WeightsFileError (a TlkitError) since issue 11
         ({"weights": "/nonexistent/w.weights.h5"}, WeightsFileError, "not found.*nonexistent"),
         ({"include_top": "yes"}, ArgumentTypeError, "include_top must be True or False"),
-        ({"pooling": "mean"}, BackboneError, "pooling must be one of 'avg', 'max', None"),
+        ({"pooling": "mean"}, InvalidArgumentError, "pooling must be one of 'avg', 'max', None"),
         (
             {"dropout": 0.1},
-            BackboneError,
+            InvalidArgumentError,
             r"does not take option\(s\) dropout.*allowed: alpha, pooling",
         ),
         (
             {"include_top": True, "pooling": "avg"},
-            BackboneError,
+            InvalidArgumentError,
             "allowed: alpha, classifier_activation",
         ),
     ],
@@ -333,11 +338,11 @@ def test_freezing_groups_and_batchnorm_inference_mode() -> None:
     assert bb.model.trainable_weights == []
     bb.unfreeze_last(n_groups)
     assert len(bb.model.trainable_weights) == all_trainable
-    with pytest.raises(BackboneError, match=r"n must be an int >= 0 and <= 9, got 10"):
+    with pytest.raises(InvalidArgumentError, match=r"n must be an int >= 0 and <= 9, got 10"):
         bb.unfreeze_last(10)
     with pytest.raises(ArgumentTypeError, match="n must be an int"):
         bb.unfreeze_last(True)
-    with pytest.raises(BackboneError, match=r"no layer group 'neck'.*stem, stage1"):
+    with pytest.raises(InvalidArgumentError, match=r"no layer group 'neck'.*stem, stage1"):
         bb.group("neck")
 
     # A frozen group's BatchNorm runs in inference mode even when called with training=True:

@@ -8,7 +8,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from tlkit.backbones import get_backbone  # noqa: E402
-from tlkit.errors import ArgumentTypeError, BackboneError  # noqa: E402
+from tlkit.errors import ArgumentTypeError, BackboneError, InvalidArgumentError  # noqa: E402
 
 
 def test_default_architecture_and_groups() -> None:
@@ -24,10 +24,10 @@ def test_default_architecture_and_groups() -> None:
     ("kwargs", "error", "match"),
     [
         ({"weights": "imagenet"}, BackboneError, "no pretrained weights"),
-        ({"include_top": True}, BackboneError, "include_top=False"),
-        ({"widths": ()}, BackboneError, "at least one"),
+        ({"include_top": True}, InvalidArgumentError, "include_top=False"),
+        ({"widths": ()}, InvalidArgumentError, "at least one"),
         ({"widths": 32}, ArgumentTypeError, "tuple or list"),
-        ({"widths": (8,) * 6, "image_size": 32}, BackboneError, "6 pooling blocks"),
+        ({"widths": (8,) * 6, "image_size": 32}, InvalidArgumentError, "6 pooling blocks"),
     ],
 )
 def test_bad_arguments_name_what_to_change(kwargs: dict, error: type, match: str) -> None:
@@ -75,5 +75,5 @@ def test_the_stem_is_strided_by_default_and_can_be_plain() -> None:
 )
 def test_bad_stem_arguments_name_what_to_change(kwargs: dict, match: str) -> None:
     kwargs = {"weights": None, "image_size": 64, **kwargs}
-    with pytest.raises(BackboneError, match=match):
+    with pytest.raises(InvalidArgumentError, match=match):
         get_backbone("scratch_cnn", **kwargs)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tlkit.errors import ArgumentTypeError, ScheduleError, TlkitError
+from tlkit.errors import ArgumentTypeError, InvalidArgumentError, ScheduleError, TlkitError
 from tlkit.finetune import schedules as S
 
 
@@ -89,9 +89,12 @@ def test_warmup_then_cosine_factor() -> None:
     ],
 )
 def test_bad_arguments_name_the_argument(make, match: str) -> None:
-    with pytest.raises(ScheduleError, match=match) as info:
+    # A bad value is an InvalidArgumentError (#21), not a ScheduleError: nothing ran yet.
+    with pytest.raises(InvalidArgumentError, match=match) as info:
         make()
     assert isinstance(info.value, TlkitError) and isinstance(info.value, ValueError)
+    assert not isinstance(info.value, ScheduleError)
+    assert info.value.argument is not None and info.value.argument.split("[")[0] in str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -117,11 +120,13 @@ def test_wrong_types_are_type_errors(make, match: str) -> None:
     assert not isinstance(info.value, ValueError)
 
 
-def test_config_values_of_a_wrong_type_are_schedule_errors() -> None:
-    # A config comes from a file: anything wrong in it is a ScheduleError naming the schedule.
-    with pytest.raises(ScheduleError, match="bad Frozen config: epochs must be an int"):
+def test_config_values_of_a_wrong_type_are_invalid_configs() -> None:
+    # The config is from_config's argument: anything wrong inside it is a bad value of it,
+    # an InvalidArgumentError naming the schedule (a model file turns it into a ModelFileError).
+    with pytest.raises(InvalidArgumentError, match="bad Frozen config: epochs must be an int") as i:
         S.from_config({"class_name": "Frozen", "config": {"epochs": "3"}})
-    with pytest.raises(ScheduleError, match="unknown schedule"):
+    assert i.value.argument == "config"
+    with pytest.raises(InvalidArgumentError, match="unknown schedule"):
         S.from_config({"class_name": ["Frozen"], "config": {}})
 
 
@@ -133,13 +138,14 @@ def test_get_from_strings_and_configs() -> None:
     assert S.get(s) is s
     assert S.get(s.get_config()) == s
     for bad in ("frozen:x", "nope:1", "frozen:1,2,3,4,5"):
-        with pytest.raises(ScheduleError):
+        with pytest.raises(InvalidArgumentError, match=f"schedule '{bad}'") as info:
             S.get(bad)
-    with pytest.raises(ScheduleError, match="unknown schedule"):
+        assert info.value.argument == "identifier"
+    with pytest.raises(InvalidArgumentError, match="unknown schedule"):
         S.from_config({"class_name": "os.system", "config": {}})
-    with pytest.raises(ScheduleError, match="bad Frozen config"):
+    with pytest.raises(InvalidArgumentError, match="bad Frozen config"):
         S.from_config({"class_name": "Frozen", "config": {"epochs": 2, "evil": 1}})
-    with pytest.raises(ScheduleError):
+    with pytest.raises(InvalidArgumentError):
         S.from_config({"class_name": "Frozen"})
 
 

@@ -130,7 +130,13 @@ class UnsafeCheckpointError(TlkitError, ValueError):
 
 
 class BackboneError(TlkitError, ValueError):
-    """A backbone name, option or registration is not valid (the message lists the valid ones)."""
+    """A backbone cannot be built or registered as asked, though each argument is valid.
+
+    No ImageNet weights exist for the options (an ``alpha``, an image size with
+    ``include_top=True``, any for ``scratch_cnn``), or the name is already
+    registered. An unknown name or a bad argument value (``image_size=-3``,
+    ``weights="foo"``, ``pooling="mean"``) is an :class:`InvalidArgumentError`.
+    """
 
 
 class WeightsFileError(TlkitError, ValueError):
@@ -167,7 +173,8 @@ class ExportCheckError(ExportError):
 class ScheduleError(TlkitError, ValueError):
     """Training cannot go on as set up: a schedule, the data or a checkpoint does not fit the run.
 
-    A bad FineTuner argument value (``batch_size=0``) is an :class:`InvalidArgumentError`.
+    A bad FineTuner or schedule argument value (``batch_size=0``, ``Frozen(epochs=0)``,
+    ``schedules.get("nope")``) is an :class:`InvalidArgumentError`.
     """
 
 

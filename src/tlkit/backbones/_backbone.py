@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tlkit._validation import check_image_size, check_int
-from tlkit.errors import ArgumentTypeError, BackboneError, WeightsFileError
+from tlkit.errors import ArgumentTypeError, InvalidArgumentError, WeightsFileError
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -148,7 +148,7 @@ class BackboneConfig:
             raise ArgumentTypeError(
                 f"BackboneConfig({name!r}) is missing required argument(s): {', '.join(missing)}"
             )
-        size = check_image_size("default_image_size", size, error=BackboneError)
+        size = check_image_size("default_image_size", size)
         values = dict(
             name=name,
             family=family,
@@ -292,7 +292,10 @@ class Backbone:
     ) -> None:
         size = image_size
         if size is None or feature_dim is None:
-            raise BackboneError("Backbone needs image_size and feature_dim")
+            raise InvalidArgumentError(
+                "Backbone needs image_size and feature_dim",
+                argument="image_size" if size is None else "feature_dim",
+            )
         self.model = model
         self.config = config
         self.image_size = (int(size[0]), int(size[1]))
@@ -312,9 +315,10 @@ class Backbone:
         for group in self.layer_groups:
             if group.name == name:
                 return group
-        raise BackboneError(
+        raise InvalidArgumentError(
             f"{self.name} has no layer group {name!r}; groups: "
-            + ", ".join(g.name for g in self.layer_groups)
+            + ", ".join(g.name for g in self.layer_groups),
+            argument="name",
         )
 
     def freeze(self) -> None:
@@ -327,7 +331,7 @@ class Backbone:
 
         ``n=0`` freezes the whole backbone; ``n=len(layer_groups)`` unfreezes all.
         """
-        n = check_int("n", n, minimum=0, maximum=len(self.layer_groups), error=BackboneError)
+        n = check_int("n", n, minimum=0, maximum=len(self.layer_groups))
         for i, group in enumerate(self.layer_groups):
             group.set_trainable(i >= len(self.layer_groups) - n)
 

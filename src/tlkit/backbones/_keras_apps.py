@@ -52,7 +52,13 @@ from tlkit.backbones._backbone import (
 )
 from tlkit.backbones._layers import PREPROCESSING_MODES, ImagePreprocessing
 from tlkit.backbones._registry import list_backbones, register_backbone
-from tlkit.errors import BackboneError, WeightsFileError, WeightsUnavailableError
+from tlkit.errors import (
+    ArgumentTypeError,
+    BackboneError,
+    InvalidArgumentError,
+    WeightsFileError,
+    WeightsUnavailableError,
+)
 
 __all__ = [
     "KERAS_APP_CONSTRUCTORS",
@@ -515,7 +521,10 @@ _SPECS = [
 
 
 def _check_alpha(spec: _AppSpec, alpha: Any, weights: str | None) -> float:
-    alpha = check_number(f"{spec.name}: alpha", alpha, low=0, low_open=True, error=BackboneError)
+    try:
+        alpha = check_number("alpha", alpha, low=0, low_open=True)
+    except (InvalidArgumentError, ArgumentTypeError) as exc:  # name the backbone, keep .argument
+        raise type(exc)(f"{spec.name}: {exc}", argument="alpha") from None
     if weights == "imagenet" and alpha not in _ALPHAS[spec.name]:
         raise BackboneError(
             f"{spec.name}: ImageNet weights exist for alpha in {list(_ALPHAS[spec.name])}, "

@@ -25,7 +25,12 @@ from tlkit._validation import (
     type_name,
 )
 from tlkit.backbones._backbone import Backbone, BackboneConfig
-from tlkit.errors import ArgumentTypeError, BackboneError, WeightsFileError
+from tlkit.errors import (
+    ArgumentTypeError,
+    BackboneError,
+    InvalidArgumentError,
+    WeightsFileError,
+)
 
 __all__ = ["backbone_config", "get_backbone", "list_backbones", "register_backbone"]
 
@@ -72,7 +77,9 @@ def register_backbone(
         (used by ``list_backbones(pretrained=True)``). Default: never.
     override
         Replace an existing registration of ``name``; otherwise a duplicate
-        name raises :class:`BackboneError`.
+        name raises :class:`~tlkit.errors.BackboneError` (the registry already
+        holds it). A malformed ``name`` or a ``config`` named otherwise is an
+        :class:`~tlkit.errors.InvalidArgumentError`.
 
     Examples
     --------
@@ -86,13 +93,15 @@ def register_backbone(
     """
     check_str("name", name)
     if not _NAME_RE.match(name):
-        raise BackboneError(
-            f"backbone name must be lowercase letters, digits, '_', '-' or '.', got {name!r}"
+        raise InvalidArgumentError(
+            f"backbone name must be lowercase letters, digits, '_', '-' or '.', got {name!r}",
+            argument="name",
         )
     check_bool("override", override)
     if weights_available is not None and not callable(weights_available):
         raise ArgumentTypeError(
-            f"weights_available must be a function or None, got {type_name(weights_available)}"
+            f"weights_available must be a function or None, got {type_name(weights_available)}",
+            argument="weights_available",
         )
     if config is None:
         config = BackboneConfig(
@@ -105,14 +114,18 @@ def register_backbone(
             weights_license="n/a",
         )
     elif not isinstance(config, BackboneConfig):
-        raise ArgumentTypeError(f"config must be a BackboneConfig or None, got {type_name(config)}")
+        raise ArgumentTypeError(
+            f"config must be a BackboneConfig or None, got {type_name(config)}", argument="config"
+        )
     elif config.name != name:
-        raise BackboneError(f"config.name is {config.name!r} but the backbone is named {name!r}")
+        raise InvalidArgumentError(
+            f"config.name is {config.name!r} but the backbone is named {name!r}", argument="config"
+        )
 
     def decorator(builder: F) -> F:
         if not callable(builder):
             raise ArgumentTypeError(
-                f"a backbone builder must be callable, got {type_name(builder)}"
+                f"a backbone builder must be callable, got {type_name(builder)}", argument="builder"
             )
         if name in _REGISTRY and not override:
             raise BackboneError(
@@ -180,9 +193,10 @@ def _entry(name: str) -> _Entry:
     if exact:  # same name but for case and separators: the best guess
         close = [exact, *(c for c in close if c != exact)][:3]
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise BackboneError(
+    raise InvalidArgumentError(
         f"unknown backbone {name!r}.{hint} Registered backbones (list_backbones()): "
-        + ", ".join(sorted(_REGISTRY))
+        + ", ".join(sorted(_REGISTRY)),
+        argument="name",
     )
 
 
@@ -192,17 +206,20 @@ def _normalize_weights(value: Any) -> str | None:
     if not isinstance(value, (str, os.PathLike)):
         raise ArgumentTypeError(
             "weights must be 'imagenet', None, or the path of a weights file (str or "
-            f"os.PathLike); got {value!r} ({type_name(value)})"
+            f"os.PathLike); got {value!r} ({type_name(value)})",
+            argument="weights",
         )
     path = os.fspath(value)
     if not path:
-        raise BackboneError(
-            "weights must be 'imagenet', None, or the path of a weights file; got ''"
+        raise InvalidArgumentError(
+            "weights must be 'imagenet', None, or the path of a weights file; got ''",
+            argument="weights",
         )
     if not os.path.isfile(path):
         if isinstance(value, str) and os.sep not in path and "." not in path:
-            raise BackboneError(
-                f"weights must be 'imagenet', None, or the path of a weights file; got {value!r}"
+            raise InvalidArgumentError(
+                f"weights must be 'imagenet', None, or the path of a weights file; got {value!r}",
+                argument="weights",
             )
         raise WeightsFileError(f"weights file not found: {path}; check the path")
     return path
@@ -251,10 +268,15 @@ def get_backbone(
 
     Raises
     ------
-    BackboneError
-        Unknown name (with close matches), bad option or bad argument value.
+    tlkit.errors.InvalidArgumentError
+        Unknown name (with close matches), unknown option or bad argument value
+        (a ``ValueError``).
     tlkit.errors.ArgumentTypeError
         An argument of the wrong type (a ``TypeError``).
+    BackboneError
+        Valid arguments that this backbone cannot build together (ImageNet
+        weights for an ``alpha`` or, with ``include_top=True``, an image size
+        they do not exist for).
     tlkit.errors.WeightsUnavailableError
         ``"imagenet"`` weights are not on disk and cannot be downloaded; the
         message names the file, the folder, and the backbones with offline
@@ -277,7 +299,6 @@ def get_backbone(
         image_size,
         minimum=MIN_IMAGE_SIZE,
         default=config.default_image_size,
-        error=BackboneError,
     )
     include_top = check_bool("include_top", include_top)
     allowed = set(config.options) | set(
@@ -285,12 +306,13 @@ def get_backbone(
     )
     unknown = sorted(set(options) - allowed)
     if unknown:
-        raise BackboneError(
+        raise InvalidArgumentError(
             f"{name} does not take option(s) {', '.join(unknown)} with include_top={include_top}; "
-            f"allowed: {', '.join(sorted(allowed)) or 'none'}"
+            f"allowed: {', '.join(sorted(allowed)) or 'none'}",
+            argument=unknown[0],
         )
     if "pooling" in options:
-        check_choice("pooling", options["pooling"], ("avg", "max", None), error=BackboneError)
+        check_choice("pooling", options["pooling"], ("avg", "max", None))
     backbone = entry.builder(weights=weights, include_top=include_top, image_size=size, **options)
     backbone.options = dict(options)
     return backbone

@@ -39,7 +39,7 @@ import keras
 from tlkit._validation import check_int
 from tlkit.backbones._backbone import Backbone, BackboneConfig, LayerGroup, load_weights_file
 from tlkit.backbones._registry import register_backbone
-from tlkit.errors import ArgumentTypeError, BackboneError
+from tlkit.errors import ArgumentTypeError, BackboneError, InvalidArgumentError
 
 __all__: list[str] = []
 
@@ -71,23 +71,30 @@ def scratch_cnn(
 ) -> Backbone:
     """Build the scratch CNN; ``weights`` must be None or a local weights file."""
     if weights == "imagenet":
-        raise BackboneError(
+        raise BackboneError(  # no weights exist for it: not a bad value of weights as such
             "scratch_cnn has no pretrained weights: pass weights=None (FineTuner.scratch_cnn does)"
         )
     if include_top:
-        raise BackboneError("scratch_cnn has no ImageNet classifier: use include_top=False")
+        raise InvalidArgumentError(
+            "scratch_cnn has no ImageNet classifier: use include_top=False", argument="include_top"
+        )
     if not isinstance(widths, (tuple, list)):
-        raise ArgumentTypeError(f"widths must be a tuple or list of positive ints, got {widths!r}")
+        raise ArgumentTypeError(
+            f"widths must be a tuple or list of positive ints, got {widths!r}", argument="widths"
+        )
     if not widths:
-        raise BackboneError("widths must hold at least one positive int, got an empty sequence")
-    widths = [check_int("widths[]", w, minimum=1, error=BackboneError) for w in widths]
-    stem_stride = check_int("stem_stride", stem_stride, minimum=1, maximum=4, error=BackboneError)
+        raise InvalidArgumentError(
+            "widths must hold at least one positive int, got an empty sequence", argument="widths"
+        )
+    widths = [check_int("widths[]", w, minimum=1) for w in widths]
+    stem_stride = check_int("stem_stride", stem_stride, minimum=1, maximum=4)
     h, w = image_size
     if min(h, w) < stem_stride * 2 ** len(widths):
-        raise BackboneError(
+        raise InvalidArgumentError(
             f"image_size {image_size} is too small for a stride-{stem_stride} stem and "
             f"{len(widths)} pooling blocks: give at least {stem_stride * 2 ** len(widths)} px, "
-            "fewer widths or a smaller stem_stride"
+            "fewer widths or a smaller stem_stride",
+            argument="image_size",
         )
     inputs = keras.Input((h, w, 3), name="pixels")
     x = keras.layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)

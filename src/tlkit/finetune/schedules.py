@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from tlkit._validation import check_bool, check_int, check_number, type_name
-from tlkit.errors import ArgumentTypeError, ScheduleError
+from tlkit.errors import ArgumentTypeError, InvalidArgumentError, ScheduleError
 
 __all__ = [
     "FreezeThenUnfreeze",
@@ -94,12 +94,15 @@ def check_unfreeze(name: str, value: Any) -> int | str:
     if isinstance(value, str):
         if value == "all":
             return "all"
-        raise ScheduleError(f"{name} must be an int >= 0 or 'all', got {value!r}")
+        raise InvalidArgumentError(
+            f"{name} must be an int >= 0 or 'all', got {value!r}", argument=name
+        )
     if isinstance(value, bool) or not isinstance(value, int):
         raise ArgumentTypeError(
-            f"{name} must be an int >= 0 or 'all', got {value!r} ({type_name(value)})"
+            f"{name} must be an int >= 0 or 'all', got {value!r} ({type_name(value)})",
+            argument=name,
         )
-    return check_int(name, value, minimum=0, error=ScheduleError)
+    return check_int(name, value, minimum=0)
 
 
 class Schedule:
@@ -139,19 +142,19 @@ class Schedule:
         train_bn: bool = False,
     ) -> None:
         self.lr_decay = check_number(
-            "lr_decay", lr_decay, low=0.0, high=1.0, low_open=True, allow_none=True,
-            error=ScheduleError,
+            "lr_decay", lr_decay, low=0.0, high=1.0, low_open=True, allow_none=True
         )  # fmt: skip
         if lr_multipliers is not None and not isinstance(lr_multipliers, Mapping):
             raise ArgumentTypeError(
                 f"lr_multipliers must be a mapping of group name to factor, got "
-                f"{lr_multipliers!r} ({type_name(lr_multipliers)})"
+                f"{lr_multipliers!r} ({type_name(lr_multipliers)})",
+                argument="lr_multipliers",
             )
         self.lr_multipliers = {
-            str(k): check_number(f"lr_multipliers[{k!r}]", v, low=0.0, error=ScheduleError)
+            str(k): check_number(f"lr_multipliers[{k!r}]", v, low=0.0)
             for k, v in (lr_multipliers or {}).items()
         }
-        self.warmup = check_number("warmup", warmup, low=0.0, error=ScheduleError)
+        self.warmup = check_number("warmup", warmup, low=0.0)
         check_bool("cosine", cosine)
         check_bool("train_bn", train_bn)
         self.cosine = bool(cosine)
@@ -247,24 +250,29 @@ def from_config(config: Mapping[str, Any]) -> Schedule:
     if not isinstance(config, Mapping):
         raise ArgumentTypeError(
             f"a schedule config is a dict {{'class_name': ..., 'config': {{...}}}}, got "
-            f"{config!r} ({type_name(config)})"
+            f"{config!r} ({type_name(config)})",
+            argument="config",
         )
     if set(config) != {"class_name", "config"}:
-        raise ScheduleError(
-            f"a schedule config is {{'class_name': ..., 'config': {{...}}}}, got {config!r}"
+        raise InvalidArgumentError(
+            f"a schedule config is {{'class_name': ..., 'config': {{...}}}}, got {config!r}",
+            argument="config",
         )
     name = config["class_name"]
     cls = _SCHEDULES.get(name) if isinstance(name, str) else None
     if cls is None:
-        raise ScheduleError(
-            f"unknown schedule {config['class_name']!r}; known: {', '.join(sorted(_SCHEDULES))}"
+        raise InvalidArgumentError(
+            f"unknown schedule {config['class_name']!r}; known: {', '.join(sorted(_SCHEDULES))}",
+            argument="config",
         )
     if not isinstance(config["config"], Mapping):
-        raise ScheduleError(f"schedule config must be a mapping, got {config['config']!r}")
+        raise InvalidArgumentError(
+            f"schedule config must be a mapping, got {config['config']!r}", argument="config"
+        )
     try:
         return cls(**dict(config["config"]))
     except TypeError as exc:  # unexpected keyword
-        raise ScheduleError(f"bad {cls.__name__} config: {exc}") from None
+        raise InvalidArgumentError(f"bad {cls.__name__} config: {exc}", argument="config") from None
 
 
 def with_epochs(schedule: Schedule, epochs: int) -> Schedule:
@@ -315,7 +323,7 @@ class Frozen(Schedule):
 
     def __init__(self, epochs: int = 20, **options: Any) -> None:
         super().__init__(**options)
-        self.epochs = check_int("epochs", epochs, minimum=1, error=ScheduleError)
+        self.epochs = check_int("epochs", epochs, minimum=1)
 
     def phases(self, num_groups: int) -> list[Phase]:
         return [Phase("head", self.epochs, 0, 1.0)]
@@ -364,18 +372,19 @@ class FreezeThenUnfreeze(Schedule):
         **options: Any,
     ) -> None:
         super().__init__(**options)
-        self.head_epochs = check_int("head_epochs", head_epochs, minimum=0, error=ScheduleError)
-        self.finetune_epochs = check_int(
-            "finetune_epochs", finetune_epochs, minimum=0, error=ScheduleError
-        )
+        self.head_epochs = check_int("head_epochs", head_epochs, minimum=0)
+        self.finetune_epochs = check_int("finetune_epochs", finetune_epochs, minimum=0)
         if self.head_epochs + self.finetune_epochs == 0:
-            raise ScheduleError("head_epochs + finetune_epochs must be at least 1")
+            raise InvalidArgumentError(
+                "head_epochs + finetune_epochs must be at least 1", argument="head_epochs"
+            )
         self.unfreeze = check_unfreeze("unfreeze", unfreeze)
         if self.unfreeze == 0 and self.finetune_epochs:
-            raise ScheduleError(
-                "unfreeze must be >= 1 or 'all' (use Frozen to train the head only)"
+            raise InvalidArgumentError(
+                "unfreeze must be >= 1 or 'all' (use Frozen to train the head only)",
+                argument="unfreeze",
             )
-        self.lr_factor = check_number("lr_factor", lr_factor, low=0.0, error=ScheduleError)
+        self.lr_factor = check_number("lr_factor", lr_factor, low=0.0)
 
     def phases(self, num_groups: int) -> list[Phase]:
         n = num_groups if self.unfreeze == "all" else min(int(self.unfreeze), num_groups)
@@ -431,32 +440,39 @@ class GradualUnfreezing(Schedule):
         if not isinstance(milestones, Mapping):
             raise ArgumentTypeError(
                 f"milestones must be a mapping {{epoch: groups}}, got {milestones!r} "
-                f"({type_name(milestones)})"
+                f"({type_name(milestones)})",
+                argument="milestones",
             )
         if not milestones:
-            raise ScheduleError(
-                f"milestones must be a non-empty mapping {{epoch: groups}}, got {milestones!r}"
+            raise InvalidArgumentError(
+                f"milestones must be a non-empty mapping {{epoch: groups}}, got {milestones!r}",
+                argument="milestones",
             )
         parsed: dict[int, int | str] = {}
         for k, v in milestones.items():
             epoch = int(k) if isinstance(k, str) and k.isdigit() else k
-            parsed[check_int("milestone epoch", epoch, minimum=0, error=ScheduleError)] = (
-                check_unfreeze(f"milestones[{k!r}]", v)
+            parsed[check_int("milestone epoch", epoch, minimum=0)] = check_unfreeze(
+                f"milestones[{k!r}]", v
             )
         if 0 not in parsed:
-            raise ScheduleError(f"milestones must say what trains from epoch 0, got {milestones!r}")
+            raise InvalidArgumentError(
+                f"milestones must say what trains from epoch 0, got {milestones!r}",
+                argument="milestones",
+            )
         self.milestones = dict(sorted(parsed.items()))
         counts = [10**9 if v == "all" else int(v) for v in self.milestones.values()]
         if any(b <= a for a, b in itertools.pairwise(counts)):
-            raise ScheduleError(
-                f"milestones must unfreeze more groups each time, got {milestones!r}"
+            raise InvalidArgumentError(
+                f"milestones must unfreeze more groups each time, got {milestones!r}",
+                argument="milestones",
             )
-        self.epochs = check_int("epochs", epochs, minimum=1, error=ScheduleError)
+        self.epochs = check_int("epochs", epochs, minimum=1)
         if self.epochs <= max(self.milestones):
-            raise ScheduleError(
-                f"epochs ({epochs}) must be larger than the last milestone ({max(self.milestones)})"
+            raise InvalidArgumentError(
+                f"epochs ({epochs}) must be larger than the last milestone ({max(self.milestones)})",
+                argument="epochs",
             )
-        self.lr_factor = check_number("lr_factor", lr_factor, low=0.0, error=ScheduleError)
+        self.lr_factor = check_number("lr_factor", lr_factor, low=0.0)
 
     def phases(self, num_groups: int) -> list[Phase]:
         starts = list(self.milestones)
@@ -497,7 +513,7 @@ class FullTraining(Schedule):
 
     def __init__(self, epochs: int = 30, **options: Any) -> None:
         super().__init__(**options)
-        self.epochs = check_int("epochs", epochs, minimum=1, error=ScheduleError)
+        self.epochs = check_int("epochs", epochs, minimum=1)
 
     def phases(self, num_groups: int) -> list[Phase]:
         return [Phase("full", self.epochs, num_groups, 1.0)]
@@ -535,13 +551,15 @@ def get(identifier: str | Schedule | Mapping[str, Any]) -> Schedule:
                 return table[name](*values)
             except TypeError:
                 pass
-        raise ScheduleError(
+        raise InvalidArgumentError(
             f"cannot read schedule {identifier!r}; write 'frozen:EPOCHS', "
-            "'freeze_then_unfreeze:HEAD_EPOCHS,FINETUNE_EPOCHS,GROUPS' or 'full:EPOCHS'"
+            "'freeze_then_unfreeze:HEAD_EPOCHS,FINETUNE_EPOCHS,GROUPS' or 'full:EPOCHS'",
+            argument="identifier",
         )
     raise ArgumentTypeError(
         f"schedule must be a Schedule, a config dict or a string, got {identifier!r} "
-        f"({type_name(identifier)})"
+        f"({type_name(identifier)})",
+        argument="identifier",
     )
 
 
@@ -549,4 +567,6 @@ def _parse_int(text: str, whole: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise ScheduleError(f"cannot read {text!r} in schedule {whole!r} as a number") from None
+        raise InvalidArgumentError(
+            f"cannot read {text!r} in schedule {whole!r} as a number", argument="identifier"
+        ) from None
