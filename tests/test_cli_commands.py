@@ -149,6 +149,8 @@ def test_manifest_whose_files_moved(trained, tmp_path: Path, capsys) -> None:
         ["export", str(trained["model"]), "--check", str(manifest)],
         ["compare", str(manifest), str(trained["model"]), "-o", str(tmp_path / "r")],
         ["train", str(manifest), "--backbone", "mobilenet_v3_small", "-o", "x.keras"],
+        ["cv", str(manifest), "--backbone", "mobilenet_v3_small", "-o", str(tmp_path / "cv")],
+        ["learning-curve", str(manifest), "--backbone", "mobilenet_v3_small", "-o", "lc"],
     ):
         assert main(argv) == 1
         err = capsys.readouterr().err.strip().splitlines()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -232,11 +233,21 @@ def test_model_file_advice_is_the_commands_own(tmp_path: Path, capsys) -> None:
         z.writestr("metadata.json", "{}")
         z.writestr("config.json", "{}")
         z.writestr("model.weights.h5", b"")
-    for path, said in [
-        (notzip, "is not a .keras model file"),
-        (foreign, "is a Keras model without tlkit metadata"),
+    unknown = tmp_path / "unknown.keras"
+    with zipfile.ZipFile(unknown, "w") as z:
+        z.writestr("metadata.json", "{}")
+        z.writestr("config.json", "{}")
+        z.writestr("model.weights.h5", b"")
+        meta = {"format": "tlkit.finetuner", "version": 3, "class_names": ["a", "b"]}
+        meta |= {"image_size": [32, 32], "backbone": "my_own_net"}
+        z.writestr("tlkit.json", json.dumps(meta))
+    for path, said, command in [
+        (notzip, "is not a .keras model file", "tlkit train"),
+        (foreign, "is a Keras model without tlkit metadata", "tlkit train"),
+        (unknown, "was trained on a backbone this tlkit does not know", "tlkit backbones"),
     ]:
         assert main(["predict", str(path), str(image)]) == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert err[-1].startswith(f"tlkit predict: error: {str(path)!r} {said}"), err
-        assert "tlkit train" in err[-1] and "keras.saving" not in err[-1]
+        assert command in err[-1] and "keras.saving" not in err[-1]
+        assert "list_backbones()" not in err[-1]

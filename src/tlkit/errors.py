@@ -184,7 +184,8 @@ class ModelFileError(TlkitError, ValueError):
     ``.code`` names the cases whose advice a front end gives in its own words
     (the message tells a Python user which function to call): ``"not_keras"``
     (not a ``.keras`` archive), ``"not_tlkit"`` (a Keras model without tlkit
-    metadata), ``"old_format"`` (written by an older tlkit); else ``None``.
+    metadata), ``"old_format"`` (written by an older tlkit), ``"unknown_backbone"``
+    (the model names a backbone this Python has not registered); else ``None``.
 
     Examples
     --------

@@ -13,6 +13,8 @@ from tlkit.cli._common import UsageError, add_command, log
 from tlkit.cli._model import add_manifest_args
 from tlkit.cli._recipe import add_recipe_args, check_recipe, fit_kwargs, model_factory
 
+FLAG_VALUES = {("on_mismatch", "skip"): "--skip-missing"}
+
 
 def add_parser(sub: Any) -> None:
     p = add_command(
@@ -55,6 +57,11 @@ def add_parser(sub: Any) -> None:
         help="let a class with fewer images than folds miss from some folds",
     )
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument(
+        "--skip-missing",
+        action="store_true",
+        help="leave out manifest files that are missing or changed instead of failing",
+    )
     p.add_argument("--name", default="cv", help="row name in the report (default cv)")
     p.add_argument("-o", "--out", type=Path, required=True, help="output folder (created)")
     add_recipe_args(p)

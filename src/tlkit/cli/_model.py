@@ -20,6 +20,9 @@ _MODEL_FILE_ADVICE = {
     "saved by tlkit train (FineTuner.save)",
     "old_format": "{where} was written by an older tlkit, whose model file format this tlkit "
     "does not read: train the model again with tlkit train, or use the tlkit that wrote it",
+    "unknown_backbone": "{where} was trained on a backbone this tlkit does not know (a "
+    "backbone registered in the Python session that trained it?): see tlkit backbones for the "
+    "ones it knows",
 }
 
 

@@ -176,7 +176,10 @@ def _check_meta(meta: Any, c: Checker, where: str) -> dict[str, Any]:
     try:
         options = backbone_config(backbone).options
     except TlkitError as exc:
-        raise c.fail("backbone", f"names no known backbone ({exc})") from None
+        err = c.fail("backbone", f"names no known backbone ({exc})")
+        if isinstance(err, ModelFileError):
+            err.code = "unknown_backbone"
+        raise err from None
     allowed = set(options) | {"pooling"}
     meta["backbone_options"] = check_options(meta.get("backbone_options", {}), allowed, c)
     check_schedule_numbers(meta.get("schedule"), c)
