@@ -32,6 +32,9 @@ from tlkit.backbones._registry import (
     register_backbone,
 )
 
+# The command line words an unknown --backbone its own way; not part of the public API.
+from tlkit.backbones._registry import unknown_backbone_message as unknown_backbone_message
+
 # The checkpoint reader: importable and documented (docs/guide/backbones.rst) for your
 # own .pth files, but left out of __all__, which lists what every user needs.
 from tlkit.backbones._torch_checkpoint import load_state_dict as load_state_dict

@@ -187,16 +187,22 @@ def _entry(name: str) -> _Entry:
         return _REGISTRY[name]
     except KeyError:
         pass
+    raise InvalidArgumentError(unknown_backbone_message(name), argument="name")
+
+
+def unknown_backbone_message(name: str, listing: str = "list_backbones()") -> str:
+    """What to say of a name no backbone is registered under: the closest names, then all.
+
+    ``listing`` names where the user can list them (the command line says ``tlkit backbones``).
+    """
     squash = {n.replace("_", "").replace("-", ""): n for n in _REGISTRY}
     close = difflib.get_close_matches(name.lower(), list(_REGISTRY), n=3, cutoff=0.6)
     exact = squash.get(name.lower().replace("_", "").replace("-", ""))
     if exact:  # same name but for case and separators: the best guess
         close = [exact, *(c for c in close if c != exact)][:3]
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise InvalidArgumentError(
-        f"unknown backbone {name!r}.{hint} Registered backbones (list_backbones()): "
-        + ", ".join(sorted(_REGISTRY)),
-        argument="name",
+    return f"unknown backbone {name!r}.{hint} Registered backbones ({listing}): " + ", ".join(
+        sorted(_REGISTRY)
     )
 
 

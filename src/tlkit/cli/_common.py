@@ -166,24 +166,11 @@ def check_backbone(name: str) -> None:
     The library's own message points Python users at ``list_backbones()``;
     the command line says it in its own words (a :class:`~tlkit.errors.BackboneError`).
     """
-    import difflib
-
-    from tlkit.backbones import list_backbones
+    from tlkit.backbones import list_backbones, unknown_backbone_message
     from tlkit.errors import BackboneError
 
-    names = list_backbones()
-    if name in names:
-        return
-    squash = {n.replace("_", "").replace("-", ""): n for n in names}
-    close = difflib.get_close_matches(name.lower(), names, n=3, cutoff=0.6)
-    exact = squash.get(name.lower().replace("_", "").replace("-", ""))
-    if exact:  # same name but for case and separators: the best guess
-        close = [exact, *(c for c in close if c != exact)][:3]
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise BackboneError(
-        f"unknown backbone {name!r}.{hint} Registered backbones (tlkit backbones): "
-        + ", ".join(sorted(names))
-    )
+    if name not in list_backbones():
+        raise BackboneError(unknown_backbone_message(name, listing="tlkit backbones"))
 
 
 def _flags_by_dest(parser: argparse.ArgumentParser) -> dict[str, str]:
