@@ -211,3 +211,58 @@ def test_features_cached_per_view_equal_the_bottom_on_that_view(
     ]
     cache.close()
     assert sorted(seen) == list(range(n))
+
+
+def test_a_frozen_phase_caches_the_backbone_features_of_every_view(
+    split: Split, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tlkit.finetune._fit import _Context
+
+    views = Views("flip")
+    t = FineTuner(tiny_backbone(), class_names=split.class_names, verbose=0, batch_size=8,
+                  augment=views, schedule=schedules.Frozen(1), seed=0)  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="tlkit.finetune"):
+        t.fit(split.train)
+    assert "features of each of the 2 view(s) ('identity', 'hflip'), computed once" in caplog.text
+    assert "cached features" in caplog.text
+    train = as_data(split.train, "train")
+    ctx = _Context(t, train, None, views, False, len(split.class_names))
+    features = ctx.features("train")
+    n = len(train)
+    x = np.concatenate([b[0] for b in split.train.to_dataset((SIZE, SIZE), batch_size=8,
+                                                              shuffle=False)])  # fmt: skip
+    for v in range(len(views)):
+        expected = t.backbone.model.predict_on_batch(np.asarray(views.view(x, v)))
+        np.testing.assert_allclose(features[v * n : (v + 1) * n], expected, atol=1e-5)
+    # every epoch: each image once, under one of its views
+    seen = sorted(i % n for xb, _ in ctx.train_features() for i in _rows(features, xb.numpy()))
+    assert seen == list(range(n))
+
+
+def _rows(table: np.ndarray, batch: np.ndarray) -> list[int]:
+    return [int(np.argmin(np.abs(table - r).sum(axis=1))) for r in batch]
+
+
+def test_a_frozen_epoch_on_cached_view_features_equals_one_on_the_viewed_images(
+    split: Split,
+) -> None:
+    """A single non-identity view is applied on both paths: the cache is not of plain images."""
+
+    def fit(cache: bool) -> FineTuner:
+        t = FineTuner(
+            tiny_backbone(), schedule=schedules.Frozen(1), augment=Views(["hflip"]),
+            cache_features=cache, seed=0, verbose=0, batch_size=64, dropout=0.0,
+            restore_best=False, cache_images=None,
+        )  # fmt: skip
+        t.fit(split.train)
+        return t
+
+    cached, images = fit(True), fit(False)
+    assert max_diff(cached, images) < 1e-4
+    # and the cache holds the viewed images' features, not the plain ones
+    from tlkit.finetune._fit import _Context
+
+    train = as_data(split.train, "train")
+    viewed = _Context(cached, train, None, Views(["hflip"]), False, 3).features("train")
+    plain = _Context(cached, train, None, None, False, 3).features("train")
+    assert np.abs(viewed - plain).max() > 100 * 1e-5

@@ -36,7 +36,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from tlkit.finetune._tuner import FineTuner
     from tlkit.finetune.schedules import Phase
 
-__all__ = ["CACHE_DTYPE", "BoundaryPhase", "Cut", "find_cut", "plan_boundary"]
+__all__ = [
+    "CACHE_DTYPE",
+    "BoundaryPhase",
+    "Cut",
+    "cached_views",
+    "fill_views",
+    "find_cut",
+    "plan_boundary",
+    "view_batches",
+]
 
 #: Storage type of cached boundary features. float16 halves the memory of float32
 #: (EfficientNet-Lite's ReLU6 outputs lie in [0, 6]); a batch that overflows it
@@ -171,8 +180,13 @@ def _images(tuner: FineTuner, data: Data) -> Any:
     return data.dataset
 
 
-def _fill(store: FeatureStore, bottom: Any, tuner: FineTuner, data: Data, views: Any) -> None:
-    """Row ``v * n + i`` holds the boundary output of image ``i`` under view ``v``."""
+def fill_views(array: Any, model: Any, tuner: FineTuner, data: Data, views: Any) -> None:
+    """Row ``v * n + i`` of ``array`` gets ``model``'s output for image ``i`` under view ``v``.
+
+    ``views`` is a :class:`~tlkit.augment.Views` set or None (one row per image).
+    Raises ``_Overflow`` when an output is not finite once stored in ``array``'s
+    type (float16 overflows where float32 does not).
+    """
     n = len(data)
     count = len(views) if views is not None else 1
     start = 0
@@ -180,13 +194,43 @@ def _fill(store: FeatureStore, bottom: Any, tuner: FineTuner, data: Data, views:
         x = batch[0] if isinstance(batch, tuple) else batch
         for v in range(count):
             xv = x if views is None else np.asarray(views.view(x, v))
-            out = np.asarray(bottom.predict_on_batch(xv)).astype(store.array.dtype)
+            out = np.asarray(model.predict_on_batch(xv)).astype(array.dtype)
             if not np.isfinite(out).all():
                 raise _Overflow
-            store.array[v * n + start : v * n + start + len(x)] = out
+            array[v * n + start : v * n + start + len(x)] = out
         start += len(x)
     if start != n:
         raise _Overflow  # pragma: no cover - a dataset that changed length between passes
+
+
+def view_batches(
+    array: Any, labels: np.ndarray, views: int, batch_size: int, seed: int | None
+) -> Any:
+    """Shuffled batches of cached rows; each epoch takes one view per image, drawn at random.
+
+    ``array`` holds ``views`` blocks of ``len(labels)`` rows (row ``v * n + i``:
+    image ``i`` under view ``v``); batches come out as float32. Seeded: the same
+    seed gives the same order and views, epoch by epoch.
+    """
+    import tensorflow as tf
+
+    n = len(labels)
+    steps = -(-n // batch_size)
+    rng = np.random.default_rng(seed)
+
+    def epoch() -> Any:
+        order = rng.permutation(n)
+        view = rng.integers(views, size=n) if views > 1 else np.zeros(n, np.int64)
+        for s in range(steps):
+            idx = order[s * batch_size : (s + 1) * batch_size]
+            yield array[view[idx] * n + idx].astype(np.float32), labels[idx]
+
+    spec = (
+        tf.TensorSpec((None, *array.shape[1:]), tf.float32),
+        tf.TensorSpec((None,), tf.int32),
+    )
+    ds = tf.data.Dataset.from_generator(epoch, output_signature=spec)
+    return ds.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(1)
 
 
 class BoundaryPhase:
@@ -199,17 +243,19 @@ class BoundaryPhase:
         budget = tuner.memory_budget_mb * 2**20
         self.stores: list[FeatureStore] = []
         try:
-            self.train = self._store(train, self.n_views, budget, "train")
+            self.train = self._store(train, views, budget, "train")
             budget = max(0, budget - self.train.nbytes)
-            self.val = None if val is None else self._store(val, 1, budget, "val")
+            self.val = None if val is None else self._store(val, None, budget, "val")
         except BaseException:
             self.close()
             raise
 
-    def _store(self, data: Data, count: int, budget: int, what: str) -> FeatureStore:
+    def _store(self, data: Data, views: Any, budget: int, what: str) -> FeatureStore:
+        """The boundary outputs of ``data``, one block of rows per view (validation: none)."""
+        count = len(views) if views is not None else 1
         store = FeatureStore(len(data) * count, self.cut.shape, budget, what)
         self.stores.append(store)
-        _fill(store, self.cut.bottom, self.tuner, data, self.views if count > 1 else None)
+        fill_views(store.array, self.cut.bottom, self.tuner, data, views)
         return store
 
     @property
@@ -228,26 +274,9 @@ class BoundaryPhase:
 
     def train_dataset(self, seed: int | None) -> Any:
         """Shuffled batches; each epoch takes one view per image, drawn at random (seeded)."""
-        import tensorflow as tf
-
-        n, bs, views, labels = len(self.labels), self.tuner.batch_size, self.n_views, self.labels
-        steps = -(-n // bs)
-        rng = np.random.default_rng(seed)
-        array = self.train.array
-
-        def epoch() -> Any:
-            order = rng.permutation(n)
-            view = rng.integers(views, size=n) if views > 1 else np.zeros(n, np.int64)
-            for s in range(steps):
-                idx = order[s * bs : (s + 1) * bs]
-                yield array[view[idx] * n + idx].astype(np.float32), labels[idx]
-
-        spec = (
-            tf.TensorSpec((None, *self.cut.shape), tf.float32),
-            tf.TensorSpec((None,), tf.int32),
+        return view_batches(
+            self.train.array, self.labels, self.n_views, self.tuner.batch_size, seed
         )
-        ds = tf.data.Dataset.from_generator(epoch, output_signature=spec)
-        return ds.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(1)
 
     def val_probabilities(self, model: Any) -> Any:
         if self.val is None:  # pragma: no cover - asked for only in a fit with validation data
@@ -268,6 +297,18 @@ class BoundaryPhase:
         """Free the memory and remove any memory-mapped file."""
         for store in self.stores:
             store.close()
+
+
+def cached_views(aug: Any) -> Any:
+    """``aug`` when it is a :class:`~tlkit.augment.Views` set that changes images, else None.
+
+    Caches keep one row per image and view of such a set; the identity alone needs none.
+    """
+    from tlkit.augment import Views
+
+    if isinstance(aug, Views) and tuple(aug.names) != ("identity",):
+        return aug
+    return None
 
 
 def _why_not(tuner: FineTuner, train: Data, aug: Any) -> str | None:
@@ -291,8 +332,6 @@ def plan_boundary(
     tuner: FineTuner, index: int, phase: Phase, train: Data, val: Data | None, aug: Any
 ) -> BoundaryPhase | None:
     """The boundary cache for a phase that trains some (not all) groups, or None (logged)."""
-    from tlkit.augment import Views
-
     number = f"phase {index + 1} ({phase.name!r})"
     why = _why_not(tuner, train, aug)
     cut = find_cut(tuner.backbone, phase.unfrozen) if why is None else why
@@ -300,7 +339,7 @@ def plan_boundary(
         if 0 < phase.unfrozen < len(tuner.backbone.layer_groups) or why is not None:
             tuner.log(f"tlkit: {number} trains on images: {cut}")
         return None
-    views = aug if isinstance(aug, Views) and len(aug) > 1 else None
+    views = cached_views(aug)
     try:
         boundary = BoundaryPhase(tuner, cut, train, val, views)
     except _Overflow:
@@ -314,7 +353,7 @@ def plan_boundary(
     tuner.log(
         f"tlkit: {number} trains groups {', '.join(g.name for g in groups)} on cached boundary "
         f"features ({cut.where}, shape {cut.shape}"
-        + (f", {boundary.n_views} views" if views is not None else "")
+        + (f", {boundary.n_views} view{'s' * (boundary.n_views > 1)}" if views is not None else "")
         + f"; {boundary.nbytes / 2**20:.1f} MB, {' and '.join(sorted(where))})"
     )
     return boundary

@@ -10,7 +10,7 @@ import numpy as np
 from tlkit.errors import ScheduleError
 from tlkit.finetune import _callbacks as cb
 from tlkit.finetune import _saving
-from tlkit.finetune._boundary import plan_boundary
+from tlkit.finetune._boundary import cached_views, fill_views, plan_boundary, view_batches
 from tlkit.finetune._data import Data
 from tlkit.finetune._devices import strategy_scope
 from tlkit.finetune._model import head_model
@@ -53,6 +53,12 @@ def decide_cache(tuner: FineTuner, train: Data, phases: list[Phase]) -> tuple[bo
         )
     if tuner.cache_features is True or tuner.augment is None:
         return True, "frozen phases train the head on backbone features computed once"
+    views = cached_views(tuner.augment)
+    if views is not None:
+        return True, (
+            f"frozen phases train the head on backbone features of each of the {len(views)} "
+            f"view(s) {views.names}, computed once (each epoch draws one view per image)"
+        )
     if any(not p.frozen for p in phases):
         return True, (
             "frozen phases train the head on features of unaugmented images computed once; "
@@ -180,6 +186,12 @@ class _Context:
             data = self.train if which == "train" else self._val_data()
             t = self.tuner
             t.log(f"tlkit: computing backbone features of the {which} images once")
+            views = cached_views(self.aug) if which == "train" else None
+            if views is not None:  # one row per image and view (row v * n + i)
+                f = np.empty((len(views) * len(data), t.backbone.feature_dim), np.float32)
+                fill_views(f, t.backbone.model, t, data, views)
+                self._features[which] = f
+                return f
             if data.part is not None:
                 ds = data.part.to_dataset(t.image_size, batch_size=t.batch_size, shuffle=False)
             else:
@@ -195,6 +207,9 @@ class _Context:
         f = self.features("train")
         y = self.train.labels().astype(np.int32)
         seed = self.tuner.seed
+        views = cached_views(self.aug)
+        if views is not None:
+            return self.labels_for_loss(view_batches(f, y, len(views), self.tuner.batch_size, seed))
         ds = tf.data.Dataset.from_tensor_slices((f, y)).shuffle(
             len(y), seed=seed, reshuffle_each_iteration=True
         )
