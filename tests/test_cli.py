@@ -60,3 +60,18 @@ def test_backbones_command_lists_offline_ones(capsys) -> None:
 def test_backbones_command_no_match(capsys) -> None:
     assert main(["backbones", "vgg*"]) == 1
     assert "no backbone matches 'vgg*'" in capsys.readouterr().err
+
+
+def test_the_commands_default_backbone_is_finetuners() -> None:
+    """One default: ``tlkit train``, ``cv`` and ``learning-curve`` build what FineTuner() builds."""
+    import inspect
+
+    from tlkit import FineTuner
+    from tlkit.cli import build_parser
+
+    default = inspect.signature(FineTuner).parameters["backbone"].default
+    assert default == "efficientnet_lite2"
+    parser = build_parser()
+    for command in ("train", "cv", "learning-curve"):
+        args = parser.parse_args([command, "s.json", "-o", "out"])
+        assert args.backbone == default, command

@@ -15,7 +15,9 @@ __all__ = ["add_recipe_args", "check_recipe", "fit_kwargs", "model_factory"]
 def add_recipe_args(p: argparse.ArgumentParser) -> None:
     """``--backbone``, ``--schedule``, ``--epochs``, ``--time-budget`` and the FineTuner options."""
     p.add_argument(
-        "--backbone", default="efficientnet_lite0", help="registry name (see tlkit backbones)"
+        "--backbone",
+        default="efficientnet_lite2",
+        help="registry name (see tlkit backbones; default efficientnet_lite2)",
     )
     p.add_argument(
         "--schedule",

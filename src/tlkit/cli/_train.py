@@ -41,7 +41,9 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("split", type=Path, metavar="SPLIT.json", help="split manifest (tlkit split)")
     p.add_argument(
-        "--backbone", default="efficientnet_lite0", help="registry name (see tlkit backbones)"
+        "--backbone",
+        default="efficientnet_lite2",
+        help="registry name (see tlkit backbones; default efficientnet_lite2)",
     )
     p.add_argument(
         "--schedule",

@@ -28,6 +28,7 @@ from tlkit.errors import ArgumentTypeError, InvalidArgumentError
 from tlkit.finetune import schedules as sched
 
 __all__ = [
+    "DEFAULT_BACKBONE",
     "DEFAULT_LR",
     "MEMORY_BUDGET_MB",
     "MONITORS",
@@ -40,6 +41,9 @@ __all__ = [
     "settings",
 ]
 
+#: FineTuner's backbone when none is named: chosen across real datasets on validation
+#: (``benchmarks/default_recipe.py``; the "Choosing the default recipe" benchmarks page).
+DEFAULT_BACKBONE = "efficientnet_lite2"
 OPTIMIZER_NAMES = ("adam", "adamw", "sgd", "rmsprop")
 MONITORS = ("val_loss", "val_accuracy", "val_balanced_accuracy", "val_macro_f1")
 # Adam's 3e-3: what lr_find suggests for a linear head on pooled features (docs/make_finetune_figures.py).
