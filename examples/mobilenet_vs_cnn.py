@@ -6,6 +6,7 @@ Usage::
     python examples/mobilenet_vs_cnn.py --data photos/     # your folder-per-class photos
     python examples/mobilenet_vs_cnn.py --profile full     # best accuracy, takes longer
     python examples/mobilenet_vs_cnn.py --profile smoke    # seconds, tiny generated data
+    python examples/mobilenet_vs_cnn.py --replay study/run.json  # the same epochs as that run
 
 Steps: a seeded, stratified, leak-free split (manifest saved) -> augmentation ->
 ``FineTuner`` on a pretrained backbone (MobileNetV2 by default; offline, where its
@@ -102,12 +103,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "with K leak-free folds (every image predicted once, paired tests on all of them); "
         "K+1 times the training time (default: 0, off)",
     )
+    p.add_argument(
+        "--replay",
+        type=Path,
+        metavar="RUN.json",
+        help="train the epochs a time-budgeted run recorded in its run.json (no measuring), so "
+        "the same seed and data give that run's models again; give the same profile and options",
+    )
     p.add_argument("--out", type=Path, help="output folder (default: a new temporary folder)")
     p.add_argument("--seed", type=int, default=42, help="seed of the split and of training")
     args = p.parse_args(argv)
     if args.cv == 1 or args.cv < 0:
         p.error(f"--cv {args.cv}: give at least 2 folds, or 0 for no cross-validation")
+    if args.replay is not None and (args.cv or args.time_budget):
+        p.error("--replay trains the recorded epochs: leave out --cv and --time-budget")
     return args
+
+
+def recorded_plans(path: Path) -> dict:
+    """The time-budget plans a run wrote into its run.json, by model name."""
+    try:
+        plans = json.loads(path.read_text(encoding="utf-8")).get("budget_plans")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise Failure(f"--replay {path}: not a readable run.json ({exc})") from exc
+    if not isinstance(plans, dict) or not all(isinstance(v, dict) for v in plans.values()):
+        raise Failure(
+            f"--replay {path}: it records no time-budget plans (a run with --time-budget none "
+            "trains the schedule's epochs, and is reproducible as it is)"
+        )
+    return plans
 
 
 def load_split(args: argparse.Namespace, work: Path):
@@ -198,6 +222,15 @@ def versions() -> dict[str, str]:
     return out
 
 
+def replayed(plans: dict | None, name: str, args: argparse.Namespace) -> dict | None:
+    """The recorded plan of model ``name`` when replaying (None otherwise)."""
+    if plans is None:
+        return None
+    if plans.get(name) is None:
+        raise Failure(f"--replay {args.replay}: no time-budget plan recorded for {name}")
+    return plans[name]
+
+
 def run(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
     import keras
@@ -208,6 +241,7 @@ def run(args: argparse.Namespace) -> int:
     size = args.image_size or profile["size"]
     time_limit = args.time_budget or profile["time_budget"]
     time_limit = None if time_limit == "none" else time_limit
+    plans = recorded_plans(args.replay) if args.replay else None
     work = args.out or Path(tempfile.mkdtemp(prefix="tlkit-study-"))
     work.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(args.seed)
@@ -223,7 +257,7 @@ def run(args: argparse.Namespace) -> int:
     tuner = pretrained_tuner(args, split, profile, size)
     name = tuner.backbone_name
     print(f"{name}: {tuner.schedule}")
-    tuner.fit(split.train, split.val, time_budget=time_limit)
+    tuner.fit(split.train, split.val, time_budget=replayed(plans, name, args) or time_limit)
     tuner.save(work / f"{name}.keras")
 
     budget = len(tuner.history)
@@ -243,7 +277,11 @@ def run(args: argparse.Namespace) -> int:
         )
 
     scratch = make_scratch()
-    scratch.fit(split.train, split.val, time_budget=time_limit)
+    scratch.fit(
+        split.train,
+        split.val,
+        time_budget=replayed(plans, "cnn_from_scratch", args) or time_limit,
+    )
     scratch.save(work / "cnn_from_scratch.keras")
 
     print("\n== 4/4 the honest comparison on the test set")
@@ -282,6 +320,11 @@ def run(args: argparse.Namespace) -> int:
                 "train_time_s": {
                     name: tuner.train_time_s,
                     "cnn_from_scratch": scratch.train_time_s,
+                },
+                # what --replay reads: the epochs each time-budgeted fit planned and ran
+                "budget_plans": {
+                    name: tuner.budget_plan,
+                    "cnn_from_scratch": scratch.budget_plan,
                 },
             },
             indent=2,

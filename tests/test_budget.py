@@ -7,6 +7,7 @@ which the end-to-end tests replace with a fake one that ticks once per reading.
 from __future__ import annotations
 
 import importlib.util
+import re
 import warnings
 from pathlib import Path
 
@@ -399,3 +400,78 @@ def test_an_epochs_start_is_counted_once_not_per_step() -> None:
     rec = {"begin": 0.0, "epochs": [e1, e2], "end": 9.0}
     cost, = phase_costs([Phase("finetune", 8)], [rec], 0.0, 9.0, 58, 1.0, [0.0])  # fmt: skip
     assert cost.epoch_s == pytest.approx(3.0 + 57 * 0.5)
+
+
+def test_a_recorded_plan_replays_the_same_epochs_stops_and_weights(
+    split: Split, monkeypatch, capsys
+) -> None:
+    """A budgeted run under load stopped both phases early; replaying its plan (read back
+    from JSON) runs the same epochs without measuring and gives the same weights."""
+    import json
+
+    costs = [PhaseCost("head", 3, 1.0, 0.0), PhaseCost("finetune", 2, 1.0, 0.0)]
+    monkeypatch.setattr(_budget, "measure", lambda *args: costs)
+    monkeypatch.setattr(_budget, "clock", SlowClock())
+    schedule = schedules.FreezeThenUnfreeze(3, 2, unfreeze=1)
+    recorded = tiny(schedule, class_names=split.class_names)
+    again = tiny(schedule, class_names=split.class_names, verbose=2)
+    again.build().set_weights(recorded.build().get_weights())
+    recorded.fit(split.train, split.val, time_budget=100)
+    plan = json.loads(json.dumps(recorded.budget_plan))
+    assert plan["stopped"]  # the case worth replaying: epochs cut by the deadlines
+
+    def no_measuring(*args):
+        raise AssertionError("a replayed plan measures nothing")
+
+    monkeypatch.setattr(_budget, "measure", no_measuring)
+    again.fit(split.train, split.val, time_budget=plan)
+    assert again.history.phases == recorded.history.phases
+    assert again.history.history["loss"] == recorded.history.history["loss"]
+    for a, b in zip(recorded.model.get_weights(), again.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert again.budget_plan["replayed"] is True and again.schedule == schedule
+    assert getattr(again, "_budget_stops", None) is None  # nothing left on the tuner
+    err = capsys.readouterr().err
+    head = plan["phases"][0]["epochs"]
+    assert f"replaying a recorded time-budget plan: head {head} epochs (stopped after" in err
+
+
+def _plan(head: object = 2, finetune: object = 1, **extra: object) -> dict:
+    return {
+        "phases": [
+            {"phase": "head", "schedule_epochs": 3, "epochs": head},
+            {"phase": "finetune", "schedule_epochs": 2, "epochs": finetune},
+        ],
+        **extra,
+    }
+
+
+@pytest.mark.parametrize(
+    ("plan", "message"),
+    [
+        ({"phases": "head"}, "a recorded plan is a mapping with a 'phases' list"),
+        ({"phases": [{"phase": "head", "schedule_epochs": 3, "epochs": 1}]}, "has 1 phase"),
+        ({"phases": [1, 2]}, "each entry of 'phases' must be a mapping"),
+        (
+            {"phases": [{"phase": "head", "schedule_epochs": 30, "epochs": 1}, {}]},
+            "recorded for another schedule: phase 'head' of 30 epochs",
+        ),
+        (_plan(head=0), "epochs of phase 'head' must be an int >= 1, got 0"),
+        (_plan(head=True), "must be an int >= 1, got True"),
+        (_plan(finetune="2"), "must be an int >= 1, got '2'"),
+        (_plan(stopped={"phase": "head"}), "'stopped' must be a list"),
+        (_plan(stopped=[{"phase": "full", "epochs": 1}]), "'stopped' names no phase"),
+        (_plan(stopped=["head"]), "'stopped' names no phase"),
+        (_plan(stopped=[{"phase": "head", "epochs": 5}]), "stopped after 5 of 2 planned"),
+        (_plan(stopped=[{"phase": "head", "epochs": -1}]), "must be an int >= 1, got -1"),
+    ],
+)
+def test_a_plan_for_another_schedule_or_malformed_is_refused_before_training(
+    split: Split, plan: object, message: str
+) -> None:
+    t = tiny(schedules.FreezeThenUnfreeze(3, 2, unfreeze=1))
+    with pytest.raises(InvalidArgumentError, match=re.escape(message)) as exc:
+        t.fit(split.train, split.val, time_budget=plan)
+    assert exc.value.argument == "time_budget" and getattr(t, "history", None) is None
+    # a well-formed plan for this schedule is taken
+    _budget.replay_plan(_plan(stopped=[{"phase": "head", "epochs": 1}]), t.phases)

@@ -80,3 +80,57 @@ def test_bad_arguments_exit_with_one_line(args: list[str], reason: str, tmp_path
 def test_unknown_profile_is_a_usage_error() -> None:
     proc = run("--profile", "fastest", timeout=120)
     assert proc.returncode == 2 and "invalid choice" in proc.stderr
+
+
+def _plan(phases: list[tuple[str, int, int]], stopped: list[tuple[str, int]] = ()) -> dict:
+    return {
+        "phases": [{"phase": n, "schedule_epochs": s, "epochs": e} for n, s, e in phases],
+        "stopped": [{"phase": n, "epochs": e} for n, e in stopped],
+    }
+
+
+@pytest.mark.slow
+def test_replay_trains_the_epochs_a_run_json_recorded(tmp_path: Path) -> None:
+    """--replay: each model trains its recorded plan (here the scratch CNN stops after 1 of
+    its planned 3 epochs), no measuring; the new run.json records the plans again."""
+    recorded = tmp_path / "run.json"
+    plans = {
+        "efficientnet_lite0": _plan([("head", 1, 2), ("finetune", 1, 1)]),
+        "cnn_from_scratch": _plan([("full", 2, 3)], stopped=[("full", 1)]),
+    }
+    recorded.write_text(json.dumps({"budget_plans": plans}))
+    out = tmp_path / "study"
+    proc = run(
+        "--profile", "smoke", "--out", str(out), "--backbone", "efficientnet_lite0",
+        "--replay", str(recorded),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "(2 epochs; the pretrained model ran 3)" in proc.stdout
+    again = json.loads((out / "run.json").read_text())["budget_plans"]
+    assert again["efficientnet_lite0"]["replayed"] is True
+    assert again["cnn_from_scratch"]["stopped"] == [{"phase": "full", "epochs": 1}]
+    model = json.loads((out / "report" / "report.json").read_text())
+    assert [m["name"] for m in model["models"]][1:] == ["efficientnet_lite0", "cnn_from_scratch"]
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        ("{not json", "not a readable run.json"),
+        (json.dumps({"command": "x"}), "records no time-budget plans"),
+        (json.dumps({"budget_plans": {"efficientnet_lite0": None}}), "records no time-budget"),
+    ],
+)
+def test_replay_of_a_run_json_without_plans_stops_with_one_line(
+    tmp_path: Path, content: str, reason: str
+) -> None:
+    recorded = tmp_path / "run.json"
+    recorded.write_text(content)
+    proc = run("--profile", "smoke", "--out", str(tmp_path / "o"), "--replay", str(recorded))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert reason in proc.stderr.strip().splitlines()[-1]
+
+
+def test_replay_excludes_cv_and_time_budget() -> None:
+    proc = run("--replay", "run.json", "--cv", "2", timeout=120)
+    assert proc.returncode == 2 and "--replay trains the recorded epochs" in proc.stderr

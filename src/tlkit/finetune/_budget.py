@@ -23,6 +23,14 @@
    (never before its first epoch), logged and noted in
    ``budget_plan["stopped"]``.
 
+A budget trades run-to-run reproducibility for a bounded wall time: on another
+machine, or the same one under load, the plan differs. ``fit(train, val,
+time_budget=tuner.budget_plan)`` (a plan recorded by an earlier fit, e.g. read
+back from JSON) *replays* it: no measuring, the recorded epochs of each phase,
+and a phase the deadline stopped stops after the same epoch, so a seeded fit
+on a CPU gives the recorded run's weights again (:func:`replay_plan` checks the
+plan against the schedule).
+
 The planning half (:class:`PhaseTimer`, :func:`phase_costs`, :func:`plan_epochs`) reads
 no clock and touches no model: the timer notes the times a clock it is given reads. The
 measuring half reads :data:`clock` (``time.perf_counter``); tests replace it with a fake
@@ -37,7 +45,7 @@ import dataclasses
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +70,7 @@ __all__ = [
     "measure",
     "phase_costs",
     "plan_epochs",
+    "replay_plan",
 ]
 
 #: Training batches per epoch while a phase is measured (the first one traces the step).
@@ -464,6 +473,67 @@ def _seconds_per_image(tuner: FineTuner, train: Data, clk: Callable[[], float]) 
     return ((timer.ends[-1] if timer.ends else clk()) - start) / max(n, 1)  # one batch: all of it
 
 
+def _plan_error(problem: str) -> InvalidArgumentError:
+    return InvalidArgumentError(
+        f"time_budget: {problem}; pass seconds, a duration such as '10min', or the "
+        "budget_plan a fit with a time budget recorded for this schedule",
+        argument="time_budget",
+    )
+
+
+def _count(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _plan_error(f"{what} must be an int >= 1, got {value!r}")
+    return value
+
+
+def replay_plan(plan: Any, phases: Sequence[Any]) -> tuple[list[int], dict[str, int]]:
+    """The epochs of each phase and the early stops ``{phase: epochs run}`` of a recorded plan.
+
+    ``plan`` is a :attr:`FineTuner.budget_plan` (or the same read back from
+    JSON); ``phases`` are the schedule's. The plan must name the same phases in
+    the same order with the same schedule epochs: a plan recorded for another
+    schedule raises :class:`~tlkit.errors.InvalidArgumentError`.
+    """
+    if not isinstance(plan, Mapping) or not isinstance(plan.get("phases"), list):
+        raise _plan_error(
+            f"a recorded plan is a mapping with a 'phases' list, got {type(plan).__name__}"
+        )
+    recorded = plan["phases"]
+    names = [p.name for p in phases]
+    if len(recorded) != len(phases):
+        raise _plan_error(
+            f"the plan has {len(recorded)} phase entries, this schedule has {len(phases)} ({names})"
+        )
+    if not all(isinstance(r, Mapping) for r in recorded):
+        raise _plan_error(
+            "each entry of 'phases' must be a mapping (phase, schedule_epochs, epochs)"
+        )
+    epochs = []
+    for r, phase in zip(recorded, phases, strict=True):
+        if r.get("phase") != phase.name or r.get("schedule_epochs") != phase.epochs:
+            raise _plan_error(
+                f"the plan was recorded for another schedule: phase {r.get('phase')!r} of "
+                f"{r.get('schedule_epochs')!r} epochs where this schedule has {phase.name!r} of "
+                f"{phase.epochs}"
+            )
+        epochs.append(_count(r.get("epochs"), f"epochs of phase {phase.name!r}"))
+    stops: dict[str, int] = {}
+    stopped = plan.get("stopped", [])
+    if not isinstance(stopped, list):
+        raise _plan_error(f"'stopped' must be a list, got {type(stopped).__name__}")
+    for stop in stopped:
+        name = stop.get("phase") if isinstance(stop, Mapping) else None
+        if not isinstance(name, str) or name not in names:
+            raise _plan_error(f"'stopped' names no phase of this schedule: {stop!r}")
+        planned = epochs[names.index(name)]
+        run = _count(stop.get("epochs"), f"stopped epochs of phase {name!r}")
+        if run > planned:
+            raise _plan_error(f"phase {name!r} stopped after {run} of {planned} planned epochs")
+        stops[name] = run
+    return epochs, stops
+
+
 def _duration(seconds: float) -> str:
     if seconds < 100:
         return f"{seconds:.2g} s" if seconds < 10 else f"{seconds:.0f} s"
@@ -479,13 +549,18 @@ class TimeBudget:
     measuring and training); :meth:`applied` wraps the run of the schedule.
     """
 
-    def __init__(self, tuner: FineTuner, seconds: float | None, text: Any = None) -> None:
-        self.tuner, self.seconds, self.text = tuner, seconds, text
+    def __init__(
+        self, tuner: FineTuner, seconds: float | None, text: Any = None, replay: Any = None
+    ) -> None:
+        self.tuner, self.seconds, self.text, self.replay = tuner, seconds, text, replay
         self.started = clock() if seconds is not None else 0.0
 
     @classmethod
     def start(cls, tuner: FineTuner, time_budget: Any) -> TimeBudget:
-        """Check ``time_budget`` (seconds or ``"10min"``) and start its clock."""
+        """Check ``time_budget`` (seconds, ``"10min"`` or a recorded plan) and start its clock."""
+        if isinstance(time_budget, Mapping):  # a recorded plan: checked against the schedule
+            replay_plan(time_budget, tuner.phases)
+            return cls(tuner, None, replay=copy.deepcopy(dict(time_budget)))
         seconds = check_duration("time_budget", time_budget, allow_none=True)
         if seconds is not None and tuner.resume_dir is not None:
             raise InvalidArgumentError(
@@ -495,8 +570,33 @@ class TimeBudget:
         return cls(tuner, seconds, time_budget)
 
     @contextlib.contextmanager
+    def _replayed(self) -> Iterator[None]:
+        """Run the schedule with a recorded plan's epochs and early stops."""
+        tuner = self.tuner
+        epochs, stops = replay_plan(self.replay, tuner.phases)
+        parts = ", ".join(
+            f"{p.name} {e} epoch{'s' if e != 1 else ''}"
+            + (f" (stopped after {stops[p.name]})" if p.name in stops else "")
+            for p, e in zip(tuner.phases, epochs, strict=True)
+        )
+        tuner.log(f"tlkit: replaying a recorded time-budget plan: {parts}")
+        tuner.budget_plan = {**self.replay, "replayed": True}
+        original = tuner.schedule
+        tuner.schedule = with_phase_epochs(original, epochs)
+        tuner._budget_stops = stops
+        try:
+            yield
+        finally:
+            tuner.schedule = original
+            tuner._budget_stops = None
+
+    @contextlib.contextmanager
     def applied(self, train: Data, val: Data | None) -> Iterator[None]:
         """Measure, plan, and run the schedule inside with the planned epochs."""
+        if self.replay is not None:
+            with self._replayed():
+                yield
+            return
         if self.seconds is None:
             self.tuner.budget_plan = None
             yield

@@ -121,6 +121,32 @@ class Deadline(keras.callbacks.Callback):
         self._on_stop(self.phase, done, planned)
 
 
+class StopAfter(keras.callbacks.Callback):
+    """End a phase after ``epochs`` of its epochs, as a replayed time-budget plan recorded.
+
+    The phase keeps its planned length (its learning-rate schedule is the
+    recorded run's); only the epochs after the recorded stop are not run.
+    """
+
+    def __init__(self, epochs: int, phase: str, log: Callable[[str], None]) -> None:
+        super().__init__()
+        self.epochs, self.phase, self._log = epochs, phase, log
+        self._first: int | None = None
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if self._first is None:
+            self._first = epoch
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        done = epoch + 1 - (self._first or 0)
+        if done >= self.epochs and epoch < int(self.params.get("epochs", epoch + 1)) - 1:
+            self.model.stop_training = True
+            self._log(
+                f"tlkit: replayed plan: phase {self.phase!r} stops after {done} epochs, "
+                "as in the recorded run"
+            )
+
+
 class TrainingHistory:
     """Per-epoch metrics of a whole schedule, with the phase of each epoch.
 

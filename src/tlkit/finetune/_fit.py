@@ -404,6 +404,9 @@ def _phase_callbacks(
     if deadlines is not None:  # a time budget is on: end the phase before it overruns
         ends, now, on_stop = deadlines
         callbacks.append(cb.Deadline(ends[index], now, phase.name, tuner.log, on_stop))
+    stops = getattr(tuner, "_budget_stops", None)
+    if stops and phase.name in stops:  # a replayed plan: stop where the recorded run stopped
+        callbacks.append(cb.StopAfter(stops[phase.name], phase.name, tuner.log))
     if tuner.resume_dir:
         callbacks.append(
             cb.ResumeCheckpoint(

@@ -427,7 +427,7 @@ class FineTuner:
         *,
         epochs: int | None = None,
         callbacks: Sequence[Any] = (),
-        time_budget: float | str | None = None,
+        time_budget: float | str | Mapping[str, Any] | None = None,
     ) -> TrainingHistory:
         """Run the whole schedule on ``train``, choosing the best epochs on ``val``.
 
@@ -445,10 +445,13 @@ class FineTuner:
             ``FullTraining``).
         callbacks : sequence of keras.callbacks.Callback
             Run in every phase after tlkit's own (they see the ``val_*`` metrics).
-        time_budget : float or str, optional
+        time_budget : float, str or dict, optional
             Seconds (or ``"90s"``, ``"10min"``, ``"1h"``) the whole fit may take: each phase is
             measured on a few batches, then the schedule's epochs are scaled to fit (at least
             one per phase); the plan is logged and kept in ``budget_plan`` (see the guide).
+            Or a ``budget_plan`` an earlier fit recorded (also read back from JSON): the fit
+            replays it, the same epochs and early stops without measuring, so a seeded run
+            is reproducible.
 
         Returns
         -------
@@ -506,6 +509,8 @@ class FineTuner:
     budget_plan: dict[str, Any] | None = None  # the plan of the last fit with a time_budget
     # (deadlines, clock, on_stop) while a fit with a time_budget runs (see _budget.TimeBudget)
     _budget_deadlines: tuple[list[float], Any, Any] | None
+    # {phase: epochs} where a replayed budget plan stops a phase early (see _budget.TimeBudget)
+    _budget_stops: dict[str, int] | None = None
     _resumed = False
     _placeholder_names = False
     _size_given = True
