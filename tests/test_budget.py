@@ -7,6 +7,7 @@ which the end-to-end tests replace with a fake one that ticks once per reading.
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import warnings
 from pathlib import Path
@@ -328,6 +329,53 @@ def test_cli_time_budget(split: Split, tmp_path: Path, monkeypatch, capsys) -> N
     assert seen == {"time_budget": "10min"}
     assert main([*args, str(tmp_path / "m.keras")]) == 1
     assert seen == {"time_budget": None}
+    # a JSON file: a train summary's plan (or the plan itself) is passed on to replay
+    plan = {"phases": [{"phase": "head", "schedule_epochs": 1, "epochs": 3}]}
+    summary = tmp_path / "summary.json"
+    summary.write_text(json.dumps({"model": "m.keras", "time_budget": {"plan": plan}}))
+    assert main([*args, str(tmp_path / "m.keras"), "--time-budget", str(summary)]) == 1
+    assert seen == {"time_budget": plan}
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    assert (
+        main([*args, str(tmp_path / "m.keras"), "--time-budget", str(tmp_path / "plan.json")]) == 1
+    )
+    assert seen == {"time_budget": plan}
+    for bad, why in [
+        ("{x", "not a readable JSON plan"),
+        ('{"model": 1}', "holds no time-budget plan"),
+    ]:
+        (tmp_path / "bad.json").write_text(bad)
+        assert main([*args, "m.keras", "--time-budget", str(tmp_path / "bad.json")]) == 2
+        assert why in capsys.readouterr().err
+    assert main([*args, "m.keras", "--time-budget", str(tmp_path / "none.json")]) == 2
+    assert "not a readable JSON plan" in capsys.readouterr().err
+
+
+def test_cli_train_replays_the_plan_its_summary_recorded(
+    split: Split, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    from tlkit.cli import main
+
+    monkeypatch.setattr(_budget, "measure", lambda *args: [PhaseCost("head", 1, 1.0, 0.0)])
+    monkeypatch.setattr(_budget, "clock", FakeClock())
+    manifest = split.save(Path(split.train.root).parent / "r.split.json")
+    args = ["train", str(manifest), "--backbone", "scratch_cnn", "--weights", "none",
+            "--image-size", str(SIZE), "--schedule", "frozen:1", "--quiet", "-o"]  # fmt: skip
+    assert main([*args, str(tmp_path / "a.keras"), "--time-budget", "20s"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    epochs = first["time_budget"]["epochs"]["head"]
+    assert epochs > 1 and first["time_budget"]["plan"]["phases"][0]["epochs"] == epochs
+    (tmp_path / "first.json").write_text(json.dumps(first))
+
+    def no_measuring(*args):
+        raise AssertionError("a replayed plan measures nothing")
+
+    monkeypatch.setattr(_budget, "measure", no_measuring)
+    assert (
+        main([*args, str(tmp_path / "b.keras"), "--time-budget", str(tmp_path / "first.json")]) == 0
+    )
+    second = json.loads(capsys.readouterr().out)
+    assert second["time_budget"]["replayed"] and second["epochs"] == first["epochs"] == epochs
 
 
 def test_study_profiles_take_a_time_budget_as_an_option() -> None:

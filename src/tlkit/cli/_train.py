@@ -72,9 +72,11 @@ def add_parser(sub: Any) -> None:
         "--time-budget",
         type=_duration,
         default=None,
-        metavar="DURATION",
+        metavar="DURATION|PLAN.json",
         help="finish training within this time, e.g. 90s, 10min, 1h: each phase is measured on "
-        "a few batches, then the schedule's epochs are scaled to fit (at least one per phase)",
+        "a few batches, then the schedule's epochs are scaled to fit (at least one per phase); "
+        "or the JSON summary a budgeted 'tlkit train' printed (its time_budget.plan), whose "
+        "epochs are replayed without measuring, for the same model again",
     )
     p.add_argument(
         "--skip-missing",
@@ -94,15 +96,41 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
-def _duration(text: str) -> str:
-    """``--time-budget``: checked here (a usage error), passed on as written."""
+#: The largest file ``--time-budget PLAN.json`` reads (a plan is a few hundred bytes).
+MAX_PLAN_BYTES = 1 << 20
+
+
+def _duration(text: str) -> str | dict[str, Any]:
+    """``--time-budget``: a duration, checked here (a usage error) and passed on as written,
+    or a ``.json`` file: a recorded plan, or a ``tlkit train`` summary holding one."""
     from tlkit._validation import check_duration
 
+    if text.lower().endswith(".json"):
+        return _recorded_plan(text)
     try:
         check_duration("a time budget", text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
+
+
+def _recorded_plan(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_PLAN_BYTES + 1)
+        if len(data) > MAX_PLAN_BYTES:
+            raise ValueError(f"larger than {MAX_PLAN_BYTES} bytes")
+        doc = json.loads(data.decode("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(f"{path}: not a readable JSON plan ({exc})") from None
+    budget = doc.get("time_budget") if isinstance(doc, dict) else None
+    plan = budget.get("plan") if isinstance(budget, dict) else doc
+    if not isinstance(plan, dict) or "phases" not in plan:
+        raise argparse.ArgumentTypeError(
+            f"{path}: holds no time-budget plan (the JSON summary of a 'tlkit train "
+            "--time-budget' run, or its time_budget.plan)"
+        )
+    return plan
 
 
 def _schedule(text: str | None) -> Any:
@@ -201,9 +229,11 @@ def run(args: argparse.Namespace) -> int:
     }
     if tuner.budget_plan is not None:
         summary["time_budget"] = {
-            "budget_s": tuner.budget_plan["budget_s"],
-            "planned_s": round(tuner.budget_plan["planned_s"], 2),
+            "budget_s": tuner.budget_plan.get("budget_s"),
+            "planned_s": round(float(tuner.budget_plan.get("planned_s") or 0.0), 2),
+            "replayed": bool(tuner.budget_plan.get("replayed")),
             "epochs": {p["phase"]: p["epochs"] for p in tuner.budget_plan["phases"]},
+            "plan": tuner.budget_plan,  # what --time-budget SUMMARY.json replays
         }
     values = getattr(history, "history", {}) or {}
     if values.get("val_balanced_accuracy"):
