@@ -523,3 +523,16 @@ def test_a_plan_for_another_schedule_or_malformed_is_refused_before_training(
     assert exc.value.argument == "time_budget" and getattr(t, "history", None) is None
     # a well-formed plan for this schedule is taken
     _budget.replay_plan(_plan(stopped=[{"phase": "head", "epochs": 1}]), t.phases)
+
+
+def test_cache_fills_count_each_view_of_the_training_images() -> None:
+    """What the plan charges for filling caches: the frozen features once per fit, a
+    boundary cache per phase, training images once per cached view (issue: a head phase
+    with two views was charged for one, ran out of its time and stopped after one epoch)."""
+    head, boundary, images = (
+        {"cached_features": True}, {"cached_boundary": True}, {"cached_features": False},
+    )  # fmt: skip
+    assert _budget.cache_fills([head, boundary], 100, 20, views=2) == [220, 220]
+    assert _budget.cache_fills([head, head, images], 100, 20, views=1) == [120, 0, 0]
+    assert _budget.cache_fills([images, boundary, boundary], 10, 0, views=8) == [0, 80, 80]
+    assert _budget.cache_fills([], 10, 5, views=2) == []

@@ -53,6 +53,7 @@ import keras
 
 from tlkit._validation import check_duration
 from tlkit.errors import InvalidArgumentError, ScheduleError
+from tlkit.finetune._boundary import cached_views
 from tlkit.finetune._data import Data
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -67,6 +68,7 @@ __all__ = [
     "PhaseCost",
     "PhaseTimer",
     "TimeBudget",
+    "cache_fills",
     "measure",
     "phase_costs",
     "plan_epochs",
@@ -416,22 +418,12 @@ def measure(
     # computes them for the rest too, at about the cost of running the backbone on them.
     left_train = len(train) - len(train_probe)
     left_val = 0 if val is None or val_probe is None else len(val) - len(val_probe)
-    views = tuner.augment if callable(getattr(tuner.augment, "view", None)) else None
-    n_views = max(len(views), 1) if views is not None else 1
-    per_image = None
-    feature_s = [0.0] * len(phases)
-    features_done = False
-    for i, entry in enumerate(entries[: len(phases)]):
-        if entry.get("cached_boundary"):
-            images = left_train * n_views + left_val
-        elif entry.get("cached_features") and not features_done:
-            features_done, images = True, left_train + left_val
-        else:
-            continue
-        if images > 0:
-            if per_image is None:
-                per_image = _seconds_per_image(tuner, train, clk)
-            feature_s[i] = per_image * images
+    views = cached_views(tuner.augment)
+    fills = cache_fills(
+        entries[: len(phases)], left_train, left_val, len(views) if views is not None else 1
+    )
+    per_image = _seconds_per_image(tuner, train, clk) if any(fills) else 0.0
+    feature_s = [per_image * images for images in fills]
     val_scale = 1.0 if val is None or val_probe is None else len(val) / max(len(val_probe), 1)
     refill = tuple(  # the few images were cached, all of them will not be
         d is not None and d.is_part and tuner.cache_images_here(len(d)) is None
@@ -451,6 +443,27 @@ class _BatchEnds(keras.callbacks.Callback):
 
     def on_predict_batch_end(self, batch: int, logs: Any = None) -> None:
         self.ends.append(self.clock())
+
+
+def cache_fills(
+    entries: Sequence[dict[str, Any]], train_images: int, val_images: int, views: int
+) -> list[int]:
+    """Images each phase runs through the backbone to fill its caches (from the phase log).
+
+    The frozen phases' feature cache is filled once per fit, by the first phase that
+    uses it; a boundary cache by each phase that uses one. Training images count once
+    per cached view (``views``), validation images once.
+    """
+    fills, features_done = [], False
+    for entry in entries:
+        if entry.get("cached_boundary"):
+            fills.append(train_images * views + val_images)
+        elif entry.get("cached_features") and not features_done:
+            features_done = True
+            fills.append(train_images * views + val_images)
+        else:
+            fills.append(0)
+    return fills
 
 
 def _seconds_per_image(tuner: FineTuner, train: Data, clk: Callable[[], float]) -> float:
