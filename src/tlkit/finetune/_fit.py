@@ -51,14 +51,14 @@ def decide_cache(tuner: FineTuner, train: Data, phases: list[Phase]) -> tuple[bo
             "train is a tf.data.Dataset, which may augment or shuffle on its own: frozen phases "
             "run the backbone every epoch (pass cache_features=True to compute features once)"
         )
-    if tuner.cache_features is True or tuner.augment is None:
-        return True, "frozen phases train the head on backbone features computed once"
     views = cached_views(tuner.augment)
     if views is not None:
         return True, (
             f"frozen phases train the head on backbone features of each of the {len(views)} "
             f"view(s) {views.names}, computed once (each epoch draws one view per image)"
         )
+    if tuner.cache_features is True or tuner.augment is None:
+        return True, "frozen phases train the head on backbone features computed once"
     if any(not p.frozen for p in phases):
         return True, (
             "frozen phases train the head on features of unaugmented images computed once; "
