@@ -266,3 +266,82 @@ def test_a_frozen_epoch_on_cached_view_features_equals_one_on_the_viewed_images(
     viewed = _Context(cached, train, None, Views(["hflip"]), False, 3).features("train")
     plain = _Context(cached, train, None, None, False, 3).features("train")
     assert np.abs(viewed - plain).max() > 100 * 1e-5
+
+
+def _head_then_top_two(split: Split, views: Views | None) -> FineTuner:
+    t = FineTuner(
+        tiny_backbone(), schedule=schedules.FreezeThenUnfreeze(1, 1, unfreeze=2, warmup=0.0),
+        augment=views, seed=0, verbose=0, batch_size=64, dropout=0.0, restore_best=False,
+        cache_images=None,
+    )  # fmt: skip
+    t.fit(split.train, split.val)
+    return t
+
+
+def test_frozen_features_and_the_next_boundary_cache_come_from_one_pass(
+    split: Split, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Head epochs then the top groups: the frozen part runs once per image and view.
+
+    The head's features are the layers above the cut applied to the boundary cache,
+    and the fit gives the weights of the two-pass path (float32 cache).
+    """
+    from tlkit.finetune import _fit
+
+    views = Views("flip")
+    monkeypatch.setattr(_boundary, "CACHE_DTYPE", np.float32)
+    passes: list[tuple[str, int]] = []
+    real_fill = _boundary.fill_views
+
+    def counting_fill(array, model, tuner, data, views_):  # type: ignore[no-untyped-def]
+        passes.append((model.name, len(array)))
+        return real_fill(array, model, tuner, data, views_)
+
+    monkeypatch.setattr(_boundary, "fill_views", counting_fill)
+    monkeypatch.setattr(_fit, "fill_views", counting_fill)
+    with caplog.at_level(logging.INFO, logger="tlkit.finetune"):
+        one = _head_then_top_two(split, views)
+    n, m, v = len(split.train), len(split.val), len(views)
+    below = [name for name, _ in passes]
+    assert passes == [(below[0], n * v), (below[0], m)] and below[0].endswith("_below_cut")
+    assert one.phase_log[1]["cached_boundary"] and one.phase_log[1]["cached_boundary_shared"]
+    assert "filled with the frozen phases' features" in caplog.text
+    # the same fit with the two passes (features from images, then the boundary)
+    passes.clear()
+    monkeypatch.setattr(_fit, "shared_cut", lambda *a: None)
+    two = _head_then_top_two(split, views)
+    # the backbone on the training views, then the boundary's two fills
+    assert [name.endswith("_below_cut") for name, _ in passes] == [False, True, True]
+    assert not two.phase_log[1]["cached_boundary_shared"]
+    assert max_diff(one, two) < 1e-4
+    assert np.allclose(one.history.history["loss"], two.history.history["loss"], atol=1e-4)
+
+
+def test_a_shared_boundary_cache_whose_phase_never_runs_is_closed(
+    split: Split, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tlkit.finetune._fit import _Context
+
+    monkeypatch.setattr(_boundary, "CACHE_DTYPE", np.float32)
+    t = FineTuner(tiny_backbone(), class_names=split.class_names, verbose=0, batch_size=8,
+                  schedule=schedules.FreezeThenUnfreeze(1, 1, unfreeze=2))  # fmt: skip
+    t.build()
+    train = as_data(split.train, "train")
+    ctx = _Context(t, train, None, None, False, len(split.class_names))
+    ctx.shared = _boundary.shared_cut(t, t.phases, train, None)
+    assert ctx.shared is not None and ctx.shared[0] == 1
+    features = ctx.features("train")
+    x = np.concatenate([b[0] for b in split.train.to_dataset((SIZE, SIZE), batch_size=8,
+                                                              shuffle=False)])  # fmt: skip
+    np.testing.assert_allclose(features, t.backbone.model.predict_on_batch(x), atol=1e-5)
+    stores = list(ctx._boundary.stores)  # type: ignore[union-attr]
+    assert all(s.array is not None for s in stores)
+    assert ctx.take_boundary(0) is None  # only its own phase takes it
+    ctx.close()
+    assert all(s.array is None for s in stores)
+    # no cut to share: every group trains, or a frozen phase does not come first
+    assert _boundary.shared_cut(t, [t.phases[1]], train, None) is None
+    full = FineTuner(tiny_backbone(), class_names=split.class_names, verbose=0,
+                     schedule=schedules.FreezeThenUnfreeze(1, 1, unfreeze="all"))  # fmt: skip
+    full.build()
+    assert _boundary.shared_cut(full, full.phases, train, None) is None

@@ -536,3 +536,7 @@ def test_cache_fills_count_each_view_of_the_training_images() -> None:
     assert _budget.cache_fills([head, head, images], 100, 20, views=1) == [120, 0, 0]
     assert _budget.cache_fills([images, boundary, boundary], 10, 0, views=8) == [0, 80, 80]
     assert _budget.cache_fills([], 10, 5, views=2) == []
+    # a boundary cache filled in the frozen phases' pass costs its phase nothing more
+    shared = {"cached_boundary": True, "cached_boundary_shared": True}
+    assert _budget.cache_fills([head, shared], 100, 20, views=2) == [220, 0]
+    assert _budget.cache_fills([head, shared, boundary], 100, 20, views=2) == [220, 0, 220]

@@ -40,10 +40,13 @@ __all__ = [
     "CACHE_DTYPE",
     "BoundaryPhase",
     "Cut",
+    "Overflow",
     "cached_views",
     "fill_views",
     "find_cut",
     "plan_boundary",
+    "predict_rows",
+    "shared_cut",
     "view_batches",
 ]
 
@@ -170,8 +173,8 @@ class FeatureStore:
             self.folder = None
 
 
-class _Overflow(Exception):
-    pass
+class Overflow(Exception):
+    """A cached output is not finite in the cache's type (float16 overflows where float32 does not)."""
 
 
 def _images(tuner: FineTuner, data: Data) -> Any:
@@ -184,7 +187,7 @@ def fill_views(array: Any, model: Any, tuner: FineTuner, data: Data, views: Any)
     """Row ``v * n + i`` of ``array`` gets ``model``'s output for image ``i`` under view ``v``.
 
     ``views`` is a :class:`~tlkit.augment.Views` set or None (one row per image).
-    Raises ``_Overflow`` when an output is not finite once stored in ``array``'s
+    Raises ``Overflow`` when an output is not finite once stored in ``array``'s
     type (float16 overflows where float32 does not).
     """
     n = len(data)
@@ -196,11 +199,11 @@ def fill_views(array: Any, model: Any, tuner: FineTuner, data: Data, views: Any)
             xv = x if views is None else np.asarray(views.view(x, v))
             out = np.asarray(model.predict_on_batch(xv)).astype(array.dtype)
             if not np.isfinite(out).all():
-                raise _Overflow
+                raise Overflow
             array[v * n + start : v * n + start + len(x)] = out
         start += len(x)
     if start != n:
-        raise _Overflow  # pragma: no cover - a dataset that changed length between passes
+        raise Overflow  # pragma: no cover - a dataset that changed length between passes
 
 
 def view_batches(
@@ -238,6 +241,8 @@ class BoundaryPhase:
 
     def __init__(self, tuner: FineTuner, cut: Cut, train: Data, val: Data | None, views: Any):
         self.tuner, self.cut, self.views = tuner, cut, views
+        #: filled before its phase, with the frozen phases' features (see :func:`shared_cut`)
+        self.shared = False
         self.n_views = len(views) if views is not None else 1
         self.labels = train.labels().astype(np.int32)
         budget = tuner.memory_budget_mb * 2**20
@@ -282,16 +287,7 @@ class BoundaryPhase:
         if self.val is None:  # pragma: no cover - asked for only in a fit with validation data
             raise RuntimeError("this phase has no validation features; please report this")
         array, bs = self.val.array, self.tuner.batch_size
-
-        def probabilities() -> np.ndarray:
-            return np.concatenate(
-                [
-                    np.asarray(model.predict_on_batch(array[i : i + bs].astype(np.float32)))
-                    for i in range(0, len(array), bs)
-                ]
-            )
-
-        return probabilities
+        return lambda: predict_rows(model, array, bs)
 
     def close(self) -> None:
         """Free the memory and remove any memory-mapped file."""
@@ -328,32 +324,77 @@ def _why_not(tuner: FineTuner, train: Data, aug: Any) -> str | None:
     return None
 
 
+def shared_cut(
+    tuner: FineTuner, phases: list[Phase], train: Data, aug: Any
+) -> tuple[int, Cut] | None:
+    """The first phase that trains some groups and its cut, when frozen phases come before it.
+
+    Those frozen phases need the backbone's features of every image (and view);
+    the phase after them, the output of the frozen part below its cut. Both come
+    from one pass: the boundary cache is filled first and the features are
+    computed from it by the layers above the cut (:func:`predict_rows`), so the
+    frozen part runs once per image and view instead of twice. None when the
+    phase cannot use a boundary cache (it trains every group, random
+    augmentation, no single-tensor cut).
+    """
+    first = next((i for i, p in enumerate(phases) if not p.frozen), None)
+    if first is None or first == 0:
+        return None
+    k = phases[first].unfrozen
+    if not 0 < k < len(tuner.backbone.layer_groups) or _why_not(tuner, train, aug) is not None:
+        return None
+    cut = find_cut(tuner.backbone, k)
+    return None if isinstance(cut, str) else (first, cut)
+
+
+def predict_rows(model: Any, array: Any, batch_size: int) -> np.ndarray:
+    """``model``'s outputs for the cached rows of ``array`` (float16 or float32), batch by batch.
+
+    With ``cut.top`` as the model: the backbone's pooled features of boundary rows.
+    """
+    return np.concatenate(
+        [
+            np.asarray(model.predict_on_batch(array[i : i + batch_size].astype(np.float32)))
+            for i in range(0, len(array), batch_size)
+        ]
+    )
+
+
 def plan_boundary(
-    tuner: FineTuner, index: int, phase: Phase, train: Data, val: Data | None, aug: Any
-) -> BoundaryPhase | None:
-    """The boundary cache for a phase that trains some (not all) groups, or None (logged)."""
+    tuner: FineTuner, index: int, phase: Phase, train: Data, val: Data | None, aug: Any,
+    filled: BoundaryPhase | None = None,
+) -> BoundaryPhase | None:  # fmt: skip
+    """The boundary cache for a phase that trains some (not all) groups, or None (logged).
+
+    ``filled``: the cache the frozen phases before this one filled (:func:`shared_cut`).
+    """
     number = f"phase {index + 1} ({phase.name!r})"
-    why = _why_not(tuner, train, aug)
-    cut = find_cut(tuner.backbone, phase.unfrozen) if why is None else why
-    if isinstance(cut, str):
-        if 0 < phase.unfrozen < len(tuner.backbone.layer_groups) or why is not None:
-            tuner.log(f"tlkit: {number} trains on images: {cut}")
-        return None
-    views = cached_views(aug)
-    try:
-        boundary = BoundaryPhase(tuner, cut, train, val, views)
-    except _Overflow:
-        tuner.log(
-            f"tlkit: {number} trains on images: boundary features overflow "
-            f"{np.dtype(CACHE_DTYPE).name}"
-        )
-        return None
+    if filled is not None:
+        boundary, cut, views = filled, filled.cut, filled.views
+    else:
+        why = _why_not(tuner, train, aug)
+        found = find_cut(tuner.backbone, phase.unfrozen) if why is None else why
+        if isinstance(found, str):
+            if 0 < phase.unfrozen < len(tuner.backbone.layer_groups) or why is not None:
+                tuner.log(f"tlkit: {number} trains on images: {found}")
+            return None
+        cut, views = found, cached_views(aug)
+        try:
+            boundary = BoundaryPhase(tuner, cut, train, val, views)
+        except Overflow:
+            tuner.log(
+                f"tlkit: {number} trains on images: boundary features overflow "
+                f"{np.dtype(CACHE_DTYPE).name}"
+            )
+            return None
     groups = tuner.backbone.layer_groups[len(tuner.backbone.layer_groups) - phase.unfrozen :]
     where = {s.where for s in boundary.stores}
     tuner.log(
         f"tlkit: {number} trains groups {', '.join(g.name for g in groups)} on cached boundary "
         f"features ({cut.where}, shape {cut.shape}"
         + (f", {boundary.n_views} view{'s' * (boundary.n_views > 1)}" if views is not None else "")
-        + f"; {boundary.nbytes / 2**20:.1f} MB, {' and '.join(sorted(where))})"
+        + f"; {boundary.nbytes / 2**20:.1f} MB, {' and '.join(sorted(where))}"
+        + ("; filled with the frozen phases' features" if boundary.shared else "")
+        + ")"
     )
     return boundary

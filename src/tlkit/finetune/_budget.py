@@ -451,12 +451,13 @@ def cache_fills(
     """Images each phase runs through the backbone to fill its caches (from the phase log).
 
     The frozen phases' feature cache is filled once per fit, by the first phase that
-    uses it; a boundary cache by each phase that uses one. Training images count once
+    uses it; a boundary cache by each phase that uses one, unless it was filled in
+    the same pass as the frozen phases' features (``cached_boundary_shared``). Training images count once
     per cached view (``views``), validation images once.
     """
     fills, features_done = [], False
     for entry in entries:
-        if entry.get("cached_boundary"):
+        if entry.get("cached_boundary") and not entry.get("cached_boundary_shared"):
             fills.append(train_images * views + val_images)
         elif entry.get("cached_features") and not features_done:
             features_done = True

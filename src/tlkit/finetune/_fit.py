@@ -10,7 +10,17 @@ import numpy as np
 from tlkit.errors import ScheduleError
 from tlkit.finetune import _callbacks as cb
 from tlkit.finetune import _saving
-from tlkit.finetune._boundary import cached_views, fill_views, plan_boundary, view_batches
+from tlkit.finetune._boundary import (
+    BoundaryPhase,
+    Cut,
+    Overflow,
+    cached_views,
+    fill_views,
+    plan_boundary,
+    predict_rows,
+    shared_cut,
+    view_batches,
+)
 from tlkit.finetune._data import Data
 from tlkit.finetune._devices import strategy_scope
 from tlkit.finetune._model import head_model
@@ -90,26 +100,31 @@ def run_schedule(
     history = state["history"] if state else cb.TrainingHistory()
     tuner._resumed = state is not None
     ctx = _Context(tuner, train, val, aug, onehot, k)
+    if cache:
+        ctx.shared = shared_cut(tuner, phases, train, aug)
     restore = state  # optimizer state goes back in at the first phase that runs
     best: tuple[float, int, list[Any]] | None = None  # (score, epoch, weights) over all phases
-    for index, phase in enumerate(phases):
-        done_in_phase = 0
-        if state is not None:
-            if index < state["phase_index"] or (
-                index == state["phase_index"] and state["phase_done"]
-            ):
-                continue
-            if index == state["phase_index"]:
-                done_in_phase = state["epochs_in_phase"]
-        _run_phase(
-            ctx, index, phase, cache and phase.frozen, done_in_phase, history,
-            class_weight, user_callbacks, restore,
-        )  # fmt: skip
-        restore = None
-        best = _keep_best(tuner, history, phase, best, last=index == len(phases) - 1)
-        tuner.progress = {"phases_done": index + 1, "epochs_done": len(history)}
-        if tuner.resume_dir:
-            _save_state(tuner, train, index, phase.epochs, True, history)
+    try:
+        for index, phase in enumerate(phases):
+            done_in_phase = 0
+            if state is not None:
+                if index < state["phase_index"] or (
+                    index == state["phase_index"] and state["phase_done"]
+                ):
+                    continue
+                if index == state["phase_index"]:
+                    done_in_phase = state["epochs_in_phase"]
+            _run_phase(
+                ctx, index, phase, cache and phase.frozen, done_in_phase, history,
+                class_weight, user_callbacks, restore,
+            )  # fmt: skip
+            restore = None
+            best = _keep_best(tuner, history, phase, best, last=index == len(phases) - 1)
+            tuner.progress = {"phases_done": index + 1, "epochs_done": len(history)}
+            if tuner.resume_dir:
+                _save_state(tuner, train, index, phase.epochs, True, history)
+    finally:
+        ctx.close()
     return history
 
 
@@ -161,6 +176,9 @@ class _Context:
             tuner, train, val, aug, onehot, k,
         )  # fmt: skip
         self._features: dict[str, np.ndarray] = {}
+        #: (index, cut) of a later phase whose boundary cache the frozen phases fill
+        self.shared: tuple[int, Cut] | None = None
+        self._boundary: BoundaryPhase | None = None
         self._val_images: Any = None
         # Built once per fit and shared by the phases: building the decode stage costs a
         # trace of its graph functions, and a fresh dataset would refill its memory cache.
@@ -181,10 +199,52 @@ class _Context:
             raise RuntimeError("this fit has no validation data; please report this")
         return self.val
 
+    def _shared_boundary(self) -> BoundaryPhase | None:
+        """The later phase's boundary cache, filled on first use (None: features from images)."""
+        if self.shared is not None and self._boundary is None:
+            index, cut = self.shared
+            try:
+                self._boundary = BoundaryPhase(
+                    self.tuner, cut, self.train, self.val, cached_views(self.aug)
+                )
+            except Overflow:
+                self.tuner.log(
+                    "tlkit: boundary features overflow the cache's float type: frozen phases "
+                    "compute features from images"
+                )
+                self.shared = None
+                return None
+            self._boundary.shared = True
+            self.tuner.log(
+                f"tlkit: computing the {cut.where} boundary features once, for phase {index + 1} "
+                "and, from them, the backbone features for the frozen phases before it"
+            )
+        return self._boundary
+
+    def take_boundary(self, index: int) -> BoundaryPhase | None:
+        """The boundary cache filled for phase ``index``, handed over (the phase closes it)."""
+        if self.shared is None or self.shared[0] != index:
+            return None
+        boundary, self._boundary = self._boundary, None
+        return boundary
+
+    def close(self) -> None:
+        if self._boundary is not None:  # filled, but its phase did not run (resumed, stopped)
+            self._boundary.close()
+            self._boundary = None
+
     def features(self, which: str) -> np.ndarray:
         if which not in self._features:
             data = self.train if which == "train" else self._val_data()
             t = self.tuner
+            boundary = self._shared_boundary()
+            if boundary is not None:
+                store = boundary.train if which == "train" else boundary.val
+                if store is not None:
+                    self._features[which] = predict_rows(
+                        boundary.cut.top, store.array, t.batch_size
+                    )
+                    return self._features[which]
             t.log(f"tlkit: computing backbone features of the {which} images once")
             views = cached_views(self.aug) if which == "train" else None
             if views is not None:  # one row per image and view (row v * n + i)
@@ -309,7 +369,9 @@ def _phase_model(ctx: _Context, index: int, phase: Phase, cached: bool) -> tuple
     net = tuner.model
     boundary = None
     if not cached and not phase.frozen:  # the top groups train: cache below them if possible
-        boundary = plan_boundary(tuner, index, phase, ctx.train, ctx.val, ctx.aug)
+        boundary = plan_boundary(
+            tuner, index, phase, ctx.train, ctx.val, ctx.aug, filled=ctx.take_boundary(index)
+        )
     if cached:
         model = head_model(tuner.backbone.feature_dim, tuner._head_layers)
         ds = ctx.train_features()
@@ -357,6 +419,8 @@ def _log_phase(
             "trainable_params": trainable,
             "cached_features": cached,
             "cached_boundary": boundary is not None,
+            # filled in the same pass as the frozen phases' features: no fill of its own
+            "cached_boundary_shared": boundary is not None and boundary.shared,
             # the configured peak of each group, not the first warm-up step's fraction of it
             "learning_rates": {
                 g: float(np.asarray(tuner._rates[g].peak)) for g, _, _ in optimizer.groups
