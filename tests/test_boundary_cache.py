@@ -179,6 +179,15 @@ def test_random_augmentation_stays_on_images(
         light = AugmentationPipeline.preset("light", seed=0)
         assert _boundary.plan_boundary(t, 0, phase, as_data(split.train, "t"), None, light) is None
     assert "random augmentation runs on images" in caplog.text
+    # a phase that trains every group has no boundary to cache: nothing said about one
+    caplog.clear()
+    everything = schedules.FullTraining(1).phases(len(t.backbone.layer_groups))[0]
+    with caplog.at_level(logging.INFO, logger="tlkit.finetune"):
+        assert (
+            _boundary.plan_boundary(t, 0, everything, as_data(split.train, "t"), None, light)
+            is None
+        )
+    assert "trains on images" not in caplog.text
 
 
 def test_features_cached_per_view_equal_the_bottom_on_that_view(

@@ -375,7 +375,7 @@ def plan_boundary(
         why = _why_not(tuner, train, aug)
         found = find_cut(tuner.backbone, phase.unfrozen) if why is None else why
         if isinstance(found, str):
-            if 0 < phase.unfrozen < len(tuner.backbone.layer_groups) or why is not None:
+            if 0 < phase.unfrozen < len(tuner.backbone.layer_groups):  # else no cache applies
                 tuner.log(f"tlkit: {number} trains on images: {found}")
             return None
         cut, views = found, cached_views(aug)

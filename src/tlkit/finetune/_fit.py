@@ -216,8 +216,8 @@ class _Context:
                 return None
             self._boundary.shared = True
             self.tuner.log(
-                f"tlkit: computing the {cut.where} boundary features once, for phase {index + 1} "
-                "and, from them, the backbone features for the frozen phases before it"
+                f"tlkit: computing the boundary features ({cut.where}) once, for phase "
+                f"{index + 1}, and from them the backbone features of the frozen phases before it"
             )
         return self._boundary
 
