@@ -32,11 +32,16 @@ from importlib import metadata
 from pathlib import Path
 
 PROFILES = {
-    # image size, pretrained schedule (head epochs, finetune epochs, groups), scratch epochs, augmentation,
-    # time budget of each model's fit (None: the schedule's epochs as given; "10min": scaled to fit)
-    "smoke": {"size": 64, "head": 1, "finetune": 1, "unfreeze": 1, "scratch": 2, "aug": "light", "time_budget": None},
-    "default": {"size": 160, "head": 30, "finetune": 8, "unfreeze": "all", "scratch": 20, "aug": "light", "time_budget": "4min"},
-    "full": {"size": 224, "head": 40, "finetune": 20, "unfreeze": "all", "scratch": 60, "aug": "light", "time_budget": None},
+    # pretrained: image size, schedule (head epochs, finetune epochs, groups), augmentation (a preset,
+    # or views:SET, a finite set of views the caches hold); the scratch CNN: its image size, epochs
+    # and augmentation; the time budget of each model's fit (None: the schedule's epochs as given)
+    "smoke": {"size": 64, "head": 1, "finetune": 1, "unfreeze": 1, "aug": "light",
+              "scratch_size": 64, "scratch": 2, "scratch_aug": "light", "time_budget": None},
+    # chosen on validation among equal-time recipes (docs: benchmarks page, "Recipes tried since")
+    "default": {"size": 224, "head": 30, "finetune": 15, "unfreeze": 2, "aug": "views:flip",
+                "scratch_size": 160, "scratch": 20, "scratch_aug": "light", "time_budget": "4min"},
+    "full": {"size": 224, "head": 40, "finetune": 20, "unfreeze": "all", "aug": "light",
+             "scratch_size": 224, "scratch": 60, "scratch_aug": "light", "time_budget": None},
 }  # fmt: skip
 FALLBACK = "efficientnet_lite0"
 
@@ -82,10 +87,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--profile",
         choices=sorted(PROFILES),
         default="default",
-        help="default: aims at 15 minutes on 2 quiet CPU cores (18 CPU-minutes measured on "
-        "ELPV); full: 224 px and longer fine-tuning; smoke: tiny generated data, for tests",
+        help="default: 4 minutes for each model's fit (the pretrained one at 224 px, its top two "
+        "layer groups fine-tuned on cached features, flip views); full: 224 px, every group "
+        "fine-tuned, no time budget; smoke: tiny generated data, for tests",
     )
-    p.add_argument("--image-size", type=int, help="override the profile's image size")
+    p.add_argument(
+        "--image-size", type=int, help="override the profile's image size (of both models)"
+    )
     p.add_argument(
         "--time-budget",
         type=time_budget,
@@ -166,9 +174,19 @@ def load_split(args: argparse.Namespace, work: Path):
     return splitter.split_samples(pairs, class_names=names)
 
 
+def augmentation(name: str, seed: int):
+    """A preset's fresh layers, or for ``views:SET`` a finite :class:`~tlkit.augment.Views` set."""
+    from tlkit import AugmentationPipeline
+    from tlkit.augment import Views
+
+    if name.startswith("views:"):
+        return Views(name.removeprefix("views:"), seed=seed)
+    return AugmentationPipeline.preset(name, seed=seed)
+
+
 def pretrained_settings(args: argparse.Namespace, split, profile: dict, size: int) -> dict:
     """FineTuner arguments of the pretrained recipe (fresh augmentation layers each call)."""
-    from tlkit import AugmentationPipeline, schedules
+    from tlkit import schedules
 
     schedule = schedules.FreezeThenUnfreeze(
         head_epochs=profile["head"],
@@ -182,7 +200,7 @@ def pretrained_settings(args: argparse.Namespace, split, profile: dict, size: in
         "class_names": split.class_names,
         "image_size": size,
         "schedule": schedule,
-        "augment": AugmentationPipeline.preset(profile["aug"], seed=args.seed),
+        "augment": augmentation(profile["aug"], args.seed),
         "class_weight": "sqrt",
         "learning_rate": 3e-3,
         "seed": args.seed,
@@ -263,15 +281,18 @@ def run(args: argparse.Namespace) -> int:
     budget = len(tuner.history)
     epochs = profile["scratch"] if args.profile != "smoke" else 2
     plan = f"{epochs} epochs" + (f" scaled to {time_limit}" if time_limit else "")
-    print(f"\n== 3/4 CNN from scratch ({plan}; the pretrained model ran {budget})")
+    scratch_size = args.image_size or profile["scratch_size"]
+    print(
+        f"\n== 3/4 CNN from scratch ({scratch_size} px, {plan}; the pretrained model ran {budget})"
+    )
 
     def make_scratch() -> FineTuner:
         return FineTuner.scratch_cnn(
             class_names=split.class_names,
-            image_size=size,
+            image_size=scratch_size,
             epochs=epochs,
             seed=args.seed,
-            augment=pretrained_settings(args, split, profile, size)["augment"],
+            augment=augmentation(profile["scratch_aug"], args.seed),
             class_weight="sqrt",
             verbose=2 if args.profile != "smoke" else 0,
         )

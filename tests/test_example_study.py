@@ -105,7 +105,7 @@ def test_replay_trains_the_epochs_a_run_json_recorded(tmp_path: Path) -> None:
         "--replay", str(recorded),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "(2 epochs; the pretrained model ran 3)" in proc.stdout
+    assert "(64 px, 2 epochs; the pretrained model ran 3)" in proc.stdout
     again = json.loads((out / "run.json").read_text())["budget_plans"]
     assert again["efficientnet_lite0"]["replayed"] is True
     assert again["cnn_from_scratch"]["stopped"] == [{"phase": "full", "epochs": 1}]
