@@ -162,6 +162,22 @@ def test_no_single_crossing_tensor_falls_back_to_images_and_says_why(
             _boundary.plan_boundary(t, 0, phase, as_data(split.train, "train"), None, None) is None
         )
     assert "trains on images: no single tensor separates the frozen layers" in caplog.text
+    assert "from group 'high' (more than one crosses the boundary)" in caplog.text
+
+
+def test_nothing_to_cache_below_a_group_without_weights_below_it() -> None:
+    """A cut with no weights under it would save nothing: the reason names the group."""
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Rescaling(1 / 255, name="low_scale")(inputs)
+    x = keras.layers.Conv2D(2, 3, name="high_c")(x)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    groups = [LayerGroup("low", (model.get_layer("low_scale"),)),
+              LayerGroup("high", (model.get_layer("high_c"),))]  # fmt: skip
+    cfg = BackboneConfig("flat", "Flat", (SIZE, SIZE), "none", "none", "none", "n/a")
+    bb = Backbone(model, cfg, image_size=(SIZE, SIZE), feature_dim=2, layer_groups=groups)
+    assert _boundary.find_cut(bb, 1) == (
+        "nothing with weights lies below group 'high': nothing to save"
+    )
 
 
 def test_random_augmentation_stays_on_images(
@@ -348,6 +364,11 @@ def test_a_shared_boundary_cache_whose_phase_never_runs_is_closed(
     assert ctx.take_boundary(0) is None  # only its own phase takes it
     ctx.close()
     assert all(s.array is None for s in stores)
+    one = FineTuner(tiny_backbone(), class_names=split.class_names, verbose=0,
+                    schedule=schedules.FreezeThenUnfreeze(1, 1, unfreeze=1))  # fmt: skip
+    one.build()
+    shared_one = _boundary.shared_cut(one, one.phases, train, None)
+    assert shared_one is not None and shared_one[1].where == "output of 'block2_pool'"
     # no cut to share: every group trains, or a frozen phase does not come first
     assert _boundary.shared_cut(t, [t.phases[1]], train, None) is None
     full = FineTuner(tiny_backbone(), class_names=split.class_names, verbose=0,

@@ -131,6 +131,12 @@ TARGETS = [
         pytest_args=("-k", "not auto_executor and not process_executor"),
     ),
     Target(
+        "boundary",
+        "finetune/_boundary.py",
+        ("find_cut", "view_batches", "shared_cut", "predict_rows", "fill_views"),
+        ("tests/test_boundary_cache.py",),
+    ),
+    Target(
         "split_load",
         "data/_split.py",
         ("Split.load", "_leaks_and_edits", "_load_warnings", "_leaks", "_check_file"),
