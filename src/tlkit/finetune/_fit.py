@@ -203,6 +203,10 @@ class _Context:
         """The later phase's boundary cache, filled on first use (None: features from images)."""
         if self.shared is not None and self._boundary is None:
             index, cut = self.shared
+            self.tuner.log(  # before the pass, which is the longest wait of a short fit
+                f"tlkit: computing the boundary features ({cut.where}) once, for phase "
+                f"{index + 1}, and from them the backbone features of the frozen phases before it"
+            )
             try:
                 self._boundary = BoundaryPhase(
                     self.tuner, cut, self.train, self.val, cached_views(self.aug)
@@ -215,10 +219,6 @@ class _Context:
                 self.shared = None
                 return None
             self._boundary.shared = True
-            self.tuner.log(
-                f"tlkit: computing the boundary features ({cut.where}) once, for phase "
-                f"{index + 1}, and from them the backbone features of the frozen phases before it"
-            )
         return self._boundary
 
     def take_boundary(self, index: int) -> BoundaryPhase | None:
