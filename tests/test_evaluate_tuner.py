@@ -5,8 +5,6 @@ The scratch CNN at 32 px with one frozen-backbone epoch keeps each fit to about 
 
 from __future__ import annotations
 
-import argparse
-import inspect
 import json
 from pathlib import Path
 
@@ -16,7 +14,6 @@ import pytest
 from tlkit import DatasetSplitter, FineTuner, schedules
 from tlkit.backbones import get_backbone
 from tlkit.cli import main
-from tlkit.cli._common import UsageError
 from tlkit.datasets import make_synthetic_dataset
 from tlkit.evaluate import cross_validate
 
@@ -102,13 +99,29 @@ def test_cli_cv_refuses_bad_flags_before_training(root: Path, tmp_path: Path, ca
     assert "--image-size must be at least 32" in err and "gone" in err and "nope" in err
 
 
-def test_time_budget_flag_passes_through_when_fit_takes_it() -> None:
+def test_recipe_flags_reach_fit_and_every_command_shares_them(tmp_path: Path) -> None:
+    from tlkit.cli import build_parser
     from tlkit.cli._recipe import fit_kwargs
 
-    args = argparse.Namespace(epochs=3, time_budget=60.0)
-    if "time_budget" in inspect.signature(FineTuner.fit).parameters:
-        assert fit_kwargs(args) == {"epochs": 3, "time_budget": 60.0}
-    else:
-        with pytest.raises(UsageError, match="--time-budget needs"):
-            fit_kwargs(args)
-    assert fit_kwargs(argparse.Namespace(epochs=None, time_budget=None)) == {}
+    parse = build_parser().parse_args
+    args = parse(["cv", "x", "-o", "y", "--epochs", "3", "--time-budget", "10min"])
+    assert fit_kwargs(args) == {"epochs": 3, "time_budget": "10min"}
+    assert fit_kwargs(parse(["learning-curve", "s.json", "-o", "y"])) == {}
+    plan = {"phases": [{"phase": "head", "epochs": 2}], "budget_s": 60}
+    (tmp_path / "run.json").write_text(json.dumps({"time_budget": {"plan": plan}}))
+    args = parse(
+        ["learning-curve", "s.json", "-o", "y", "--time-budget", str(tmp_path / "run.json")]
+    )
+    assert fit_kwargs(args) == {"time_budget": plan}
+    recipe = ["--backbone", "scratch_cnn", "--image-size", "40", "--augment", "light",
+              "--batch-size", "8", "--learning-rate", "0.01", "--class-weight", "sqrt",
+              "--schedule", "frozen:3", "--weights", "none", "--quiet"]  # fmt: skip
+    seen = [
+        vars(parse([*cmd, *recipe]))
+        for cmd in (["train", "s.json", "-o", "m.keras"], ["cv", "x", "-o", "y"],
+                    ["learning-curve", "s.json", "-o", "y"])
+    ]  # fmt: skip
+    keys = ("backbone", "image_size", "augment", "batch_size", "learning_rate", "class_weight",
+            "schedule", "weights", "quiet")  # fmt: skip
+    assert all({k: s[k] for k in keys} == {k: seen[0][k] for k in keys} for s in seen)
+    assert "epochs" not in seen[0] and seen[1]["epochs"] is None

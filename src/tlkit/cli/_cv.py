@@ -64,7 +64,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--name", default="cv", help="row name in the report (default cv)")
     p.add_argument("-o", "--out", type=Path, required=True, help="output folder (created)")
-    add_recipe_args(p)
+    add_recipe_args(p, epochs=True)
     add_manifest_args(p)
     p.set_defaults(run=run)
 

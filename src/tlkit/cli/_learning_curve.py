@@ -68,7 +68,7 @@ def add_parser(sub: Any) -> None:
         help="leave out manifest files that are missing or changed instead of failing",
     )
     p.add_argument("-o", "--out", type=Path, required=True, help="output folder (created)")
-    add_recipe_args(p)
+    add_recipe_args(p, epochs=True)
     add_manifest_args(p)
     p.set_defaults(run=run)
 

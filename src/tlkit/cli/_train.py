@@ -10,8 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tlkit.cli._common import UsageError, add_command, add_image_size, check_backbone, log
+from tlkit.cli._common import UsageError, add_command, log
 from tlkit.cli._model import add_manifest_args
+from tlkit.cli._recipe import add_recipe_args, check_recipe, tuner_options
 
 #: Library argument values that are a flag of this command (see tlkit.cli._common.as_flags).
 FLAG_VALUES = {("on_mismatch", "skip"): "--skip-missing"}
@@ -40,44 +41,9 @@ def add_parser(sub: Any) -> None:
         ],
     )
     p.add_argument("split", type=Path, metavar="SPLIT.json", help="split manifest (tlkit split)")
-    p.add_argument(
-        "--backbone",
-        default="efficientnet_lite2",
-        help="registry name (see tlkit backbones; default efficientnet_lite2)",
-    )
-    p.add_argument(
-        "--schedule",
-        default=None,
-        help="e.g. freeze_then_unfreeze:5,10,3 or frozen:20 or schedule.json "
-        "(default: FineTuner's)",
-    )
     p.add_argument("-o", "--out", type=Path, required=True, help="model file to write (.keras)")
-    add_image_size(p, "pixels, at least 32 (default: the backbone's)")
-    p.add_argument(
-        "--weights",
-        default="imagenet",
-        help="'imagenet' (default), 'none' (random) or a weights file",
-    )
-    p.add_argument("--augment", default=None, help="augmentation preset: light, standard, heavy")
-    p.add_argument("--batch-size", type=int, default=32, help="(default 32)")
-    p.add_argument("--learning-rate", type=float, default=None, help="(default: the optimizer's)")
-    p.add_argument(
-        "--class-weight",
-        default=None,
-        choices=["balanced", "sqrt"],
-        help="weight the loss against class imbalance",
-    )
+    add_recipe_args(p)
     p.add_argument("--seed", type=int, default=0, help="seed of everything (default 0)")
-    p.add_argument(
-        "--time-budget",
-        type=_duration,
-        default=None,
-        metavar="DURATION|PLAN.json",
-        help="finish training within this time, e.g. 90s, 10min, 1h: each phase is measured on "
-        "a few batches, then the schedule's epochs are scaled to fit (at least one per phase); "
-        "or the JSON summary a budgeted 'tlkit train' printed (its time_budget.plan), whose "
-        "epochs are replayed without measuring, for the same model again",
-    )
     p.add_argument(
         "--skip-missing",
         action="store_true",
@@ -92,59 +58,7 @@ def add_parser(sub: Any) -> None:
         "'multiworker' (one process per machine, cluster from the TF_CONFIG environment "
         "variable; only the chief writes -o). --batch-size is then the global batch",
     )
-    p.add_argument("--quiet", action="store_true", help="no per-epoch progress")
     p.set_defaults(run=run)
-
-
-#: The largest file ``--time-budget PLAN.json`` reads (a plan is a few hundred bytes).
-MAX_PLAN_BYTES = 1 << 20
-
-
-def _duration(text: str) -> str | dict[str, Any]:
-    """``--time-budget``: a duration, checked here (a usage error) and passed on as written,
-    or a ``.json`` file: a recorded plan, or a ``tlkit train`` summary holding one."""
-    from tlkit._validation import check_duration
-
-    if text.lower().endswith(".json"):
-        return _recorded_plan(text)
-    try:
-        check_duration("a time budget", text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
-
-
-def _recorded_plan(path: str) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_PLAN_BYTES + 1)
-        if len(data) > MAX_PLAN_BYTES:
-            raise ValueError(f"larger than {MAX_PLAN_BYTES} bytes")
-        doc = json.loads(data.decode("utf-8"))
-    except (OSError, ValueError) as exc:
-        raise argparse.ArgumentTypeError(f"{path}: not a readable JSON plan ({exc})") from None
-    budget = doc.get("time_budget") if isinstance(doc, dict) else None
-    plan = budget.get("plan") if isinstance(budget, dict) else doc
-    if not isinstance(plan, dict) or "phases" not in plan:
-        raise argparse.ArgumentTypeError(
-            f"{path}: holds no time-budget plan (the JSON summary of a 'tlkit train "
-            "--time-budget' run, or its time_budget.plan)"
-        )
-    return plan
-
-
-def _schedule(text: str | None) -> Any:
-    if text is None:
-        return None
-    path = Path(text)
-    if text.endswith(".json") or path.is_file():
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise UsageError(f"--schedule file {text!r} does not exist") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise UsageError(f"--schedule file {text!r} is not valid JSON: {exc}") from None
-    return text
 
 
 def _strategy(name: str | None) -> Any:
@@ -179,9 +93,7 @@ def _strategy(name: str | None) -> Any:
 def run(args: argparse.Namespace) -> int:
     if args.out.suffix != ".keras":
         raise UsageError(f"-o must name a .keras file, got {str(args.out)!r}")
-    if args.image_size is not None and args.image_size < 32:
-        raise UsageError(f"--image-size must be at least 32, got {args.image_size}")
-    check_backbone(args.backbone)  # unknown backbone: fail before loading anything
+    check_recipe(args)
     from tlkit.cli._model import load_split, manifest_options
     from tlkit.finetune import FineTuner
 
@@ -189,21 +101,7 @@ def run(args: argparse.Namespace) -> int:
     split = load_split(args.split, **manifest_options(args))
     if len(split.train) == 0:
         raise UsageError(f"the train part of {args.split} is empty")
-    weights = None if args.weights.lower() == "none" else args.weights
-    tuner = FineTuner(
-        backbone=args.backbone,
-        class_names=list(split.class_names),
-        weights=weights,
-        image_size=args.image_size,
-        schedule=_schedule(args.schedule),
-        augment=args.augment,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        class_weight=args.class_weight,
-        seed=args.seed,
-        strategy=strategy,
-        verbose=0 if args.quiet else 2,
-    )
+    tuner = FineTuner(class_names=list(split.class_names), strategy=strategy, **tuner_options(args))
     val = split.val if len(split.val) else None
     log(
         f"training {args.backbone} at {tuner.image_size[0]}x{tuner.image_size[1]} on "
