@@ -302,7 +302,11 @@ def test_unknown_name_suggests_close_names(typo: str) -> None:
         # a missing weights file is a WeightsFileError (a TlkitError) since issue 11
         ({"weights": "/nonexistent/w.weights.h5"}, WeightsFileError, "not found.*nonexistent"),
         ({"include_top": "yes"}, ArgumentTypeError, "include_top must be True or False"),
-        ({"pooling": "mean"}, InvalidArgumentError, "pooling must be one of 'avg', 'max', None"),
+        (
+            {"pooling": "mean"},
+            InvalidArgumentError,
+            "pooling must be one of 'avg', 'max', None, 'blocks'",
+        ),
         (
             {"dropout": 0.1},
             InvalidArgumentError,

@@ -34,15 +34,16 @@ def split(tmp_path_factory: pytest.TempPathFactory) -> Split:
     return DatasetSplitter(val=0.2, test=0.2, seed=0, progress=False).split(root)
 
 
-def tiny_backbone() -> Backbone:
+def tiny_backbone(**options) -> Backbone:
     keras.utils.set_random_seed(0)  # the backbone is built before the FineTuner seeds
-    return get_backbone("scratch_cnn", weights=None, image_size=SIZE, widths=(4, 8, 8))
+    return get_backbone("scratch_cnn", weights=None, image_size=SIZE, widths=(4, 8, 8), **options)
 
 
-def fit_top_two(split: Split, **kwargs) -> FineTuner:
+def fit_top_two(split: Split, pooling: str = "avg", **kwargs) -> FineTuner:
     """One epoch of the top 2 of 3 groups, BatchNorm training, one batch of every image."""
     t = FineTuner(
-        tiny_backbone(), schedule=schedules.GradualUnfreezing({0: 2}, epochs=1, train_bn=True),
+        tiny_backbone(pooling=pooling),
+        schedule=schedules.GradualUnfreezing({0: 2}, epochs=1, train_bn=True),
         seed=0, verbose=0, batch_size=64, dropout=0.0, restore_best=False, **kwargs,
     )  # fmt: skip
     t.fit(split.train)
@@ -108,6 +109,36 @@ def test_one_epoch_on_the_cache_equals_one_epoch_on_images(
     assert np.mean(diffs < 1e-4) > 0.97
 
 
+def test_every_blocks_pooled_features_cross_the_cut_beside_the_feature_map(
+    split: Split, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``pooling="blocks"``: the frozen blocks' pooled features are cached as vectors."""
+    bb = tiny_backbone(pooling="blocks")
+    cut = _boundary.find_cut(bb, 2)
+    assert not isinstance(cut, str)
+    assert cut.shapes == [(8, 8, 4), (4,)]  # block1's pooled map, and its pooled tap
+    assert cut.where == "output of 'block1_pool' and 1 pooled vector from below"
+    x = np.random.default_rng(0).uniform(0, 255, (3, SIZE, SIZE, 3)).astype("float32")
+    np.testing.assert_allclose(
+        cut.top.predict_on_batch(cut.bottom.predict_on_batch(x)),
+        bb.model.predict_on_batch(x), atol=1e-5,
+    )  # fmt: skip
+    one = _boundary.find_cut(bb, 1)
+    assert not isinstance(one, str) and one.shapes == [(4, 4, 8), (4,), (8,)]
+    # one epoch on the cache (a feature map and a vector per image) = one on images
+    images = fit_top_two(split, pooling="blocks", cache_features=False)
+    monkeypatch.setattr(_boundary, "CACHE_DTYPE", np.float32)
+    cached = fit_top_two(split, pooling="blocks")
+    assert cached.phase_log[0]["cached_boundary"] and not images.phase_log[0]["cached_boundary"]
+    assert max_diff(images, cached) < 1e-4  # summation order, through the head's standardising
+    assert np.allclose(images.history.history["loss"], cached.history.history["loss"], atol=1e-5)
+    batches = _boundary.view_batches(
+        [np.zeros((6, 2, 2, 1)), np.ones((6, 3))], np.arange(3), 2, 2, 0
+    )
+    (first, second), labels = next(iter(batches))
+    assert first.shape == (2, 2, 2, 1) and second.shape == (2, 3) and labels.shape == (2,)
+
+
 def test_a_spilled_cache_gives_the_batches_of_one_in_memory(split: Split) -> None:
     t = FineTuner(tiny_backbone(), class_names=split.class_names, verbose=0, batch_size=8,
                   schedule=schedules.GradualUnfreezing({0: 2}, epochs=1))  # fmt: skip
@@ -161,7 +192,7 @@ def test_no_single_crossing_tensor_falls_back_to_images_and_says_why(
         assert (
             _boundary.plan_boundary(t, 0, phase, as_data(split.train, "train"), None, None) is None
         )
-    assert "trains on images: no single tensor separates the frozen layers" in caplog.text
+    assert "trains on images: no single feature map separates the frozen layers" in caplog.text
     assert "from group 'high' (more than one crosses the boundary)" in caplog.text
 
 
@@ -318,9 +349,10 @@ def test_frozen_features_and_the_next_boundary_cache_come_from_one_pass(
     passes: list[tuple[str, int]] = []
     real_fill = _boundary.fill_views
 
-    def counting_fill(array, model, tuner, data, views_):  # type: ignore[no-untyped-def]
-        passes.append((model.name, len(array)))
-        return real_fill(array, model, tuner, data, views_)
+    def counting_fill(arrays, model, tuner, data, views_):  # type: ignore[no-untyped-def]
+        rows = len(arrays[0]) if isinstance(arrays, list) else len(arrays)
+        passes.append((model.name, rows))
+        return real_fill(arrays, model, tuner, data, views_)
 
     monkeypatch.setattr(_boundary, "fill_views", counting_fill)
     monkeypatch.setattr(_fit, "fill_views", counting_fill)

@@ -20,7 +20,14 @@ from __future__ import annotations
 # registry itself imports none of them), so every import of tlkit.backbones, or of
 # any of its submodules, registers them first.
 from tlkit.backbones import _efficientnet_lite, _keras_apps, _scratch  # noqa: F401
-from tlkit.backbones._backbone import Backbone, BackboneConfig, LayerGroup, WeightsFile
+from tlkit.backbones._backbone import (
+    Backbone,
+    BackboneConfig,
+    LayerGroup,
+    WeightsFile,
+    block_taps,
+    pool_blocks,
+)
 from tlkit.backbones._efficientnet_lite import tlkit_cache_dir
 from tlkit.backbones._imagenet import decode_predictions, imagenet_class_names
 from tlkit.backbones._keras_apps import keras_cache_dir
@@ -48,11 +55,13 @@ __all__ = [
     "LayerGroup",
     "WeightsFile",
     "backbone_config",
+    "block_taps",
     "decode_predictions",
     "get_backbone",
     "imagenet_class_names",
     "keras_cache_dir",
     "list_backbones",
+    "pool_blocks",
     "register_backbone",
     "tlkit_cache_dir",
 ]

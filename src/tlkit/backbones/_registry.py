@@ -24,7 +24,7 @@ from tlkit._validation import (
     check_str,
     type_name,
 )
-from tlkit.backbones._backbone import Backbone, BackboneConfig
+from tlkit.backbones._backbone import Backbone, BackboneConfig, pool_blocks
 from tlkit.errors import (
     ArgumentTypeError,
     BackboneError,
@@ -260,8 +260,10 @@ def get_backbone(
         Attach the 1000-class ImageNet classifier (output: class
         probabilities, read them with :func:`decode_predictions`).
     **options
-        ``pooling`` (``"avg"`` default, ``"max"`` or ``None`` for the feature
-        map) when ``include_top=False``; ``classifier_activation``
+        ``pooling`` when ``include_top=False``: ``"avg"`` (default), ``"max"``,
+        ``None`` for the feature map, or ``"blocks"``: the average-pooled
+        outputs of every block (``config.block_taps``) and of the last layer,
+        concatenated (see :func:`~tlkit.backbones.pool_blocks`); ``classifier_activation``
         (``"softmax"`` default, ``None`` for logits) when ``include_top=True``;
         plus the backbone's own ``config.options`` (e.g. ``alpha`` for the
         MobileNets).
@@ -318,7 +320,9 @@ def get_backbone(
             argument=unknown[0],
         )
     if "pooling" in options:
-        check_choice("pooling", options["pooling"], ("avg", "max", None))
-    backbone = entry.builder(weights=weights, include_top=include_top, image_size=size, **options)
+        check_choice("pooling", options["pooling"], ("avg", "max", None, "blocks"))
+    blocks = options.get("pooling") == "blocks"
+    build = {**options, "pooling": "avg"} if blocks else options
+    backbone = entry.builder(weights=weights, include_top=include_top, image_size=size, **build)
     backbone.options = dict(options)
-    return backbone
+    return pool_blocks(backbone) if blocks else backbone

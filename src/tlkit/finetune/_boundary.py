@@ -10,11 +10,12 @@ folder beyond it, removed when the phase ends), and the phase trains a
 sub-model, the top groups + pooling + head, built from the *same* layer
 objects as ``FineTuner.model``, so the weights train in place.
 
-The cut is a single tensor of the backbone's functional graph: the last point
-at or below the lowest trainable group where exactly one tensor crosses from
-the frozen layers to the rest (a block output in residual networks). When
-there is none, or the graph cannot be read, the phase runs on images and the
-reason is logged.
+The cut is a point of the backbone's functional graph: the last point at or
+below the lowest trainable group where exactly one feature map crosses from the
+frozen layers to the rest (a block output in residual networks), alongside any
+number of pooled vectors (the frozen blocks' pooled features of a backbone built
+with ``pooling="blocks"``), each cached as its own array. When there is none,
+or the graph cannot be read, the phase runs on images and the reason is logged.
 """
 
 from __future__ import annotations
@@ -65,16 +66,25 @@ _RANDOM_LAYERS = (
 
 @dataclass
 class Cut:
-    """Where a backbone is cut: ``bottom`` (images -> boundary) and ``top`` (boundary -> features)."""
+    """Where a backbone is cut: ``bottom`` (images -> boundary) and ``top`` (boundary -> features).
 
-    tensor: Any
+    ``tensors``: what crosses the cut, the feature map first, then any pooled
+    vectors; ``bottom`` outputs them in that order and ``top`` takes them so.
+    """
+
+    tensors: list[Any]
     bottom: keras.Model
     top: keras.Model
     where: str
 
     @property
+    def shapes(self) -> list[tuple[int, ...]]:
+        return [tuple(int(d) for d in t.shape[1:]) for t in self.tensors]
+
+    @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(int(d) for d in self.tensor.shape[1:])
+        """Shape of the feature map, per image."""
+        return self.shapes[0]
 
 
 def _flat(value: Any) -> list[Any]:
@@ -83,6 +93,19 @@ def _flat(value: Any) -> list[Any]:
     if isinstance(value, (list, tuple)):
         return [t for v in value for t in _flat(v)]
     return [] if value is None else [value]
+
+
+def _below(p: int, first: int, ins: list[list[int]], producer: dict[int, int],
+           trainable: set[int]) -> set[int]:  # fmt: skip
+    """Indices of the operations below a cut before ``ops[p]``: those before it, and any
+    listed after the first trainable one (``ops[first]``) that is not trainable and needs
+    only outputs from below (the pooling of a frozen block that ``pool_blocks`` adds,
+    which the graph lists at its end)."""
+    below = set(range(p))
+    for i in range(first + 1, len(ins)):
+        if i not in trainable and ins[i] and all(producer.get(t, -1) in below for t in ins[i]):
+            below.add(i)
+    return below
 
 
 def find_cut(backbone: Backbone, k: int) -> Cut | str:
@@ -106,68 +129,94 @@ def find_cut(backbone: Backbone, k: int) -> Cut | str:
         return "the backbone's graph has inputs this reader does not know"
     if any(producer.get(t, -1) >= i for i, tensors in enumerate(ins) for t in tensors):
         return "the backbone's operations are not in topological order"
-    last_use = {t: len(ops) if t in model_out else -1 for t in producer}
-    for t in model_in:
-        last_use[t] = -1
+    users: dict[int, list[int]] = {t: [] for t in [*producer, *model_in]}
     for i, tensors in enumerate(ins):
         for t in tensors:
-            last_use[t] = max(last_use[t], i)
+            users[t].append(i)
     first = min((i for i, op in enumerate(ops) if id(op) in trainable), default=None)
     if first is None:
         return "the trainable groups' layers are not in the backbone's graph"
-    by_id = {id(t): t for o in ops for t in _flat(o.output)}
+    by_id: dict[int, Any] = {id(t): t for t in _flat(model.inputs)}
+    by_id.update({id(t): t for o in ops for t in _flat(o.output)})
+    trainable_ops = {i for i, op in enumerate(ops) if id(op) in trainable}
     for p in range(first, 0, -1):  # cut between ops[p - 1] and ops[p]
-        crossing = [t for t, i in producer.items() if i < p and last_use[t] >= p]
-        crossing += [t for t in model_in if last_use[t] >= p]
-        if len(crossing) == 1 and crossing[0] not in model_in:
+        below = _below(p, first, ins, producer, trainable_ops)
+        crossing = [
+            t for t in users
+            if (t in model_in or producer[t] in below)
+            and (t in model_out or any(u not in below for u in users[t]))
+        ]  # fmt: skip
+        maps = [t for t in crossing if len(by_id[t].shape) != 2]  # the rest: pooled vectors
+        if len(maps) == 1 and maps[0] not in model_in:
+            crossing = maps + [t for t in crossing if t != maps[0]]
             break
     else:
         return (
-            f"no single tensor separates the frozen layers from group {groups[-k].name!r} "
+            f"no single feature map separates the frozen layers from group {groups[-k].name!r} "
             "(more than one crosses the boundary)"
         )
-    below = ops[:p]
-    if not any(op.weights for op in below):
+    frozen = [ops[i] for i in sorted(below)]
+    if not any(op.weights for op in frozen):
         return f"nothing with weights lies below group {groups[-k].name!r}: nothing to save"
     random = [
-        op.name for op in below
+        op.name for op in frozen
         if type(op).__name__ in _RANDOM_LAYERS and getattr(op, "rate", 0) > 0
     ]  # fmt: skip
     if random:
         return f"random layers below the cut ({', '.join(random)}) act differently in training"
-    tensor = by_id[crossing[0]]
-    if any(d is None for d in tensor.shape[1:]):
-        return f"the boundary tensor has an unknown shape {tuple(tensor.shape)}"
+    crossed: list[Any] = [by_id[t] for t in crossing]
+    if any(d is None for t in crossed for d in t.shape[1:]):
+        return f"the boundary tensor has an unknown shape {tuple(crossed[0].shape)}"
+    one = crossed[0] if len(crossed) == 1 else crossed
     try:
-        bottom = keras.Model(model.inputs, tensor, name=f"{model.name}_below_cut")
-        top = keras.Model(tensor, model.outputs[0], name=f"{model.name}_above_cut")
+        bottom = keras.Model(model.inputs, one, name=f"{model.name}_below_cut")
+        top = keras.Model(one, model.outputs[0], name=f"{model.name}_above_cut")
     except Exception as exc:
         return f"Keras could not split the backbone there ({type(exc).__name__}: {exc})"
-    return Cut(tensor, bottom, top, f"output of {ops[p - 1].name!r}")
+    where = f"output of {ops[producer[crossing[0]]].name!r}"
+    if len(crossed) > 1:
+        where += f" and {len(crossed) - 1} pooled vector{'s' * (len(crossed) > 2)} from below"
+    return Cut(crossed, bottom, top, where)
 
 
 class FeatureStore:
-    """``rows`` cached feature maps: a numpy array in memory, or a memory-mapped temp file."""
+    """``rows`` cached cut outputs: numpy arrays in memory, or memory-mapped temp files.
 
-    def __init__(self, rows: int, shape: tuple[int, ...], budget_bytes: int, what: str) -> None:
+    One array per tensor crossing the cut (``arrays``); ``array`` is the first,
+    the feature map.
+    """
+
+    def __init__(
+        self, rows: int, shapes: list[tuple[int, ...]], budget_bytes: int, what: str
+    ) -> None:
         dtype = np.dtype(CACHE_DTYPE)
-        self.nbytes = rows * math.prod(shape) * dtype.itemsize
+        self.nbytes = sum(rows * math.prod(shape) * dtype.itemsize for shape in shapes)
         self.folder: str | None = None
         if self.nbytes <= budget_bytes:
-            self.array: Any = np.empty((rows, *shape), dtype)
+            self.arrays: list[Any] = [np.empty((rows, *shape), dtype) for shape in shapes]
         else:
             self.folder = tempfile.mkdtemp(prefix="tlkit-boundary-")
             # removed even if the phase never reaches close() (an error before training)
             weakref.finalize(self, shutil.rmtree, self.folder, True)
-            path = f"{self.folder}/{what}.f{dtype.itemsize * 8}"
-            self.array = np.memmap(path, dtype=dtype, mode="w+", shape=(rows, *shape))
+            self.arrays = [
+                np.memmap(
+                    f"{self.folder}/{what}{i}.f{dtype.itemsize * 8}",
+                    dtype=dtype, mode="w+", shape=(rows, *shape),
+                )
+                for i, shape in enumerate(shapes)
+            ]  # fmt: skip
+
+    @property
+    def array(self) -> Any:
+        """The cached feature maps (None once closed)."""
+        return self.arrays[0] if self.arrays else None
 
     @property
     def where(self) -> str:
         return "in memory" if self.folder is None else f"memory-mapped in {self.folder}"
 
     def close(self) -> None:
-        self.array = None
+        self.arrays = []
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
             self.folder = None
@@ -183,13 +232,19 @@ def _images(tuner: FineTuner, data: Data) -> Any:
     return data.dataset
 
 
-def fill_views(array: Any, model: Any, tuner: FineTuner, data: Data, views: Any) -> None:
-    """Row ``v * n + i`` of ``array`` gets ``model``'s output for image ``i`` under view ``v``.
+def _listed(arrays: Any) -> list[Any]:
+    return list(arrays) if isinstance(arrays, (list, tuple)) else [arrays]
 
+
+def fill_views(arrays: Any, model: Any, tuner: FineTuner, data: Data, views: Any) -> None:
+    """Row ``v * n + i`` of ``arrays`` gets ``model``'s output for image ``i`` under view ``v``.
+
+    ``arrays``: one array, or a list of them for a model with as many outputs.
     ``views`` is a :class:`~tlkit.augment.Views` set or None (one row per image).
-    Raises ``Overflow`` when an output is not finite once stored in ``array``'s
+    Raises ``Overflow`` when an output is not finite once stored in its array's
     type (float16 overflows where float32 does not).
     """
+    arrays = _listed(arrays)
     n = len(data)
     count = len(views) if views is not None else 1
     start = 0
@@ -197,26 +252,30 @@ def fill_views(array: Any, model: Any, tuner: FineTuner, data: Data, views: Any)
         x = batch[0] if isinstance(batch, tuple) else batch
         for v in range(count):
             xv = x if views is None else np.asarray(views.view(x, v))
-            out = np.asarray(model.predict_on_batch(xv)).astype(array.dtype)
-            if not np.isfinite(out).all():
-                raise Overflow
-            array[v * n + start : v * n + start + len(x)] = out
+            for array, out in zip(arrays, _listed(model.predict_on_batch(xv)), strict=True):
+                out = np.asarray(out).astype(array.dtype)
+                if not np.isfinite(out).all():
+                    raise Overflow
+                array[v * n + start : v * n + start + len(x)] = out
         start += len(x)
     if start != n:
         raise Overflow  # pragma: no cover - a dataset that changed length between passes
 
 
 def view_batches(
-    array: Any, labels: np.ndarray, views: int, batch_size: int, seed: int | None
+    arrays: Any, labels: np.ndarray, views: int, batch_size: int, seed: int | None
 ) -> Any:
     """Shuffled batches of cached rows; each epoch takes one view per image, drawn at random.
 
-    ``array`` holds ``views`` blocks of ``len(labels)`` rows (row ``v * n + i``:
-    image ``i`` under view ``v``); batches come out as float32. Seeded: the same
-    seed gives the same order and views, epoch by epoch.
+    ``arrays`` (one array, or a list: a tuple of inputs per batch) hold ``views``
+    blocks of ``len(labels)`` rows (row ``v * n + i``: image ``i`` under view
+    ``v``); batches come out as float32. Seeded: the same seed gives the same
+    order and views, epoch by epoch.
     """
     import tensorflow as tf
 
+    many = isinstance(arrays, (list, tuple)) and len(arrays) > 1
+    arrays = _listed(arrays)
     n = len(labels)
     steps = -(-n // batch_size)
     rng = np.random.default_rng(seed)
@@ -226,12 +285,11 @@ def view_batches(
         view = rng.integers(views, size=n) if views > 1 else np.zeros(n, np.int64)
         for s in range(steps):
             idx = order[s * batch_size : (s + 1) * batch_size]
-            yield array[view[idx] * n + idx].astype(np.float32), labels[idx]
+            rows = [a[view[idx] * n + idx].astype(np.float32) for a in arrays]
+            yield (tuple(rows) if many else rows[0]), labels[idx]
 
-    spec = (
-        tf.TensorSpec((None, *array.shape[1:]), tf.float32),
-        tf.TensorSpec((None,), tf.int32),
-    )
+    inputs = [tf.TensorSpec((None, *a.shape[1:]), tf.float32) for a in arrays]
+    spec = (tuple(inputs) if many else inputs[0], tf.TensorSpec((None,), tf.int32))
     ds = tf.data.Dataset.from_generator(epoch, output_signature=spec)
     return ds.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(1)
 
@@ -258,9 +316,9 @@ class BoundaryPhase:
     def _store(self, data: Data, views: Any, budget: int, what: str) -> FeatureStore:
         """The boundary outputs of ``data``, one block of rows per view (validation: none)."""
         count = len(views) if views is not None else 1
-        store = FeatureStore(len(data) * count, self.cut.shape, budget, what)
+        store = FeatureStore(len(data) * count, self.cut.shapes, budget, what)
         self.stores.append(store)
-        fill_views(store.array, self.cut.bottom, self.tuner, data, views)
+        fill_views(store.arrays, self.cut.bottom, self.tuner, data, views)
         return store
 
     @property
@@ -271,8 +329,11 @@ class BoundaryPhase:
         """Boundary -> probabilities, sharing the backbone's top layers and the head."""
         import keras
 
-        inputs = keras.Input(self.cut.shape, dtype=self.cut.tensor.dtype, name="boundary")
-        x = self.cut.top(inputs)
+        inputs = [
+            keras.Input(t.shape[1:], dtype=t.dtype, name=f"boundary{'_' * bool(i)}{i or ''}")
+            for i, t in enumerate(self.cut.tensors)
+        ]
+        x = self.cut.top(inputs[0] if len(inputs) == 1 else inputs)
         for layer in head_layers:
             x = layer(x)
         return keras.Model(inputs, x, name=name)
@@ -280,14 +341,14 @@ class BoundaryPhase:
     def train_dataset(self, seed: int | None) -> Any:
         """Shuffled batches; each epoch takes one view per image, drawn at random (seeded)."""
         return view_batches(
-            self.train.array, self.labels, self.n_views, self.tuner.batch_size, seed
+            self.train.arrays, self.labels, self.n_views, self.tuner.batch_size, seed
         )
 
     def val_probabilities(self, model: Any) -> Any:
         if self.val is None:  # pragma: no cover - asked for only in a fit with validation data
             raise RuntimeError("this phase has no validation features; please report this")
-        array, bs = self.val.array, self.tuner.batch_size
-        return lambda: predict_rows(model, array, bs)
+        arrays, bs = self.val.arrays, self.tuner.batch_size
+        return lambda: predict_rows(model, arrays, bs)
 
     def close(self) -> None:
         """Free the memory and remove any memory-mapped file."""
@@ -347,16 +408,21 @@ def shared_cut(
     return None if isinstance(cut, str) else (first, cut)
 
 
-def predict_rows(model: Any, array: Any, batch_size: int) -> np.ndarray:
-    """``model``'s outputs for the cached rows of ``array`` (float16 or float32), batch by batch.
+def predict_rows(model: Any, arrays: Any, batch_size: int) -> np.ndarray:
+    """``model``'s outputs for the cached rows of ``arrays`` (float16 or float32), batch by batch.
 
+    ``arrays``: one array, or a list of them for a model with as many inputs.
     With ``cut.top`` as the model: the backbone's pooled features of boundary rows.
     """
+    many = isinstance(arrays, (list, tuple)) and len(arrays) > 1
+    arrays = _listed(arrays)
+
+    def rows(i: int) -> Any:
+        batch = [a[i : i + batch_size].astype(np.float32) for a in arrays]
+        return batch if many else batch[0]
+
     return np.concatenate(
-        [
-            np.asarray(model.predict_on_batch(array[i : i + batch_size].astype(np.float32)))
-            for i in range(0, len(array), batch_size)
-        ]
+        [np.asarray(model.predict_on_batch(rows(i))) for i in range(0, len(arrays[0]), batch_size)]
     )
 
 

@@ -242,7 +242,7 @@ class _Context:
                 store = boundary.train if which == "train" else boundary.val
                 if store is not None:
                     self._features[which] = predict_rows(
-                        boundary.cut.top, store.array, t.batch_size
+                        boundary.cut.top, store.arrays, t.batch_size
                     )
                     return self._features[which]
             t.log(f"tlkit: computing backbone features of the {which} images once")

@@ -1,4 +1,9 @@
-"""The classifier FineTuner trains: backbone, pooling, dropout, softmax head."""
+"""The classifier FineTuner trains: backbone, pooling, dropout, softmax head.
+
+With a backbone built with ``pooling="blocks"`` the head starts with a
+BatchNormalization without scale or offset, which standardises the pooled
+features of every block.
+"""
 
 from __future__ import annotations
 
@@ -34,6 +39,12 @@ def build_classifier(
     inputs = keras.Input((h, w, 3), name="image")
     features = backbone.model(inputs)
     layers: list[keras.layers.Layer] = []
+    if backbone.options.get("pooling") == "blocks":
+        # every block's pooled features live on scales far apart: standardise them, as a
+        # linear probe's feature scaling does (statistics learnt while the head trains)
+        layers.append(
+            keras.layers.BatchNormalization(center=False, scale=False, name="head_standardize")
+        )
     if hidden:
         layers.append(keras.layers.Dropout(dropout, seed=seed, name="head_dropout_1"))
         layers.append(keras.layers.Dense(hidden, activation="relu", name="head_hidden"))
