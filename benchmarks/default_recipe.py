@@ -32,12 +32,15 @@ Recipes (``--list`` prints them):
 ``probe-flip``
     ``Frozen(30)`` with the identity and horizontal-flip views: a linear probe.
 
-``--backbone efficientnet_lite2`` runs any recipe on Lite2 (at its own 260 px).
+``--backbone efficientnet_lite2`` runs any recipe on Lite2 (at its own 260 px);
+``--pooling blocks`` on the backbone built with ``pooling="blocks"`` (every block's
+pooled features, standardised in the head).
 
 Usage::
 
     python benchmarks/default_recipe.py hym default
     python benchmarks/default_recipe.py elpv top2-flip --backbone efficientnet_lite2
+    python benchmarks/default_recipe.py elpv probe-flip --pooling blocks
 """
 
 from __future__ import annotations
@@ -95,6 +98,7 @@ def main() -> None:
     p.add_argument("dataset", nargs="?", choices=DATASETS)
     p.add_argument("recipe", nargs="?")
     p.add_argument("--backbone", default="efficientnet_lite0")
+    p.add_argument("--pooling", default="avg", choices=("avg", "blocks"))
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="hymenoptera folder")
     p.add_argument("--list", action="store_true", help="print the recipes and exit")
     args = p.parse_args()
@@ -107,12 +111,16 @@ def main() -> None:
         p.error(f"give a dataset ({', '.join(DATASETS)}) and a recipe ({', '.join(table)})")
 
     from tlkit import FineTuner
+    from tlkit.backbones import get_backbone
 
     wall0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         train, val, test = load(args.dataset, args.data, Path(tmp))
         kwargs = table[args.recipe]
-        tuner = FineTuner(args.backbone, class_names=train.class_names, seed=0, verbose=2, **kwargs)
+        backbone: Any = args.backbone
+        if args.pooling != "avg":
+            backbone = get_backbone(args.backbone, pooling=args.pooling)
+        tuner = FineTuner(backbone, class_names=train.class_names, seed=0, verbose=2, **kwargs)
         t0 = time.perf_counter()
         tuner.fit(train, val)
         train_s = time.perf_counter() - t0
@@ -126,6 +134,7 @@ def main() -> None:
             "dataset": args.dataset,
             "recipe": args.recipe,
             "backbone": args.backbone,
+            "pooling": args.pooling,
             "image_size": list(tuner.image_size),
             "kept_epoch": tuner.best_epoch,
             "val": rounded(tuner.evaluate(val)),
