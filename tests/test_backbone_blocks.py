@@ -85,3 +85,7 @@ def test_fine_tuner_standardises_block_features_and_saves_them(tmp_path: Path) -
         blocks.predict(split.test).probabilities,
         atol=1e-6,
     )
+    from tlkit.export import export
+
+    report = export(loaded, tmp_path / "m.tflite", check_data=split.test, latency_runs=1)
+    assert report.n_checked == len(split.test) and report.max_prob_diff < 1e-4
