@@ -139,6 +139,29 @@ def test_every_blocks_pooled_features_cross_the_cut_beside_the_feature_map(
     assert first.shape == (2, 2, 2, 1) and second.shape == (2, 3) and labels.shape == (2,)
 
 
+def test_a_frozen_operation_the_graph_lists_late_runs_below_the_cut() -> None:
+    """A pooling of the raw images, listed after the trainable layers, is cached as a vector."""
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Conv2D(2, 3, name="low_c")(inputs)
+    x = keras.layers.Conv2D(3, 3, name="high_c")(x)
+    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    raw = keras.layers.GlobalAveragePooling2D(name="raw_pool")(inputs)  # listed last
+    model = keras.Model(inputs, keras.layers.Concatenate(name="cat")([pooled, raw]))
+    groups = [LayerGroup("low", (model.get_layer("low_c"),)),
+              LayerGroup("high", (model.get_layer("high_c"), model.get_layer("pool")))]  # fmt: skip
+    cfg = BackboneConfig("late", "Late", (SIZE, SIZE), "none", "none", "none", "n/a")
+    bb = Backbone(model, cfg, image_size=(SIZE, SIZE), feature_dim=6, layer_groups=groups)
+    cut = _boundary.find_cut(bb, 1)
+    assert not isinstance(cut, str), cut
+    assert cut.shapes == [(SIZE - 2, SIZE - 2, 2), (3,)]
+    assert cut.where == "output of 'low_c' and 1 pooled vector from below"
+    x = np.random.default_rng(1).uniform(0, 255, (2, SIZE, SIZE, 3)).astype("float32")
+    np.testing.assert_allclose(
+        cut.top.predict_on_batch(cut.bottom.predict_on_batch(x)), model.predict_on_batch(x),
+        rtol=1e-5,
+    )  # fmt: skip
+
+
 def test_a_spilled_cache_gives_the_batches_of_one_in_memory(split: Split) -> None:
     t = FineTuner(tiny_backbone(), class_names=split.class_names, verbose=0, batch_size=8,
                   schedule=schedules.GradualUnfreezing({0: 2}, epochs=1))  # fmt: skip

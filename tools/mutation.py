@@ -133,7 +133,7 @@ TARGETS = [
     Target(
         "boundary",
         "finetune/_boundary.py",
-        ("find_cut", "view_batches", "shared_cut", "predict_rows", "fill_views"),
+        ("find_cut", "_below", "view_batches", "shared_cut", "predict_rows", "fill_views"),
         ("tests/test_boundary_cache.py",),
     ),
     Target(

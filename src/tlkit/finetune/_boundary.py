@@ -95,15 +95,21 @@ def _flat(value: Any) -> list[Any]:
     return [] if value is None else [value]
 
 
-def _below(p: int, first: int, ins: list[list[int]], producer: dict[int, int],
-           trainable: set[int]) -> set[int]:  # fmt: skip
+def _below(
+    p: int, first: int, ins: list[list[int]], producer: dict[int, int], model_in: set[int],
+    trainable: set[int],
+) -> set[int]:  # fmt: skip
     """Indices of the operations below a cut before ``ops[p]``: those before it, and any
-    listed after the first trainable one (``ops[first]``) that is not trainable and needs
-    only outputs from below (the pooling of a frozen block that ``pool_blocks`` adds,
-    which the graph lists at its end)."""
+    listed from the first trainable one (``ops[first]``) on that is not trainable and needs
+    only the model's inputs and outputs from below (the pooling of a frozen block that
+    ``pool_blocks`` adds, which the graph lists at its end)."""
     below = set(range(p))
-    for i in range(first + 1, len(ins)):
-        if i not in trainable and ins[i] and all(producer.get(t, -1) in below for t in ins[i]):
+    for i in range(first, len(ins)):
+        if (
+            i not in trainable
+            and ins[i]
+            and all(t in model_in or producer[t] in below for t in ins[i])
+        ):
             below.add(i)
     return below
 
@@ -140,7 +146,7 @@ def find_cut(backbone: Backbone, k: int) -> Cut | str:
     by_id.update({id(t): t for o in ops for t in _flat(o.output)})
     trainable_ops = {i for i, op in enumerate(ops) if id(op) in trainable}
     for p in range(first, 0, -1):  # cut between ops[p - 1] and ops[p]
-        below = _below(p, first, ins, producer, trainable_ops)
+        below = _below(p, first, ins, producer, model_in, trainable_ops)
         crossing = [
             t for t in users
             if (t in model_in or producer[t] in below)
