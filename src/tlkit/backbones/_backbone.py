@@ -395,9 +395,24 @@ def load_weights_file(model: keras.Model, path: str, name: str) -> None:
 def block_taps(backbone: Backbone) -> list[str]:
     """Names of the layers whose outputs ``pooling="blocks"`` pools, from stem to head.
 
-    The layers matching ``backbone.config.block_taps``, or, without a pattern,
-    the last layer of every layer group but ``head``; only layers whose output
-    is a feature map ``(batch, height, width, channels)``.
+    Parameters
+    ----------
+    backbone
+        A built backbone (any pooling).
+
+    Returns
+    -------
+    list of str
+        The layers matching ``backbone.config.block_taps`` or, without a
+        pattern, the last layer of every layer group but ``head``; only layers
+        whose output is a feature map ``(batch, height, width, channels)``.
+
+    Examples
+    --------
+    >>> from tlkit.backbones import block_taps, get_backbone
+    >>> bb = get_backbone("scratch_cnn", weights=None, image_size=32, widths=(4, 8))
+    >>> block_taps(bb)
+    ['block1_bn', 'block2_bn']
     """
     import re
 
@@ -410,7 +425,7 @@ def block_taps(backbone: Backbone) -> list[str]:
 
 
 def pool_blocks(backbone: Backbone) -> Backbone:
-    """``backbone`` (built with ``pooling="avg"``) made to output every block's pooled features.
+    """``backbone`` made to output every block's pooled features (``pooling="blocks"``).
 
     The new model shares every layer (and weight) of ``backbone.model`` and
     concatenates the global average of each layer in :func:`block_taps`, from
@@ -419,6 +434,31 @@ def pool_blocks(backbone: Backbone) -> Backbone:
     (the idea of Head2Toe, Evci et al. 2022). The taps are scaled very
     differently, so a classifier on them wants its inputs standardised
     (FineTuner puts a BatchNormalization without scale in front of its head).
+    :func:`get_backbone` calls it for ``pooling="blocks"``.
+
+    Parameters
+    ----------
+    backbone
+        A backbone built with ``pooling="avg"``.
+
+    Returns
+    -------
+    Backbone
+        The same layer groups, options and input (raw RGB pixels, floats in
+        [0, 255]); ``feature_dim`` is the sum of the taps' channels and the last
+        layer's.
+
+    Raises
+    ------
+    tlkit.errors.InvalidArgumentError
+        ``backbone`` outputs a feature map or has no layer to pool.
+
+    Examples
+    --------
+    >>> from tlkit.backbones import get_backbone, pool_blocks
+    >>> bb = pool_blocks(get_backbone("scratch_cnn", weights=None, image_size=32, widths=(4, 8)))
+    >>> bb.feature_dim, bb.model.output_shape
+    (20, (None, 20))
     """
     import keras
 
