@@ -147,9 +147,7 @@ def load_split(args: argparse.Namespace, work: Path):
     from tlkit.datasets import make_synthetic_dataset
 
     splitter = DatasetSplitter(val=0.15, test=0.15, seed=args.seed)
-    if args.data is not None:
-        if not args.data.is_dir():
-            raise Failure(f"--data {args.data}: no such folder")
+    if args.data is not None:  # a folder: run() checked
         print(f"data: {args.data} (--data)")
         return splitter.split(args.data)
     if args.profile == "smoke" or args.synthetic:
@@ -251,6 +249,10 @@ def replayed(plans: dict | None, name: str, args: argparse.Namespace) -> dict | 
 
 def run(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
+    # what the arguments name is checked before TensorFlow loads (seconds): fail fast
+    if args.data is not None and not args.data.is_dir():
+        raise Failure(f"--data {args.data}: no such folder")
+    plans = recorded_plans(args.replay) if args.replay else None
     import keras
 
     from tlkit import FineTuner, ModelComparator, Split
@@ -259,7 +261,6 @@ def run(args: argparse.Namespace) -> int:
     size = args.image_size or profile["size"]
     time_limit = args.time_budget or profile["time_budget"]
     time_limit = None if time_limit == "none" else time_limit
-    plans = recorded_plans(args.replay) if args.replay else None
     work = args.out or Path(tempfile.mkdtemp(prefix="tlkit-study-"))
     work.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(args.seed)

@@ -15,24 +15,25 @@ from tlkit.errors import InvalidArgumentError
 
 
 @pytest.mark.parametrize(
-    "name, count, first, last",
+    "name, count, first, last, width",
     [
-        ("efficientnet_lite0", 15, "block1_expand_relu6", "block15_expand_relu6"),
-        ("mobilenet_v2", 16, "block_1_expand_relu", "block_16_expand_relu"),
-        ("efficientnet_b0", 15, "block2a_expand_activation", "block7a_expand_activation"),
-        ("resnet50", 16, "conv2_block1_out", "conv5_block3_out"),
-        ("mobilenet", 6, "conv1_relu", "conv_pw_13_relu"),  # no pattern: every group's output
+        ("efficientnet_lite0", 15, "block1_expand_relu6", "block15_expand_relu6", 1280),
+        ("mobilenet_v2", 16, "block_1_expand_relu", "block_16_expand_relu", 1280),
+        ("efficientnet_b0", 15, "block2a_expand_activation", "block7a_expand_activation", 1280),
+        ("resnet50", 16, "conv2_block1_out", "conv5_block3_out", 2048),
+        ("mobilenet", 6, "conv1_relu", "conv_pw_13_relu", 1024),  # no pattern: group outputs
     ],
 )
 def test_taps_are_each_blocks_layer_from_stem_to_head(
-    name: str, count: int, first: str, last: str
+    name: str, count: int, first: str, last: str, width: int
 ) -> None:
     bb = get_backbone(name, weights=None, image_size=64, pooling="blocks")
     taps = block_taps(bb)
     assert (len(taps), taps[0], taps[-1]) == (count, first, last)
     channels = sum(bb.model.get_layer(t).output.shape[-1] for t in taps)
-    last_layer = get_backbone(name, weights=None, image_size=64).feature_dim
-    assert bb.feature_dim == channels + last_layer == bb.model.output_shape[-1]
+    *pooled, last_layer = bb.model.get_layer("blocks_features").input
+    assert len(pooled) == count and last_layer.shape[-1] == width
+    assert bb.feature_dim == channels + width == bb.model.output_shape[-1]
     assert bb.options == {"pooling": "blocks"} and bb.model.name.endswith("_blocks")
 
 
