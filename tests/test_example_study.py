@@ -23,10 +23,12 @@ def run(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
 def test_smoke_profile_writes_the_whole_study(tmp_path: Path) -> None:
     out = tmp_path / "study"
     proc = run(
-        "--profile", "smoke", "--out", str(out), "--backbone", "efficientnet_lite0", "--cv", "2"
+        "--profile", "smoke", "--out", str(out), "--backbone", "efficientnet_lite0", "--cv", "2",
+        "--pooling", "blocks",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = proc.stdout
+    assert "warmup=1.0), every block's pooled features" in text  # the replay test runs "avg"
     assert "data: a generated" in text
     assert "precision    recall  f1-score   support" in text  # the study's report format
     for name in ("report.html", "report.md", "report.json"):
