@@ -34,13 +34,16 @@ Recipes (``--list`` prints them):
 
 ``--backbone efficientnet_lite2`` runs any recipe on Lite2 (at its own 260 px);
 ``--pooling blocks`` on the backbone built with ``pooling="blocks"`` (every block's
-pooled features, standardised in the head).
+pooled features, standardised in the head); ``--pooling auto`` lets
+``tlkit.finetune.choose_pooling`` pick one of the two on validation first (its line,
+both probes' scores and seconds, is printed, and the row's ``train_s`` includes it).
 
 Usage::
 
     python benchmarks/default_recipe.py hym default
     python benchmarks/default_recipe.py elpv top2-flip --backbone efficientnet_lite2
     python benchmarks/default_recipe.py elpv probe-flip --pooling blocks
+    python benchmarks/default_recipe.py hym top2-flip --pooling auto
 """
 
 from __future__ import annotations
@@ -98,7 +101,7 @@ def main() -> None:
     p.add_argument("dataset", nargs="?", choices=DATASETS)
     p.add_argument("recipe", nargs="?")
     p.add_argument("--backbone", default="efficientnet_lite0")
-    p.add_argument("--pooling", default="avg", choices=("avg", "blocks"))
+    p.add_argument("--pooling", default="avg", choices=("avg", "blocks", "auto"))
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="hymenoptera folder")
     p.add_argument("--list", action="store_true", help="print the recipes and exit")
     args = p.parse_args()
@@ -112,16 +115,22 @@ def main() -> None:
 
     from tlkit import FineTuner
     from tlkit.backbones import get_backbone
+    from tlkit.finetune import choose_pooling
 
     wall0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         train, val, test = load(args.dataset, args.data, Path(tmp))
         kwargs = table[args.recipe]
         backbone: Any = args.backbone
-        if args.pooling != "avg":
+        choice = None
+        t0 = time.perf_counter()
+        if args.pooling == "auto":
+            choice = choose_pooling(get_backbone(args.backbone), train, val)
+            print(choice, flush=True)
+            backbone = choice.backbone
+        elif args.pooling != "avg":
             backbone = get_backbone(args.backbone, pooling=args.pooling)
         tuner = FineTuner(backbone, class_names=train.class_names, seed=0, verbose=2, **kwargs)
-        t0 = time.perf_counter()
         tuner.fit(train, val)
         train_s = time.perf_counter() - t0
         views = kwargs.get("augment")
@@ -135,6 +144,9 @@ def main() -> None:
             "recipe": args.recipe,
             "backbone": args.backbone,
             "pooling": args.pooling,
+            "pooling_used": tuner.backbone.options.get("pooling", "avg"),
+            "probe_scores": choice and {k: round(v, 3) for k, v in choice.scores.items()},
+            "choice_s": choice and round(choice.seconds),
             "image_size": list(tuner.image_size),
             "kept_epoch": tuner.best_epoch,
             "val": rounded(tuner.evaluate(val)),

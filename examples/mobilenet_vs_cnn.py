@@ -7,12 +7,13 @@ Usage::
     python examples/mobilenet_vs_cnn.py --profile full     # best accuracy, takes longer
     python examples/mobilenet_vs_cnn.py --profile smoke    # seconds, tiny generated data
     python examples/mobilenet_vs_cnn.py --replay study/run.json  # the same epochs as that run
-    python examples/mobilenet_vs_cnn.py --pooling blocks   # the head reads every block
+    python examples/mobilenet_vs_cnn.py --pooling blocks   # the head reads every block's features
 
 Steps: a seeded, stratified, leak-free split (manifest saved) -> augmentation ->
 ``FineTuner`` on a pretrained backbone (MobileNetV2 by default; offline, where its
 ImageNet weights cannot be downloaded, EfficientNet-Lite0, whose weights ship with
-``tlkit[lite]``) -> the scratch CNN on the same data and time budget (the default
+``tlkit[lite]``; its head reads the last layer's or every block's pooled features,
+whichever a linear probe scores higher on validation, inside its time budget) -> the scratch CNN on the same data and time budget (the default
 profile gives each model's fit 4 minutes: each schedule's epochs are scaled to
 fit, so the comparison is at equal CPU time) ->
 ``ModelComparator`` with the majority-class baseline, intervals and McNemar's test.
@@ -97,11 +98,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--pooling",
-        choices=("avg", "blocks"),
-        default="avg",
-        help="features the pretrained model's head reads: avg (default), the last layer's; "
-        "blocks, every block's (better for images unlike ImageNet's photos, such as ELPV's "
-        "cells; worse for photos: choose on validation)",
+        choices=("auto", "avg", "blocks"),
+        default="auto",
+        help="features the pretrained model's head reads: avg, the last layer's; blocks, every "
+        "block's (better for images unlike ImageNet's photos, such as ELPV's cells; worse for "
+        "photos); auto (default), the one a linear probe scores higher on validation (a pass "
+        "over the images at the start of the fit, inside its time budget)",
     )
     p.add_argument(
         "--time-budget",
@@ -208,6 +210,7 @@ def pretrained_settings(args: argparse.Namespace, split, profile: dict, size: in
         "image_size": size,
         "schedule": schedule,
         "augment": augmentation(profile["aug"], args.seed),
+        "pooling": args.pooling,
         "class_weight": "sqrt",
         "learning_rate": 3e-3,
         "seed": args.seed,
@@ -217,15 +220,12 @@ def pretrained_settings(args: argparse.Namespace, split, profile: dict, size: in
 
 def pretrained_tuner(args: argparse.Namespace, split, profile: dict, size: int):
     from tlkit import FineTuner
-    from tlkit.backbones import get_backbone
     from tlkit.errors import WeightsUnavailableError
 
     common = pretrained_settings(args, split, profile, size)
 
     def built(name: str) -> FineTuner:
-        backbone = name if args.pooling == "avg" else get_backbone(name, image_size=size,
-                                                                   pooling=args.pooling)  # fmt: skip
-        tuner = FineTuner(backbone, **common)
+        tuner = FineTuner(name, **common)
         tuner.build()
         return tuner
 
@@ -290,9 +290,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"\n== 2/4 pretrained backbone, fine-tuned ({args.profile} profile, {size} px{within})")
     tuner = pretrained_tuner(args, split, profile, size)
     name = tuner.backbone_name
-    features = ", every block's pooled features" if args.pooling == "blocks" else ""
-    print(f"{name}: {tuner.schedule}{features}")
+    print(f"{name}: {tuner.schedule}, pooling={args.pooling!r}")
+    # pooling auto: the fit starts with one pass of the frozen backbone and a linear probe on
+    # each feature set (inside its time budget, and its cost)
     tuner.fit(split.train, split.val, time_budget=replayed(plans, name, args) or time_limit)
+    choice = tuner.pooling_choice
+    used = tuner.backbone.options.get("pooling", "avg")
+    print(f"{name}: {choice}" if choice else f"{name}: pooling {used!r}")
     tuner.save(work / f"{name}.keras")
 
     budget = len(tuner.history)
@@ -342,6 +346,7 @@ def run(args: argparse.Namespace) -> int:
     report.save(work / "report")
     if args.cv:
         makers = {
+            # with pooling auto, each fold chooses on its own validation images
             name: lambda: FineTuner(name, **pretrained_settings(args, split, profile, size)),
             "cnn_from_scratch": make_scratch,
         }
@@ -355,6 +360,13 @@ def run(args: argparse.Namespace) -> int:
                 "wall_time_s": round(wall, 1),
                 "time_budget": time_limit,
                 "cv_folds": args.cv,
+                # the head's features, and with --pooling auto why
+                "pooling": {
+                    "asked": args.pooling,
+                    "used": used,
+                    "probe_balanced_accuracy": choice.scores if choice else None,
+                    "choice_s": round(choice.seconds, 1) if choice else None,
+                },
                 "train_time_s": {
                     name: tuner.train_time_s,
                     "cnn_from_scratch": scratch.train_time_s,

@@ -5,6 +5,7 @@ The scratch CNN at 32 px with one frozen-backbone epoch keeps each fit to about 
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -115,13 +116,21 @@ def test_recipe_flags_reach_fit_and_every_command_shares_them(tmp_path: Path) ->
     assert fit_kwargs(args) == {"time_budget": plan}
     recipe = ["--backbone", "scratch_cnn", "--image-size", "40", "--augment", "light",
               "--batch-size", "8", "--learning-rate", "0.01", "--class-weight", "sqrt",
-              "--schedule", "frozen:3", "--weights", "none", "--quiet"]  # fmt: skip
+              "--schedule", "frozen:3", "--weights", "none", "--quiet", "--pooling", "blocks"]  # fmt: skip
     seen = [
         vars(parse([*cmd, *recipe]))
         for cmd in (["train", "s.json", "-o", "m.keras"], ["cv", "x", "-o", "y"],
                     ["learning-curve", "s.json", "-o", "y"])
     ]  # fmt: skip
     keys = ("backbone", "image_size", "augment", "batch_size", "learning_rate", "class_weight",
-            "schedule", "weights", "quiet")  # fmt: skip
+            "schedule", "weights", "quiet", "pooling")  # fmt: skip
     assert all({k: s[k] for k in keys} == {k: seen[0][k] for k in keys} for s in seen)
     assert "epochs" not in seen[0] and seen[1]["epochs"] is None
+    from tlkit.cli._recipe import model_factory
+
+    made = model_factory(argparse.Namespace(**{"seed": 0, **seen[1]}))()
+    assert (made.pooling, made.backbone_name, made.image_size) == (
+        "blocks",
+        "scratch_cnn",
+        (40, 40),
+    )

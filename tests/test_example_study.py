@@ -24,11 +24,17 @@ def test_smoke_profile_writes_the_whole_study(tmp_path: Path) -> None:
     out = tmp_path / "study"
     proc = run(
         "--profile", "smoke", "--out", str(out), "--backbone", "efficientnet_lite0", "--cv", "2",
-        "--pooling", "blocks",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = proc.stdout
-    assert "warmup=1.0), every block's pooled features" in text  # the replay test runs "avg"
+    # --pooling auto (the default): linear probes choose the head's features on validation
+    pooling = json.loads((out / "run.json").read_text())["pooling"]
+    scores = pooling["probe_balanced_accuracy"]
+    assert pooling["asked"] == "auto" and set(scores) == {"avg", "blocks"}
+    assert pooling["used"] == ("blocks" if scores["blocks"] > scores["avg"] else "avg")
+    assert "warmup=1.0), pooling='auto'" in text
+    assert f"efficientnet_lite0: pooling='{pooling['used']}': a linear probe" in text
+    assert pooling["choice_s"] > 0
     assert "data: a generated" in text
     assert "precision    recall  f1-score   support" in text  # the study's report format
     for name in ("report.html", "report.md", "report.json"):
@@ -104,10 +110,12 @@ def test_replay_trains_the_epochs_a_run_json_recorded(tmp_path: Path) -> None:
     out = tmp_path / "study"
     proc = run(
         "--profile", "smoke", "--out", str(out), "--backbone", "efficientnet_lite0",
-        "--replay", str(recorded),
+        "--replay", str(recorded), "--pooling", "avg",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "(64 px, 2 epochs; the pretrained model ran 3)" in proc.stdout
+    # --pooling avg: the head reads the last layer's features, no probe runs
+    assert "efficientnet_lite0: pooling 'avg'" in proc.stdout and "probe" not in proc.stdout
     again = json.loads((out / "run.json").read_text())["budget_plans"]
     assert again["efficientnet_lite0"]["replayed"] is True
     assert again["cnn_from_scratch"]["stopped"] == [{"phase": "full", "epochs": 1}]

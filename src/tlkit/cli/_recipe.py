@@ -26,7 +26,7 @@ MAX_PLAN_BYTES = 1 << 20
 
 
 def add_recipe_args(p: argparse.ArgumentParser, *, epochs: bool = False) -> None:
-    """``--backbone``, ``--schedule``, ``--image-size``, the FineTuner options, ``--time-budget``
+    """``--backbone``, ``--schedule``, ``--image-size``, ``--pooling``, the FineTuner options, ``--time-budget``
     and ``--quiet``; with ``epochs``, also ``--epochs`` (one budget for every model trained)."""
     p.add_argument(
         "--backbone",
@@ -44,6 +44,15 @@ def add_recipe_args(p: argparse.ArgumentParser, *, epochs: bool = False) -> None
         "--weights",
         default="imagenet",
         help="'imagenet' (default), 'none' (random) or a weights file",
+    )
+    p.add_argument(
+        "--pooling",
+        choices=("avg", "blocks", "auto"),
+        default="avg",
+        help="features the head reads: avg, the last layer's (default); blocks, every block's "
+        "(for images unlike ImageNet's photos: cells, microscopy, documents); auto, the one a "
+        "linear probe scores higher on the validation images (chosen in each fit, inside its "
+        "time budget; needs validation images)",
     )
     p.add_argument("--augment", default=None, help="augmentation preset: light, standard, heavy")
     p.add_argument("--batch-size", type=int, default=32, help="(default 32)")
@@ -138,6 +147,7 @@ def tuner_options(args: argparse.Namespace) -> dict[str, Any]:
         "backbone": args.backbone,
         "weights": None if args.weights.lower() == "none" else args.weights,
         "image_size": args.image_size,
+        "pooling": args.pooling,
         "schedule": schedule_arg(args.schedule),
         "augment": args.augment,
         "batch_size": args.batch_size,

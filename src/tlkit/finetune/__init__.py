@@ -12,13 +12,16 @@ from __future__ import annotations
 from tlkit.finetune import schedules
 from tlkit.finetune._callbacks import TrainingHistory
 from tlkit.finetune._lr_find import LRFinderResult
+from tlkit.finetune._pooling import PoolingChoice, choose_pooling
 from tlkit.finetune._tuner import FineTuner, Predictions, default_schedule
 
 __all__ = [
     "FineTuner",
     "LRFinderResult",
+    "PoolingChoice",
     "Predictions",
     "TrainingHistory",
+    "choose_pooling",
     "default_schedule",
     "schedules",
 ]

@@ -251,6 +251,7 @@ def load_tuner(cls: type[FineTuner], path: Path) -> FineTuner:
             f"{where}: {META} does not describe a valid FineTuner ({exc})"
         ) from None
     tuner._backbone_options = meta["backbone_options"]
+    tuner.pooling = str(meta["backbone_options"].get("pooling", "avg"))
     tuner._net = model
     tuner._loaded = True
     tuner.history = meta.get("history")

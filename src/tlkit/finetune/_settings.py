@@ -33,11 +33,13 @@ __all__ = [
     "MEMORY_BUDGET_MB",
     "MONITORS",
     "OPTIMIZER_NAMES",
+    "POOLINGS",
     "backbone_name",
     "class_weight_arg",
     "classes",
     "default_schedule",
     "optimizer_arg",
+    "pooling_arg",
     "settings",
 ]
 
@@ -68,6 +70,33 @@ def backbone_name(value: Any) -> str:
             f"{value!r} ({type_name(value)})"
         )
     return value
+
+
+#: What ``FineTuner(pooling=...)`` takes (None: the built backbone's own, else ``"avg"``).
+POOLINGS = ("avg", "blocks", "auto")
+
+
+def pooling_arg(value: Any, backbone: Backbone | None) -> str:
+    """The features the head reads: ``"avg"``, ``"blocks"`` or ``"auto"`` (chosen at fit).
+
+    A built backbone fixes its pooling: ``value`` may leave it out, name it again,
+    or be ``"auto"`` for one built with ``pooling="avg"``.
+    """
+    if value is not None:
+        check_choice("pooling", value, POOLINGS)
+    if backbone is None:
+        return "avg" if value is None else str(value)
+    own = backbone.options.get("pooling", "avg")
+    if value is None or value == own:
+        return str(own)
+    if value == "auto" and own == "avg":
+        return "auto"
+    raise InvalidArgumentError(
+        f"pooling={value!r} but the backbone was built with pooling={own!r}: leave pooling out, "
+        f"or pass the backbone's name (or one built with get_backbone(..., pooling="
+        f"{'avg' if value == 'auto' else value!r}))",
+        argument="pooling",
+    )
 
 
 def classes(num_classes: Any, class_names: Any) -> list[str] | None:

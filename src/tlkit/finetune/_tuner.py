@@ -35,6 +35,7 @@ from tlkit.finetune._data import (
     image_bytes,
     tta_views,
 )
+from tlkit.finetune._pooling import PoolingChoice, choose_among
 from tlkit.finetune._settings import default_schedule
 from tlkit.metrics import classification_metrics
 
@@ -108,6 +109,17 @@ class FineTuner:
         dataset whose images have a fixed size sets it at the first
         :meth:`fit`; a dataset of another size than a given one is refused
         with both sizes named.
+    pooling : "avg", "blocks", "auto" or None
+        The features the head reads: ``"avg"``, the last layer's, pooled (the
+        default for a backbone given by name); ``"blocks"``, every block's
+        pooled features (:func:`~tlkit.backbones.pool_blocks`; better for
+        images unlike ImageNet's photos, worse for photos); ``"auto"``, the one
+        of the two that a linear probe scores higher on the validation data,
+        chosen at the first :meth:`fit` (:func:`~tlkit.finetune.choose_pooling`:
+        one pass of the frozen backbone over the training and validation
+        images; logged, kept in ``pooling_choice``, and counted in the fit's
+        time and time budget). A built ``Backbone`` fixes its own pooling
+        (None); ``"auto"`` takes one built with ``pooling="avg"``.
     schedule : Schedule, dict or str, optional
         See :mod:`tlkit.finetune.schedules`. Default: :func:`default_schedule`,
         ``FreezeThenUnfreeze(head_epochs=30, finetune_epochs=8, unfreeze="all",
@@ -206,6 +218,9 @@ class FineTuner:
     tflite_path : str or None
         An exported ``.tflite`` file of this model, when you set one (the
         comparison report shows its size).
+    pooling_choice : PoolingChoice or None
+        With ``pooling="auto"``, what the first :meth:`fit` chose and both
+        probes' validation scores (None before, and for other poolings).
     temperature : float or None
         The temperature :meth:`calibrate` fitted, applied by :meth:`predict`,
         :meth:`evaluate` and the comparison report (None: not calibrated).
@@ -237,6 +252,8 @@ class FineTuner:
     # The settings, checked and in their normal form.
     backbone_name: str
     image_size: tuple[int, int]
+    pooling: str
+    pooling_choice: PoolingChoice | None
     schedule: sched.Schedule
     weights: str | os.PathLike[str] | None
     head_units: int | None
@@ -273,6 +290,7 @@ class FineTuner:
         class_names: Sequence[str] | None = None,
         weights: str | os.PathLike[str] | None = "imagenet",
         image_size: int | tuple[int, int] | None = None,
+        pooling: str | None = None,
         schedule: sched.Schedule | Mapping[str, Any] | str | None = None,
         head_units: int | None = None,
         dropout: float = 0.2,
@@ -303,6 +321,8 @@ class FineTuner:
         self._placeholder_names = class_names is None and num_classes is not None
         self._size_given = image_size is not None or self._backbone is not None
         self.weights = weights
+        self.pooling = v.pooling_arg(pooling, self._backbone)
+        self.pooling_choice = None
         cfg = self._backbone.config if self._backbone else backbone_config(self.backbone_name)
         checked = v.settings(
             default_size=cfg.default_image_size, image_size=image_size,
@@ -351,6 +371,8 @@ class FineTuner:
         self._backbone_options: dict[str, Any] = (
             {k: list(o) if isinstance(o, tuple) else o for k, o in self._backbone.options.items()}
             if self._backbone is not None
+            else {"pooling": "blocks"}
+            if self.pooling == "blocks"
             else {}
         )
         self._head_layers: list[Any] = []
@@ -492,6 +514,9 @@ class FineTuner:
             fit_image_size(self.image_size, val_data, adoptable=False)
         if epochs is not None:
             self.schedule = sched.with_epochs(self.schedule, epochs)
+        t0 = time.perf_counter()
+        if self.pooling == "auto" and self.pooling_choice is None and not self._loaded:
+            self._choose_pooling(train_data, val_data)
         if self._loaded:  # a loaded model: rebuild with layer groups, keep its weights
             loaded, self._net, self._loaded = self._net, None, False
             self._backbone = None
@@ -499,12 +524,31 @@ class FineTuner:
             self.build()
             self._net.set_weights(loaded.get_weights())
         self.build()
-        t0 = time.perf_counter()
         with budget.applied(train_data, val_data):
             self.history = run_schedule(self, train_data, val_data, list(callbacks))
         self.train_time_s = (self.train_time_s or 0.0) if self._resumed else 0.0
         self.train_time_s += time.perf_counter() - t0
         return self.history
+
+    def _choose_pooling(self, train: Data, val: Data | None) -> None:
+        """``pooling="auto"``: probe both feature sets, keep the better (the net is rebuilt)."""
+        if val is None:
+            raise ScheduleError(
+                "pooling='auto' chooses the head's features on validation data: pass val to "
+                "fit, or choose pooling='avg' or 'blocks' yourself"
+            )
+        self.log(
+            "tlkit: pooling='auto': a linear probe on the last layer's and on every block's "
+            "pooled features of the train images, scored on validation"
+        )
+        with _devices.strategy_scope(self.strategy):
+            choice = choose_among(self.backbone, train, val, batch_size=self.batch_size)
+        self.log(f"tlkit: {choice}")
+        self.pooling_choice = choice
+        if choice.backbone is not self._backbone:  # every block's: the head reads more features
+            self._backbone = choice.backbone
+            self._backbone_options = {**self._backbone_options, "pooling": choice.pooling}
+            self._net = None
 
     budget_plan: dict[str, Any] | None = None  # the plan of the last fit with a time_budget
     # (deadlines, clock, on_stop) while a fit with a time_budget runs (see _budget.TimeBudget)
