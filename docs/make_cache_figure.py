@@ -37,7 +37,16 @@ def _arrow(ax, a: tuple[float, float], b: tuple[float, float]) -> None:
     ax.add_patch(FancyArrowPatch(a, b, arrowstyle="-|>", mutation_scale=10, color="#444444"))
 
 
-def schematic(ax) -> None:
+# what the caches hold, by the pooling the run used (the sizes are the run's log lines)
+CACHES = {
+    "avg": ("boundary cache\n7 x 7 x 192 float16\n(73 MB in memory)",
+            "pooled features\n(1,280 per image\nand view)"),
+    "blocks": ("boundary cache\n7 x 7 x 192 + 14 frozen\nblocks pooled, float16\n(133 MB in memory)",
+               "every block's pooled\nfeatures (10,208 per\nimage and view)"),
+}  # fmt: skip
+
+
+def schematic(ax, pooling: str) -> None:
     """Images -> frozen part (once per image and view) -> boundary cache -> top groups -> head."""
     ax.set_xlim(-0.01, 1.01)
     ax.set_ylim(0, 1)
@@ -53,12 +62,11 @@ def schematic(ax) -> None:
         "stem + stages 1-6\nfrozen: run once per\nimage and view",
         frozen,
     )
-    _box(
-        ax, 0.44, 0.55, 0.17, 0.30, "boundary cache\n7 x 7 x 192 float16\n(73 MB in memory)", cache
-    )
+    boundary, pooled = CACHES[pooling]
+    _box(ax, 0.44, 0.55, 0.17, 0.30, boundary, cache)
     _box(ax, 0.66, 0.55, 0.17, 0.30, "stage 7 +\nhead convolution\n(top 2 groups)", trains)
     _box(ax, 0.88, 0.55, 0.12, 0.30, "pool +\nclassifier", trains)
-    _box(ax, 0.66, 0.05, 0.17, 0.28, "pooled features\n(1,280 per image\nand view)", cache)
+    _box(ax, 0.66, 0.05, 0.17, 0.28, pooled, cache)
     _box(ax, 0.88, 0.05, 0.12, 0.28, "classifier", trains)
     for a, b in (((0.14, 0.70), (0.19, 0.70)), ((0.39, 0.70), (0.44, 0.70)),
                  ((0.61, 0.70), (0.66, 0.70)), ((0.83, 0.70), (0.88, 0.70)),
@@ -77,13 +85,18 @@ def schematic(ax) -> None:
     )
 
 
-def timeline(ax, plan: dict) -> None:
-    """The budget's plan, segment by segment, and the time the fit took."""
+def timeline(ax, plan: dict, choice_s: float) -> None:
+    """The budget's plan, segment by segment, and the time the fit took.
+
+    ``choice_s``: seconds the fit spent choosing the head's features (``pooling="auto"``)
+    before measuring; the plan counts them in its ``measure_s``.
+    """
     head, finetune = plan["phases"]
     stopped = {s["phase"]: s["epochs"] for s in plan.get("stopped", [])}
     ran = stopped.get("finetune", finetune["epochs"])
-    segments = [
-        ("measuring", plan["measure_s"], "#cccccc"),
+    segments = [("choosing\nfeatures", choice_s, "#e6e6e6")] if choice_s else []
+    segments += [
+        ("measuring", plan["measure_s"] - choice_s, "#cccccc"),
         ("head: build, fill\nboth caches", head["fixed_s"], "#fde0a6"),
         (f"{head['epochs']}\nhead", head["epochs"] * head["epoch_s"], "#8fb9dc"),
         (
@@ -112,12 +125,14 @@ def timeline(ax, plan: dict) -> None:
 
 
 def main(run: Path = RUN) -> Path:
-    plan = json.loads(run.read_text(encoding="utf-8"))["budget_plans"][MODEL]
+    record = json.loads(run.read_text(encoding="utf-8"))
+    plan = record["budget_plans"][MODEL]
+    pooling = record.get("pooling") or {}
     fig, (top, bottom) = plt.subplots(
         2, 1, figsize=(9.5, 5.6), gridspec_kw={"height_ratios": [1.5, 1]}
     )
-    schematic(top)
-    timeline(bottom, plan)
+    schematic(top, pooling.get("used", "avg"))
+    timeline(bottom, plan, pooling.get("choice_s") or 0.0)
     fig.tight_layout()
     out = STATIC / "finetune_caches.png"
     fig.savefig(out, dpi=110)

@@ -247,3 +247,15 @@ def test_fine_tuner_refuses_a_pooling_at_odds_with_its_backbone(
 def test_fine_tuner_takes_a_built_backbones_own_pooling() -> None:
     assert FineTuner(_scratch(pooling="blocks"), num_classes=3).pooling == "blocks"
     assert FineTuner(_scratch(), num_classes=3, pooling="auto").pooling == "auto"
+
+
+def test_the_choice_counts_in_the_time_budget(split, caplog: pytest.LogCaptureFixture) -> None:
+    """The budget plans the epochs in what the choice left, and its log line says so."""
+    tuner = FineTuner(_dead(), pooling="auto", class_names=split.class_names,
+                      schedule="frozen:1", seed=0, verbose=0)  # fmt: skip
+    with caplog.at_level("INFO", logger="tlkit.finetune"):
+        tuner.fit(split.train, split.val, time_budget=120)
+    chose = tuner.pooling_choice.seconds
+    assert tuner.budget_plan["measure_s"] >= chose > 0  # the plan's clock started before it
+    planned = [r.message for r in caplog.records if "planned" in r.message]
+    assert len(planned) == 1 and "; choosing the head's features" in planned[0]

@@ -620,6 +620,7 @@ class TimeBudget:
         tuner.log(f"tlkit: time budget {what}: measuring each phase on {PROBE_BATCHES} batches")
         costs = measure(tuner, train, val, clock)
         spent = clock() - self.started
+        chose = min(tuner._choice_s, spent)  # pooling="auto" chose the features first
         plan = plan_epochs(costs, self.seconds * (1.0 - BUDGET_MARGIN) - spent)
         self.record(costs, plan, spent)
         parts = ", ".join(
@@ -628,7 +629,9 @@ class TimeBudget:
         )
         tuner.log(
             f"tlkit: time budget {what}: {parts}, planned {_duration(spent + plan.planned_s)} "
-            f"(measuring took {_duration(spent)})"
+            f"(measuring took {_duration(spent - chose)}"
+            + (f"; choosing the head's features {_duration(chose)} before it" if chose else "")
+            + ")"
             + (f"; {plan.scale:g}x the schedule's epochs at most" if plan.capped else "")
         )
         if not plan.fits:

@@ -515,6 +515,7 @@ class FineTuner:
         if epochs is not None:
             self.schedule = sched.with_epochs(self.schedule, epochs)
         t0 = time.perf_counter()
+        self._choice_s = 0.0
         if self.pooling == "auto" and self.pooling_choice is None and not self._loaded:
             self._choose_pooling(train_data, val_data)
         if self._loaded:  # a loaded model: rebuild with layer groups, keep its weights
@@ -545,6 +546,7 @@ class FineTuner:
             choice = choose_among(self.backbone, train, val, batch_size=self.batch_size)
         self.log(f"tlkit: {choice}")
         self.pooling_choice = choice
+        self._choice_s = choice.seconds
         if choice.backbone is not self._backbone:  # every block's: the head reads more features
             self._backbone = choice.backbone
             self._backbone_options = {**self._backbone_options, "pooling": choice.pooling}
@@ -556,6 +558,7 @@ class FineTuner:
     # {phase: epochs} where a replayed budget plan stops a phase early (see _budget.TimeBudget)
     _budget_stops: dict[str, int] | None = None
     _resumed = False
+    _choice_s = 0.0  # seconds this fit spent choosing the pooling (the budget's log says so)
     _placeholder_names = False
     _size_given = True
 
