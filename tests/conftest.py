@@ -10,6 +10,16 @@ import pytest
 from PIL import Image
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the tests marked ``slow`` first (stable order otherwise).
+
+    pytest-xdist hands tests to its workers in collection order; a two-minute test
+    handed out last keeps one worker busy while the others have finished. Started
+    first, it runs beside the many short ones.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def write_image(
     path: Path, size: tuple[int, int] = (8, 8), color: int = 0, mode: str = "RGB", fmt: str = "PNG"
 ) -> Path:

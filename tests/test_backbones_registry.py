@@ -167,6 +167,7 @@ def test_register_rejects_bad_names_and_mismatched_config(scratch_registry: None
         register_backbone("other_net", config=config)
 
 
+@pytest.mark.slow
 def test_builders_register_themselves_and_the_registry_imports_none_of_them() -> None:
     """The registry module imports no builder (no circle); importing it still registers them."""
     import ast

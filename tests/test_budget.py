@@ -241,6 +241,7 @@ def costs_of(plan: dict) -> list[PhaseCost]:
     ]
 
 
+@pytest.mark.slow
 def test_fit_runs_the_planned_epochs_and_measuring_leaves_no_trace(
     split: Split, monkeypatch, capsys
 ) -> None:

@@ -256,6 +256,7 @@ def test_calibrate_refuses_val_without_labels_or_with_other_classes(trained) -> 
     assert tuner.temperature is None
 
 
+@pytest.mark.slow
 def test_calibrate_lowers_nll_and_ece_and_survives_save_load(trained, tmp_path: Path) -> None:
     from tlkit import FineTuner
 

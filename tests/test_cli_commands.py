@@ -174,6 +174,7 @@ def test_command_usage_errors(trained, capsys) -> None:
     assert main(["export", model, "--format", "coreml"]) == 2  # argparse choices
 
 
+@pytest.mark.slow
 def test_train_strategy_mirrored_and_multiworker_argument(trained, monkeypatch) -> None:
     out = trained["tmp"] / "mirrored.keras"
     proc = tlkit(

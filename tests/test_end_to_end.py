@@ -31,6 +31,7 @@ def split(tmp_path_factory: pytest.TempPathFactory) -> Split:
     return Split.load(s.save(root.parent / "photos.split.json"))
 
 
+@pytest.mark.slow
 def test_split_to_comparison_report(split: Split, tmp_path: Path) -> None:
     keras.utils.set_random_seed(0)
     size = 64

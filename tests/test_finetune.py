@@ -169,6 +169,7 @@ def test_auto_caching_decision_is_logged(split: Split, capsys: pytest.CaptureFix
     assert only_frozen.phase_log[0]["cached_features"] is False
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_weights(split: Split) -> None:
     s = schedules.FreezeThenUnfreeze(1, 1, unfreeze="all")
     runs = []
@@ -231,6 +232,7 @@ def test_learns_generated_data(split: Split) -> None:
     assert cnn.train_time_s > 0
 
 
+@pytest.mark.slow
 def test_tf_data_input_and_predict_forms(split: Split, tmp_path: Path) -> None:
     train = split.train.to_dataset(SIZE, batch_size=16, shuffle=True, seed=0)
     t = tuner(schedules.FreezeThenUnfreeze(1, 1, unfreeze=1), class_names=split.class_names)

@@ -203,6 +203,7 @@ RESUME = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_in_the_right_phase(split: Split, tmp_path: Path) -> None:
     script = tmp_path / "resume.py"
     script.write_text(RESUME)

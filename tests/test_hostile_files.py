@@ -343,6 +343,7 @@ def test_predict_reports_a_fifo_and_a_dev_zero_symlink_and_predicts_the_rest(
     assert "2 of 3 file(s) could not be read" in result["err"]
 
 
+@pytest.mark.slow
 def test_predict_decodes_big_images_in_bounded_memory(tiny_model: Path, big_images: Path) -> None:
     specs = ["anim.gif", "big.png", "thin.png", "big.png@10000000", "anim.gif@500000"]
     rows = _child(_PREDICT, str(tiny_model), str(big_images), str(CAP_ROOM), *specs)
@@ -391,6 +392,7 @@ for spec in sys.argv[3:]:
 )
 
 
+@pytest.mark.slow
 def test_pipeline_decodes_big_images_in_bounded_memory_or_names_the_limit(
     big_images: Path,
 ) -> None:

@@ -184,6 +184,7 @@ def _dead(pooling: str = "avg"):
     return _dead_last_block(_scratch(pooling=pooling))
 
 
+@pytest.mark.slow
 def test_fine_tuner_auto_trains_what_blocks_would(split, tmp_path: Path) -> None:
     """pooling="auto" chooses every block's features here, and then trains exactly the model
     pooling="blocks" trains (the net built before the fit is rebuilt on the chosen features)."""

@@ -120,6 +120,7 @@ def test_mirrored_two_replicas_match_one_device(tmp_path: Path) -> None:
         np.testing.assert_allclose(r1["history"][key], r2["history"][key], rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_mirrored_fit_on_split_part_with_cached_features_and_checkpoints(tmp_path: Path) -> None:
     data = make_synthetic_dataset(tmp_path / "photos", {"a": 24, "b": 24}, image_size=32)
     out, ckpt = tmp_path / "out", tmp_path / "ckpt"
@@ -133,6 +134,7 @@ def test_mirrored_fit_on_split_part_with_cached_features_and_checkpoints(tmp_pat
     assert reloaded.class_names == ["a", "b"]
 
 
+@pytest.mark.slow
 def test_multiworker_runs_schedule_and_only_the_chief_writes(tmp_path: Path) -> None:
     out, ckpt = tmp_path / "out", tmp_path / "ckpt"
     for p in _workers(out, ckpt):
@@ -149,6 +151,7 @@ def test_multiworker_runs_schedule_and_only_the_chief_writes(tmp_path: Path) -> 
         np.testing.assert_array_equal(a, b)  # the replicas stayed in sync
 
 
+@pytest.mark.slow
 def test_killed_worker_fails_the_other_within_bounded_time_then_resume(tmp_path: Path) -> None:
     out, ckpt = tmp_path / "out", tmp_path / "ckpt"
     chief, doomed = _workers(out, ckpt, {1: ["--die-in-epoch", "2"]})
