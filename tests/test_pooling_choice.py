@@ -260,3 +260,32 @@ def test_the_choice_counts_in_the_time_budget(split, caplog: pytest.LogCaptureFi
     assert tuner.budget_plan["measure_s"] >= chose > 0  # the plan's clock started before it
     planned = [r.message for r in caplog.records if "planned" in r.message]
     assert len(planned) == 1 and "; choosing the head's features" in planned[0]
+
+
+def test_the_same_seed_gives_the_same_head_for_a_name_or_a_built_backbone(split) -> None:
+    """The head's initial weights do not depend on how the backbone came (nor does auto's
+    choice of the last layer change a thing against pooling="avg")."""
+    import keras
+
+    kw = {"class_names": split.class_names, "seed": 5, "schedule": "frozen:1", "verbose": 0}
+    by_name = FineTuner("scratch_cnn", weights=None, image_size=SIZE, **kw)
+    keras.utils.set_random_seed(5)  # the backbone's own random weights: as build() draws them
+    built = FineTuner(get_backbone("scratch_cnn", weights=None, image_size=SIZE), **kw)
+    for a, b in zip(by_name.model.get_weights(), built.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_auto_that_keeps_the_last_layer_trains_what_avg_trains(
+    split, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scores = iter((0.8, 0.8) * 2)
+    monkeypatch.setattr(_pooling, "probe_score", lambda *a: next(scores))  # a tie: avg
+    kw = {"class_names": split.class_names, "seed": 1, "schedule": "frozen:2", "verbose": 0,
+          "weights": None, "image_size": SIZE}  # fmt: skip
+    auto = FineTuner("scratch_cnn", pooling="auto", **kw)
+    auto.fit(split.train, split.val)
+    assert auto.pooling_choice.pooling == "avg"
+    plain = FineTuner("scratch_cnn", **kw)
+    plain.fit(split.train, split.val)
+    for a, b in zip(auto.model.get_weights(), plain.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -20,6 +20,8 @@ Targets (module: functions; the tests that run against them):
 * ``data/_grouping.py`` (grouping and assignment), ``data/_splitter.py``:
   ``apportion``, ``_max_flow_01``, ``assign_groups``, ``_targets``,
   ``group_samples``; the splitter tests
+* ``finetune/_pooling.py``: ``choose_among``, ``probe_score``, ``row_space`` (the
+  choice of the head's features and the row-space reduction); ``tests/test_pooling_choice.py``
 * ``data/_split.py``: ``Split.load`` and its checks; ``tests/test_manifest.py``
 * ``data/_manifest.py``: the manifest schema, root confinement and edit checks;
   ``tests/test_manifest_hostile.py``, ``tests/test_manifest_trust.py``
@@ -135,6 +137,13 @@ TARGETS = [
         "finetune/_boundary.py",
         ("find_cut", "_below", "view_batches", "shared_cut", "predict_rows", "fill_views"),
         ("tests/test_boundary_cache.py",),
+    ),
+    Target(
+        "pooling",
+        "finetune/_pooling.py",
+        ("choose_among", "probe_score", "row_space"),
+        ("tests/test_pooling_choice.py",),
+        pytest_args=("-k", "not trains_what_blocks and not counts_in_the_time_budget"),
     ),
     Target(
         "split_load",

@@ -420,14 +420,13 @@ class FineTuner:
             return self._net
         from tlkit.finetune._model import build_classifier
 
-        if self.seed is not None:
-            import keras
-
-            keras.utils.set_random_seed(self.seed)
+        self._seed_now()
         _devices.check_backbone_scope(self.strategy, self._backbone)
         with _devices.strategy_scope(self.strategy), _devices.precision(self.mixed_precision):
+            backbone = self.backbone  # a name's backbone is built here (random weights: seeded)
+            self._seed_now()  # the head's weights: the same for a name and a built backbone
             self._net, self._head_layers = build_classifier(
-                self.backbone,
+                backbone,
                 num_classes=len(self.class_names),
                 dropout=self.dropout,
                 hidden=self.head_units,
@@ -435,6 +434,12 @@ class FineTuner:
                 seed=self.seed,
             )
         return self._net
+
+    def _seed_now(self) -> None:
+        if self.seed is not None:
+            import keras
+
+            keras.utils.set_random_seed(self.seed)
 
     def is_chief(self) -> bool:
         """Whether this process writes files: True without a strategy or on the chief worker."""
@@ -542,6 +547,7 @@ class FineTuner:
             "tlkit: pooling='auto': a linear probe on the last layer's and on every block's "
             "pooled features of the train images, scored on validation"
         )
+        self._seed_now()  # a name's backbone is built now, as build() would
         with _devices.strategy_scope(self.strategy):
             choice = choose_among(self.backbone, train, val, batch_size=self.batch_size)
         self.log(f"tlkit: {choice}")
