@@ -158,14 +158,14 @@ def choose_among(
             f"with pooling='avg'; {avg.name} has pooling={pooling!r}",
             argument="backbone",
         )
-    blocks = pool_blocks(avg)
-    blocks.options = {**avg.options, "pooling": "blocks"}
-    avg.options = {**avg.options, "pooling": "avg"}
     y = {"train": train_data.labels(), "val": val_data.labels()}
     if len(np.unique(y["train"])) < 2:
         raise InvalidArgumentError(
             "choose_pooling needs training images of at least two classes", argument="train"
         )
+    blocks = pool_blocks(avg)
+    blocks.options = {**avg.options, "pooling": "blocks"}
+    avg.options = {**avg.options, "pooling": "avg"}
     x = {
         "train": _features(blocks, train_data, avg.image_size, batch_size),
         "val": _features(blocks, val_data, avg.image_size, batch_size),
@@ -229,7 +229,7 @@ def row_space(x_train: np.ndarray, x_val: np.ndarray) -> tuple[np.ndarray, np.nd
     score), so with the thin SVD ``X = U S V^T`` the model fitted on ``X V = U S``
     and applied to ``X_val V`` gives the same predictions as on the raw columns,
     in ``n`` columns instead of ``d``: 10,208 block features of 1,837 images
-    become 1,837, and the probe runs about five times faster. ``V`` is never
+    become 1,837, and the probe runs about four times faster. ``V`` is never
     formed: ``X V = U S`` and ``X_val V = X_val X^T U / S`` from the
     eigen-decomposition of ``X X^T``.
     """

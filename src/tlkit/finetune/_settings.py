@@ -91,10 +91,10 @@ def pooling_arg(value: Any, backbone: Backbone | None) -> str:
         return str(own)
     if value == "auto" and own == "avg":
         return "auto"
+    wanted = "avg" if value == "auto" else value
     raise InvalidArgumentError(
         f"pooling={value!r} but the backbone was built with pooling={own!r}: leave pooling out, "
-        f"or pass the backbone's name (or one built with get_backbone(..., pooling="
-        f"{'avg' if value == 'auto' else value!r}))",
+        f"or pass the backbone's name (or one built with get_backbone(..., pooling={wanted!r}))",
         argument="pooling",
     )
 
