@@ -14,7 +14,7 @@ from tlkit import DatasetSplitter, FineTuner
 from tlkit.backbones import get_backbone
 from tlkit.data import SplitPart
 from tlkit.errors import ArgumentTypeError, InvalidArgumentError, ScheduleError
-from tlkit.finetune import PoolingChoice, _pooling, choose_pooling
+from tlkit.finetune import _pooling, choose_pooling
 
 SIZE = 32
 
@@ -86,26 +86,21 @@ def test_scores_are_the_probe_on_the_backbones_own_features(split) -> None:
 
 @pytest.mark.parametrize(
     ("scores", "chosen"),
-    [((0.7, 0.7), "avg"), ((0.7, 0.71), "blocks"), ((0.8, 0.6), "avg")],
+    [((0.7, 0.7), "avg"), ((0.7, 0.71), "blocks"), ((0.8, 0.6), "avg"), ((0.0, 1e-9), "blocks")],
 )
 def test_the_higher_probe_wins_and_a_tie_goes_to_avg(
-    split, monkeypatch: pytest.MonkeyPatch, scores: tuple[float, float], chosen: str
+    scores: tuple[float, float], chosen: str
 ) -> None:
-    given_scores = iter(scores)  # avg is probed first
+    assert _pooling.decide({"avg": scores[0], "blocks": scores[1]}) == chosen
+
+
+def test_the_choice_follows_the_scores(split, monkeypatch: pytest.MonkeyPatch) -> None:
+    """choose_among keeps what decide() says of the two probes (avg is probed first)."""
+    given_scores = iter((0.7, 0.71))
     monkeypatch.setattr(_pooling, "probe_score", lambda *a: next(given_scores))
     choice = choose_pooling(_scratch(), split.train, split.val)
-    assert choice.pooling == chosen
-    assert choice.scores == {"avg": scores[0], "blocks": scores[1]}
-    assert choice.backbone.options["pooling"] == chosen
-
-
-def test_a_fine_tuner_trains_on_the_chosen_backbone(split) -> None:
-    choice = choose_pooling(_dead_last_block(_scratch()), split.train, split.val)
-    tuner = FineTuner(choice.backbone, class_names=split.class_names, schedule="frozen:1", seed=0)
-    tuner.build()
-    names = [layer.name for layer in tuner.model.layers]
-    assert "head_standardize" in names  # FineTuner's standardising layer for every block's features
-    assert tuner.model.input_shape == (None, SIZE, SIZE, 3)
+    assert choice.pooling == "blocks" and choice.scores == {"avg": 0.7, "blocks": 0.71}
+    assert choice.backbone.options["pooling"] == "blocks"
 
 
 def test_a_backbone_not_pooled_by_average_is_refused(split) -> None:
@@ -124,12 +119,6 @@ def test_bad_data_is_refused_before_any_pass(split) -> None:
                           tuple(s for s in part if s.label == 0))  # fmt: skip
     with pytest.raises(InvalidArgumentError, match="at least two classes"):
         choose_pooling(_scratch(), one_class, split.val)
-
-
-def test_a_name_builds_the_backbone(split) -> None:
-    choice = choose_pooling("scratch_cnn", split.train, split.val, weights=None, image_size=SIZE)
-    assert isinstance(choice, PoolingChoice)
-    assert choice.backbone.name == "scratch_cnn" and choice.backbone.image_size == (SIZE, SIZE)
 
 
 @settings(max_examples=25, deadline=None)
@@ -185,21 +174,30 @@ def _dead(pooling: str = "avg"):
 
 
 @pytest.mark.slow
-def test_fine_tuner_auto_trains_what_blocks_would(split, tmp_path: Path) -> None:
-    """pooling="auto" chooses every block's features here, and then trains exactly the model
-    pooling="blocks" trains (the net built before the fit is rebuilt on the chosen features)."""
+def test_fine_tuner_auto_trains_what_blocks_would(
+    split, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """pooling="auto" chooses every block's features here, inside the fit's time budget, and
+    then trains exactly the model pooling="blocks" trains (the net built before the fit is
+    rebuilt on the chosen features): the same weights when the budget's plan is replayed."""
     kw = {"class_names": split.class_names, "schedule": "frozen:2", "seed": 0, "verbose": 0}
     auto = FineTuner(_dead(), pooling="auto", **kw)
     auto.build()  # on the last layer's features, until the fit chooses
     assert auto.pooling_choice is None
     assert not any(layer.name == "head_standardize" for layer in auto.model.layers)
-    auto.fit(split.train, split.val)
+    with caplog.at_level("INFO", logger="tlkit.finetune"):
+        auto.fit(split.train, split.val, time_budget=120)
     assert auto.pooling_choice is not None and auto.pooling_choice.pooling == "blocks"
     assert auto.backbone.options["pooling"] == "blocks"
-    assert auto.train_time_s >= auto.pooling_choice.seconds  # the choice is part of the fit
+    assert any(layer.name == "head_standardize" for layer in auto.model.layers)
+    # the choice is part of the fit: its time, and the budget's clock (and log line)
+    chose = auto.pooling_choice.seconds
+    assert auto.train_time_s >= chose and auto.budget_plan["measure_s"] >= chose > 0
+    planned = [r.message for r in caplog.records if "planned" in r.message]
+    assert len(planned) == 1 and "; choosing the head's features" in planned[0]
     fixed = FineTuner(_dead("blocks"), **kw)
     assert fixed.pooling == "blocks"
-    fixed.fit(split.train, split.val)
+    fixed.fit(split.train, split.val, time_budget=auto.budget_plan)  # the same epochs
     for a, b in zip(auto.model.get_weights(), fixed.model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     auto.save(tmp_path / "auto.keras")
@@ -248,18 +246,6 @@ def test_fine_tuner_refuses_a_pooling_at_odds_with_its_backbone(
 def test_fine_tuner_takes_a_built_backbones_own_pooling() -> None:
     assert FineTuner(_scratch(pooling="blocks"), num_classes=3).pooling == "blocks"
     assert FineTuner(_scratch(), num_classes=3, pooling="auto").pooling == "auto"
-
-
-def test_the_choice_counts_in_the_time_budget(split, caplog: pytest.LogCaptureFixture) -> None:
-    """The budget plans the epochs in what the choice left, and its log line says so."""
-    tuner = FineTuner(_dead(), pooling="auto", class_names=split.class_names,
-                      schedule="frozen:1", seed=0, verbose=0)  # fmt: skip
-    with caplog.at_level("INFO", logger="tlkit.finetune"):
-        tuner.fit(split.train, split.val, time_budget=120)
-    chose = tuner.pooling_choice.seconds
-    assert tuner.budget_plan["measure_s"] >= chose > 0  # the plan's clock started before it
-    planned = [r.message for r in caplog.records if "planned" in r.message]
-    assert len(planned) == 1 and "; choosing the head's features" in planned[0]
 
 
 def test_the_same_seed_gives_the_same_head_for_a_name_or_a_built_backbone(split) -> None:

@@ -143,7 +143,7 @@ TARGETS = [
         "finetune/_pooling.py",
         ("choose_among", "probe_score", "row_space"),
         ("tests/test_pooling_choice.py",),
-        pytest_args=("-k", "not trains_what_blocks and not counts_in_the_time_budget"),
+        pytest_args=("-k", "not trains_what_blocks and not keeps_the_last_layer"),
     ),
     Target(
         "split_load",

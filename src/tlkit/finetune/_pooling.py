@@ -29,6 +29,7 @@ __all__ = [
     "PoolingChoice",
     "choose_among",
     "choose_pooling",
+    "decide",
     "probe_score",
     "row_space",
 ]
@@ -175,7 +176,7 @@ def choose_among(
         "avg": probe_score(x["train"][:, -tail:], y["train"], x["val"][:, -tail:], y["val"]),
         "blocks": probe_score(x["train"], y["train"], x["val"], y["val"]),
     }
-    chosen = "blocks" if scores["blocks"] > scores["avg"] else "avg"
+    chosen = decide(scores)
     return PoolingChoice(
         pooling=chosen,
         scores=scores,
@@ -183,6 +184,11 @@ def choose_among(
         seconds=time.perf_counter() - start,
         features={"avg": tail, "blocks": blocks.feature_dim},
     )
+
+
+def decide(scores: dict[str, float]) -> str:
+    """The pooling with the higher probe score; a tie keeps ``"avg"``, the smaller head."""
+    return "blocks" if scores["blocks"] > scores["avg"] else "avg"
 
 
 def _features(backbone: Backbone, data: Data, size: tuple[int, int], batch_size: int) -> np.ndarray:
