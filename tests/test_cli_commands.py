@@ -39,11 +39,17 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "frozen:2",
         "--batch-size",
         "8",
+        "--pooling",
+        "auto",
         "-o",
         str(model),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout)  # stdout holds the JSON summary only
+    # --pooling auto: the probes' scores, and the pooling they chose, in the summary
+    scores = summary["pooling_probe_balanced_accuracy"]
+    assert summary["pooling"] == ("blocks" if scores["blocks"] > scores["avg"] else "avg")
+    assert f"tlkit: pooling='{summary['pooling']}': a linear probe" in proc.stderr
     assert summary["model"] == str(model) and summary["class_names"] == ["blue", "green", "red"]
     assert "model written to" in proc.stderr and model.is_file()
     return {"tmp": tmp, "root": root, "manifest": manifest, "model": model}

@@ -282,3 +282,16 @@ def test_auto_that_keeps_the_last_layer_trains_what_avg_trains(
     plain.fit(split.train, split.val)
     for a, b in zip(auto.model.get_weights(), plain.model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_tf_data_datasets_are_probed_like_split_parts(split) -> None:
+    """(images, labels) batches, as FineTuner.fit takes them: the same images, the same choice."""
+    avg = _dead_last_block(_scratch())
+    parts = choose_pooling(avg, split.train, split.val)
+    datasets = choose_pooling(
+        avg,
+        split.train.to_dataset(SIZE, batch_size=32, shuffle=False),
+        split.val.to_dataset(SIZE, batch_size=32, shuffle=False),
+    )
+    assert datasets.pooling == parts.pooling == "blocks"
+    assert datasets.scores == pytest.approx(parts.scores, abs=1e-9)

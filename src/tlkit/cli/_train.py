@@ -124,7 +124,12 @@ def run(args: argparse.Namespace) -> int:
         "strategy": args.strategy,
         "replicas": 1 if strategy is None else int(strategy.num_replicas_in_sync),
         "train_time_s": None if tuner.train_time_s is None else round(tuner.train_time_s, 2),
+        "pooling": tuner.backbone.options.get("pooling", "avg"),  # what the head reads
     }
+    if tuner.pooling_choice is not None:  # --pooling auto: what the probes scored
+        summary["pooling_probe_balanced_accuracy"] = {
+            k: round(v, 4) for k, v in tuner.pooling_choice.scores.items()
+        }
     if tuner.budget_plan is not None:
         summary["time_budget"] = {
             "budget_s": tuner.budget_plan.get("budget_s"),
