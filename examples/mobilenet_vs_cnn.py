@@ -270,7 +270,7 @@ def run(args: argparse.Namespace) -> int:
     plans = recorded_plans(args.replay) if args.replay else None
     import keras
 
-    from tlkit import FineTuner, ModelComparator, Split
+    from tlkit import ModelComparator, Split
 
     profile = PROFILES[args.profile]
     size = args.image_size or profile["size"]
@@ -300,25 +300,14 @@ def run(args: argparse.Namespace) -> int:
     tuner.save(work / f"{name}.keras")
 
     budget = len(tuner.history)
+    makers = recipe_makers(args, split, profile, size, name)
     epochs = profile["scratch"] if args.profile != "smoke" else 2
     plan = f"{epochs} epochs" + (f" scaled to {time_limit}" if time_limit else "")
     scratch_size = args.image_size or profile["scratch_size"]
     print(
         f"\n== 3/4 CNN from scratch ({scratch_size} px, {plan}; the pretrained model ran {budget})"
     )
-
-    def make_scratch() -> FineTuner:
-        return FineTuner.scratch_cnn(
-            class_names=split.class_names,
-            image_size=scratch_size,
-            epochs=epochs,
-            seed=args.seed,
-            augment=augmentation(profile["scratch_aug"], args.seed),
-            class_weight="sqrt",
-            verbose=2 if args.profile != "smoke" else 0,
-        )
-
-    scratch = make_scratch()
+    scratch = makers["cnn_from_scratch"]()
     scratch.fit(
         split.train,
         split.val,
@@ -345,11 +334,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"\nVerdict: {verdict}")
     report.save(work / "report")
     if args.cv:
-        makers = {
-            # with pooling auto, each fold chooses on its own validation images
-            name: lambda: FineTuner(name, **pretrained_settings(args, split, profile, size)),
-            "cnn_from_scratch": make_scratch,
-        }
         cross_validate_both(args, split, work, time_limit, makers)
     wall = time.perf_counter() - t_start
     (work / "run.json").write_text(
@@ -384,6 +368,29 @@ def run(args: argparse.Namespace) -> int:
     print(f"models, split manifest and run.json (command, versions): {work}")
     print(f"wall time: {wall / 60:.1f} min")
     return 0
+
+
+def recipe_makers(args: argparse.Namespace, split, profile: dict, size: int, name: str) -> dict:
+    """Both recipes as functions that make a new, untrained model: the scratch CNN's fit and
+    each cross-validation fold call them (with pooling auto, each fold chooses on its own
+    validation images)."""
+    from tlkit import FineTuner
+
+    def make_scratch() -> FineTuner:
+        return FineTuner.scratch_cnn(
+            class_names=split.class_names,
+            image_size=args.image_size or profile["scratch_size"],
+            epochs=profile["scratch"] if args.profile != "smoke" else 2,
+            seed=args.seed,
+            augment=augmentation(profile["scratch_aug"], args.seed),
+            class_weight="sqrt",
+            verbose=2 if args.profile != "smoke" else 0,
+        )
+
+    return {
+        name: lambda: FineTuner(name, **pretrained_settings(args, split, profile, size)),
+        "cnn_from_scratch": make_scratch,
+    }
 
 
 def cross_validate_both(args, split, work: Path, time_limit, makers: dict) -> None:

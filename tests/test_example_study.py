@@ -23,7 +23,7 @@ def run(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
 def test_smoke_profile_writes_the_whole_study(tmp_path: Path) -> None:
     out = tmp_path / "study"
     proc = run(
-        "--profile", "smoke", "--out", str(out), "--backbone", "efficientnet_lite0", "--cv", "2",
+        "--profile", "smoke", "--out", str(out), "--backbone", "efficientnet_lite0",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = proc.stdout
@@ -48,17 +48,52 @@ def test_smoke_profile_writes_the_whole_study(tmp_path: Path) -> None:
     assert report["verdict"]  # the one-paragraph verdict after the warnings
     run_info = json.loads((out / "run.json").read_text())
     assert "mobilenet_vs_cnn.py" in run_info["command"] and run_info["versions"]["keras"]
-    # --cv 2: both recipes cross-validated, compared on every image's out-of-fold prediction
-    assert "== cross-validation: 2 leak-free folds over all 72 images" in text
-    assert "Verdict (cross-validation): " in text and run_info["cv_folds"] == 2
-    cv = json.loads((out / "cv_report" / "report.json").read_text())
+    assert run_info["cv_folds"] == 0 and not (out / "cv_report").exists()
+
+
+def _example():
+    """The example as a module (its functions, without running it)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mobilenet_vs_cnn", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cv_compares_both_recipes_on_every_image(tmp_path: Path, capsys) -> None:
+    """--cv K: the recipes' makers build new models of the study's settings (the pooling
+    too), and both are cross-validated and compared on every image's out-of-fold prediction
+    (here with tiny scratch CNNs standing in for the two models, to keep it quick)."""
+    from tlkit import DatasetSplitter, FineTuner
+    from tlkit.datasets import make_synthetic_dataset
+
+    study = _example()
+    args = study.parse_args(["--profile", "smoke", "--cv", "2", "--pooling", "blocks"])
+    root = make_synthetic_dataset(tmp_path / "photos", {"a": 16, "b": 12, "c": 8}, image_size=32)
+    split = DatasetSplitter(val=0.15, test=0.15, seed=0, progress=False).split(root)
+    makers = study.recipe_makers(args, split, study.PROFILES["smoke"], 64, "efficientnet_lite0")
+    pretrained, scratch = makers["efficientnet_lite0"](), makers["cnn_from_scratch"]()
+    assert pretrained is not makers["efficientnet_lite0"]()  # a new model each call
+    assert (pretrained.backbone_name, pretrained.pooling, pretrained.image_size) == (
+        "efficientnet_lite0",
+        "blocks",
+        (64, 64),
+    )
+    assert scratch.backbone_name == "scratch_cnn" and scratch.class_names == list(split.class_names)
+
+    def tiny() -> FineTuner:
+        return FineTuner.scratch_cnn(class_names=split.class_names, image_size=32, epochs=1,
+                                     widths=(4, 8), seed=0, verbose=0)  # fmt: skip
+
+    names = ["majority-class baseline", "first", "second"]
+    study.cross_validate_both(args, split, tmp_path, None, {"first": tiny, "second": tiny})
+    text = capsys.readouterr().out
+    assert "== cross-validation: 2 leak-free folds over all 36 images" in text
+    assert "Verdict (cross-validation): " in text
+    cv = json.loads((tmp_path / "cv_report" / "report.json").read_text())
     assert [m["name"] for m in cv["models"]] == names
-    assert len(cv["y_true"]) == 72 and sorted(cv["y_true"]) == sorted(report_labels(out))
-
-
-def report_labels(out: Path) -> list[int]:
-    """Labels of every image of the smoke study's split (all three parts)."""
-    return [s["label"] for s in json.loads((out / "split.json").read_text())["samples"]]
+    assert sorted(cv["y_true"]) == sorted(s.label for part in split.parts.values() for s in part)
 
 
 def test_cv_needs_two_folds() -> None:

@@ -187,7 +187,7 @@ def test_fine_tuner_auto_trains_what_blocks_would(
     """pooling="auto" chooses every block's features here, inside the fit's time budget, and
     then trains exactly the model pooling="blocks" trains (the net built before the fit is
     rebuilt on the chosen features): the same weights when the budget's plan is replayed."""
-    kw = {"class_names": split.class_names, "schedule": "frozen:2", "seed": 0, "verbose": 0}
+    kw = {"class_names": split.class_names, "schedule": "frozen:1", "seed": 0, "verbose": 0}
     auto = FineTuner(_dead(), pooling="auto", **kw)
     auto.build()  # on the last layer's features, until the fit chooses
     assert auto.pooling_choice is None
