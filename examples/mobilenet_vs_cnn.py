@@ -301,13 +301,12 @@ def run(args: argparse.Namespace) -> int:
 
     budget = len(tuner.history)
     makers = recipe_makers(args, split, profile, size, name)
-    epochs = profile["scratch"] if args.profile != "smoke" else 2
-    plan = f"{epochs} epochs" + (f" scaled to {time_limit}" if time_limit else "")
-    scratch_size = args.image_size or profile["scratch_size"]
-    print(
-        f"\n== 3/4 CNN from scratch ({scratch_size} px, {plan}; the pretrained model ran {budget})"
-    )
     scratch = makers["cnn_from_scratch"]()
+    plan = f"{scratch.schedule.epochs} epochs" + (f" scaled to {time_limit}" if time_limit else "")
+    print(
+        f"\n== 3/4 CNN from scratch ({scratch.image_size[0]} px, {plan}; the pretrained model "
+        f"ran {budget})"
+    )
     scratch.fit(
         split.train,
         split.val,
