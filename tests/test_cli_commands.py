@@ -52,6 +52,14 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     assert f"tlkit: pooling='{summary['pooling']}': a linear probe" in proc.stderr
     assert summary["model"] == str(model) and summary["class_names"] == ["blue", "green", "red"]
     assert "model written to" in proc.stderr and model.is_file()
+    # the kept epochs, and the saved model's own scores on the val part
+    first, last = summary["kept_epochs"]
+    assert 1 <= first <= last == summary["best_epoch"] <= summary["epochs"] == 2
+    from tlkit import FineTuner, Split
+
+    val = Split.load(manifest).val
+    again = FineTuner.load(model).evaluate(val)
+    assert summary["val_metrics"] == {f"val_{k}": round(float(again[k]), 4) for k in again}
     return {"tmp": tmp, "root": root, "manifest": manifest, "model": model}
 
 

@@ -7,12 +7,15 @@ seconds; the mechanics are the same for every registry backbone.
 from __future__ import annotations
 
 import inspect
+import re
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tlkit import DatasetSplitter, FineTuner, Split, schedules
 from tlkit.backbones import get_backbone
@@ -469,8 +472,8 @@ def test_best_epoch_is_chosen_on_the_smoothed_monitor() -> None:
 
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
     scores = [0.50, 0.72, 0.50, 0.60, 0.62, 0.64, 0.66, 0.58]  # spike at epoch 2
-    chosen = {}
-    for window, expected in ((1, 1), (3, 6)):
+    # window 1: the spike's own weights; window 3: the mean of epochs 4-6's weights
+    for window, expected, kept in ((1, 1.0, (1, 1)), (3, 5.0, (4, 6))):
         history = TrainingHistory()
         best = BestEpoch(history, "val_balanced_accuracy", window, patience=99, restore=True)
         best.set_model(model)
@@ -480,19 +483,174 @@ def test_best_epoch_is_chosen_on_the_smoothed_monitor() -> None:
             history.append("head", {"val_balanced_accuracy": score}, 1.0)
             best.on_epoch_end(epoch)
         best.on_train_end()
-        chosen[window] = int(model.get_weights()[0][0, 0])
-        assert chosen[window] == expected
+        assert model.get_weights()[0][0, 0] == expected
+        assert best.kept == kept and best.kept_score is None and not best.fell_back
     # patience counts epochs without a better smoothed score
     history = TrainingHistory()
     stop = BestEpoch(history, "val_loss", 2, patience=2, restore=False)
     stop.set_model(model)
     model.stop_training = False
-    for epoch, loss in enumerate([1.0, 0.8, 0.9, 0.95, 0.99]):
+    for epoch, loss in enumerate([1.0, 0.8, 0.9, 0.95, 0.99, 0.1, 0.1]):
         history.append("head", {"val_loss": loss}, 1.0)
         stop.on_epoch_end(epoch)
         if model.stop_training:
             break
-    assert epoch == 4  # smoothed 1.0, 0.9, 0.85 (best), 0.925, 0.97: stops after 2 worse ones
+    # smoothed 1.0, 0.9, 0.85 (best), 0.925, 0.97: stops after 2 worse ones, before the drop
+    assert epoch == 4 and model.stop_training is True
+    assert stop.kept is None  # restore=False keeps nothing
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.one_of(st.floats(0, 1), st.just(float("nan"))), min_size=1, max_size=12),
+    st.integers(1, 6),
+)
+def test_smoothed_is_the_trailing_mean_of_the_window_without_nans(
+    values: list[float], window: int
+) -> None:
+    from tlkit.finetune._callbacks import smoothed
+
+    out = smoothed(values, window)
+    assert len(out) == len(values)
+    for i, got in enumerate(out):
+        recent = [v for v in values[max(0, i - window + 1) : i + 1] if v == v]
+        if recent:
+            assert got == pytest.approx(sum(recent) / len(recent))
+        else:
+            assert got != got  # NaN: nothing to average
+
+
+@pytest.mark.parametrize(
+    ("monitor", "values", "checked", "weights", "kept"),
+    [
+        # stretch 1-3 (mean 0.65); the mean weights score 0.61, not worse than every epoch
+        ("val_balanced_accuracy", [0.5, 0.6, 0.7, 0.65, 0.4], 0.61, 2.0, (1, 3)),
+        # the mean scores under each of 0.6, 0.7, 0.65: the stretch's last epoch instead
+        ("val_balanced_accuracy", [0.5, 0.6, 0.7, 0.65, 0.4], 0.59, 3.0, (3, 3)),
+        ("val_balanced_accuracy", [0.5, 0.6, 0.7, 0.65, 0.4], float("nan"), 3.0, (3, 3)),
+        # a loss is better lower: 0.85 is under the stretch's 0.9, 0.95 above each of its epochs
+        ("val_loss", [1.0, 0.9, 0.7, 0.75, 0.95], 0.85, 2.0, (1, 3)),
+        ("val_loss", [1.0, 0.9, 0.7, 0.75, 0.95], 0.95, 3.0, (3, 3)),
+    ],
+)
+def test_the_mean_of_the_best_stretch_is_checked_on_validation(
+    monitor: str, values: list[float], checked: float, weights: float, kept: tuple[int, int]
+) -> None:
+    from tlkit.finetune._callbacks import BestEpoch, TrainingHistory
+
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    history = TrainingHistory()
+    calls: list[float] = []
+
+    def score() -> float:
+        calls.append(float(model.get_weights()[0][0, 0]))  # scored on the mean weights
+        return checked
+
+    best = BestEpoch(history, monitor, 3, patience=99, restore=True, score=score)
+    best.set_model(model)
+    for epoch, value in enumerate(values):
+        model.set_weights([np.full((1, 1), float(epoch)), np.zeros(1)])
+        history.append("head", {monitor: value}, 1.0)
+        best.on_epoch_end(epoch)
+    best.on_train_end()
+    assert calls == [2.0]
+    assert model.get_weights()[0][0, 0] == weights
+    assert best.kept == kept and best.fell_back == (kept[0] == kept[1])
+
+
+def test_a_stretch_takes_only_its_own_phase_epochs() -> None:
+    """The first epochs of a phase are scored with the previous phase's, but only this
+    phase's weights (the ones it trained) are averaged."""
+    from tlkit.finetune._callbacks import BestEpoch, TrainingHistory
+
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    history = TrainingHistory()
+    for value in (0.9, 0.9, 0.9):  # an earlier phase, not seen by this BestEpoch
+        history.append("head", {"val_accuracy": value}, 1.0)
+    best = BestEpoch(history, "val_accuracy", 3, patience=99, restore=True)
+    best.set_model(model)
+    for epoch, value in enumerate([0.8, 0.3, 0.3], start=3):
+        model.set_weights([np.full((1, 1), float(epoch)), np.zeros(1)])
+        history.append("finetune", {"val_accuracy": value}, 1.0)
+        best.on_epoch_end(epoch)
+    best.on_train_end()
+    assert best.kept == (3, 3) and model.get_weights()[0][0, 0] == 3.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.floats(-1e3, 1e3, allow_nan=False, width=32), min_size=3, max_size=3),
+        min_size=1,
+        max_size=6,
+    ),
+    st.integers(0, 2**31 - 1),
+)
+def test_mean_weights_averages_floats_and_keeps_the_last_of_the_rest(
+    rows: list[list[float]], state: int
+) -> None:
+    from tlkit.finetune._callbacks import mean_weights
+
+    snapshots = [
+        [np.asarray(r, np.float32).reshape(3, 1), np.asarray([state + i], np.int64)]
+        for i, r in enumerate(rows)
+    ]
+    mean = mean_weights(snapshots)
+    stacked = np.stack([s[0] for s in snapshots]).astype(np.float64)
+    assert mean[0].dtype == np.float32 and mean[0].shape == (3, 1)
+    np.testing.assert_allclose(mean[0], stacked.mean(axis=0), rtol=1e-6, atol=1e-4)
+    assert np.all(mean[0] >= stacked.min(axis=0) - 1e-3)
+    assert np.all(mean[0] <= stacked.max(axis=0) + 1e-3)
+    assert mean[1].tolist() == [state + len(rows) - 1]  # not averaged: the last
+    # the order of the snapshots does not matter to the mean
+    np.testing.assert_allclose(mean_weights(snapshots[::-1])[0], mean[0], rtol=1e-6, atol=1e-4)
+    if len(rows) == 1:
+        assert np.array_equal(mean[0], snapshots[0][0])
+    with pytest.raises(ValueError, match="at least one snapshot"):
+        mean_weights([])
+
+
+class WeightRecorder(keras.callbacks.Callback):
+    """The whole network's weights at the end of every epoch (phases share its layers)."""
+
+    def __init__(self, t: FineTuner) -> None:
+        super().__init__()
+        self.tuner, self.epochs = t, []
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        self.epochs.append(self.tuner.model.get_weights())
+
+
+def test_fit_keeps_the_mean_weights_of_the_best_stretch(split: Split) -> None:
+    """Each phase ends on the mean of its best stretch's weights, scored on validation as logged;
+    ``monitor_window=1`` keeps one epoch's weights exactly."""
+    s = schedules.FreezeThenUnfreeze(5, 2, unfreeze=1, lr_factor=0.1)
+    t = tuner(s, monitor="val_loss", monitor_window=3, class_names=split.class_names)
+    t.build()
+    record = WeightRecorder(t)
+    lines: list[str] = []
+    t.log = lines.append  # type: ignore[method-assign]
+    t.fit(split.train, split.val, callbacks=[record])
+    said = [re.match(r"tlkit: phase '(\w+)'( keeps|: the mean weights)", line) for line in lines]
+    assert [m.group(1) for m in said if m] == ["head", "finetune"]  # one line a phase
+    assert "phase 'head' keeps the mean weights of epochs 3-5 (val_loss " in " ".join(lines)
+    assert t.kept_epochs == (5, 6) and t.best_epoch == 6  # the val loss still falls: the end
+    expected = [np.mean(ws, axis=0) for ws in zip(*record.epochs[5:7], strict=True)]
+    for got, want in zip(t.model.get_weights(), expected, strict=True):
+        if np.issubdtype(got.dtype, np.floating):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    logged = float(
+        re.search(r"keeps the mean weights of epochs 6-7 \(val_loss ([\d.]+)", lines[-1])[1]
+    )
+    assert t.evaluate(split.val)["loss"] == pytest.approx(logged, abs=1e-4)
+
+    one = tuner(schedules.Frozen(5), monitor_window=1, class_names=split.class_names)
+    one.build()
+    record = WeightRecorder(one)
+    one.fit(split.train, split.val, callbacks=[record])
+    assert one.kept_epochs == (one.best_epoch, one.best_epoch)
+    for got, want in zip(one.model.get_weights(), record.epochs[one.best_epoch], strict=True):
+        assert np.array_equal(got, want)
 
 
 def test_monitor_window_is_checked() -> None:

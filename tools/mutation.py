@@ -139,6 +139,13 @@ TARGETS = [
         ("tests/test_boundary_cache.py",),
     ),
     Target(
+        "kept_weights",
+        "finetune/_callbacks.py",
+        ("smoothed", "mean_weights", "BestEpoch.on_epoch_end", "BestEpoch.on_train_end"),
+        ("tests/test_finetune.py",),
+        pytest_args=("-k", "smoothed or stretch or mean_weights"),
+    ),
+    Target(
         "pooling",
         "finetune/_pooling.py",
         ("choose_among", "probe_score", "row_space"),

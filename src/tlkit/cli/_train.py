@@ -138,12 +138,15 @@ def run(args: argparse.Namespace) -> int:
             "epochs": {p["phase"]: p["epochs"] for p in tuner.budget_plan["phases"]},
             "plan": tuner.budget_plan,  # what --time-budget SUMMARY.json replays
         }
-    values = getattr(history, "history", {}) or {}
-    if values.get("val_balanced_accuracy"):
-        epoch, _ = history.best("val_balanced_accuracy")
-        summary["best_epoch"] = epoch + 1
-        summary["best_epoch_metrics"] = {
-            k: round(v[epoch], 4) for k, v in values.items() if k.startswith("val_")
+    if tuner.kept_epochs is not None:  # the epochs whose (mean) weights the model holds
+        first, last = tuner.kept_epochs
+        summary["best_epoch"] = last + 1
+        summary["kept_epochs"] = [first + 1, last + 1]
+    if val is not None:  # the saved model on the val part, not one epoch's record
+        metrics = tuner.evaluate(val)
+        summary["val_metrics"] = {
+            f"val_{k}": round(float(metrics[k]), 4)
+            for k in ("loss", "accuracy", "balanced_accuracy", "macro_f1")
         }
     print(json.dumps(summary, indent=1))
     return 0

@@ -367,7 +367,7 @@ def _put_back(tuner: FineTuner) -> Iterator[None]:
     optimizers, rates = dict(tuner._optimizers), dict(tuner._rates)
     opt_values = {k: [v.numpy().copy() for v in o.variables] for k, o in optimizers.items()}
     names = ("schedule", "verbose", "tensorboard_dir", "class_weight", "phase_log", "progress")
-    saved = {a: getattr(tuner, a) for a in (*names, "best_epoch", "_resumed")}
+    saved = {a: getattr(tuner, a) for a in (*names, "best_epoch", "kept_epochs", "_resumed")}
     tuner.phase_log = list(tuner.phase_log)
     try:
         yield

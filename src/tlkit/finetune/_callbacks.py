@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ __all__ = [
     "ResumeCheckpoint",
     "TrainingHistory",
     "ValidationMetrics",
+    "mean_weights",
     "smoothed",
 ]
 
@@ -240,46 +242,101 @@ def smoothed(values: list[float], window: int) -> list[float]:
     return out
 
 
+def mean_weights(snapshots: Sequence[list[np.ndarray]]) -> list[np.ndarray]:
+    """The element-wise mean of snapshots of one model's weights.
+
+    Floating-point arrays are averaged (in float64, returned in their own dtype);
+    any other array (a random generator's state) is taken from the last snapshot.
+
+    Examples
+    --------
+    >>> [w.tolist() for w in mean_weights([[np.array([1.0, 2.0])], [np.array([3.0, 6.0])]])]
+    [[2.0, 4.0]]
+    """
+    if not snapshots:
+        raise ValueError("mean_weights needs at least one snapshot")
+    out = []
+    for parts in zip(*snapshots, strict=True):
+        last = parts[-1]
+        if np.issubdtype(last.dtype, np.floating):
+            total = np.sum([np.asarray(p, np.float64) for p in parts], axis=0)
+            out.append((total / len(parts)).astype(last.dtype))
+        else:
+            out.append(last.copy())
+    return out
+
+
 class BestEpoch(keras.callbacks.Callback):
-    """Within one phase: keep the weights of the best epoch by the smoothed ``monitor``.
+    """Within one phase: keep the best stretch of epochs by the mean of ``monitor``.
 
     The score of an epoch is the mean of ``monitor`` over the last ``window``
     epochs of the run (``TrainingHistory`` order, so the first epochs of a phase
     are scored with the end of the previous one). With ``patience``, the phase
-    stops after that many epochs without a better score; with ``restore``, it
-    ends on the best epoch's weights.
+    stops after that many epochs without a better score. With ``restore``, it
+    ends on the mean of the weights of the best stretch's epochs (those of this
+    phase): the stretch was chosen for its average score, and the mean of its
+    weights is less tied to one lucky epoch than the last epoch alone. ``score``
+    (the monitor on validation for the current weights) checks the mean: if it
+    scores worse than every epoch it averages, the phase keeps the stretch's last
+    epoch instead (``fell_back``). ``kept`` is the (first, last) epoch whose
+    weights were kept, 0-based in the history; ``kept_score`` the monitor of the
+    mean weights (None when not measured).
     """
 
     def __init__(
-        self, history: TrainingHistory, monitor: str, window: int, patience: int, restore: bool
+        self,
+        history: TrainingHistory,
+        monitor: str,
+        window: int,
+        patience: int,
+        restore: bool,
+        score: Callable[[], float] | None = None,
     ) -> None:
         super().__init__()
         self.history, self.monitor, self.window = history, monitor, window
-        self.patience, self.restore = patience, restore
+        self.patience, self.restore, self._score = patience, restore, score
         self.sign = -1.0 if monitor == "val_loss" else 1.0
         self.best: float | None = None
-        self.best_weights: list[Any] | None = None
+        # (epoch, weights) of this phase's last ``window`` epochs, and of the best stretch
+        self._recent: deque[tuple[int, list[Any]]] = deque(maxlen=window)
+        self._best_stretch: list[tuple[int, list[Any]]] = []
+        self.kept: tuple[int, int] | None = None
+        self.kept_score: float | None = None
+        self.fell_back = False  # the mean scored worse than each epoch: the last one was kept
         self.wait = 0
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         values = self.history.history.get(self.monitor)
         if not values:
             return
+        if self.restore:
+            self._recent.append((len(values) - 1, [w.copy() for w in self.model.get_weights()]))
         score = self.sign * smoothed(values[-self.window :], self.window)[-1]
         if score != score:  # NaN
             return
         if self.best is None or score > self.best:
             self.best, self.wait = score, 0
-            if self.restore:
-                self.best_weights = [w.copy() for w in self.model.get_weights()]
+            self._best_stretch = list(self._recent)
             return
         self.wait += 1
         if self.wait >= self.patience:
             self.model.stop_training = True
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
-        if self.restore and self.best_weights is not None:
-            self.model.set_weights(self.best_weights)
+        if not (self.restore and self._best_stretch):
+            return
+        epochs = [e for e, _ in self._best_stretch]
+        last = self._best_stretch[-1][1]
+        self.kept = (epochs[0], epochs[-1])
+        self.model.set_weights(mean_weights([w for _, w in self._best_stretch]))
+        if self._score is None or len(epochs) == 1:
+            return
+        self.kept_score = float(self._score())
+        values = self.history.history[self.monitor]
+        own = [self.sign * values[e] for e in epochs if values[e] == values[e]]
+        if own and not self.sign * self.kept_score >= min(own):  # worse than each (or NaN)
+            self.model.set_weights(last)
+            self.kept, self.fell_back = (epochs[-1], epochs[-1]), True
 
 
 class ResumeCheckpoint(keras.callbacks.Callback):

@@ -26,6 +26,7 @@ from tlkit.finetune._devices import strategy_scope
 from tlkit.finetune._model import head_model
 from tlkit.finetune._optim import GroupOptimizer, PhaseRate, make_optimizer
 from tlkit.finetune.schedules import Phase
+from tlkit.metrics import classification_metrics
 
 if TYPE_CHECKING:  # pragma: no cover
     from tlkit.finetune._tuner import FineTuner
@@ -103,7 +104,7 @@ def run_schedule(
     if cache:
         ctx.shared = shared_cut(tuner, phases, train, aug)
     restore = state  # optimizer state goes back in at the first phase that runs
-    best: tuple[float, int, list[Any]] | None = None  # (score, epoch, weights) over all phases
+    best: _Best | None = None  # over all phases
     try:
         for index, phase in enumerate(phases):
             done_in_phase = 0
@@ -114,12 +115,12 @@ def run_schedule(
                     continue
                 if index == state["phase_index"]:
                     done_in_phase = state["epochs_in_phase"]
-            _run_phase(
+            kept = _run_phase(
                 ctx, index, phase, cache and phase.frozen, done_in_phase, history,
                 class_weight, user_callbacks, restore,
             )  # fmt: skip
             restore = None
-            best = _keep_best(tuner, history, phase, best, last=index == len(phases) - 1)
+            best = _keep_best(tuner, history, phase, best, kept, last=index == len(phases) - 1)
             tuner.progress = {"phases_done": index + 1, "epochs_done": len(history)}
             if tuner.resume_dir:
                 _save_state(tuner, train, index, phase.epochs, True, history)
@@ -128,42 +129,81 @@ def run_schedule(
     return history
 
 
+#: the best of the schedule so far: (smoothed score, first and last epoch kept, weights)
+_Best = tuple[float, tuple[int, int], list[Any]]
+
+
 def _keep_best(
     tuner: FineTuner,
     history: cb.TrainingHistory,
     phase: Phase,
-    best: tuple[float, int, list[Any]] | None,
+    best: _Best | None,
+    kept: cb.BestEpoch | None,
     last: bool,
-) -> tuple[float, int, list[Any]] | None:
-    """Track the best epoch of the whole schedule; after the last phase, go back to it.
+) -> _Best | None:
+    """Track the best stretch of the whole schedule; after the last phase, go back to it.
 
-    Each phase already ends on its own best epoch (``BestEpoch``); epochs are compared
-    by the trailing mean of the monitor over ``monitor_window`` epochs.
-    If a later phase never beats an earlier phase's best, the earlier weights win: a
-    fine-tuning phase cannot silently leave the model worse than the frozen phase was.
+    Each phase already ends on the mean weights of its own best stretch of
+    ``monitor_window`` epochs (``kept``, see ``BestEpoch``), compared by the
+    stretch's mean monitor. If a later phase never beats an earlier phase's best,
+    the earlier weights win: a fine-tuning phase cannot silently leave the model
+    worse than the frozen phase was.
     """
-    if not tuner.restore_best or tuner.monitor not in history.history:
+    if not tuner.restore_best or tuner.monitor not in history.history or kept is None:
         return best
     sign = -1.0 if tuner.monitor == "val_loss" else 1.0
     values = cb.smoothed(history.history[tuner.monitor], tuner.monitor_window)
-    epochs = [i for i, p in enumerate(history.phases) if p == phase.name]
-    scored = [(sign * values[i], i) for i in epochs if values[i] == values[i]]  # not NaN
-    if scored:
-        score, epoch = max(scored)
+    if kept.kept is not None:
+        _log_kept(tuner, phase, kept, history)
+        score = sign * values[kept.kept[1]]
         if best is None or score > best[0]:
-            best = (score, epoch, [w.copy() for w in tuner.model.get_weights()])
-    if last and best is not None and best[1] not in epochs:
+            best = (score, kept.kept, [w.copy() for w in tuner.model.get_weights()])
+    epochs = [i for i, p in enumerate(history.phases) if p == phase.name]
+    if last and best is not None and best[1][1] not in epochs:
         tuner.model.set_weights(best[2])
         tuner.log(
-            f"tlkit: phase {phase.name!r} did not beat epoch {best[1] + 1} "
-            f"({history.phases[best[1]]!r}, {tuner.monitor} {sign * best[0]:.4f}"
+            f"tlkit: phase {phase.name!r} did not beat {_epochs(best[1])} "
+            f"({history.phases[best[1][1]]!r}, {tuner.monitor} {sign * best[0]:.4f}"
             + (f", mean of {tuner.monitor_window} epochs" if tuner.monitor_window > 1 else "")
-            + "); "
-            "keeping that epoch's weights"
+            + "); keeping "
+            + ("those epochs' mean weights" if best[1][0] != best[1][1] else "that epoch's weights")
         )
     if last and best is not None:
-        tuner.best_epoch = best[1]
+        tuner.best_epoch, tuner.kept_epochs = best[1][1], best[1]
     return best
+
+
+def _epochs(span: tuple[int, int]) -> str:
+    """``"epoch 7"`` or ``"epochs 3-7"`` (1-based) for a kept (first, last) span."""
+    first, end = span[0] + 1, span[1] + 1
+    return f"epoch {end}" if first == end else f"epochs {first}-{end}"
+
+
+def _log_kept(
+    tuner: FineTuner, phase: Phase, kept: cb.BestEpoch, history: cb.TrainingHistory
+) -> None:
+    """Log which epochs' weights the phase kept and what the mean of them scored."""
+    assert kept.kept is not None
+    values = history.history[tuner.monitor]
+    if kept.kept_score is None:  # one epoch, or nothing to check the mean with
+        what = "the mean weights of " if kept.kept[0] != kept.kept[1] else ""
+        tuner.log(f"tlkit: phase {phase.name!r} keeps {what}{_epochs(kept.kept)}")
+        return
+    if kept.fell_back:
+        tuner.log(
+            f"tlkit: phase {phase.name!r}: the mean weights of its best "
+            f"{tuner.monitor_window} epochs scored {tuner.monitor} {kept.kept_score:.4f}, "
+            f"worse than each of them; keeping {_epochs(kept.kept)} "
+            f"({values[kept.kept[1]]:.4f})"
+        )
+        return
+    stretch = values[kept.kept[0] : kept.kept[1] + 1]
+    tuner.log(
+        f"tlkit: phase {phase.name!r} keeps the mean weights of {_epochs(kept.kept)} "
+        f"({tuner.monitor} {kept.kept_score:.4f}; the epochs "
+        + ", ".join(f"{v:.4f}" for v in stretch)
+        + ")"
+    )
 
 
 class _Context:
@@ -447,11 +487,18 @@ def _phase_callbacks(
 
     tuner = ctx.tuner
     callbacks: list[Any] = []
+    score = None
     if ctx.val is not None:
         probabilities = (
             boundary.val_probabilities(model) if boundary else ctx.val_probabilities(cached, model)
         )
-        callbacks.append(cb.ValidationMetrics(probabilities, ctx.val.labels(), ctx.k))
+        labels = ctx.val.labels()
+        callbacks.append(cb.ValidationMetrics(probabilities, labels, ctx.k))
+
+        def score() -> float:  # the monitor of the current weights (BestEpoch checks a mean)
+            metrics = classification_metrics(labels, probabilities(), ctx.k)
+            return metrics[tuner.monitor.removeprefix("val_")]
+
     callbacks.append(cb.EpochRecorder(history, phase.name, lambda: optimizer.rates()[CLASSIFIER]))
     callbacks.append(cb.NaNGuard(phase.name, optimizer.rates))
     if ctx.val is not None and (tuner.restore_best or tuner.early_stopping):
@@ -462,6 +509,7 @@ def _phase_callbacks(
                 tuner.monitor_window,
                 patience=tuner.early_stopping or phase.epochs + 1,
                 restore=tuner.restore_best,
+                score=score,
             )
         )
     deadlines = getattr(tuner, "_budget_deadlines", None)
@@ -488,8 +536,11 @@ def _phase_callbacks(
 def _run_phase(
     ctx: _Context, index: int, phase: Phase, cached: bool, done_in_phase: int,
     history: cb.TrainingHistory, class_weight: Any, user_callbacks: list[Any], state: Any,
-) -> None:  # fmt: skip
-    """Train one phase: its model and data, compiled, logged, fitted with its callbacks."""
+) -> cb.BestEpoch | None:  # fmt: skip
+    """Train one phase: its model and data, compiled, logged, fitted with its callbacks.
+
+    Returns the phase's ``BestEpoch`` (what it kept), or None without one.
+    """
     tuner = ctx.tuner
     groups = _trainable_groups(tuner, phase)
     model, ds, boundary = _phase_model(ctx, index, phase, cached)
@@ -520,6 +571,7 @@ def _run_phase(
     finally:
         if boundary is not None:
             boundary.close()
+    return next((c for c in callbacks if isinstance(c, cb.BestEpoch)), None)
 
 
 # -- resume ------------------------------------------------------------------------------------
