@@ -610,6 +610,36 @@ def test_mean_weights_averages_floats_and_keeps_the_last_of_the_rest(
         mean_weights([])
 
 
+@pytest.mark.parametrize(
+    ("kept", "score", "fell_back", "said"),
+    [
+        ((1, 3), 0.61, False, "phase 'head' keeps the mean weights of epochs 2-4 "
+         "(val_accuracy 0.6100; the epochs 0.6000, 0.7000, 0.6500)"),
+        ((3, 3), 0.59, True, "phase 'head': the mean weights of its best stretch of epochs "
+         "scored val_accuracy 0.5900, worse than each of them; keeping epoch 4 (0.6500)"),
+        ((3, 3), None, False, "phase 'head' keeps epoch 4"),
+        ((1, 3), None, False, "phase 'head' keeps the mean weights of epochs 2-4"),
+    ],
+)  # fmt: skip
+def test_the_kept_epochs_are_logged(
+    kept: tuple[int, int], score: float | None, fell_back: bool, said: str
+) -> None:
+    from types import SimpleNamespace
+
+    from tlkit.finetune._callbacks import BestEpoch, TrainingHistory
+    from tlkit.finetune._fit import _log_kept
+
+    history = TrainingHistory()
+    for value in (0.5, 0.6, 0.7, 0.65):
+        history.append("head", {"val_accuracy": value}, 1.0)
+    best = BestEpoch(history, "val_accuracy", 3, patience=99, restore=True)
+    best.kept, best.kept_score, best.fell_back = kept, score, fell_back
+    lines: list[str] = []
+    t = SimpleNamespace(monitor="val_accuracy", monitor_window=3, log=lines.append)
+    _log_kept(t, SimpleNamespace(name="head"), best, history)  # type: ignore[arg-type]
+    assert lines == [f"tlkit: {said}"]
+
+
 class WeightRecorder(keras.callbacks.Callback):
     """The whole network's weights at the end of every epoch (phases share its layers)."""
 

@@ -191,10 +191,9 @@ def _log_kept(
         return
     if kept.fell_back:
         tuner.log(
-            f"tlkit: phase {phase.name!r}: the mean weights of its best "
-            f"{tuner.monitor_window} epochs scored {tuner.monitor} {kept.kept_score:.4f}, "
-            f"worse than each of them; keeping {_epochs(kept.kept)} "
-            f"({values[kept.kept[1]]:.4f})"
+            f"tlkit: phase {phase.name!r}: the mean weights of its best stretch of epochs "
+            f"scored {tuner.monitor} {kept.kept_score:.4f}, worse than each of them; "
+            f"keeping {_epochs(kept.kept)} ({values[kept.kept[1]]:.4f})"
         )
         return
     stretch = values[kept.kept[0] : kept.kept[1] + 1]
