@@ -175,15 +175,11 @@ class FineTuner:
         16-image class moves balanced accuracy by 1.5 points). ``1`` compares
         single epochs.
     restore_best : bool
-        At the end of each phase, go back to its best stretch of
-        ``monitor_window`` epochs by ``monitor`` and keep the mean of their
-        weights (the epochs of that phase; checked on validation: a mean that
-        scores worse than each of its epochs gives way to the stretch's last
-        epoch); at the end of the schedule, keep the best of all phases, so a
-        fine-tuning phase that never beats the frozen phase cannot leave the
-        model worse. Logged; ``kept_epochs`` says which epochs (0-based first
-        and last), ``best_epoch`` the last of them. Needs validation data.
-        ``monitor_window=1`` keeps single epochs.
+        End each phase on the mean weights of its best stretch of
+        ``monitor_window`` epochs by ``monitor`` (checked on validation; the
+        guide's "Kept weights"), and the schedule on the best of all phases:
+        a fine-tuning phase that never beats the frozen phase cannot leave the
+        model worse. Logged. Needs validation data.
     early_stopping : int, optional
         Stop a phase after this many epochs without improvement.
     resume_dir : path, optional
@@ -224,11 +220,8 @@ class FineTuner:
         An exported ``.tflite`` file of this model, when you set one (the
         comparison report shows its size).
     kept_epochs : (int, int) or None
-        After a :meth:`fit` with validation data and ``restore_best``: the
-        first and last epoch (0-based) whose mean weights the model holds,
-        ``(e, e)`` when one epoch's were kept.
-    best_epoch : int or None
-        The last of ``kept_epochs``.
+        First and last epoch (0-based) whose mean weights ``fit`` kept
+        (``restore_best``); ``best_epoch`` is the last.
     pooling_choice : PoolingChoice or None
         With ``pooling="auto"``, what the first :meth:`fit` chose and both
         probes' validation scores (None before, and for other poolings).
