@@ -152,12 +152,10 @@ def _keep_best(
     if not tuner.restore_best or tuner.monitor not in history.history or kept is None:
         return best
     sign = -1.0 if tuner.monitor == "val_loss" else 1.0
-    values = cb.smoothed(history.history[tuner.monitor], tuner.monitor_window)
-    if kept.kept is not None:
+    if kept.kept is not None and kept.best is not None:
         _log_kept(tuner, phase, kept, history)
-        score = sign * values[kept.kept[1]]
-        if best is None or score > best[0]:
-            best = (score, kept.kept, [w.copy() for w in tuner.model.get_weights()])
+        if best is None or kept.best > best[0]:  # the stretch's signed mean monitor
+            best = (kept.best, kept.kept, [w.copy() for w in tuner.model.get_weights()])
     epochs = [i for i, p in enumerate(history.phases) if p == phase.name]
     if last and best is not None and best[1][1] not in epochs:
         tuner.model.set_weights(best[2])
