@@ -19,38 +19,6 @@ def run(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.slow
-def test_smoke_profile_writes_the_whole_study(tmp_path: Path) -> None:
-    out = tmp_path / "study"
-    proc = run(
-        "--profile", "smoke", "--out", str(out), "--backbone", "efficientnet_lite0",
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    text = proc.stdout
-    # --pooling auto (the default): linear probes choose the head's features on validation
-    pooling = json.loads((out / "run.json").read_text())["pooling"]
-    scores = pooling["probe_balanced_accuracy"]
-    assert pooling["asked"] == "auto" and set(scores) == {"avg", "blocks"}
-    assert pooling["used"] == ("blocks" if scores["blocks"] > scores["avg"] else "avg")
-    assert "warmup=1.0), pooling='auto'" in text
-    assert f"efficientnet_lite0: pooling='{pooling['used']}': a linear probe" in text
-    assert pooling["choice_s"] > 0
-    assert "data: a generated" in text
-    assert "precision    recall  f1-score   support" in text  # the study's report format
-    for name in ("report.html", "report.md", "report.json"):
-        assert (out / "report" / name).stat().st_size > 0
-    for name in ("split.json", "efficientnet_lite0.keras", "cnn_from_scratch.keras", "run.json"):
-        assert (out / name).is_file(), name
-    report = json.loads((out / "report" / "report.json").read_text())
-    names = [m["name"] for m in report["models"]]
-    assert names == ["majority-class baseline", "efficientnet_lite0", "cnn_from_scratch"]
-    assert report["baseline"]["strategy"] == "majority class"
-    assert report["verdict"]  # the one-paragraph verdict after the warnings
-    run_info = json.loads((out / "run.json").read_text())
-    assert "mobilenet_vs_cnn.py" in run_info["command"] and run_info["versions"]["keras"]
-    assert run_info["cv_folds"] == 0 and not (out / "cv_report").exists()
-
-
 def _example():
     """The example as a module (its functions, without running it)."""
     import importlib.util
@@ -133,9 +101,10 @@ def _plan(phases: list[tuple[str, int, int]], stopped: list[tuple[str, int]] = (
 
 
 @pytest.mark.slow
-def test_replay_trains_the_epochs_a_run_json_recorded(tmp_path: Path) -> None:
-    """--replay: each model trains its recorded plan (here the scratch CNN stops after 1 of
-    its planned 3 epochs), no measuring; the new run.json records the plans again."""
+def test_smoke_study_replaying_a_recorded_plan_writes_the_whole_study(tmp_path: Path) -> None:
+    """The smoke profile end to end (one run, the study's most expensive test), replaying a
+    recorded plan: each model trains its recorded epochs (here the scratch CNN stops after 1 of
+    its planned 3), no measuring, and the new run.json records the plans again."""
     recorded = tmp_path / "run.json"
     plans = {
         "efficientnet_lite0": _plan([("head", 1, 2), ("finetune", 1, 1)]),
@@ -145,17 +114,37 @@ def test_replay_trains_the_epochs_a_run_json_recorded(tmp_path: Path) -> None:
     out = tmp_path / "study"
     proc = run(
         "--profile", "smoke", "--out", str(out), "--backbone", "efficientnet_lite0",
-        "--replay", str(recorded), "--pooling", "avg",
+        "--replay", str(recorded),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "(64 px, 2 epochs; the pretrained model ran 3)" in proc.stdout
-    # --pooling avg: the head reads the last layer's features, no probe runs
-    assert "efficientnet_lite0: pooling 'avg'" in proc.stdout and "probe" not in proc.stdout
-    again = json.loads((out / "run.json").read_text())["budget_plans"]
+    text = proc.stdout
+    # --pooling auto (the default): linear probes choose the head's features on validation
+    run_info = json.loads((out / "run.json").read_text())
+    pooling = run_info["pooling"]
+    scores = pooling["probe_balanced_accuracy"]
+    assert pooling["asked"] == "auto" and set(scores) == {"avg", "blocks"}
+    assert pooling["used"] == ("blocks" if scores["blocks"] > scores["avg"] else "avg")
+    assert "warmup=1.0), pooling='auto'" in text
+    assert f"efficientnet_lite0: pooling='{pooling['used']}': a linear probe" in text
+    assert pooling["choice_s"] > 0
+    assert "data: a generated" in text
+    # the replayed plans: 3 epochs for the pretrained model, 2 of the CNN's 3 (stopped after 1)
+    assert "(64 px, 2 epochs; the pretrained model ran 3)" in text
+    again = run_info["budget_plans"]
     assert again["efficientnet_lite0"]["replayed"] is True
     assert again["cnn_from_scratch"]["stopped"] == [{"phase": "full", "epochs": 1}]
-    model = json.loads((out / "report" / "report.json").read_text())
-    assert [m["name"] for m in model["models"]][1:] == ["efficientnet_lite0", "cnn_from_scratch"]
+    assert "precision    recall  f1-score   support" in text  # the study's report format
+    for name in ("report.html", "report.md", "report.json"):
+        assert (out / "report" / name).stat().st_size > 0
+    for name in ("split.json", "efficientnet_lite0.keras", "cnn_from_scratch.keras", "run.json"):
+        assert (out / name).is_file(), name
+    report = json.loads((out / "report" / "report.json").read_text())
+    names = [m["name"] for m in report["models"]]
+    assert names == ["majority-class baseline", "efficientnet_lite0", "cnn_from_scratch"]
+    assert report["baseline"]["strategy"] == "majority class"
+    assert report["verdict"]  # the one-paragraph verdict after the warnings
+    assert "mobilenet_vs_cnn.py" in run_info["command"] and run_info["versions"]["keras"]
+    assert run_info["cv_folds"] == 0 and not (out / "cv_report").exists()
 
 
 @pytest.mark.parametrize(

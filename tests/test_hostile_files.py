@@ -156,6 +156,53 @@ def test_open_image_checks_pixels_before_decoding(
         open_image(tmp_path / "big.png")
 
 
+def _first_shape(ds) -> list[int]:
+    from tlkit.data import decode_errors
+
+    with decode_errors():
+        return next(iter(ds))[0].shape.as_list()
+
+
+def test_a_pipeline_reads_the_limits_when_it_is_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The decoding function is traced once for its settings and kept (tracing costs about a
+    second a pipeline); the limits are among its settings, so a limit changed between two
+    pipelines applies to the second while the first keeps its own."""
+    from tlkit import Sample
+    from tlkit.data import to_dataset
+    from tlkit.errors import ImageDecodeError
+
+    Image.new("RGB", (300, 200)).save(tmp_path / "big.png")
+
+    def pipeline():
+        return to_dataset([Sample("big.png", 0)], image_size=31, batch_size=1, root=tmp_path)
+
+    plain = pipeline()
+    assert _first_shape(plain) == [1, 31, 31, 3]
+    monkeypatch.setenv("TLKIT_MAX_IMAGE_PIXELS", "50000")
+    capped = pipeline()
+    with pytest.raises(ImageDecodeError, match=r"big\.png.*MAX_IMAGE_PIXELS"):
+        _first_shape(capped)
+    assert _first_shape(plain) == [1, 31, 31, 3]  # built under the default limit
+    monkeypatch.delenv("TLKIT_MAX_IMAGE_PIXELS")
+    assert _first_shape(pipeline()) == [1, 31, 31, 3]
+
+
+def test_pipelines_of_the_same_settings_trace_the_decoder_once(tmp_path: Path) -> None:
+    from tlkit import Sample
+    from tlkit._files import MAX_CROP_ASPECT_RATIO
+    from tlkit.data import to_dataset
+    from tlkit.data._decode import _decoder
+
+    write_image(tmp_path / "a.png", (40, 30))
+    for _ in range(3):
+        ds = to_dataset([Sample("a.png", 0)], image_size=29, batch_size=1, root=tmp_path)
+        assert _first_shape(ds) == [1, 29, 29, 3]
+    decoder = _decoder((29, 29), "stretch", (MAX_IMAGE_PIXELS, float(MAX_CROP_ASPECT_RATIO)))
+    assert decoder.experimental_get_tracing_count() == 1
+
+
 # -- finding 4: split, predict and the pipeline skip or refuse, never hang ----------------------
 
 

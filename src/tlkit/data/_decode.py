@@ -24,6 +24,7 @@ Importing this module imports TensorFlow.
 
 from __future__ import annotations
 
+import functools
 import io
 
 import numpy as np
@@ -547,6 +548,39 @@ def gif_first_frame(data: tf.Tensor, max_pixels: int) -> tf.Tensor:
 # -- the pipeline's decoding map ---------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=32)
+def _decoder(size: tuple[int, int], policy: str, limits: tuple[int, float]):
+    """The decoding map's function for these settings, traced once per process.
+
+    Tracing it (every format's branch, the limits, the orientation) takes about a
+    second; each ``tf.data`` map would trace it again, so every dataset a fit builds
+    (training, validation, each cache pass) paid it. As a ``tf.function`` kept
+    here, each map traces a call to it instead. ``limits`` (the pixel and aspect
+    ratio limits of :mod:`tlkit._files` when the pipeline was built) key it
+    because they are read while tracing.
+    """
+    del limits  # read again while tracing, under the same environment
+
+    @tf.function
+    def decode(position, previous, path, orientation, label):
+        blank = tf.zeros((size[0], size[1], 3), tf.uint8)
+
+        def read() -> tuple[tf.Tensor, tf.Tensor]:
+            data = tf.io.read_file(path)
+            code = limit_problem(data, orientation, size, policy)
+            image = tf.cond(
+                tf.equal(code, 0),
+                lambda: decode_checked(data, orientation, size, policy),
+                lambda: blank,
+            )
+            return image, code
+
+        image, code = tf.cond(label >= 0, read, lambda: (blank, tf.constant(0)))
+        return position, previous, path, image, label, code
+
+    return decode
+
+
 def decode_stage(
     ds: tf.data.Dataset, size: tuple[int, int], policy: str, parallel: int
 ) -> tf.data.Dataset:
@@ -564,26 +598,15 @@ def decode_stage(
     and the limit. The successful path costs one counter per image.
     """
     end = tf.data.Dataset.from_tensors((tf.constant(""), tf.constant(1), tf.constant(-1)))
-    blank = tf.zeros((size[0], size[1], 3), tf.uint8)
 
     def number(state: tuple[tf.Tensor, tf.Tensor], element: tuple[tf.Tensor, ...]):
         position, previous = state
         path, orientation, label = element
         return (position + 1, path), (position, previous, path, orientation, label)
 
-    def decode(position, previous, path, orientation, label):
-        def read() -> tuple[tf.Tensor, tf.Tensor]:
-            data = tf.io.read_file(path)
-            code = limit_problem(data, orientation, size, policy)
-            image = tf.cond(
-                tf.equal(code, 0),
-                lambda: decode_checked(data, orientation, size, policy),
-                lambda: blank,
-            )
-            return image, code
-
-        image, code = tf.cond(label >= 0, read, lambda: (blank, tf.constant(0)))
-        return position, previous, path, image, label, code
+    # The limits are read when the graph is built: they are part of the decoder's key.
+    limits = (int(_files.limit("MAX_IMAGE_PIXELS")), float(_files.limit("MAX_CROP_ASPECT_RATIO")))
+    decode = _decoder(tuple(size), policy, limits)
 
     def check(expected: tf.Tensor, element: tuple[tf.Tensor, ...]):
         position, previous, path, image, label, code = element
