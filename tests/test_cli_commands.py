@@ -16,8 +16,6 @@ from tlkit.cli import main
 from tlkit.datasets import make_synthetic_dataset
 
 pytest.importorskip("keras")
-# One worker runs this module, so its trained model (the module fixture, ~18 s) is built once.
-pytestmark = pytest.mark.xdist_group("cli_commands")
 
 
 @pytest.fixture(scope="module")
