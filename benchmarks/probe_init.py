@@ -79,12 +79,15 @@ def set_head(tuner, scaler, clf) -> None:
     """Standardising layer and classifier from the probe (softmax(W x + b) is the same model)."""
     net = tuner.model
     bn, dense = net.get_layer("head_standardize"), net.get_layer("classifier")
-    eps = bn.epsilon
+    variance = np.maximum(scaler.scale_**2 - bn.epsilon, 0)
     bn.moving_mean.assign(scaler.mean_.astype("float32"))
-    bn.moving_variance.assign(np.maximum(scaler.scale_**2 - eps, 0).astype("float32"))
+    bn.moving_variance.assign(variance.astype("float32"))
     coef, bias = clf.coef_, clf.intercept_
     if coef.shape[0] == 1:  # two classes: one logit difference
         coef, bias = np.concatenate([-coef / 2, coef / 2]), np.concatenate([-bias / 2, bias / 2])
+    # a column whose variance is under the layer's epsilon is divided by sqrt(epsilon), not
+    # by its scale: the classifier's row takes up the difference
+    coef = coef * (np.sqrt(variance + bn.epsilon) / scaler.scale_)
     dense.kernel.assign(coef.T.astype("float32"))
     dense.bias.assign(bias.astype("float32"))
 
@@ -95,6 +98,10 @@ def main() -> None:
     p.add_argument("--pooling", default="blocks", choices=("avg", "blocks"))
     p.add_argument("--epochs", type=int, default=48, help="head epochs (the study ran 48)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--learning-rate", type=float, default=3e-3, help="the head's (the study's 3e-3)"
+    )
+    p.add_argument("--starts", nargs="+", default=["random", "probe"], choices=("random", "probe"))
     p.add_argument("--data", type=Path, default=default_recipe.DEFAULT_DATA)
     args = p.parse_args()
 
@@ -107,16 +114,17 @@ def main() -> None:
         t = FineTuner(
             "efficientnet_lite0", class_names=train.class_names, image_size=224,
             pooling=args.pooling, schedule=schedules.Frozen(args.epochs),
-            augment=Views("flip", seed=args.seed), class_weight="sqrt", learning_rate=3e-3,
+            augment=Views("flip", seed=args.seed), class_weight="sqrt", learning_rate=args.learning_rate,
             seed=args.seed, verbose=0,
         )  # fmt: skip
         t.build()
         return t
 
-    for start in ("random", "probe"):
+    for start in args.starts:
         t0 = time.perf_counter()
         t = tuner()
-        row: dict = {"dataset": args.dataset, "pooling": args.pooling, "start": start}
+        row: dict = {"dataset": args.dataset, "pooling": args.pooling, "start": start,
+                     "learning_rate": args.learning_rate}  # fmt: skip
         if start == "probe":
             xt, yt = features(t, train)
             xv, yv = features(t, val)
