@@ -76,18 +76,29 @@ def fit_probe(xt, yt, xv, yv):
 
 
 def set_head(tuner, scaler, clf) -> None:
-    """Standardising layer and classifier from the probe (softmax(W x + b) is the same model)."""
+    """The head from the probe: softmax(W x + b) on standardised features is the same model.
+
+    With every block's features the head standardises them itself (``head_standardize``)
+    and takes the scaler's statistics; with the last layer's it does not, and the
+    scaling is folded into the classifier.
+    """
     net = tuner.model
-    bn, dense = net.get_layer("head_standardize"), net.get_layer("classifier")
-    variance = np.maximum(scaler.scale_**2 - bn.epsilon, 0)
-    bn.moving_mean.assign(scaler.mean_.astype("float32"))
-    bn.moving_variance.assign(variance.astype("float32"))
+    dense = net.get_layer("classifier")
     coef, bias = clf.coef_, clf.intercept_
     if coef.shape[0] == 1:  # two classes: one logit difference
         coef, bias = np.concatenate([-coef / 2, coef / 2]), np.concatenate([-bias / 2, bias / 2])
-    # a column whose variance is under the layer's epsilon is divided by sqrt(epsilon), not
-    # by its scale: the classifier's row takes up the difference
-    coef = coef * (np.sqrt(variance + bn.epsilon) / scaler.scale_)
+    names = {layer.name for layer in net.layers}
+    if "head_standardize" in names:
+        bn = net.get_layer("head_standardize")
+        variance = np.maximum(scaler.scale_**2 - bn.epsilon, 0)
+        bn.moving_mean.assign(scaler.mean_.astype("float32"))
+        bn.moving_variance.assign(variance.astype("float32"))
+        # a column whose variance is under the layer's epsilon is divided by sqrt(epsilon),
+        # not by its scale: the classifier's row takes up the difference
+        coef = coef * (np.sqrt(variance + bn.epsilon) / scaler.scale_)
+    else:
+        coef = coef / scaler.scale_
+        bias = bias - coef @ scaler.mean_
     dense.kernel.assign(coef.T.astype("float32"))
     dense.bias.assign(bias.astype("float32"))
 
