@@ -36,8 +36,6 @@ from pathlib import Path
 import default_recipe  # a sibling script: a script's folder is on its path
 import numpy as np
 
-C_GRID = (0.001, 0.01, 0.1)
-
 
 def scores(tuner, part) -> list[float]:
     m = tuner.evaluate(part)
@@ -62,9 +60,11 @@ def fit_probe(xt, yt, xv, yv):
     from sklearn.metrics import balanced_accuracy_score
     from sklearn.preprocessing import StandardScaler
 
+    from tlkit.finetune._pooling import _C_GRID  # the strengths the pooling choice's probe tries
+
     scaler = StandardScaler().fit(xt)
     best = None
-    for c in C_GRID:
+    for c in _C_GRID:
         clf = LogisticRegression(C=c, class_weight="balanced", max_iter=1000, tol=1e-3)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)

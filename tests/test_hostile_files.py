@@ -191,7 +191,6 @@ def test_a_pipeline_reads_the_limits_when_it_is_built(
 
 def test_pipelines_of_the_same_settings_trace_the_decoder_once(tmp_path: Path) -> None:
     from tlkit import Sample
-    from tlkit._files import MAX_CROP_ASPECT_RATIO
     from tlkit.data import to_dataset
     from tlkit.data._decode import _decoder
 
@@ -199,7 +198,8 @@ def test_pipelines_of_the_same_settings_trace_the_decoder_once(tmp_path: Path) -
     for _ in range(3):
         ds = to_dataset([Sample("a.png", 0)], image_size=29, batch_size=1, root=tmp_path)
         assert _first_shape(ds) == [1, 29, 29, 3]
-    decoder = _decoder((29, 29), "stretch", (MAX_IMAGE_PIXELS, float(MAX_CROP_ASPECT_RATIO)))
+    limits = (int(limit("MAX_IMAGE_PIXELS")), float(limit("MAX_CROP_ASPECT_RATIO")))
+    decoder = _decoder((29, 29), "stretch", limits)  # the key decode_stage used
     assert decoder.experimental_get_tracing_count() == 1
 
 
