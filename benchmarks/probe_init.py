@@ -51,8 +51,8 @@ def features(tuner, part) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def fit_probe(xt, yt, xv, yv):
-    """The best-on-validation standardised, class-balanced logistic regression and its scaler."""
+def fit_probe(xt, yt, xv, yv, class_weight="balanced"):
+    """The best-on-validation standardised, class-weighted logistic regression and its scaler."""
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
@@ -65,7 +65,7 @@ def fit_probe(xt, yt, xv, yv):
     scaler = StandardScaler().fit(xt)
     best = None
     for c in _C_GRID:
-        clf = LogisticRegression(C=c, class_weight="balanced", max_iter=1000, tol=1e-3)
+        clf = LogisticRegression(C=c, class_weight=class_weight, max_iter=1000, tol=1e-3)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             clf.fit(scaler.transform(xt), yt)
@@ -113,11 +113,16 @@ def main() -> None:
         "--learning-rate", type=float, default=3e-3, help="the head's (the study's 3e-3)"
     )
     p.add_argument("--starts", nargs="+", default=["random", "probe"], choices=("random", "probe"))
+    p.add_argument(
+        "--probe-weights", default="balanced", choices=("balanced", "tuner"),
+        help="the probe's class weights: balanced (the pooling choice's) or the head's own (square root)",
+    )  # fmt: skip
     p.add_argument("--data", type=Path, default=default_recipe.DEFAULT_DATA)
     args = p.parse_args()
 
     from tlkit import FineTuner, schedules
     from tlkit.augment import Views
+    from tlkit.data import class_weights
 
     train, val, test = default_recipe.load(args.dataset, args.data, Path(tempfile.mkdtemp()))
 
@@ -135,11 +140,17 @@ def main() -> None:
         t0 = time.perf_counter()
         t = tuner()
         row: dict = {"dataset": args.dataset, "pooling": args.pooling, "start": start,
-                     "learning_rate": args.learning_rate}  # fmt: skip
+                     "learning_rate": args.learning_rate, "seed": args.seed,
+                     "probe_weights": args.probe_weights}  # fmt: skip
         if start == "probe":
             xt, yt = features(t, train)
             xv, yv = features(t, val)
-            scaler, (score, c, clf) = fit_probe(xt, yt, xv, yv)
+            weights = (
+                "balanced"
+                if args.probe_weights == "balanced"
+                else class_weights(train, t.class_weight)
+            )
+            scaler, (score, c, clf) = fit_probe(xt, yt, xv, yv, weights)
             set_head(t, scaler, clf)
             row["probe"] = {"C": c, "val": scores(t, val), "test": scores(t, test)}
             row["probe"]["sklearn_val_balanced"] = round(score, 4)

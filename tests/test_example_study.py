@@ -64,6 +64,22 @@ def test_cv_compares_both_recipes_on_every_image(tmp_path: Path, capsys) -> None
     assert sorted(cv["y_true"]) == sorted(s.label for part in split.parts.values() for s in part)
 
 
+def test_head_start_sets_the_head_rate_and_keeps_the_fine_tuning_rate() -> None:
+    """--head-start probe (the default): the head starts from the probe and trains at a tenth of
+    the rate of a random start; the fine-tuning phase's peak rate stays 1.5e-4 either way."""
+    import types
+
+    study = _example()
+    split = types.SimpleNamespace(class_names=["a", "b", "c"])
+    for argv, start, rate in (([], "probe", 3e-4), (["--head-start", "random"], "random", 3e-3)):
+        settings = study.pretrained_settings(
+            study.parse_args(argv), split, study.PROFILES["default"], 224
+        )
+        schedule = settings["schedule"]
+        assert (schedule.head_start, settings["learning_rate"]) == (start, rate)
+        assert rate * schedule.lr_factor == pytest.approx(1.5e-4)
+
+
 def test_cv_needs_two_folds() -> None:
     proc = run("--cv", "1", timeout=120)
     assert proc.returncode == 2 and "--cv 1: give at least 2 folds" in proc.stderr
@@ -124,7 +140,7 @@ def test_smoke_study_replaying_a_recorded_plan_writes_the_whole_study(tmp_path: 
     scores = pooling["probe_balanced_accuracy"]
     assert pooling["asked"] == "auto" and set(scores) == {"avg", "blocks"}
     assert pooling["used"] == ("blocks" if scores["blocks"] > scores["avg"] else "avg")
-    assert "warmup=1.0), pooling='auto'" in text
+    assert "warmup=1.0, head_start='probe'), pooling='auto'" in text  # the head's start
     assert f"efficientnet_lite0: pooling='{pooling['used']}': a linear probe" in text
     assert pooling["choice_s"] > 0
     assert "data: a generated" in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from tlkit import DatasetSplitter, FineTuner
 from tlkit.backbones import get_backbone
 from tlkit.data import SplitPart
 from tlkit.errors import ArgumentTypeError, InvalidArgumentError, ScheduleError
-from tlkit.finetune import _pooling, choose_pooling
+from tlkit.finetune import _pooling, _probe, choose_pooling
 
 SIZE = 32
 
@@ -41,6 +42,16 @@ def _scratch(**options):
     return get_backbone("scratch_cnn", weights=None, image_size=SIZE, widths=(4, 8), **options)
 
 
+def _scored(scores):
+    """A stand-in for fit_probe whose probes score the given values, in turn."""
+
+    def fit(x_train, y_train, x_val, y_val, num_classes=None):
+        probe = _probe.fit_probe(x_train, y_train, x_val, y_val, num_classes)
+        return dataclasses.replace(probe, score=next(scores))
+
+    return fit
+
+
 def _dead_last_block(backbone):
     """Zero the last convolution: the last layer's pooled features are the same for every image."""
     conv = backbone.model.get_layer("block2_conv")
@@ -61,11 +72,14 @@ def test_blocks_win_when_only_an_early_block_sees_the_classes(split) -> None:
     # the chosen backbone is the probed one: same layer objects, so the same weights
     assert bb.model.get_layer("block2_conv") is avg.model.get_layer("block2_conv")
     assert "blocks" in str(choice) and "0.333" in str(choice)
+    # the chosen pooling's probe comes with it (head_start="probe" starts the head from it)
+    assert choice.probe is not None and choice.probe.coef.shape == (20, 3)
+    assert choice.probe.score == choice.scores["blocks"]
     assert 0 < choice.seconds < 120  # wall-clock seconds of this call
 
 
 def test_scores_are_the_probe_on_the_backbones_own_features(split) -> None:
-    """Each score is probe_score on what get_backbone(pooling=...) computes for the same images."""
+    """Each score is fit_probe's on what get_backbone(pooling=...) computes for the same images."""
     avg = _scratch()
     choice = choose_pooling(avg, split.train, split.val)
     blocks = get_backbone("scratch_cnn", weights=None, image_size=SIZE, widths=(4, 8),
@@ -78,10 +92,11 @@ def test_scores_are_the_probe_on_the_backbones_own_features(split) -> None:
     y = {p: np.asarray(getattr(split, p).labels) for p in ("train", "val")}
     tail = slice(-avg.feature_dim, None)
     assert choice.scores["avg"] == pytest.approx(
-        _pooling.probe_score(x["train"][:, tail], y["train"], x["val"][:, tail], y["val"]), abs=1e-9
+        _probe.fit_probe(x["train"][:, tail], y["train"], x["val"][:, tail], y["val"]).score,
+        abs=1e-9,
     )
     assert choice.scores["blocks"] == pytest.approx(
-        _pooling.probe_score(x["train"], y["train"], x["val"], y["val"]), abs=1e-9
+        _probe.fit_probe(x["train"], y["train"], x["val"], y["val"]).score, abs=1e-9
     )
 
 
@@ -102,7 +117,7 @@ def test_the_choice_follows_the_scores(
     """choose_among keeps what decide() says of the two probes (avg is probed first), and
     the backbone it hands back says which pooling it has."""
     given_scores = iter((0.7, blocks))
-    monkeypatch.setattr(_pooling, "probe_score", lambda *a: next(given_scores))
+    monkeypatch.setattr(_pooling, "fit_probe", _scored(given_scores))
     avg = _scratch()
     choice = choose_pooling(avg, split.train, split.val)
     assert choice.pooling == chosen and choice.scores == {"avg": 0.7, "blocks": blocks}
@@ -142,7 +157,7 @@ def test_row_space_keeps_every_ridge_prediction(n: int, extra: int, seed: int) -
     d = n + extra
     x, xv = rng.normal(size=(n, d)), rng.normal(size=(5, d))
     y = rng.normal(size=(n, 2))
-    z, zv = _pooling.row_space(x, xv)
+    z, zv = _probe.row_space(x, xv)
     assert z.shape[0] == n and z.shape[1] <= n and zv.shape == (5, z.shape[1])
     raw = Ridge(alpha=0.5, fit_intercept=False).fit(x, y)
     reduced = Ridge(alpha=0.5, fit_intercept=False).fit(z, y)
@@ -152,7 +167,7 @@ def test_row_space_keeps_every_ridge_prediction(n: int, extra: int, seed: int) -
 
 def test_row_space_leaves_tall_data_alone() -> None:
     x, xv = np.ones((6, 4)), np.zeros((2, 4))
-    z, zv = _pooling.row_space(x, xv)
+    z, zv = _probe.row_space(x, xv)
     assert z is x and zv is xv
 
 
@@ -163,7 +178,7 @@ def test_row_space_keeps_logistic_probabilities() -> None:
     rng = np.random.default_rng(1)
     x, xv = rng.normal(size=(40, 300)), rng.normal(size=(10, 300))
     y = rng.integers(0, 3, 40)
-    z, zv = _pooling.row_space(x, xv)
+    z, zv = _probe.row_space(x, xv)
     kw = {"C": 0.05, "tol": 1e-10, "max_iter": 10000}
     raw = LogisticRegression(**kw).fit(x, y).predict_proba(xv)
     np.testing.assert_allclose(LogisticRegression(**kw).fit(z, y).predict_proba(zv), raw, atol=1e-5)
@@ -272,7 +287,7 @@ def test_auto_that_keeps_the_last_layer_trains_what_avg_trains(
     split, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     scores = iter((0.8, 0.8) * 2)
-    monkeypatch.setattr(_pooling, "probe_score", lambda *a: next(scores))  # a tie: avg
+    monkeypatch.setattr(_pooling, "fit_probe", _scored(scores))  # a tie: avg
     kw = {"class_names": split.class_names, "seed": 1, "schedule": "frozen:2", "verbose": 0,
           "weights": None, "image_size": SIZE}  # fmt: skip
     auto = FineTuner("scratch_cnn", pooling="auto", **kw)

@@ -20,8 +20,12 @@ Targets (module: functions; the tests that run against them):
 * ``data/_grouping.py`` (grouping and assignment), ``data/_splitter.py``:
   ``apportion``, ``_max_flow_01``, ``assign_groups``, ``_targets``,
   ``group_samples``; the splitter tests
-* ``finetune/_pooling.py``: ``choose_among``, ``probe_score``, ``row_space`` (the
-  choice of the head's features and the row-space reduction); ``tests/test_pooling_choice.py``
+* ``finetune/_pooling.py``: ``choose_among`` (the choice of the head's features);
+  ``tests/test_pooling_choice.py``
+* ``finetune/_probe.py``: ``fit_probe``, ``_all_classes``, ``_row_space``,
+  ``start_head``, ``LinearProbe.probabilities`` (the linear probe, the row-space
+  reduction and the head started from a probe); ``tests/test_probe.py`` and the
+  row-space tests of ``tests/test_pooling_choice.py``
 * ``data/_split.py``: ``Split.load`` and its checks; ``tests/test_manifest.py``
 * ``data/_manifest.py``: the manifest schema, root confinement and edit checks;
   ``tests/test_manifest_hostile.py``, ``tests/test_manifest_trust.py``
@@ -148,9 +152,20 @@ TARGETS = [
     Target(
         "pooling",
         "finetune/_pooling.py",
-        ("choose_among", "probe_score", "row_space"),
+        ("choose_among",),
         ("tests/test_pooling_choice.py",),
         pytest_args=("-k", "not trains_what_blocks and not keeps_the_last_layer"),
+    ),
+    Target(
+        "probe",
+        "finetune/_probe.py",
+        ("fit_probe", "_all_classes", "_row_space", "start_head", "LinearProbe.probabilities"),
+        ("tests/test_probe.py", "tests/test_pooling_choice.py"),
+        pytest_args=(
+            "-k",
+            "maps_its_fit or best_strength or without_training_images or computes_the_probe "
+            "or hidden_layer or row_space",
+        ),
     ),
     Target(
         "split_load",

@@ -394,7 +394,8 @@ def measure(
     val_probe = None if val is None else _probe_data(val, bs, "val")
     timer = PhaseTimer(clk)
     with _put_back(tuner):
-        schedule = tuner.schedule
+        schedule = copy.copy(tuner.schedule)
+        schedule.head_start = "random"  # the fit fits its probe on all the images, not these few
         tuner.verbose, tuner.tensorboard_dir = 0, None
         if tuner.class_weight is not None:  # the weights of the whole train data, not the probe's
             tuner.class_weight = tuner.class_weight_dict(train)

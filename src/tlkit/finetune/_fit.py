@@ -25,6 +25,7 @@ from tlkit.finetune._data import Data
 from tlkit.finetune._devices import strategy_scope
 from tlkit.finetune._model import head_model
 from tlkit.finetune._optim import GroupOptimizer, PhaseRate, make_optimizer
+from tlkit.finetune._probe import LinearProbe, fit_probe, start_head
 from tlkit.finetune.schedules import Phase
 from tlkit.metrics import classification_metrics
 
@@ -103,6 +104,8 @@ def run_schedule(
     ctx = _Context(tuner, train, val, aug, onehot, k)
     if cache:
         ctx.shared = shared_cut(tuner, phases, train, aug)
+    if state is None and tuner.schedule.head_start == "probe":
+        _start_from_probe(ctx, phases)
     restore = state  # optimizer state goes back in at the first phase that runs
     best: _Best | None = None  # over all phases
     try:
@@ -127,6 +130,47 @@ def run_schedule(
     finally:
         ctx.close()
     return history
+
+
+def _start_from_probe(ctx: _Context, phases: list[Phase]) -> None:
+    """``head_start="probe"``: set the head to a linear probe on the frozen features.
+
+    With ``pooling="auto"`` the probe that chose the features is the one; else a
+    probe is fitted on the features the frozen phases train on (the identity
+    view's rows of a cached view set).
+    """
+    tuner = ctx.tuner
+    if not phases[0].frozen:
+        raise ScheduleError(
+            f"head_start='probe' fits the head on frozen features: the schedule's first phase "
+            f"must train the head alone, and {phases[0].name!r} trains {phases[0].unfrozen} "
+            "backbone groups; start with a head phase (FreezeThenUnfreeze, Frozen) or use "
+            "head_start='random'"
+        )
+    if ctx.val is None:
+        raise ScheduleError(
+            "head_start='probe' chooses the probe's strength on validation data: pass val to "
+            "fit, or use head_start='random'"
+        )
+    choice = tuner.pooling_choice
+    probe: LinearProbe | None = None if choice is None else choice.probe
+    if probe is not None and probe.coef.shape == (tuner.backbone.feature_dim, ctx.k):
+        where = "the probe that chose the pooling"
+    else:
+        x, y = ctx.features("train"), ctx.train.labels()
+        views = cached_views(ctx.aug)
+        if views is not None and "identity" in views.names:
+            at = list(views.names).index("identity") * len(y)  # rows v * n + i
+            x = x[at : at + len(y)]
+        elif views is not None:
+            y = np.tile(y, len(views.names))
+        probe = fit_probe(x, y, ctx.features("val"), ctx.val.labels(), ctx.k)
+        where = "a linear probe on the frozen features"
+    start_head(tuner._head_layers, probe)
+    tuner.log(
+        f"tlkit: head_start='probe': the head starts from {where} (C={probe.C:g}, validation "
+        f"balanced accuracy {probe.score:.4f}; fitted in {probe.seconds:.1f} s)"
+    )
 
 
 #: the best of the schedule so far: (smoothed score, first and last epoch kept, weights)

@@ -20,6 +20,7 @@ import numpy as np
 from tlkit.backbones import Backbone, get_backbone, pool_blocks
 from tlkit.errors import InvalidArgumentError
 from tlkit.finetune._data import Data, as_data
+from tlkit.finetune._probe import LinearProbe, fit_probe
 
 if TYPE_CHECKING:  # pragma: no cover
     import os
@@ -30,14 +31,10 @@ __all__ = [
     "choose_among",
     "choose_pooling",
     "decide",
-    "probe_score",
-    "row_space",
 ]
 
 #: What :func:`choose_pooling` chooses between, in the order a tie is settled.
 POOLINGS = ("avg", "blocks")
-#: Inverse regularisation strengths the probe tries (on standardised features).
-_C_GRID = (0.001, 0.01, 0.1)
 
 
 @dataclass(frozen=True)
@@ -59,6 +56,8 @@ class PoolingChoice:
         Wall-clock time of the choice (the feature pass and the probes).
     features : dict
         Number of features of each, by pooling.
+    probe : LinearProbe or None
+        The chosen pooling's probe (``head_start="probe"`` starts the head from it).
     """
 
     pooling: str
@@ -66,6 +65,7 @@ class PoolingChoice:
     backbone: Backbone = field(repr=False)
     seconds: float
     features: dict[str, int]
+    probe: LinearProbe | None = field(default=None, repr=False)
 
     def __str__(self) -> str:
         other = next(p for p in POOLINGS if p != self.pooling)
@@ -172,10 +172,12 @@ def choose_among(
         "val": _features(blocks, val_data, avg.image_size, batch_size),
     }
     tail = avg.feature_dim  # the last layer's pooled features close the blocks vector
-    scores = {
-        "avg": probe_score(x["train"][:, -tail:], y["train"], x["val"][:, -tail:], y["val"]),
-        "blocks": probe_score(x["train"], y["train"], x["val"], y["val"]),
+    k = int(max(y["train"].max(), y["val"].max())) + 1
+    probes = {
+        "avg": fit_probe(x["train"][:, -tail:], y["train"], x["val"][:, -tail:], y["val"], k),
+        "blocks": fit_probe(x["train"], y["train"], x["val"], y["val"], k),
     }
+    scores = {p: probe.score for p, probe in probes.items()}
     chosen = decide(scores)
     return PoolingChoice(
         pooling=chosen,
@@ -183,6 +185,7 @@ def choose_among(
         backbone=blocks if chosen == "blocks" else avg,
         seconds=time.perf_counter() - start,
         features={"avg": tail, "blocks": blocks.feature_dim},
+        probe=probes[chosen],
     )
 
 
@@ -202,50 +205,3 @@ def _features(backbone: Backbone, data: Data, size: tuple[int, int], batch_size:
         for batch in images.as_numpy_iterator()
     ]
     return np.concatenate(rows)
-
-
-def probe_score(
-    x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray
-) -> float:
-    """Best validation balanced accuracy of a standardised, class-balanced logistic regression."""
-    import warnings
-
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import balanced_accuracy_score
-    from sklearn.preprocessing import StandardScaler
-
-    scale = StandardScaler().fit(x_train)
-    xt, xv = row_space(scale.transform(x_train), scale.transform(x_val))
-    best = 0.0
-    for c in _C_GRID:
-        clf = LogisticRegression(C=c, class_weight="balanced", max_iter=1000, tol=1e-3)
-        with warnings.catch_warnings():  # a probe's last digits do not move the choice
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            clf.fit(xt, y_train)
-        best = max(best, float(balanced_accuracy_score(y_val, clf.predict(xv))))
-    return best
-
-
-def row_space(x_train: np.ndarray, x_val: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Both sets in coordinates of the training rows' span, when there are fewer rows than columns.
-
-    An L2-penalised linear model's weights lie in the span of the training rows
-    (a part orthogonal to it adds to the penalty and changes no training
-    score), so with the thin SVD ``X = U S V^T`` the model fitted on ``X V = U S``
-    and applied to ``X_val V`` gives the same predictions as on the raw columns,
-    in ``n`` columns instead of ``d``: 10,208 block features of 1,837 images
-    become 1,837, and the probe runs about twice as fast (``python
-    benchmarks/pooling_probe.py``: 12 s against 24 s). ``V`` is never
-    formed: ``X V = U S`` and ``X_val V = X_val X^T U / S`` from the
-    eigen-decomposition of ``X X^T``.
-    """
-    n, d = x_train.shape
-    if n >= d:
-        return x_train, x_val
-    xt = np.asarray(x_train, np.float64)
-    eig, u = np.linalg.eigh(xt @ xt.T)
-    keep = eig > eig.max() * 1e-10  # standardised columns leave rank n - 1 at most
-    s = np.sqrt(eig[keep])
-    u = u[:, keep]
-    return u * s, (np.asarray(x_val, np.float64) @ xt.T) @ (u / s)

@@ -40,7 +40,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
-from tlkit._validation import check_bool, check_int, check_number, type_name
+from tlkit._validation import check_bool, check_choice, check_int, check_number, type_name
 from tlkit.errors import ArgumentTypeError, InvalidArgumentError, ScheduleError
 
 __all__ = [
@@ -128,9 +128,22 @@ class Schedule:
         this for a non-trainable BatchNormalization layer), the advice of the
         Keras fine-tuning guides for small datasets, whose batches give noisy
         statistics.
+    head_start : {"random", "probe"}
+        How the head starts. ``"random"`` (default): drawn at random, as Keras
+        draws a new layer. ``"probe"``: set to a linear probe on the frozen
+        features (a logistic regression on standardised features, class-balanced,
+        its strength chosen on validation balanced accuracy; with
+        ``pooling="auto"`` the probe that chose the features), the first step of
+        LP-FT (Kumar et al. 2022). The first phase must train the head alone on
+        a frozen backbone, the head must be linear (``head_units=None``) and the
+        fit needs validation data. A fitted head is easily undone by a head rate
+        meant for random weights: pair it with a lower ``learning_rate`` (the
+        fine-tuning guide has the measurements).
     """
 
     kind: ClassVar[str] = "schedule"
+    #: What ``head_start`` may be.
+    HEAD_STARTS: ClassVar[tuple[str, ...]] = ("random", "probe")
 
     def __init__(
         self,
@@ -140,6 +153,7 @@ class Schedule:
         warmup: float = 0.0,
         cosine: bool = True,
         train_bn: bool = False,
+        head_start: str = "random",
     ) -> None:
         self.lr_decay = check_number(
             "lr_decay", lr_decay, low=0.0, high=1.0, low_open=True, allow_none=True
@@ -159,6 +173,7 @@ class Schedule:
         check_bool("train_bn", train_bn)
         self.cosine = bool(cosine)
         self.train_bn = bool(train_bn)
+        self.head_start = check_choice("head_start", head_start, self.HEAD_STARTS)
 
     # -- expansion ----------------------------------------------------------------------------
 
@@ -208,6 +223,7 @@ class Schedule:
                 "warmup": self.warmup,
                 "cosine": self.cosine,
                 "train_bn": self.train_bn,
+                "head_start": self.head_start,
             },
         }
 
@@ -228,7 +244,7 @@ class Schedule:
         cfg = self.get_config()["config"]
         defaults: dict[str, Any]
         defaults = {"lr_decay": None, "lr_multipliers": {}, "warmup": 0.0, "cosine": True}
-        defaults["train_bn"] = False
+        defaults.update(train_bn=False, head_start="random")
         shown = [f"{k}={v!r}" for k, v in cfg.items() if k not in defaults or defaults[k] != v]
         return f"{type(self).__name__}({', '.join(shown)})"
 
