@@ -4,7 +4,7 @@
 EfficientNet-Lite0) with a logistic regression fitted on the training rows' span
 (``row_space``: as many columns as training images) instead of on the raw columns.
 This script computes those features once for ELPV's study split (70/15/15, seed 42,
-224 px), then times ``probe_score`` (row space) against the same three logistic
+224 px), then times ``fit_probe`` (row space) against the same three logistic
 regressions fitted on the raw standardised columns, in one run, and prints both
 times, their ratio and both validation scores (they must agree: the same model).
 
@@ -20,18 +20,18 @@ import warnings
 
 
 def raw_probe(x_train, y_train, x_val, y_val) -> float:
-    """``probe_score`` without the row-space step (the reference)."""
+    """``fit_probe``'s score without the row-space step (the reference)."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import balanced_accuracy_score
     from sklearn.preprocessing import StandardScaler
 
-    from tlkit.finetune._pooling import _C_GRID
+    from tlkit.finetune._probe import C_GRID
 
     scale = StandardScaler().fit(x_train)
     xt, xv = scale.transform(x_train), scale.transform(x_val)
     best = 0.0
-    for c in _C_GRID:
+    for c in C_GRID:
         clf = LogisticRegression(C=c, class_weight="balanced", max_iter=1000, tol=1e-3)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
@@ -45,7 +45,8 @@ def main() -> None:
     from tlkit.backbones import get_backbone
     from tlkit.datasets import elpv_samples
     from tlkit.finetune._data import as_data
-    from tlkit.finetune._pooling import _features, probe_score
+    from tlkit.finetune._pooling import _features
+    from tlkit.finetune._probe import fit_probe
 
     pairs, names = elpv_samples()
     split = DatasetSplitter(val=0.15, test=0.15, seed=42, progress=False).split_samples(
@@ -60,7 +61,7 @@ def main() -> None:
         f"features: {x['train'].shape} train, {x['val'].shape} val, {time.perf_counter() - t0:.0f} s"
     )
     t0 = time.perf_counter()
-    fast = probe_score(x["train"], y["train"], x["val"], y["val"])
+    fast = fit_probe(x["train"], y["train"], x["val"], y["val"]).score
     fast_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     slow = raw_probe(x["train"], y["train"], x["val"], y["val"])

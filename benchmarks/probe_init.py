@@ -60,11 +60,11 @@ def fit_probe(xt, yt, xv, yv, class_weight="balanced"):
     from sklearn.metrics import balanced_accuracy_score
     from sklearn.preprocessing import StandardScaler
 
-    from tlkit.finetune._pooling import _C_GRID  # the strengths the pooling choice's probe tries
+    from tlkit.finetune._probe import C_GRID  # the strengths the pooling choice's probe tries
 
     scaler = StandardScaler().fit(xt)
     best = None
-    for c in _C_GRID:
+    for c in C_GRID:
         clf = LogisticRegression(C=c, class_weight=class_weight, max_iter=1000, tol=1e-3)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
