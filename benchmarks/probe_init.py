@@ -16,8 +16,8 @@ the same ``Frozen(EPOCHS)`` phase:
     and 0.1: ``tlkit.finetune.choose_pooling``'s probe), then trained the same way.
 
 It also scores the probe itself (the ``probe`` head before any epoch). One JSON line
-per start: validation and test accuracy / balanced accuracy / macro-F1, the kept
-epochs, the seconds. Choose on validation; test is for the record.
+per start: validation and test accuracy / balanced accuracy / macro-F1 / expected
+calibration error, the kept epochs, the seconds. Choose on validation; test is for the record.
 
 Usage::
 
@@ -38,8 +38,15 @@ import numpy as np
 
 
 def scores(tuner, part) -> list[float]:
+    """Accuracy, balanced accuracy, macro-F1 and the expected calibration error (15 bins)."""
+    from tlkit.compare import expected_calibration_error
+
     m = tuner.evaluate(part)
-    return [round(m[k], 4) for k in ("accuracy", "balanced_accuracy", "macro_f1")]
+    p = tuner.predict(part).probabilities
+    ece = expected_calibration_error(np.asarray(part.labels), p)
+    return [round(m[k], 4) for k in ("accuracy", "balanced_accuracy", "macro_f1")] + [
+        round(float(ece), 4)
+    ]
 
 
 def features(tuner, part) -> tuple[np.ndarray, np.ndarray]:

@@ -136,8 +136,8 @@ def row_space(x_train: np.ndarray, x_val: np.ndarray) -> tuple[np.ndarray, np.nd
     score), so with the thin SVD ``X = U S V^T`` the model fitted on ``X V = U S``
     and applied to ``X_val V`` gives the same predictions as on the raw columns,
     in ``n`` columns instead of ``d``: 10,208 block features of 1,837 images
-    become 1,837, and the probe runs about twice as fast (``python
-    benchmarks/pooling_probe.py``: 12 s against 24 s). ``V`` is never
+    become 1,837, and the probe runs 1.7-2x as fast (``python
+    benchmarks/pooling_probe.py``: 14 s against 23 s). ``V`` is never
     formed: ``X V = U S`` and ``X_val V = X_val X^T U / S`` from the
     eigen-decomposition of ``X X^T``.
     """
