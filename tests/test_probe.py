@@ -275,3 +275,22 @@ def test_a_dataset_without_views_gives_the_probe_every_training_image(
     tuner.fit(train, val)
     assert len(seen) == 1 and len(seen[0][1]) == len(split.train)
     np.testing.assert_array_equal(seen[0][2], split.train.labels)
+
+
+def test_a_head_that_has_trained_goes_on_from_its_weights(
+    split, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A second fit, or a fit of a loaded trained model, does not reset the head to a probe."""
+    seen = _recording(monkeypatch)
+    tuner = _tuner(split, learning_rate=1e-12)
+    tuner.fit(split.train, split.val)
+    head = tuner.model.get_layer("classifier").get_weights()
+    tuner.fit(split.train, split.val)
+    assert len(seen) == 1
+    for a, b in zip(head, tuner.model.get_layer("classifier").get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    tuner.save(tmp_path / "m.keras")
+    loaded = FineTuner.load(tmp_path / "m.keras")
+    assert loaded.schedule.head_start == "probe"
+    loaded.fit(split.train, split.val)
+    assert len(seen) == 1

@@ -140,6 +140,12 @@ def _start_from_probe(ctx: _Context, phases: list[Phase]) -> None:
     view's rows of a cached view set).
     """
     tuner = ctx.tuner
+    if tuner.history is not None:  # an earlier fit, or a loaded trained model: keep its head
+        tuner.log(
+            "tlkit: head_start='probe': the head has trained before (an earlier fit or a saved "
+            "model); it goes on from its weights"
+        )
+        return
     if not phases[0].frozen:
         raise ScheduleError(
             f"head_start='probe' fits the head on frozen features: the schedule's first phase "

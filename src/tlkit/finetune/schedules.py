@@ -136,9 +136,10 @@ class Schedule:
         ``pooling="auto"`` the probe that chose the features), the first step of
         LP-FT (Kumar et al. 2022). The first phase must train the head alone on
         a frozen backbone, the head must be linear (``head_units=None``) and the
-        fit needs validation data. A fitted head is easily undone by a head rate
-        meant for random weights: pair it with a lower ``learning_rate`` (the
-        fine-tuning guide has the measurements).
+        fit needs validation data. A head that has trained before (a second
+        ``fit``, a loaded trained model) goes on from its weights. A fitted head
+        is easily undone by a head rate meant for random weights: pair it with a
+        lower ``learning_rate`` (the fine-tuning guide has the measurements).
     """
 
     kind: ClassVar[str] = "schedule"
