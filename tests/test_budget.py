@@ -272,6 +272,46 @@ def test_fit_runs_the_planned_epochs_and_measuring_leaves_no_trace(
         np.testing.assert_array_equal(a, b)
 
 
+def test_measuring_keeps_tensorflow_retracing_warnings_off(split: Split, monkeypatch) -> None:
+    """Measuring runs inside quiet_retracing(), which drops TensorFlow's retracing warning
+    (and nothing else) while it lasts."""
+    import logging
+
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    logger, keep = logging.getLogger("tensorflow"), Keep()
+    logger.addHandler(keep)
+    retracing = "6 out of the last 16 calls to <function f> triggered tf.function retracing."
+    try:
+        with _budget.quiet_retracing():
+            logger.warning(retracing)
+            logger.warning("something else")
+        logger.warning(retracing)
+    finally:
+        logger.removeHandler(keep)
+    assert seen == ["something else", retracing]
+    quiet_while_measuring: list[bool] = []
+    real = _budget.measure
+
+    def measure(*args, **kwargs):
+        quiet_while_measuring.append(
+            any(isinstance(f, _budget._NoRetracingWarning) for f in logger.filters)
+        )
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_budget, "measure", measure)
+    monkeypatch.setattr(_budget, "clock", FakeClock())
+    tiny(schedules.Frozen(1), batch_size=4, class_names=split.class_names).fit(
+        split.train, split.val, time_budget="1h"
+    )
+    assert quiet_while_measuring == [True]
+    assert not any(isinstance(f, _budget._NoRetracingWarning) for f in logger.filters)
+
+
 def test_the_plan_scales_the_schedule_to_the_budget(split: Split, monkeypatch) -> None:
     costs = [PhaseCost("head", 3, 2.0, 10.0), PhaseCost("finetune", 2, 20.0, 30.0)]
     monkeypatch.setattr(_budget, "measure", lambda *args: costs)

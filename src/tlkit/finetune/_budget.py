@@ -42,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import logging
 import math
 import time
 import warnings
@@ -382,6 +383,30 @@ def _put_back(tuner: FineTuner) -> Iterator[None]:
             setattr(tuner, a, x)
 
 
+class _NoRetracingWarning(logging.Filter):
+    """Drops TensorFlow's "triggered tf.function retracing" warning."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def quiet_retracing() -> Iterator[None]:
+    """Keep TensorFlow's frequent-retracing warning off the log meanwhile.
+
+    Measuring builds a model for each phase and runs each on a few batches of two
+    sizes, short-lived functions that TensorFlow counts as retracing too often and
+    warns about (twice, at length, on a few hundred photos). The tracing is by
+    design, and its cost is part of what measuring charges to the plan.
+    """
+    logger, quiet = logging.getLogger("tensorflow"), _NoRetracingWarning()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
+
+
 def measure(
     tuner: FineTuner, train: Data, val: Data | None, clk: Callable[[], float]
 ) -> list[PhaseCost]:
@@ -619,7 +644,8 @@ class TimeBudget:
         tuner = self.tuner
         what = self.text if isinstance(self.text, str) else _duration(self.seconds)
         tuner.log(f"tlkit: time budget {what}: measuring each phase on {PROBE_BATCHES} batches")
-        costs = measure(tuner, train, val, clock)
+        with quiet_retracing():
+            costs = measure(tuner, train, val, clock)
         spent = clock() - self.started
         chose = min(tuner._choice_s, spent)  # pooling="auto" chose the features first
         plan = plan_epochs(costs, self.seconds * (1.0 - BUDGET_MARGIN) - spent)
