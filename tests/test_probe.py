@@ -223,12 +223,11 @@ def test_a_random_start_is_not_the_probe(split, monkeypatch: pytest.MonkeyPatch)
 def test_pooling_auto_starts_from_the_probe_that_chose(
     split, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """No second probe: the choice's probe of the chosen features is the head's start, and a
-    time-budgeted fit's measuring run fits none either."""
+    """No second probe: the choice's probe of the chosen features is the head's start."""
     seen = _recording(monkeypatch)
     tuner = _tuner(split, pooling="auto", learning_rate=1e-12)
     with caplog.at_level("INFO", logger="tlkit.finetune"):
-        tuner.fit(split.train, split.val, time_budget=120)
+        tuner.fit(split.train, split.val)
     assert seen == []
     choice = tuner.pooling_choice
     assert any("starts from the probe that chose the pooling" in r.message for r in caplog.records)
