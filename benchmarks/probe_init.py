@@ -82,34 +82,6 @@ def fit_probe(xt, yt, xv, yv, class_weight="balanced"):
     return scaler, best
 
 
-def set_head(tuner, scaler, clf) -> None:
-    """The head from the probe: softmax(W x + b) on standardised features is the same model.
-
-    With every block's features the head standardises them itself (``head_standardize``)
-    and takes the scaler's statistics; with the last layer's it does not, and the
-    scaling is folded into the classifier.
-    """
-    net = tuner.model
-    dense = net.get_layer("classifier")
-    coef, bias = clf.coef_, clf.intercept_
-    if coef.shape[0] == 1:  # two classes: one logit difference
-        coef, bias = np.concatenate([-coef / 2, coef / 2]), np.concatenate([-bias / 2, bias / 2])
-    names = {layer.name for layer in net.layers}
-    if "head_standardize" in names:
-        bn = net.get_layer("head_standardize")
-        variance = np.maximum(scaler.scale_**2 - bn.epsilon, 0)
-        bn.moving_mean.assign(scaler.mean_.astype("float32"))
-        bn.moving_variance.assign(variance.astype("float32"))
-        # a column whose variance is under the layer's epsilon is divided by sqrt(epsilon),
-        # not by its scale: the classifier's row takes up the difference
-        coef = coef * (np.sqrt(variance + bn.epsilon) / scaler.scale_)
-    else:
-        coef = coef / scaler.scale_
-        bias = bias - coef @ scaler.mean_
-    dense.kernel.assign(coef.T.astype("float32"))
-    dense.bias.assign(bias.astype("float32"))
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("dataset", choices=default_recipe.DATASETS)
@@ -130,6 +102,7 @@ def main() -> None:
     from tlkit import FineTuner, schedules
     from tlkit.augment import Views
     from tlkit.data import class_weights
+    from tlkit.finetune._probe import LinearProbe, start_head
 
     train, val, test = default_recipe.load(args.dataset, args.data, Path(tempfile.mkdtemp()))
 
@@ -158,7 +131,8 @@ def main() -> None:
                 else class_weights(train, t.class_weight)
             )
             scaler, (score, c, clf) = fit_probe(xt, yt, xv, yv, weights)
-            set_head(t, scaler, clf)
+            probe = LinearProbe.from_sklearn(scaler, clf, score=score)
+            start_head(t._head_layers, probe)  # what head_start="probe" does
             row["probe"] = {"C": c, "val": scores(t, val), "test": scores(t, test)}
             row["probe"]["sklearn_val_balanced"] = round(score, 4)
         t.fit(train, val)

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from tlkit.errors import ScheduleError
+
 __all__ = ["C_GRID", "LinearProbe", "fit_probe", "row_space", "start_head"]
 
 #: Inverse regularisation strengths the probe tries (on standardised features).
@@ -50,6 +52,38 @@ class LinearProbe:
     C: float
     score: float
     seconds: float
+
+    @classmethod
+    def from_sklearn(
+        cls,
+        scaler: Any,
+        clf: Any,
+        *,
+        score: float,
+        seconds: float = 0.0,
+        num_classes: int | None = None,
+        to_columns: Any = None,
+    ) -> LinearProbe:
+        """The probe of a fitted ``StandardScaler`` and ``LogisticRegression``.
+
+        ``to_columns`` maps the regression's weights back to the scaler's columns
+        when it was fitted on other coordinates (:func:`row_space`'s). Two classes
+        get two columns (the one logit difference split between them), and
+        ``num_classes`` a column for every class index below it.
+        """
+        coef = np.asarray(clf.coef_, np.float64).T
+        coef, intercept = (coef if to_columns is None else to_columns(coef)), clf.intercept_
+        if coef.shape[1] == 1:  # two classes: one logit difference, split between the two
+            coef = np.concatenate([-coef / 2, coef / 2], axis=1)
+            intercept = np.concatenate([-intercept / 2, intercept / 2])
+        classes = np.asarray(clf.classes_)
+        k = int(classes.max()) + 1 if num_classes is None else num_classes
+        if not np.array_equal(classes, np.arange(k)):  # a class without training images
+            coef, intercept = _all_classes(coef, intercept, classes, k)
+        return cls(
+            mean=scaler.mean_, scale=scaler.scale_, coef=coef, intercept=intercept,
+            C=float(clf.C), score=score, seconds=seconds,
+        )  # fmt: skip
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         """Class probabilities of feature rows ``x`` (n, d)."""
@@ -92,7 +126,6 @@ def fit_probe(
     scaler = StandardScaler().fit(x_train)
     xs = scaler.transform(x_train)
     xt, xv, to_columns = _row_space(xs, scaler.transform(x_val))
-    classes = np.unique(y_train)
     best: tuple[float, float, Any] | None = None
     for c in C_GRID:
         clf = LogisticRegression(C=c, class_weight="balanced", max_iter=1000, tol=1e-3)
@@ -103,17 +136,10 @@ def fit_probe(
         if best is None or score > best[0]:
             best = (score, c, clf)
     assert best is not None
-    score, c, clf = best
-    coef, intercept = to_columns(clf.coef_.T), clf.intercept_
-    if coef.shape[1] == 1:  # two classes: one logit difference, split between the two
-        coef = np.concatenate([-coef / 2, coef / 2], axis=1)
-        intercept = np.concatenate([-intercept / 2, intercept / 2])
-    k = int(classes.max()) + 1 if num_classes is None else num_classes
-    if not np.array_equal(classes, np.arange(k)):  # a class without training images
-        coef, intercept = _all_classes(coef, intercept, classes, k)
-    return LinearProbe(
-        mean=scaler.mean_, scale=scaler.scale_, coef=coef, intercept=intercept, C=c,
-        score=score, seconds=time.perf_counter() - start,
+    score, _, clf = best
+    return LinearProbe.from_sklearn(
+        scaler, clf, score=score, seconds=time.perf_counter() - start,
+        num_classes=num_classes, to_columns=to_columns,
     )  # fmt: skip
 
 
@@ -174,8 +200,6 @@ def start_head(layers: list[Any], probe: LinearProbe) -> None:
     """
     names = {layer.name: layer for layer in layers}
     if "head_hidden" in names:
-        from tlkit.errors import ScheduleError
-
         raise ScheduleError(
             "head_start='probe' starts a linear head from a logistic regression; this head has "
             "a hidden layer (head_units): leave head_units=None or use head_start='random'"
