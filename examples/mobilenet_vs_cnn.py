@@ -15,7 +15,8 @@ ImageNet weights cannot be downloaded, EfficientNet-Lite0, whose weights ship wi
 ``tlkit[lite]``; its head reads the last layer's or every block's pooled features,
 whichever a linear probe scores higher on validation, inside its time budget) -> the scratch CNN on the same data and time budget (the default
 profile gives each model's fit 4 minutes: each schedule's epochs are scaled to
-fit, so the comparison is at equal CPU time) ->
+fit, so the comparison is at equal CPU time) -> each model's temperature fitted on the
+validation images, so that its probabilities can be read as chances ->
 ``ModelComparator`` with the majority-class baseline, intervals and McNemar's test.
 It prints both classification reports in the study's format, then every warning and
 the verdict, and writes everything into ``--out``.
@@ -111,6 +112,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="probe",
         help="how the pretrained model's head starts: probe (default), as the linear probe on "
         "its features (LP-FT's first step), trained at 3e-4; random, trained at 3e-3",
+    )
+    p.add_argument(
+        "--calibrate",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="fit each model's temperature on the validation part after its fit, so that its "
+        "probabilities can be read as chances (FineTuner.calibrate; the predicted classes do "
+        "not change; default: on)",
     )
     p.add_argument(
         "--time-budget",
@@ -265,6 +274,19 @@ def versions() -> dict[str, str]:
     return out
 
 
+def calibrate(args: argparse.Namespace, tuner, split, name: str) -> None:
+    """With --calibrate (the default), fit ``tuner``'s temperature on the val part.
+
+    The models' probabilities then mean what they say (temperature scaling, Guo et al.
+    2017); the report's calibration table and notes say it. The classes predicted, and
+    so every accuracy figure, do not change. The test set is never used.
+    """
+    if not args.calibrate:
+        return
+    temperature = tuner.calibrate(split.val)
+    print(f"{name}: temperature T={temperature:.3g} fitted on the {len(split.val)} val images")
+
+
 def replayed(plans: dict | None, name: str, args: argparse.Namespace) -> dict | None:
     """The recorded plan of model ``name`` when replaying (None otherwise)."""
     if plans is None:
@@ -309,6 +331,7 @@ def run(args: argparse.Namespace) -> int:
     choice = tuner.pooling_choice
     used = tuner.backbone.options.get("pooling", "avg")
     print(f"{name}: {choice}" if choice else f"{name}: pooling {used!r}")
+    calibrate(args, tuner, split, name)
     tuner.save(work / f"{name}.keras")
 
     budget = len(tuner.history)
@@ -324,6 +347,7 @@ def run(args: argparse.Namespace) -> int:
         split.val,
         time_budget=replayed(plans, "cnn_from_scratch", args) or time_limit,
     )
+    calibrate(args, scratch, split, "cnn_from_scratch")
     scratch.save(work / "cnn_from_scratch.keras")
 
     print("\n== 4/4 the honest comparison on the test set")
@@ -362,6 +386,8 @@ def run(args: argparse.Namespace) -> int:
                     "probe_balanced_accuracy": choice.scores if choice else None,
                     "choice_s": round(choice.seconds, 1) if choice else None,
                 },
+                # FineTuner.calibrate on the val part (None: --no-calibrate)
+                "temperature": {name: tuner.temperature, "cnn_from_scratch": scratch.temperature},
                 "train_time_s": {
                     name: tuner.train_time_s,
                     "cnn_from_scratch": scratch.train_time_s,

@@ -80,6 +80,23 @@ def test_head_start_sets_the_head_rate_and_keeps_the_fine_tuning_rate() -> None:
         assert rate * schedule.lr_factor == pytest.approx(1.5e-4)
 
 
+def test_no_calibrate_leaves_the_model_uncalibrated() -> None:
+    """--no-calibrate: no temperature is fitted (the flag reaches the study's calibrate step)."""
+    study = _example()
+    calls = []
+
+    class Tuner:
+        def calibrate(self, val):
+            calls.append(val)
+            return 1.5
+
+    split = type("Split", (), {"val": [0, 1, 2]})()
+    study.calibrate(study.parse_args(["--no-calibrate"]), Tuner(), split, "m")
+    assert calls == []
+    study.calibrate(study.parse_args([]), Tuner(), split, "m")
+    assert calls == [[0, 1, 2]]
+
+
 def test_cv_needs_two_folds() -> None:
     proc = run("--cv", "1", timeout=120)
     assert proc.returncode == 2 and "--cv 1: give at least 2 folds" in proc.stderr
@@ -121,6 +138,8 @@ def test_smoke_study_replaying_a_recorded_plan_writes_the_whole_study(tmp_path: 
     """The smoke profile end to end (one run, the study's most expensive test), replaying a
     recorded plan: each model trains its recorded epochs (here the scratch CNN stops after 1 of
     its planned 3), no measuring, and the new run.json records the plans again."""
+    from tlkit import FineTuner
+
     recorded = tmp_path / "run.json"
     plans = {
         "efficientnet_lite0": _plan([("head", 1, 2), ("finetune", 1, 1)]),
@@ -161,6 +180,13 @@ def test_smoke_study_replaying_a_recorded_plan_writes_the_whole_study(tmp_path: 
     assert report["verdict"]  # the one-paragraph verdict after the warnings
     assert "mobilenet_vs_cnn.py" in run_info["command"] and run_info["versions"]["keras"]
     assert run_info["cv_folds"] == 0 and not (out / "cv_report").exists()
+    # --calibrate (the default): each model's temperature, fitted on the val part, is saved
+    # with the model, recorded, and applied (and said) in the report
+    for name, model in zip(names[1:], report["models"][1:], strict=True):
+        t = run_info["temperature"][name]
+        assert 0.01 <= t <= 100 and f"{name}: temperature T={t:.3g} fitted on the" in text
+        assert FineTuner.load(out / f"{name}.keras").temperature == pytest.approx(t)
+        assert any(f"temperature T={t:.4g}" in note for note in model["notes"]), model["notes"]
 
 
 @pytest.mark.parametrize(
