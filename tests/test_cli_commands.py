@@ -41,6 +41,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "8",
         "--pooling",
         "auto",
+        "--calibrate",
         "-o",
         str(model),
     )
@@ -58,8 +59,13 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from tlkit import FineTuner, Split
 
     val = Split.load(manifest).val
-    again = FineTuner.load(model).evaluate(val)
+    loaded = FineTuner.load(model)
+    again = loaded.evaluate(val)
     assert summary["val_metrics"] == {f"val_{k}": round(float(again[k]), 4) for k in again}
+    # --calibrate: the temperature fitted on the val part, in the file and the summary
+    assert 0.01 <= summary["temperature"] <= 100
+    assert loaded.temperature == pytest.approx(summary["temperature"])
+    assert f"calibrated on {len(val)} validation images" in proc.stderr
     return {"tmp": tmp, "root": root, "manifest": manifest, "model": model}
 
 
@@ -185,6 +191,14 @@ def test_command_usage_errors(trained, capsys) -> None:
     assert "--image-size must be at least 32, got 8" in capsys.readouterr().err
     assert main(["train", manifest, "--input-size", "32", "-o", "m.keras"]) == 2  # old name
     assert "unrecognized arguments: --input-size" in capsys.readouterr().err
+    no_val = trained["tmp"] / "no-val.split.json"
+    root = str(trained["root"])
+    assert main(["split", root, "--val", "0", "--test", "0.25", "-o", str(no_val)]) == 0
+    capsys.readouterr()
+    assert main(["train", str(no_val), "--calibrate", "-o", "m.keras"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("tlkit train: error: --calibrate fits the temperature on the val")
+    assert str(no_val) in err[0] and "split again with --val" in err[0]
     assert main(["export", model, "--format", "coreml"]) == 2  # argparse choices
 
 

@@ -38,6 +38,7 @@ def add_parser(sub: Any) -> None:
             "tlkit train photos.split.json --backbone mobilenet_v2 --strategy mirrored "
             "--batch-size 128 -o model.keras",
             "tlkit train photos.split.json --time-budget 10min -o model.keras",
+            "tlkit train photos.split.json --calibrate -o model.keras",
         ],
     )
     p.add_argument("split", type=Path, metavar="SPLIT.json", help="split manifest (tlkit split)")
@@ -50,6 +51,13 @@ def add_parser(sub: Any) -> None:
         help="leave out manifest files that are missing or changed instead of failing",
     )
     add_manifest_args(p)
+    p.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="after training, fit a temperature on the val part so that the probabilities can "
+        "be read as chances (FineTuner.calibrate; saved with the model; predicted classes do "
+        "not change)",
+    )
     p.add_argument(
         "--strategy",
         choices=["mirrored", "multiworker"],
@@ -101,6 +109,11 @@ def run(args: argparse.Namespace) -> int:
     split = load_split(args.split, **manifest_options(args))
     if len(split.train) == 0:
         raise UsageError(f"the train part of {args.split} is empty")
+    if args.calibrate and len(split.val) == 0:
+        raise UsageError(
+            f"--calibrate fits the temperature on the val part, and {args.split} has none: "
+            "split again with --val, or leave out --calibrate"
+        )
     tuner = FineTuner(class_names=list(split.class_names), strategy=strategy, **tuner_options(args))
     val = split.val if len(split.val) else None
     log(
@@ -109,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
     )
     with contextlib.redirect_stdout(sys.stderr):  # Keras prints progress to stdout
         history = tuner.fit(split.train, val, time_budget=args.time_budget)
+    if args.calibrate:  # before saving: the file keeps the temperature
+        tuner.calibrate(split.val)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tuner.save(args.out)
     if tuner.is_chief():
@@ -125,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
         "replicas": 1 if strategy is None else int(strategy.num_replicas_in_sync),
         "train_time_s": None if tuner.train_time_s is None else round(tuner.train_time_s, 2),
         "pooling": tuner.backbone.options.get("pooling", "avg"),  # what the head reads
+        "temperature": tuner.temperature,  # --calibrate's, applied by predict and compare
     }
     if tuner.pooling_choice is not None:  # --pooling auto: what the probes scored
         summary["pooling_probe_balanced_accuracy"] = {
@@ -142,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
         first, last = tuner.kept_epochs
         summary["best_epoch"] = last + 1
         summary["kept_epochs"] = [first + 1, last + 1]
-    if val is not None:  # the saved model on the val part, not one epoch's record
+    if val is not None:  # the saved model on the val part (calibrated, with --calibrate)
         metrics = tuner.evaluate(val)
         summary["val_metrics"] = {
             f"val_{k}": round(float(metrics[k]), 4)
