@@ -734,3 +734,65 @@ def test_phase_log_records_the_configured_rates_not_the_warmup_step(split: Split
     groups = ["classifier"] + [g.name for g in reversed(t.backbone.layer_groups)]
     for depth, g in enumerate(groups):
         assert tune["learning_rates"][g] == pytest.approx(3e-3 * 0.5 * 0.5**depth), g
+
+
+def _epochs_of(batches: list) -> np.ndarray:
+    return np.concatenate([np.asarray(x).reshape(len(y), -1) for x, y in batches])
+
+
+def _training_datasets(split: Split) -> dict:
+    """The three kinds of training batches a phase fits on: images (decoded once, randomly
+    augmented per batch), cached feature rows (shuffled slices) and cached views (a generator)."""
+    from tlkit import AugmentationPipeline
+    from tlkit.finetune._boundary import view_batches
+
+    rows = np.arange(2 * 33 * 3, dtype=np.float32).reshape(2 * 33, 3)
+    labels = np.arange(33, dtype=np.int32) % 2
+    return {
+        "images": lambda: split.train.to_dataset(
+            32, batch_size=8, shuffle=True, seed=3, cache="memory",
+            augment=AugmentationPipeline.preset("light", seed=3),
+        ),
+        "features": lambda: tf.data.Dataset.from_tensor_slices((rows[:33], labels))
+        .shuffle(33, seed=3, reshuffle_each_iteration=True)
+        .batch(8),
+        "views": lambda: view_batches(rows, labels, 2, 8, 3),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["images", "features", "views"])
+def test_a_phase_fits_on_the_batches_of_a_new_iterator_each_epoch(kind: str, tmp_path) -> None:
+    """A phase fits on ``ds.repeat()`` with ``steps_per_epoch`` (a new iterator each epoch left
+    the CPU idle for seconds at some epochs' first batch: benchmarks/epoch_start.py). Its
+    batches must stay those of one fresh iterator per epoch, epoch after epoch: the same
+    images and views in the same order, reshuffled every epoch."""
+    root = make_synthetic_dataset(tmp_path / "p", {"a": 20, "b": 13}, image_size=32, seed=0)
+    split = DatasetSplitter(val=0, test=0, seed=0, progress=False).split(root)
+    make = _training_datasets(split)[kind]
+    ds = make()
+    steps = int(ds.cardinality())
+    assert steps == 5  # 33 rows in batches of 8: the last one partial
+    plain = [_epochs_of(list(ds)) for _ in range(4)]
+    assert not np.array_equal(plain[0], plain[1])  # the epochs differ
+    batches = iter(make().repeat())
+    repeated = [_epochs_of([next(batches) for _ in range(steps)]) for _ in range(4)]
+    for epoch, (want, got) in enumerate(zip(plain, repeated, strict=True)):
+        np.testing.assert_array_equal(got, want, err_msg=f"epoch {epoch + 1}")
+
+
+def test_fit_trains_every_batch_of_every_epoch(split: Split) -> None:
+    """steps_per_epoch is the dataset's batches: each epoch sees every training image once."""
+    tuner = FineTuner.scratch_cnn(
+        class_names=split.class_names, image_size=32, epochs=2, widths=(4,), seed=0, verbose=0
+    )
+    seen = []
+
+    class Count(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            seen.append(0)
+
+        def on_train_batch_end(self, batch, logs=None):
+            seen[-1] += 1
+
+    tuner.fit(split.train, split.val, callbacks=[Count()])
+    assert seen == [-(-len(split.train) // tuner.batch_size)] * 2
