@@ -25,47 +25,34 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-
-def elpv_images() -> Path:
-    import elpv_dataset
-
-    return Path(elpv_dataset.__file__).parent / "data" / "images"
+from _args import add_study_runs, study_models
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("runs", nargs="+", type=Path, help="study output folders (--out)")
-    p.add_argument("--root", type=Path, help="the split's image folder (default: ELPV's)")
+    add_study_runs(p)
     args = p.parse_args()
 
-    from tlkit import FineTuner
     from tlkit._calibration import expected_calibration_error, negative_log_likelihood
-    from tlkit.data import Split
 
-    def scores(tuner: FineTuner, part) -> list[float]:
+    def scores(tuner, part) -> list[float]:
         probs = tuner.predict(part).probabilities
         return [
             round(expected_calibration_error(part.labels, probs), 4),
             round(negative_log_likelihood(part.labels, probs), 4),
         ]
 
-    root = args.root or elpv_images()
-    for run in args.runs:
-        split = Split.load(run / "split.json", root=root)
-        for path in sorted(run.glob("*.keras")):
-            tuner = FineTuner.load(path)
-            tuner.verbose = 0
-            tuner.temperature = None  # the plain model's probabilities first
-            plain = {part: scores(tuner, getattr(split, part)) for part in ("val", "test")}
-            temperature = tuner.calibrate(split.val)
-            scaled = {part: scores(tuner, getattr(split, part)) for part in ("val", "test")}
-            row = {"run": run.name, "model": path.stem, "temperature": round(temperature, 3)}
-            for part in ("val", "test"):
-                row[part] = {"ece": [plain[part][0], scaled[part][0]],
-                             "nll": [plain[part][1], scaled[part][1]]}  # fmt: skip
-            print(json.dumps(row), flush=True)
+    for run, split, path, tuner in study_models(args.runs, args.root):
+        tuner.temperature = None  # the plain model's probabilities first
+        plain = {part: scores(tuner, getattr(split, part)) for part in ("val", "test")}
+        temperature = tuner.calibrate(split.val)
+        scaled = {part: scores(tuner, getattr(split, part)) for part in ("val", "test")}
+        row = {"run": run.name, "model": path.stem, "temperature": round(temperature, 3)}
+        for part in ("val", "test"):
+            row[part] = {"ece": [plain[part][0], scaled[part][0]],
+                         "nll": [plain[part][1], scaled[part][1]]}  # fmt: skip
+        print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":

@@ -23,41 +23,26 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+
+from _args import add_study_runs, study_models
 
 TTAS = (None, "flip", "dihedral")
 
 
-def elpv_images() -> Path:
-    import elpv_dataset
-
-    return Path(elpv_dataset.__file__).parent / "data" / "images"
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("runs", nargs="+", type=Path, help="study output folders (--out)")
-    p.add_argument("--root", type=Path, help="the split's image folder (default: ELPV's)")
+    add_study_runs(p)
     args = p.parse_args()
-
-    from tlkit import FineTuner
-    from tlkit.data import Split
-
-    root = args.root or elpv_images()
-    for run in args.runs:
-        split = Split.load(run / "split.json", root=root)
-        for path in sorted(run.glob("*.keras")):
-            tuner = FineTuner.load(path)
-            tuner.verbose = 0
-            for part in ("val", "test"):
-                scores = {}
-                for tta in TTAS:
-                    m = tuner.evaluate(getattr(split, part), tta=tta)
-                    scores[tta or "plain"] = [
-                        round(m[k], 4) for k in ("accuracy", "balanced_accuracy", "macro_f1")
-                    ]
-                row = {"run": run.name, "model": path.stem, "part": part, **scores}
-                print(json.dumps(row), flush=True)
+    for run, split, path, tuner in study_models(args.runs, args.root):
+        for part in ("val", "test"):
+            scores = {}
+            for tta in TTAS:
+                m = tuner.evaluate(getattr(split, part), tta=tta)
+                scores[tta or "plain"] = [
+                    round(m[k], 4) for k in ("accuracy", "balanced_accuracy", "macro_f1")
+                ]
+            row = {"run": run.name, "model": path.stem, "part": part, **scores}
+            print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":
