@@ -6,6 +6,8 @@ import csv
 import io
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -222,6 +224,14 @@ def test_train_strategy_mirrored_and_multiworker_argument(trained, monkeypatch) 
     monkeypatch.setenv("TF_CONFIG", '{"cluster": {}}')
     line = assert_one_line_error(tlkit("train", *args), "train", code=2)
     assert "TF_CONFIG is not a cluster description" in line
+    # both are found before TensorFlow loads (seconds earlier)
+    code = (
+        "import sys; from tlkit.cli import main; "
+        f"code = main(['train', {str(trained['manifest'])!r}, '--strategy', 'multiworker', "
+        "'-o', 'm.keras']); print(code, 'tensorflow' in sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.split() == ["2", "False"], proc.stderr[-2000:]
     proc = tlkit("train", *args[:-2], "--strategy", "ring", "-o", str(out))
     assert proc.returncode == 2 and "invalid choice: 'ring'" in proc.stderr
 

@@ -69,10 +69,8 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
-def _strategy(name: str | None) -> Any:
-    """The tf.distribute strategy of ``--strategy`` (None: one device)."""
-    if name is None:
-        return None
+def _check_cluster(name: str | None) -> None:
+    """``--strategy multiworker`` needs a cluster in TF_CONFIG: checked before TensorFlow loads."""
     if name == "multiworker":
         text = os.environ.get("TF_CONFIG")
         if not text:
@@ -91,6 +89,12 @@ def _strategy(name: str | None) -> Any:
                 'look like {"cluster": {"worker": ["host:port", ...]}, "task": {"type": '
                 '"worker", "index": 0}}'
             ) from None
+
+
+def _strategy(name: str | None) -> Any:
+    """The tf.distribute strategy of ``--strategy`` (None: one device)."""
+    if name is None:
+        return None
     import tensorflow as tf
 
     if name == "mirrored":
@@ -101,6 +105,7 @@ def _strategy(name: str | None) -> Any:
 def run(args: argparse.Namespace) -> int:
     if args.out.suffix != ".keras":
         raise UsageError(f"-o must name a .keras file, got {str(args.out)!r}")
+    _check_cluster(args.strategy)  # before anything loads TensorFlow: a usage error at once
     check_recipe(args)
     from tlkit.cli._model import load_split, manifest_options
     from tlkit.finetune import FineTuner
