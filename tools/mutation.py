@@ -23,9 +23,9 @@ Targets (module: functions; the tests that run against them):
 * ``finetune/_pooling.py``: ``choose_among`` (the choice of the head's features);
   ``tests/test_pooling_choice.py``
 * ``finetune/_probe.py``: ``fit_probe``, ``_all_classes``, ``_row_space``,
-  ``start_head``, ``LinearProbe.from_sklearn``, ``LinearProbe.probabilities`` (the linear probe, the row-space
-  reduction and the head started from a probe); ``tests/test_probe.py`` and the
-  row-space tests of ``tests/test_pooling_choice.py``
+  ``start_head``, ``LinearProbe.from_sklearn``, ``LinearProbe.probabilities`` (the
+  linear probe, the row-space reduction and the head started from a probe);
+  ``tests/test_probe.py`` and the row-space tests of ``tests/test_pooling_choice.py``
 * ``data/_split.py``: ``Split.load`` and its checks; ``tests/test_manifest.py``
 * ``data/_manifest.py``: the manifest schema, root confinement and edit checks;
   ``tests/test_manifest_hostile.py``, ``tests/test_manifest_trust.py``

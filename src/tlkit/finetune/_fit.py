@@ -607,10 +607,11 @@ def _run_phase(
     )
     try:
         model.fit(
-            # One iterator for the whole phase: Keras makes a new one each epoch from a finite
-            # dataset, and the first batch of a new one waited 2-8 s with the CPU idle in about
-            # half the epochs (benchmarks/epoch_start.py); repeated, the next epoch's batches
-            # are ready when it starts. The same batches, epoch by epoch (tested).
+            # One iterator for the whole phase: Keras makes a new one each epoch from a
+            # finite dataset, and the first batch of a new one waited 0.9-8.5 s with the CPU
+            # idle in about half the epochs (benchmarks/epoch_start.py); repeated, the next
+            # epoch's batches are ready when it starts. The same batches, epoch by epoch
+            # (tested).
             ds.repeat(),
             steps_per_epoch=steps,
             epochs=first + phase.epochs,
