@@ -47,6 +47,12 @@ def main() -> None:
     p.add_argument(
         "--augment", default="light", help="a preset name, none, or views:SET (e.g. views:dihedral)"
     )
+    p.add_argument(
+        "--label-smoothing",
+        type=float,
+        default=0.0,
+        help="FineTuner's label_smoothing (both models)",
+    )
     p.add_argument("--time-budget", default=None, help="e.g. 40min: plan the pretrained epochs")
     p.add_argument(
         "--no-pretrained", action="store_true", help="only the scratch CNN (and the baseline)"
@@ -76,6 +82,7 @@ def main() -> None:
         "image_size": args.image_size,
         "augment": augment,
         "class_weight": "sqrt",
+        "label_smoothing": args.label_smoothing,
         "seed": args.seed,
         "verbose": 2,
     }
