@@ -106,8 +106,10 @@ def main() -> None:
         images = np.concatenate(list(ds.as_numpy_iterator()))
         features[key] = np.stack(
             [
-                model.predict(np.asarray(v), batch_size=32, verbose=0).astype(np.float32)
-                for v in views.all_views(images)
+                model.predict(np.asarray(views.view(images, i)), batch_size=32, verbose=0).astype(
+                    np.float32
+                )
+                for i in range(len(views))  # one view in memory at a time (300 px: 1.8 GB each)
             ]
         )
         labels[key] = np.asarray(part.labels)

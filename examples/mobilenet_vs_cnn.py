@@ -305,7 +305,10 @@ def run(args: argparse.Namespace) -> int:
     import keras
 
     from tlkit import ModelComparator, Split
+    from tlkit.backbones import list_backbones, unknown_backbone_message
 
+    if args.backbone not in list_backbones():  # before the split, which reads every image
+        raise Failure(unknown_backbone_message(args.backbone, listing="tlkit backbones"))
     profile = PROFILES[args.profile]
     size = args.image_size or profile["size"]
     time_limit = args.time_budget or profile["time_budget"]

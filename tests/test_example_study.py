@@ -119,6 +119,7 @@ def test_bad_arguments_exit_with_one_line(args: list[str], reason: str, tmp_path
     assert "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and reason in last.lower(), last
+    assert not (tmp_path / "o" / "split.json").exists()  # stopped before (or at) the split
 
 
 def test_unknown_profile_is_a_usage_error() -> None:
