@@ -12,6 +12,9 @@ Usage::
     python benchmarks/elpv.py --image-size 224 --finetune-epochs 4
     python benchmarks/elpv.py --no-pretrained --scratch-epochs 150 --scratch-size 160 \
         --augment views:dihedral                    # the scratch CNN alone, about 30 minutes
+    python benchmarks/elpv.py --image-size 224 --head-epochs 20 --finetune-epochs 32 --lr 0.03 \
+        --lr-factor 0.033 --lr-decay 0.9 --augment views:dihedral --scratch-epochs 0 \
+        --optimizer sgd                             # SGD with momentum, about 35 minutes
 
 Prints accuracy, balanced accuracy and macro-F1 with 95% bootstrap intervals,
 per-class F1, training wall time and peak RSS per model; writes the split manifest
@@ -52,6 +55,12 @@ def main() -> None:
         type=float,
         default=0.0,
         help="FineTuner's label_smoothing (both models)",
+    )
+    p.add_argument(
+        "--optimizer",
+        choices=["adam", "adamw", "sgd", "rmsprop"],
+        default="adam",
+        help="FineTuner's optimizer for the pretrained model (sgd: momentum 0.9, Nesterov)",
     )
     p.add_argument("--time-budget", default=None, help="e.g. 40min: plan the pretrained epochs")
     p.add_argument(
@@ -98,7 +107,13 @@ def main() -> None:
     )
     if not args.no_pretrained:
         t0 = time.perf_counter()
-        tuner = FineTuner(args.backbone, schedule=schedule, learning_rate=args.lr, **common)
+        tuner = FineTuner(
+            args.backbone,
+            schedule=schedule,
+            learning_rate=args.lr,
+            optimizer=args.optimizer,
+            **common,
+        )
         tuner.fit(split.train, split.val, time_budget=args.time_budget)
         rows[args.backbone] = (time.perf_counter() - t0, peak_rss_mb())
         comparator.add(args.backbone, tuner)
@@ -112,7 +127,10 @@ def main() -> None:
         comparator.add("cnn_from_scratch", cnn)
     report = comparator.run()
     report.save(args.out / "report")
-    print(f"\nschedule {'none' if args.no_pretrained else repr(schedule)}, augment {args.augment}")
+    print(
+        f"\nschedule {'none' if args.no_pretrained else repr(schedule)}, augment {args.augment}, "
+        f"optimizer {args.optimizer}"
+    )
     print(
         f"\nELPV, 75/25 stratified (seed {args.seed}), {len(split.test)} test images, "
         f"{os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}"
