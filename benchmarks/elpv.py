@@ -62,6 +62,12 @@ def main() -> None:
         default="adam",
         help="FineTuner's optimizer for the pretrained model (sgd: momentum 0.9, Nesterov)",
     )
+    p.add_argument(
+        "--weight-decay",
+        type=float,
+        default=None,
+        help="AdamW with this decoupled weight decay (Keras multiplies it by the rate each step)",
+    )
     p.add_argument("--time-budget", default=None, help="e.g. 40min: plan the pretrained epochs")
     p.add_argument(
         "--no-pretrained", action="store_true", help="only the scratch CNN (and the baseline)"
@@ -105,13 +111,18 @@ def main() -> None:
         lr_decay=args.lr_decay,
         warmup=1.0,
     )
+    optimizer = args.optimizer
+    if args.weight_decay is not None:
+        import keras
+
+        optimizer = keras.optimizers.AdamW(weight_decay=args.weight_decay)  # a template
     if not args.no_pretrained:
         t0 = time.perf_counter()
         tuner = FineTuner(
             args.backbone,
             schedule=schedule,
             learning_rate=args.lr,
-            optimizer=args.optimizer,
+            optimizer=optimizer,
             **common,
         )
         tuner.fit(split.train, split.val, time_budget=args.time_budget)
@@ -129,7 +140,8 @@ def main() -> None:
     report.save(args.out / "report")
     print(
         f"\nschedule {'none' if args.no_pretrained else repr(schedule)}, augment {args.augment}, "
-        f"optimizer {args.optimizer}"
+        f"optimizer {args.optimizer if args.weight_decay is None else 'adamw'}"
+        + (f", weight decay {args.weight_decay}" if args.weight_decay is not None else "")
     )
     print(
         f"\nELPV, 75/25 stratified (seed {args.seed}), {len(split.test)} test images, "
