@@ -77,6 +77,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("benchmark-elpv"))
     args = p.parse_args()
+    if args.weight_decay is not None and args.optimizer not in ("adam", "adamw"):
+        p.error("--weight-decay trains with AdamW: leave out --optimizer or give adamw")
     if args.no_pretrained and not args.scratch_epochs:
         p.error("--no-pretrained leaves only the scratch CNN: give --scratch-epochs >= 1")
 
@@ -111,11 +113,12 @@ def main() -> None:
         lr_decay=args.lr_decay,
         warmup=1.0,
     )
-    optimizer = args.optimizer
+    optimizer, optimizer_name = args.optimizer, args.optimizer
     if args.weight_decay is not None:
         import keras
 
         optimizer = keras.optimizers.AdamW(weight_decay=args.weight_decay)  # a template
+        optimizer_name = f"adamw, weight decay {args.weight_decay}"
     if not args.no_pretrained:
         t0 = time.perf_counter()
         tuner = FineTuner(
@@ -140,8 +143,7 @@ def main() -> None:
     report.save(args.out / "report")
     print(
         f"\nschedule {'none' if args.no_pretrained else repr(schedule)}, augment {args.augment}, "
-        f"optimizer {args.optimizer if args.weight_decay is None else 'adamw'}"
-        + (f", weight decay {args.weight_decay}" if args.weight_decay is not None else "")
+        f"optimizer {optimizer_name}"
     )
     print(
         f"\nELPV, 75/25 stratified (seed {args.seed}), {len(split.test)} test images, "
