@@ -15,6 +15,9 @@ Usage::
     python benchmarks/elpv.py --image-size 224 --head-epochs 20 --finetune-epochs 32 --lr 0.03 \
         --lr-factor 0.033 --lr-decay 0.9 --augment views:dihedral --scratch-epochs 0 \
         --optimizer sgd                             # SGD with momentum, about 35 minutes
+    python benchmarks/elpv.py --image-size 224 --head-epochs 20 --finetune-epochs 24 \
+        --lr-factor 0.033 --lr-decay 0.9 --augment views:dihedral --scratch-epochs 0 \
+        --l2sp 1e-3                                 # L2-SP toward the pretrained weights
 
 Prints accuracy, balanced accuracy and macro-F1 with 95% bootstrap intervals,
 per-class F1, training wall time and peak RSS per model; writes the split manifest
@@ -35,6 +38,36 @@ from _args import augment_arg
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def pull_to_pretrained(tuner, beta: float):
+    """A Keras callback: decoupled L2-SP, ``w -= beta * (w - w_pretrained)`` after every step.
+
+    The anchors are the backbone's weights when training first begins (the head phase
+    leaves them as loaded); each phase pulls the weights that phase trains.
+    """
+    import keras
+
+    class PullToPretrained(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.anchors: dict[int, object] | None = None
+            self.active: list[tuple[object, object]] = []
+
+        def on_train_begin(self, logs=None):
+            weights = [w for group in tuner.backbone.layer_groups for layer in group
+                       for w in layer.weights]  # fmt: skip
+            if self.anchors is None:
+                self.anchors = {id(w): keras.ops.copy(w.value) for w in weights}
+            trained = {id(w) for group in tuner.backbone.layer_groups for layer in group
+                       for w in layer.trainable_weights}  # fmt: skip
+            self.active = [(w, self.anchors[id(w)]) for w in weights if id(w) in trained]
+
+        def on_train_batch_end(self, batch, logs=None):
+            for w, w0 in self.active:
+                w.assign(w - beta * (w - w0))
+
+    return PullToPretrained()
 
 
 def main() -> None:
@@ -68,6 +101,14 @@ def main() -> None:
         default=None,
         help="AdamW with this decoupled weight decay (Keras multiplies it by the rate each step)",
     )
+    p.add_argument(
+        "--l2sp",
+        type=float,
+        default=None,
+        metavar="BETA",
+        help="after every training step pull each trained backbone weight toward its pretrained "
+        "value by this fraction of the gap (decoupled L2-SP, Li et al. 2018)",
+    )
     p.add_argument("--time-budget", default=None, help="e.g. 40min: plan the pretrained epochs")
     p.add_argument(
         "--no-pretrained", action="store_true", help="only the scratch CNN (and the baseline)"
@@ -77,6 +118,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("benchmark-elpv"))
     args = p.parse_args()
+    if args.l2sp is not None and not 0 < args.l2sp < 1:
+        p.error(f"--l2sp takes a fraction between 0 and 1, got {args.l2sp}")
     if args.weight_decay is not None and args.optimizer not in ("adam", "adamw"):
         p.error("--weight-decay trains with AdamW: leave out --optimizer or give adamw")
     if args.no_pretrained and not args.scratch_epochs:
@@ -128,7 +171,8 @@ def main() -> None:
             optimizer=optimizer,
             **common,
         )
-        tuner.fit(split.train, split.val, time_budget=args.time_budget)
+        callbacks = [] if args.l2sp is None else [pull_to_pretrained(tuner, args.l2sp)]
+        tuner.fit(split.train, split.val, time_budget=args.time_budget, callbacks=callbacks)
         rows[args.backbone] = (time.perf_counter() - t0, peak_rss_mb())
         comparator.add(args.backbone, tuner)
     if args.scratch_epochs:
@@ -143,7 +187,7 @@ def main() -> None:
     report.save(args.out / "report")
     print(
         f"\nschedule {'none' if args.no_pretrained else repr(schedule)}, augment {args.augment}, "
-        f"optimizer {optimizer_name}"
+        f"optimizer {optimizer_name}, L2-SP {args.l2sp or 'off'}"
     )
     print(
         f"\nELPV, 75/25 stratified (seed {args.seed}), {len(split.test)} test images, "
