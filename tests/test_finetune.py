@@ -780,6 +780,30 @@ def test_a_phase_fits_on_the_batches_of_a_new_iterator_each_epoch(kind: str, tmp
         np.testing.assert_array_equal(got, want, err_msg=f"epoch {epoch + 1}")
 
 
+def test_fit_trains_without_the_autotune_thread(split: Split, monkeypatch) -> None:
+    """Every phase's training data reaches Keras with tf.data's autotuning thread off, a
+    user's dataset too: deleting an iterator with it on waited up to 60 s when ``fit``
+    returned (benchmarks/iterator_teardown.py), past a time budget's end."""
+    seen = []
+    keras_fit = keras.Model.fit
+
+    def fit(self, x=None, *args, **kwargs):
+        seen.append(x.options().autotune.enabled)
+        return keras_fit(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", fit)
+    batches = list(split.train.to_dataset(SIZE, batch_size=16).as_numpy_iterator())
+    x, y = (np.concatenate(a) for a in zip(*batches, strict=True))
+    user = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)  # options left unset
+    assert user.options().autotune.enabled is None
+    for train in (split.train, user):
+        tuner(schedules.FullTraining(1)).fit(train, split.val)
+    frozen = tuner(schedules.Frozen(1), cache_features=True)
+    frozen.fit(split.train, split.val)
+    assert frozen.phase_log[0]["cached_features"] is True
+    assert seen == [False] * 3
+
+
 def test_fit_trains_every_batch_of_every_epoch(split: Split) -> None:
     """steps_per_epoch is the dataset's batches: each epoch sees every training image once."""
     tuner = FineTuner.scratch_cnn(

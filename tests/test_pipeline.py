@@ -122,6 +122,28 @@ def test_each_image_arrives_with_its_own_label(split) -> None:
     np.testing.assert_array_equal(dominant, labels)
 
 
+def test_pipelines_run_without_the_autotune_thread(split) -> None:
+    """Deleting an iterator waited up to 60 s for tf.data's autotuning thread (a race in
+    TensorFlow: benchmarks/iterator_teardown.py); tlkit's pipelines have it off, and
+    ``without_autotune_thread`` turns it off unless the dataset's options chose."""
+    from tlkit.data._pipeline import without_autotune_thread
+
+    for kwargs in ({}, {"cache": "memory", "shuffle": True, "seed": 0}):
+        assert (
+            split.train.to_dataset(24, batch_size=4, **kwargs).options().autotune.enabled is False
+        )
+    plain = tf.data.Dataset.range(4).batch(2)
+    assert plain.options().autotune.enabled is None
+    off = without_autotune_thread(plain)
+    assert off.options().autotune.enabled is False
+    assert list(off.as_numpy_iterator())[1].tolist() == [2, 3]  # the same elements
+    for chosen in (True, False):
+        options = tf.data.Options()
+        options.autotune.enabled = chosen
+        mine = plain.with_options(options)
+        assert without_autotune_thread(mine) is mine  # the user's choice stands
+
+
 def test_function_form_needs_root_and_matches_part(split, coloured: Path) -> None:
     samples = list(split.val)
     with pytest.raises(ValueError, match="root="):

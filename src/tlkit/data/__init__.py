@@ -10,7 +10,8 @@ near-duplicate search the splitter and the audit share from
 A few names are importable from here for tlkit's own layers (the audit, the
 command line, augmentation previews) but are not part of the public API and are
 left out of ``__all__``: ``decode_errors``, ``inspect_file``, ``DEFAULT_HASH_SIZE``,
-``DEFAULT_INNER_VAL`` and ``CLASS_WEIGHT_MODES``.
+``DEFAULT_INNER_VAL``, ``CLASS_WEIGHT_MODES`` and ``without_autotune_thread`` (for
+fine-tuning).
 """
 
 from tlkit.data._folds import DEFAULT_INNER_VAL as DEFAULT_INNER_VAL
@@ -25,6 +26,7 @@ from tlkit.data._neardup import (
 )
 from tlkit.data._pipeline import decode_errors as decode_errors
 from tlkit.data._pipeline import to_dataset
+from tlkit.data._pipeline import without_autotune_thread as without_autotune_thread
 from tlkit.data._sample import Sample
 from tlkit.data._scan import SKIP_CODES, SUPPORTED_FORMATS, SkippedFile
 from tlkit.data._scan import inspect_file as inspect_file

@@ -52,6 +52,7 @@ __all__ = [
     "check_exists",
     "decode_errors",
     "to_dataset",
+    "without_autotune_thread",
 ]
 
 _RESIZE_POLICIES = ("stretch", "crop", "pad")
@@ -251,7 +252,39 @@ def to_dataset(
     )
     options = tf.data.Options()
     options.deterministic = deterministic
+    options.autotune.enabled = False  # see without_autotune_thread
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def without_autotune_thread(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """``ds`` with tf.data's autotuning thread off, unless its options already say.
+
+    With autotuning on (TensorFlow's default), every iterator runs a thread
+    that wakes on a timer whose period doubles from 10 ms to 60 s. Deleting the
+    iterator wakes it to stop, but TensorFlow marks the iterator cancelled only
+    after that wake-up (``CancellationManager`` runs its callbacks first), so
+    the thread can find it still running, sleep out its period, and the delete
+    waits for it: up to 60 s idle when Keras's ``fit`` returns after a long
+    phase, a second or two at each short-lived iterator
+    (``python benchmarks/iterator_teardown.py``). Off, ``AUTOTUNE``
+    parallelism stays at the number of cores (at most 16) and prefetch buffers
+    still grow as needed. A dataset whose options set ``autotune.enabled`` is
+    returned as it is.
+
+    Examples
+    --------
+    >>> import tensorflow as tf
+    >>> ds = without_autotune_thread(tf.data.Dataset.range(3))
+    >>> ds.options().autotune.enabled
+    False
+    """
+    import tensorflow as tf
+
+    if ds.options().autotune.enabled is not None:
+        return ds
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.with_options(options)
 
 
 def _warn_augmenting(part: str) -> None:

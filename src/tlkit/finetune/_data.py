@@ -12,7 +12,7 @@ import numpy as np
 
 from tlkit._files import check_file
 from tlkit._validation import MIN_IMAGE_SIZE, type_name
-from tlkit.data import Sample, SplitPart
+from tlkit.data import Sample, SplitPart, without_autotune_thread
 from tlkit.errors import ArgumentTypeError, ScheduleError
 
 __all__ = [
@@ -85,7 +85,7 @@ def as_data(value: Any, what: str) -> Data:
 
         if int(value.cardinality()) == int(tf.data.INFINITE_CARDINALITY):
             raise ScheduleError(f"{what} is infinite (.repeat()?); pass a finite dataset")
-        return Data(dataset=value)
+        return Data(dataset=without_autotune_thread(value))
     raise ArgumentTypeError(
         f"{what} must be a SplitPart (e.g. split.train) or a tf.data.Dataset of (images, labels) "
         f"batches, got {type_name(value)}"
@@ -209,7 +209,7 @@ def as_pixels(
         )
     if tuple(arr.shape[1:3]) != tuple(image_size):
         arr = tf.image.resize(arr, image_size).numpy()
-    return tf.data.Dataset.from_tensor_slices(arr).batch(bs), None
+    return without_autotune_thread(tf.data.Dataset.from_tensor_slices(arr).batch(bs)), None
 
 
 def batches(ds: Any) -> Any:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tlkit.data import without_autotune_thread
 from tlkit.errors import ScheduleError
 from tlkit.finetune import _callbacks as cb
 from tlkit.finetune import _saving
@@ -611,8 +612,9 @@ def _run_phase(
             # finite dataset, and the first batch of a new one waited 0.9-8.5 s with the CPU
             # idle in about half the epochs (benchmarks/epoch_start.py); repeated, the next
             # epoch's batches are ready when it starts. The same batches, epoch by epoch
-            # (tested).
-            ds.repeat(),
+            # (tested). Without the autotuning thread, deleting it when fit returns does not
+            # wait up to 60 s for that thread (benchmarks/iterator_teardown.py).
+            without_autotune_thread(ds.repeat()),
             steps_per_epoch=steps,
             epochs=first + phase.epochs,
             initial_epoch=len(history),
