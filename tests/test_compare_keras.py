@@ -87,6 +87,20 @@ def test_add_keras_model_from_dataset(images) -> None:
     assert r.machine["tensorflow"] == tf.__version__
 
 
+def test_a_users_dataset_is_read_without_the_autotune_thread(images) -> None:
+    """The cost columns time predictions: a user's dataset is read with tf.data's
+    autotuning thread off (deleting an iterator waited for it, idle:
+    benchmarks/iterator_teardown.py), unless its options chose."""
+    from tlkit.compare._testset import TestSet
+
+    x, y = images
+    assert TestSet(dataset(x, y)).dataset(None).options().autotune.enabled is False
+    options = tf.data.Options()
+    options.autotune.enabled = True
+    mine = dataset(x, y).with_options(options)
+    assert TestSet(mine).dataset(None).options().autotune.enabled is True
+
+
 @dataclass
 class TrainedRun:
     """A hand-written training run implementing tlkit.protocols.TrainedClassifier."""

@@ -19,6 +19,7 @@ from scipy.special import expit, softmax
 from tlkit._keras_model import input_image_size
 from tlkit.compare._gallery import ImageFiles
 from tlkit.compare._inputs import PROB_ATOL, check_labels
+from tlkit.data import without_autotune_thread
 from tlkit.errors import ArgumentTypeError, ComparisonError
 
 __all__ = ["TestSet", "as_probabilities", "classify_test_data", "predict"]
@@ -160,7 +161,9 @@ class TestSet:
                 )
             if spec[0].shape.rank == 3:  # unbatched images
                 ds = ds.batch(self.batch_size)
-            return ds
+            # Deleting an iterator can wait for tf.data's autotuning thread, idle time
+            # the prediction-time cost column would count (benchmarks/iterator_teardown.py).
+            return without_autotune_thread(ds)
         key = size or (0, 0)
         if key not in self._datasets:
             self._datasets[key] = self.data.to_dataset(
