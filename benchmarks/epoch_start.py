@@ -6,6 +6,11 @@ CPU time barely moved), which a time budget counts as slow epochs. ``FineTuner``
 fits each phase on ``ds.repeat()`` with ``steps_per_epoch`` instead, one iterator for
 the phase, with the same batches epoch by epoch (``tests/test_finetune.py``).
 
+The waits turned out to be tf.data's autotuning thread holding up the delete of the
+previous epoch's iterator (``benchmarks/iterator_teardown.py``); with the thread off, as
+tlkit's pipelines now run, neither way waits (rerun at commit 5cbb93a: first batches
+0.13-0.16 s, mean epoch 7.98 s against 8.08 s, 0.99x).
+
 This script trains the study's CNN from scratch (``FineTuner.scratch_cnn``, 160 px,
 batch 32, no augmentation) on ELPV's training images with plain Keras ``fit`` both
 ways, alternating (plain, repeated, plain, repeated), and prints per epoch the wall

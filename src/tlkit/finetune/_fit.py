@@ -608,12 +608,11 @@ def _run_phase(
     )
     try:
         model.fit(
-            # One iterator for the whole phase: Keras makes a new one each epoch from a
-            # finite dataset, and the first batch of a new one waited 0.9-8.5 s with the CPU
-            # idle in about half the epochs (benchmarks/epoch_start.py); repeated, the next
-            # epoch's batches are ready when it starts. The same batches, epoch by epoch
-            # (tested). Without the autotuning thread, deleting it when fit returns does not
-            # wait up to 60 s for that thread (benchmarks/iterator_teardown.py).
+            # One iterator for the whole phase (Keras makes a new one each epoch from a
+            # finite dataset; the same batches, epoch by epoch, tested), without tf.data's
+            # autotuning thread: deleting an iterator waited for it, up to 60 s idle when
+            # fit returned, 0.9-8.5 s at some epochs' start with a new iterator each epoch
+            # (benchmarks/iterator_teardown.py, benchmarks/epoch_start.py).
             without_autotune_thread(ds.repeat()),
             steps_per_epoch=steps,
             epochs=first + phase.epochs,
