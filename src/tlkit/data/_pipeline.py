@@ -142,8 +142,11 @@ def to_dataset(
         Class names (taken from a ``SplitPart``); used for the number of
         classes of one-hot labels.
     num_parallel_calls : int, optional
-        Images decoded and batches augmented at once (default: autotuned
-        decoding, and one batch per core, at most 8, for augmentation).
+        Images decoded and batches augmented at once (default: one image per
+        core, at most 16, for decoding, and one batch per core, at most 8, for
+        augmentation). The dataset runs without tf.data's autotuning thread
+        (``tlkit.data.without_autotune_thread`` says why); set ``autotune.enabled`` in
+        its options to turn it back on.
     shuffle_buffer : int, optional
         Shuffle buffer size. Default: all samples (the shuffle then orders
         file names, not images, so it costs little memory), or 1,024 images
