@@ -109,6 +109,14 @@ def main() -> None:
         help="after every training step pull each trained backbone weight toward its pretrained "
         "value by this fraction of the gap (decoupled L2-SP, Li et al. 2018)",
     )
+    p.add_argument(
+        "--mixup",
+        type=float,
+        default=None,
+        metavar="ALPHA",
+        help="augment with random horizontal and vertical flips, then keras MixUp(alpha=ALPHA) "
+        "(replaces --augment; random, so no phase can use a feature cache)",
+    )
     p.add_argument("--time-budget", default=None, help="e.g. 40min: plan the pretrained epochs")
     p.add_argument(
         "--no-pretrained", action="store_true", help="only the scratch CNN (and the baseline)"
@@ -124,6 +132,8 @@ def main() -> None:
         p.error("--weight-decay trains with AdamW: leave out --optimizer or give adamw")
     if args.no_pretrained and not args.scratch_epochs:
         p.error("--no-pretrained leaves only the scratch CNN: give --scratch-epochs >= 1")
+    if args.mixup is not None and args.mixup <= 0:
+        p.error(f"--mixup takes MixUp's alpha, a number > 0, got {args.mixup}")
 
     from tlkit import DatasetSplitter, FineTuner, ModelComparator, schedules
     from tlkit.datasets import elpv_samples
@@ -137,6 +147,13 @@ def main() -> None:
     print(split.summary())
     unfreeze = args.unfreeze if args.unfreeze == "all" else int(args.unfreeze)
     augment = augment_arg(args.augment, args.seed)
+    if args.mixup is not None:
+        import keras
+
+        from tlkit import AugmentationPipeline
+
+        flips = keras.layers.RandomFlip("horizontal_and_vertical")
+        augment = AugmentationPipeline([flips, keras.layers.MixUp(args.mixup)], seed=args.seed)
     common = {
         "class_names": split.class_names,
         "image_size": args.image_size,
@@ -186,7 +203,8 @@ def main() -> None:
     report = comparator.run()
     report.save(args.out / "report")
     print(
-        f"\nschedule {'none' if args.no_pretrained else repr(schedule)}, augment {args.augment}, "
+        f"\nschedule {'none' if args.no_pretrained else repr(schedule)}, augment "
+        f"{args.augment if args.mixup is None else f'flips + MixUp({args.mixup})'}, "
         f"optimizer {optimizer_name}, L2-SP {args.l2sp or 'off'}"
     )
     print(

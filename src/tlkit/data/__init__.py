@@ -11,7 +11,7 @@ A few names are importable from here for tlkit's own layers (the audit, the
 command line, augmentation previews) but are not part of the public API and are
 left out of ``__all__``: ``decode_errors``, ``inspect_file``, ``DEFAULT_HASH_SIZE``,
 ``DEFAULT_INNER_VAL``, ``CLASS_WEIGHT_MODES`` and ``without_autotune_thread`` (for
-fine-tuning).
+fine-tuning and comparing).
 """
 
 from tlkit.data._folds import DEFAULT_INNER_VAL as DEFAULT_INNER_VAL
