@@ -18,6 +18,8 @@ Usage::
     python benchmarks/elpv.py --image-size 224 --head-epochs 20 --finetune-epochs 24 \
         --lr-factor 0.033 --lr-decay 0.9 --augment views:dihedral --scratch-epochs 0 \
         --l2sp 1e-3                                 # L2-SP toward the pretrained weights
+    python benchmarks/elpv.py --image-size 224 --head-epochs 20 --finetune-epochs 24 \
+        --lr-factor 0.033 --lr-decay 0.9 --scratch-epochs 0 --mixup 0.2  # flips + MixUp
 
 Prints accuracy, balanced accuracy and macro-F1 with 95% bootstrap intervals,
 per-class F1, training wall time and peak RSS per model; writes the split manifest
@@ -114,8 +116,9 @@ def main() -> None:
         type=float,
         default=None,
         metavar="ALPHA",
-        help="augment with random horizontal and vertical flips, then keras MixUp(alpha=ALPHA) "
-        "(replaces --augment; random, so no phase can use a feature cache)",
+        help="augment with random horizontal and vertical flips, then keras MixUp(alpha=ALPHA), "
+        "instead of --augment (random: the head trains on cached unaugmented features, the "
+        "phases that train the backbone on augmented images)",
     )
     p.add_argument("--time-budget", default=None, help="e.g. 40min: plan the pretrained epochs")
     p.add_argument(
@@ -134,6 +137,8 @@ def main() -> None:
         p.error("--no-pretrained leaves only the scratch CNN: give --scratch-epochs >= 1")
     if args.mixup is not None and args.mixup <= 0:
         p.error(f"--mixup takes MixUp's alpha, a number > 0, got {args.mixup}")
+    if args.mixup is not None and args.augment != p.get_default("augment"):
+        p.error("--mixup brings its own augmentation (flips, then MixUp): leave out --augment")
 
     from tlkit import DatasetSplitter, FineTuner, ModelComparator, schedules
     from tlkit.datasets import elpv_samples
